@@ -1,0 +1,2 @@
+//! strata's launcher: the CLI's commands and the container runtime (namespaces, uid/gid
+//! maps, cgroups, rootfs, PID 1 duties) on top of `store` and `unionfs`.

@@ -1,0 +1,1 @@
+//! stratafs: overlay (union) filesystem semantics implemented in userspace over FUSE.
