@@ -1,2 +1,5 @@
 //! strata's launcher: the CLI's commands and the container runtime (namespaces, uid/gid
 //! maps, cgroups, rootfs, PID 1 duties) on top of `store` and `unionfs`.
+
+pub mod cmd_image;
+pub mod cmd_run;

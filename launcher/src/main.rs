@@ -1,6 +1,77 @@
 //! `strata`: image store and container runtime on stratafs.
 
-fn main() {
-    eprintln!("strata: not built yet");
-    std::process::exit(125);
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit status for an error of strata itself (as podman/docker use 125).
+const EXIT_STRATA_ERROR: u8 = 125;
+
+#[derive(Parser)]
+#[command(name = "strata", version, about = "Container images and runtime on stratafs")]
+struct Cli {
+    /// Root of the store (else $STRATA_ROOT, /var/lib/strata as root, or
+    /// $XDG_DATA_HOME/strata).
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<std::path::PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Manage images in the store.
+    #[command(subcommand)]
+    Image(launcher::cmd_image::ImageCommand),
+    /// List changes in a container's filesystem (A/C/D).
+    Diff(launcher::cmd_image::DiffArgs),
+    /// Turn a container's changes into a new image.
+    Commit(launcher::cmd_image::CommitArgs),
+    /// Write a container's flattened rootfs as a tar.
+    Export(launcher::cmd_image::ExportArgs),
+    /// Run a command in a new container.
+    Run(launcher::cmd_run::RunArgs),
+    /// List containers.
+    Ps(launcher::cmd_run::PsArgs),
+    /// Remove containers.
+    Rm(launcher::cmd_run::RmArgs),
+    /// Mount an image's or container's union at DIR (for inspection).
+    Mount(launcher::cmd_run::MountArgs),
+    /// Unmount a union mounted by `strata mount`.
+    Unmount(launcher::cmd_run::UnmountArgs),
+    /// Serve stratafs in this process (what `stratafs` does); used by the launcher.
+    #[command(hide = true, name = "stratafs", disable_help_flag = true)]
+    Stratafs {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let root = cli.root;
+    let result = match cli.command {
+        Command::Image(cmd) => launcher::cmd_image::image(root, cmd),
+        Command::Diff(args) => launcher::cmd_image::diff(root, args),
+        Command::Commit(args) => launcher::cmd_image::commit(root, args),
+        Command::Export(args) => launcher::cmd_image::export(root, args),
+        Command::Run(args) => launcher::cmd_run::run(root, args),
+        Command::Ps(args) => launcher::cmd_run::ps(root, args),
+        Command::Rm(args) => launcher::cmd_run::rm(root, args),
+        Command::Mount(args) => launcher::cmd_run::mount(root, args),
+        Command::Unmount(args) => launcher::cmd_run::unmount(root, args),
+        Command::Stratafs { args } => {
+            let mut argv = vec![std::ffi::OsString::from("stratafs")];
+            argv.extend(args);
+            return unionfs::cli::main(argv);
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("strata: {err:#}");
+            ExitCode::from(EXIT_STRATA_ERROR)
+        }
+    }
 }

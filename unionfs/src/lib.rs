@@ -1,1 +1,3 @@
 //! stratafs: overlay (union) filesystem semantics implemented in userspace over FUSE.
+
+pub mod cli;
