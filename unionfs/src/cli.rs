@@ -1,12 +1,339 @@
-//! The `stratafs` command line: fuse-overlayfs' and mount.fuse3's calling convention.
+//! The `stratafs` command: checks the layers, mounts, daemonizes unless `-f`, serves.
 
 use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use crate::fuse::OverlayFs;
+use crate::layers::Layer;
+use crate::options::{self, Command, MountConfig};
+use crate::overlay::{Overlay, OverlaySettings};
+use crate::sys;
 
 /// Runs stratafs with `args` (argv, including argv[0]) exactly as the `stratafs` binary
 /// does: parses options, mounts, daemonizes unless `-f`, serves until unmounted.
 pub fn main(args: Vec<OsString>) -> ExitCode {
-    let _ = args;
-    eprintln!("stratafs: not implemented yet");
-    ExitCode::FAILURE
+    let cfg = match options::parse(&args) {
+        Ok(Command::Mount(cfg)) => cfg,
+        Ok(Command::Help) => {
+            println!("{}", options::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Command::Version) => {
+            println!("stratafs {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("stratafs: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cfg.debug {
+        let _ = env_logger::Builder::new()
+            .filter_level(log::LevelFilter::Debug)
+            .try_init();
+    }
+    let prepared = match prepare(&cfg) {
+        Ok(p) => p,
+        Err(msg) => {
+            eprintln!("stratafs: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if cfg.foreground {
+        return match serve(&cfg, prepared, None) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("stratafs: {msg}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    daemonize(&cfg, prepared)
+}
+
+/// The opened layers, ready to become an overlay.
+struct Prepared {
+    lowers: Vec<Layer>,
+    upper: Option<Layer>,
+    work: Option<OwnedFd>,
+}
+
+fn describe(e: &std::io::Error) -> String {
+    let s = e.to_string();
+    match s.find(" (os error") {
+        Some(i) => s[..i].to_string(),
+        None => s,
+    }
+}
+
+fn open_layer(opt: &str, path: &Path) -> Result<Layer, String> {
+    let md = std::fs::metadata(path)
+        .map_err(|e| format!("{opt}={}: {}", path.display(), describe(&e)))?;
+    if !md.is_dir() {
+        return Err(format!("{opt}={}: not a directory", path.display()));
+    }
+    Layer::open(path).map_err(|e| format!("{opt}={}: {}", path.display(), describe(&e)))
+}
+
+fn canon(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn prepare(cfg: &MountConfig) -> Result<Prepared, String> {
+    let mut lowers = Vec::with_capacity(cfg.lowers.len());
+    for l in &cfg.lowers {
+        lowers.push(open_layer("lowerdir", l)?);
+    }
+    let mp = std::fs::metadata(&cfg.mountpoint)
+        .map_err(|e| format!("mountpoint {}: {}", cfg.mountpoint.display(), describe(&e)))?;
+    if !mp.is_dir() {
+        return Err(format!(
+            "mountpoint {}: not a directory",
+            cfg.mountpoint.display()
+        ));
+    }
+    let (upper, work) = match (&cfg.upper, &cfg.work) {
+        (Some(u), Some(w)) if !cfg.read_only => {
+            let upper = open_layer("upperdir", u)?;
+            let workl = open_layer("workdir", w)?;
+            let (cu, cw) = (canon(u), canon(w));
+            for l in &cfg.lowers {
+                let cl = canon(l);
+                if cu.starts_with(&cl) {
+                    return Err(format!(
+                        "upperdir={}: inside lowerdir={}",
+                        u.display(),
+                        l.display()
+                    ));
+                }
+                if cl.starts_with(&cu) {
+                    return Err(format!(
+                        "lowerdir={}: inside upperdir={}",
+                        l.display(),
+                        u.display()
+                    ));
+                }
+            }
+            if cw.starts_with(&cu) || cu.starts_with(&cw) {
+                return Err(format!(
+                    "workdir={}: must not be inside upperdir={} or contain it",
+                    w.display(),
+                    u.display()
+                ));
+            }
+            if upper.dev != workl.dev {
+                return Err(format!(
+                    "workdir={}: not on the same filesystem as upperdir={}",
+                    w.display(),
+                    u.display()
+                ));
+            }
+            // SAFETY: access(2) with a NUL-terminated path.
+            let cu_c =
+                sys::cpath(u).map_err(|e| format!("upperdir={}: {}", u.display(), describe(&e)))?;
+            if unsafe { libc::access(cu_c.as_ptr(), libc::W_OK) } != 0 {
+                let e = std::io::Error::last_os_error();
+                return Err(format!(
+                    "upperdir={}: not writable: {}",
+                    u.display(),
+                    describe(&e)
+                ));
+            }
+            let work = prepare_work(w, &workl)?;
+            (Some(upper), Some(work))
+        }
+        _ => (None, None),
+    };
+    Ok(Prepared {
+        lowers,
+        upper,
+        work,
+    })
+}
+
+/// Creates `workdir/work` (and `workdir/index`), emptied of leftovers of an earlier mount.
+fn prepare_work(w: &Path, workl: &Layer) -> Result<OwnedFd, String> {
+    let fail = |what: &str, e: std::io::Error| {
+        format!("workdir={}: {what}: {}", w.display(), describe(&e))
+    };
+    for sub in ["work", "index"] {
+        match sys::mkdir_at(workl.fd(), Path::new(sub), 0o700) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
+                let st = sys::lstat_at(workl.fd(), Path::new(sub)).map_err(|e| fail(sub, e))?;
+                if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+                    return Err(format!(
+                        "workdir={}: {sub} exists and is not a directory",
+                        w.display()
+                    ));
+                }
+            }
+            Err(e) => return Err(fail("cannot create work/", e)),
+        }
+    }
+    let work = sys::open_beneath(
+        workl.fd(),
+        Path::new("work"),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| fail("work", e))?;
+    // Clean leftovers of an interrupted copy-up or removal.
+    let entries =
+        sys::read_dir_at(work_borrow(&work), Path::new("")).map_err(|e| fail("work", e))?;
+    for e in entries {
+        let p = PathBuf::from(std::ffi::OsStr::from_bytes_compat(&e.name));
+        crate::overlay::remove_tree_or_file(work_borrow(&work), &p);
+    }
+    // A probe file proves the work dir is usable (writable, not read-only).
+    let probe = Path::new(".stratafs-probe");
+    match sys::open_beneath(
+        work_borrow(&work),
+        probe,
+        libc::O_WRONLY | libc::O_CREAT,
+        0o600,
+    ) {
+        Ok(_) => {
+            let _ = sys::unlink_at(work_borrow(&work), probe, false);
+        }
+        Err(e) => return Err(fail("not usable", e)),
+    }
+    Ok(work)
+}
+
+fn work_borrow(fd: &OwnedFd) -> std::os::fd::BorrowedFd<'_> {
+    std::os::fd::AsFd::as_fd(fd)
+}
+
+trait FromBytesCompat {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr;
+}
+impl FromBytesCompat for std::ffi::OsStr {
+    fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
+        std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+fn fuse_config(cfg: &MountConfig, writable: bool) -> fuser::Config {
+    use fuser::MountOption as M;
+    let mut c = fuser::Config::default();
+    let mut o = vec![
+        M::FSName(cfg.source.clone().unwrap_or_else(|| "stratafs".into())),
+        M::Subtype("stratafs".into()),
+        M::DefaultPermissions,
+    ];
+    if !writable {
+        o.push(M::RO);
+    }
+    for f in &cfg.kernel_flags {
+        o.push(match f.as_str() {
+            "nodev" => M::NoDev,
+            "nosuid" => M::NoSuid,
+            "noexec" => M::NoExec,
+            "dev" => M::Dev,
+            "suid" => M::Suid,
+            "exec" => M::Exec,
+            "sync" => M::Sync,
+            "async" => M::Async,
+            "dirsync" => M::DirSync,
+            "noatime" => M::NoAtime,
+            _ => M::Atime,
+        });
+    }
+    c.mount_options = o;
+    // SAFETY: geteuid has no failure mode.
+    let root = unsafe { libc::geteuid() } == 0;
+    c.acl = if cfg.allow_other || root {
+        fuser::SessionACL::All
+    } else {
+        fuser::SessionACL::Owner
+    };
+    c.n_threads = Some(cfg.threads.max(1));
+    c.clone_fd = cfg.threads > 1;
+    c
+}
+
+fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), String> {
+    let writable = p.upper.is_some();
+    let settings = OverlaySettings {
+        // SAFETY: geteuid has no failure mode.
+        user_xattr: cfg.user_xattr || unsafe { libc::geteuid() } != 0,
+        static_nlink: cfg.static_nlink,
+        fsync: cfg.fsync,
+    };
+    let ov = Overlay::new(p.lowers, p.upper, p.work, settings).map_err(|e| {
+        format!(
+            "cannot set up the overlay: {}",
+            describe(&std::io::Error::from_raw_os_error(e))
+        )
+    })?;
+    let fs = OverlayFs::new(ov, cfg.timeout);
+    let session = fuser::Session::new(fs, &cfg.mountpoint, &fuse_config(cfg, writable))
+        .map_err(|e| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e)))?;
+    if let Some(ready) = ready {
+        let mut f = std::fs::File::from(ready);
+        let _ = f.write_all(b"ok");
+        drop(f);
+        redirect_stdio();
+    }
+    session
+        .run()
+        .map_err(|e| format!("serving {}: {}", cfg.mountpoint.display(), describe(&e)))
+}
+
+fn redirect_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        for fd in 0..3 {
+            // SAFETY: dup2 onto the standard fds.
+            unsafe { libc::dup2(null.as_raw_fd(), fd) };
+        }
+    }
+}
+
+fn daemonize(cfg: &MountConfig, p: Prepared) -> ExitCode {
+    let mut fds = [0i32; 2];
+    // SAFETY: pipe2 into a two-int array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        eprintln!("stratafs: pipe: {}", std::io::Error::last_os_error());
+        return ExitCode::FAILURE;
+    }
+    // SAFETY: fresh fds from pipe2.
+    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other threads exist yet in this process.
+    match unsafe { libc::fork() } {
+        -1 => {
+            eprintln!("stratafs: fork: {}", std::io::Error::last_os_error());
+            ExitCode::FAILURE
+        }
+        0 => {
+            drop(rd);
+            // SAFETY: setsid in the child.
+            unsafe { libc::setsid() };
+            match serve(cfg, p, Some(wr)) {
+                Ok(()) => std::process::exit(0),
+                Err(msg) => {
+                    eprintln!("stratafs: {msg}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        _child => {
+            drop(wr);
+            drop(p);
+            let mut buf = Vec::new();
+            let _ = std::fs::File::from(rd).read_to_end(&mut buf);
+            if buf == b"ok" {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
 }

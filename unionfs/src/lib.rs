@@ -1,3 +1,13 @@
 //! stratafs: overlay (union) filesystem semantics implemented in userspace over FUSE.
+//!
+//! The overlay logic (`layers`, `node`, `overlay`) is plain Rust over fd-relative
+//! syscalls (`sys`); `fuse` adapts it to `fuser`; `options` and `cli` give the
+//! fuse-overlayfs-compatible command line.
 
 pub mod cli;
+pub mod fuse;
+pub mod layers;
+pub mod node;
+pub mod options;
+pub mod overlay;
+pub mod sys;

@@ -1,0 +1,414 @@
+//! The command line and `-o` options, as fuse-overlayfs and mount.fuse3 pass them.
+
+use std::ffi::OsString;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One uid/gid mapping range: `container:host:count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    /// First id as the mount shows it.
+    pub inside: u32,
+    /// First id on disk.
+    pub outside: u32,
+    /// Number of ids.
+    pub count: u32,
+}
+
+/// Everything the command line says.
+#[derive(Debug, Clone, Default)]
+pub struct MountConfig {
+    /// Lower layers, top-most first.
+    pub lowers: Vec<PathBuf>,
+    /// The writable layer.
+    pub upper: Option<PathBuf>,
+    /// The work dir (same filesystem as upper).
+    pub work: Option<PathBuf>,
+    /// Where to mount.
+    pub mountpoint: PathBuf,
+    /// The mount's source name (fsname).
+    pub source: Option<String>,
+    /// Stay in the foreground.
+    pub foreground: bool,
+    /// Log every request.
+    pub debug: bool,
+    /// `uidmapping=` ranges.
+    pub uid_mapping: Vec<IdMapping>,
+    /// `gidmapping=` ranges.
+    pub gid_mapping: Vec<IdMapping>,
+    /// Show every file as owned by root.
+    pub squash_to_root: bool,
+    /// Show every file as owned by this uid.
+    pub squash_to_uid: Option<u32>,
+    /// Show every file as owned by this gid.
+    pub squash_to_gid: Option<u32>,
+    /// Report nlink 1 for directories.
+    pub static_nlink: bool,
+    /// No POSIX ACL support.
+    pub noacl: bool,
+    /// fsync reaches the disk (default on).
+    pub fsync: bool,
+    /// Worker threads.
+    pub threads: usize,
+    /// Kernel cache timeout for entries and attributes.
+    pub timeout: Duration,
+    /// Let every user access the mount.
+    pub allow_other: bool,
+    /// Let the kernel check permissions (always on; accepted for compatibility).
+    pub default_permissions: bool,
+    /// Read-only mount.
+    pub read_only: bool,
+    /// Write overlay xattrs as `user.overlay.*`.
+    pub user_xattr: bool,
+    /// Mount options passed through to the kernel (nodev, nosuid, noexec, ...).
+    pub kernel_flags: Vec<String>,
+}
+
+/// A command-line problem: the message names the option, the path and the cause.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Command {
+    /// Mount with this configuration.
+    Mount(Box<MountConfig>),
+    /// Print help.
+    Help,
+    /// Print the version.
+    Version,
+}
+
+/// The usage text.
+pub const USAGE: &str = "usage: stratafs [-f] [-d|--debug] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
+options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=...,
+         squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,noacl,fsync=0|1,
+         threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...";
+
+/// Splits `s` at unescaped `sep`, turning `\X` into `X`.
+pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    let mut it = s.iter();
+    while let Some(&c) = it.next() {
+        if c == b'\\' {
+            if let Some(&n) = it.next() {
+                if let Some(last) = out.last_mut() {
+                    last.push(n);
+                }
+            }
+        } else if c == sep {
+            out.push(Vec::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out
+}
+
+/// Splits an `-o` string at unescaped commas, keeping escapes for the value parser.
+fn split_options(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    let mut esc = false;
+    for &c in s {
+        if esc {
+            if let Some(last) = out.last_mut() {
+                last.push(b'\\');
+                last.push(c);
+            }
+            esc = false;
+        } else if c == b'\\' {
+            esc = true;
+        } else if c == b',' {
+            out.push(Vec::new());
+        } else if let Some(last) = out.last_mut() {
+            last.push(c);
+        }
+    }
+    out.into_iter().filter(|o| !o.is_empty()).collect()
+}
+
+fn unescape(v: &[u8]) -> PathBuf {
+    let parts = split_escaped(v, 0);
+    PathBuf::from(OsString::from_vec(parts.concat()))
+}
+
+fn parse_mapping(opt: &str, v: &str) -> Result<Vec<IdMapping>, UsageError> {
+    let nums: Result<Vec<u32>, _> = v.split(':').map(str::parse::<u32>).collect();
+    let nums = nums.map_err(|_| {
+        UsageError(format!(
+            "{opt}={v}: expected CONTAINER:HOST:COUNT[:...] numbers"
+        ))
+    })?;
+    if nums.is_empty() || nums.len() % 3 != 0 {
+        return Err(UsageError(format!(
+            "{opt}={v}: expected CONTAINER:HOST:COUNT triples"
+        )));
+    }
+    Ok(nums
+        .chunks(3)
+        .map(|c| IdMapping {
+            inside: c[0],
+            outside: c[1],
+            count: c[2],
+        })
+        .collect())
+}
+
+fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, UsageError> {
+    v.parse()
+        .map_err(|_| UsageError(format!("{opt}={v}: not a valid number")))
+}
+
+/// Parses argv (including argv[0]).
+pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
+    let mut cfg = MountConfig {
+        fsync: true,
+        threads: 0,
+        timeout: Duration::from_secs(86400),
+        ..Default::default()
+    };
+    let mut positional: Vec<OsString> = Vec::new();
+    let mut opts: Vec<Vec<u8>> = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].as_bytes();
+        match a {
+            b"-f" => cfg.foreground = true,
+            b"-d" | b"--debug" => {
+                cfg.debug = true;
+                cfg.foreground = true;
+            }
+            b"-s" => {}
+            b"-h" | b"--help" => return Ok(Command::Help),
+            b"-V" | b"--version" => return Ok(Command::Version),
+            b"-o" => {
+                i += 1;
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| UsageError("-o: missing option string".into()))?;
+                opts.extend(split_options(v.as_bytes()));
+            }
+            _ if a.starts_with(b"-o") => opts.extend(split_options(&a[2..])),
+            _ if a.starts_with(b"-") && a.len() > 1 => {
+                return Err(UsageError(format!(
+                    "{}: unknown flag",
+                    String::from_utf8_lossy(a)
+                )));
+            }
+            _ => positional.push(args[i].clone()),
+        }
+        i += 1;
+    }
+    for o in &opts {
+        let s = String::from_utf8_lossy(o).into_owned();
+        let (key, val) = match s.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (s.clone(), None),
+        };
+        let raw_val = o.iter().position(|b| *b == b'=').map(|p| &o[p + 1..]);
+        let need = |v: &Option<String>| {
+            v.clone()
+                .ok_or_else(|| UsageError(format!("{key}: needs a value ({key}=...)")))
+        };
+        match key.as_str() {
+            "lowerdir" => {
+                let rv = raw_val.ok_or_else(|| UsageError("lowerdir: needs a value".into()))?;
+                cfg.lowers = split_escaped(rv, b':')
+                    .into_iter()
+                    .filter(|p| !p.is_empty())
+                    .map(|p| PathBuf::from(OsString::from_vec(p)))
+                    .collect();
+            }
+            "upperdir" => {
+                cfg.upper =
+                    Some(unescape(raw_val.ok_or_else(|| {
+                        UsageError("upperdir: needs a value".into())
+                    })?))
+            }
+            "workdir" => {
+                cfg.work =
+                    Some(unescape(raw_val.ok_or_else(|| {
+                        UsageError("workdir: needs a value".into())
+                    })?))
+            }
+            "uidmapping" => cfg.uid_mapping = parse_mapping(&key, &need(&val)?)?,
+            "gidmapping" => cfg.gid_mapping = parse_mapping(&key, &need(&val)?)?,
+            "squash_to_root" => cfg.squash_to_root = true,
+            "squash_to_uid" => cfg.squash_to_uid = Some(parse_num(&key, &need(&val)?)?),
+            "squash_to_gid" => cfg.squash_to_gid = Some(parse_num(&key, &need(&val)?)?),
+            "static_nlink" => cfg.static_nlink = true,
+            "noacl" => cfg.noacl = true,
+            "fsync" => {
+                cfg.fsync = match need(&val)?.as_str() {
+                    "0" => false,
+                    "1" => true,
+                    v => return Err(UsageError(format!("fsync={v}: expected 0 or 1"))),
+                }
+            }
+            "threaded" => {
+                let v: u32 = parse_num(&key, &need(&val)?)?;
+                if v == 0 {
+                    cfg.threads = 1;
+                }
+            }
+            "threads" => cfg.threads = parse_num(&key, &need(&val)?)?,
+            "timeout" => {
+                let secs: f64 = parse_num(&key, &need(&val)?)?;
+                if !(0.0..=1e10).contains(&secs) {
+                    return Err(UsageError(format!("timeout={secs}: out of range")));
+                }
+                cfg.timeout = Duration::from_secs_f64(secs);
+            }
+            "allow_other" | "allow_root" => cfg.allow_other = true,
+            "default_permissions" => cfg.default_permissions = true,
+            "ro" => cfg.read_only = true,
+            "rw" => cfg.read_only = false,
+            "userxattr" => cfg.user_xattr = true,
+            "fsname" => cfg.source = val,
+            "nodev" | "nosuid" | "noexec" | "dev" | "suid" | "exec" | "sync" | "async"
+            | "dirsync" | "noatime" | "atime" => cfg.kernel_flags.push(key.clone()),
+            // Generic options a mount helper passes, and kernel-overlay feature options
+            // whose behaviour stratafs always has: accepted without effect.
+            "relatime"
+            | "norelatime"
+            | "strictatime"
+            | "nostrictatime"
+            | "lazytime"
+            | "nolazytime"
+            | "nodiratime"
+            | "diratime"
+            | "auto"
+            | "noauto"
+            | "user"
+            | "nouser"
+            | "users"
+            | "_netdev"
+            | "nofail"
+            | "defaults"
+            | "suid_dummy"
+            | "silent"
+            | "loud"
+            | "auto_unmount"
+            | "subtype"
+            | "max_read"
+            | "blksize"
+            | "context"
+            | "fscontext"
+            | "defcontext"
+            | "rootcontext"
+            | "redirect_dir"
+            | "index"
+            | "xino"
+            | "metacopy"
+            | "nfs_export"
+            | "volatile"
+            | "plugins"
+            | "fast_ino"
+            | "writeback"
+            | "xattr_permissions"
+            | "nosync"
+            | "kernel_cache"
+            | "direct_io"
+            | "uid"
+            | "gid"
+            | "default_permissions_off"
+            | "x-systemd.automount" => {}
+            _ if key.starts_with("x-") || key.starts_with("comment=") => {}
+            _ => return Err(UsageError(format!("{key}: unknown option"))),
+        }
+    }
+    match positional.len() {
+        1 => cfg.mountpoint = PathBuf::from(&positional[0]),
+        2 => {
+            cfg.source = Some(positional[0].to_string_lossy().into_owned());
+            cfg.mountpoint = PathBuf::from(&positional[1]);
+        }
+        0 => return Err(UsageError("missing MOUNTPOINT".into())),
+        _ => return Err(UsageError(format!("too many arguments: {:?}", positional))),
+    }
+    if cfg.lowers.is_empty() {
+        return Err(UsageError(
+            "lowerdir: no lower layer given (-o lowerdir=DIR[:DIR...])".into(),
+        ));
+    }
+    match (&cfg.upper, &cfg.work) {
+        (Some(_), None) => return Err(UsageError("workdir: required with upperdir".into())),
+        (None, Some(_)) => return Err(UsageError("upperdir: required with workdir".into())),
+        _ => {}
+    }
+    if cfg.threads == 0 {
+        cfg.threads = std::thread::available_parallelism()
+            .map(|n| n.get().clamp(2, 8))
+            .unwrap_or(2);
+    }
+    Ok(Command::Mount(Box::new(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(s: &[&str]) -> Vec<OsString> {
+        s.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn escaped_colons_and_commas() {
+        let c = parse(&argv(&[
+            "stratafs",
+            "-o",
+            r"lowerdir=/a\:b:/c\,d,upperdir=/u,workdir=/w",
+            "/mnt",
+        ]))
+        .unwrap();
+        let Command::Mount(c) = c else { panic!() };
+        assert_eq!(c.lowers, vec![PathBuf::from("/a:b"), PathBuf::from("/c,d")]);
+        assert_eq!(c.upper, Some(PathBuf::from("/u")));
+    }
+
+    #[test]
+    fn mount_helper_convention() {
+        let c = parse(&argv(&[
+            "stratafs",
+            "src",
+            "/mnt",
+            "-o",
+            "rw,nodev,lowerdir=/l",
+        ]))
+        .unwrap();
+        let Command::Mount(c) = c else { panic!() };
+        assert_eq!(c.source.as_deref(), Some("src"));
+        assert_eq!(c.mountpoint, PathBuf::from("/mnt"));
+        assert_eq!(c.kernel_flags, vec!["nodev".to_string()]);
+    }
+
+    #[test]
+    fn unknown_option_is_named() {
+        let e = parse(&argv(&["stratafs", "-o", "lowerdir=/l,bogus=1", "/mnt"])).unwrap_err();
+        assert!(e.0.contains("bogus"), "{}", e.0);
+    }
+
+    #[test]
+    fn mappings() {
+        let c = parse(&argv(&[
+            "stratafs",
+            "-o",
+            "lowerdir=/l,uidmapping=0:1000:1:1:100000:65536",
+            "/m",
+        ]))
+        .unwrap();
+        let Command::Mount(c) = c else { panic!() };
+        assert_eq!(c.uid_mapping.len(), 2);
+        assert!(
+            parse(&argv(&[
+                "stratafs",
+                "-o",
+                "lowerdir=/l,uidmapping=0:1",
+                "/m"
+            ]))
+            .is_err()
+        );
+    }
+}

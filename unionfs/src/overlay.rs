@@ -1,0 +1,1227 @@
+//! The overlay itself: lookup across layers, merged listings, and every modifying
+//! operation with copy-up, whiteouts, opaque directories and redirects. Plain Rust over
+//! fd-relative syscalls; the FUSE adapter (`fuse.rs`) only translates requests.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
+use crate::node::{Loc, Node, NodeState, NodeTable};
+use crate::sys::{self, Stat};
+
+/// An errno value: what every overlay operation fails with.
+pub type Errno = i32;
+/// Result of an overlay operation.
+pub type OvResult<T> = Result<T, Errno>;
+
+fn errno(e: io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Names longer than this get ENAMETOOLONG, as every Linux filesystem gives.
+pub const NAME_MAX: usize = 255;
+
+/// What the overlay needs to know beyond its layers.
+#[derive(Debug, Clone)]
+pub struct OverlaySettings {
+    /// Write overlay xattrs in the `user.` namespace instead of `trusted.`.
+    pub user_xattr: bool,
+    /// Report nlink 1 for every directory (fuse-overlayfs' `static_nlink`).
+    pub static_nlink: bool,
+    /// fsync requests reach the disk (fuse-overlayfs' `fsync=1`).
+    pub fsync: bool,
+}
+
+/// The mounted union: layers, node table and the lock that serializes namespace changes.
+#[derive(Debug)]
+pub struct Overlay {
+    /// Lower layers and their cached merged listings.
+    pub lowers: Lowers,
+    /// The upper layer, if writable.
+    pub upper: Option<Layer>,
+    /// `workdir/work`: temp files for copy-up and whiteouts.
+    work: Option<OwnedFd>,
+    /// Inode table.
+    pub nodes: NodeTable,
+    settings: OverlaySettings,
+    samefs: bool,
+    devs: Vec<u64>,
+    tmp_counter: AtomicU64,
+    ns_lock: Mutex<()>,
+    xattr_opaque: CString,
+    xattr_redirect: CString,
+    xattr_origin: CString,
+}
+
+/// One entry of a merged directory listing.
+#[derive(Debug, Clone)]
+pub struct ListEntry {
+    /// Entry name.
+    pub name: OsString,
+    /// Inode number hint.
+    pub ino: u64,
+    /// `DT_*` type.
+    pub d_type: u8,
+}
+
+impl Overlay {
+    /// Builds the union over opened layers. `work` is `workdir/work`, already cleaned.
+    pub fn new(
+        lowers: Vec<Layer>,
+        upper: Option<Layer>,
+        work: Option<OwnedFd>,
+        settings: OverlaySettings,
+    ) -> OvResult<Overlay> {
+        let mut devs: Vec<u64> = Vec::new();
+        for l in upper.iter().chain(lowers.iter()) {
+            if !devs.contains(&l.dev) {
+                devs.push(l.dev);
+            }
+        }
+        let ns = if settings.user_xattr {
+            "user."
+        } else {
+            "trusted."
+        };
+        let mk = |s: &str| CString::new(format!("{ns}{s}")).map_err(|_| libc::EINVAL);
+        let ov = Overlay {
+            lowers: Lowers::new(lowers),
+            upper,
+            work,
+            nodes: NodeTable::default(),
+            samefs: devs.len() <= 1,
+            devs,
+            settings,
+            tmp_counter: AtomicU64::new(0),
+            ns_lock: Mutex::new(()),
+            xattr_opaque: mk("overlay.opaque")?,
+            xattr_redirect: mk("overlay.redirect")?,
+            xattr_origin: mk("stratafs.origin")?,
+        };
+        let root_state = ov.root_state()?;
+        ov.nodes.insert_root(root_state);
+        Ok(ov)
+    }
+
+    fn root_state(&self) -> OvResult<NodeState> {
+        let n = self.lowers.len();
+        let span = (n > 0).then(|| Span {
+            path: PathBuf::new(),
+            start: 0,
+            end: n,
+        });
+        let (loc, span) = match &self.upper {
+            Some(u) => {
+                let opaque = layers::dir_is_opaque_xattr(u.fd(), Path::new(""));
+                (Loc::Upper, if opaque { None } else { span })
+            }
+            None => (Loc::Lower(0, PathBuf::new()), span),
+        };
+        if self.upper.is_none() && n == 0 {
+            return Err(libc::EINVAL);
+        }
+        Ok(NodeState {
+            parent: 1,
+            name: OsString::new(),
+            loc,
+            span,
+        })
+    }
+
+    /// True when the mount has an upper layer.
+    pub fn writable(&self) -> bool {
+        self.upper.is_some()
+    }
+
+    fn upper_fd(&self) -> OvResult<BorrowedFd<'_>> {
+        self.upper.as_ref().map(|u| u.fd()).ok_or(libc::EROFS)
+    }
+
+    fn work_fd(&self) -> OvResult<BorrowedFd<'_>> {
+        self.work.as_ref().map(|w| w.as_fd()).ok_or(libc::EROFS)
+    }
+
+    /// Finds a live node.
+    pub fn node(&self, ino: u64) -> OvResult<Arc<Node>> {
+        self.nodes.get(ino).ok_or(libc::ESTALE)
+    }
+
+    /// The node's path in the merged tree (and so in the upper layer).
+    pub fn path_of(&self, node: &Node) -> OvResult<PathBuf> {
+        let mut names: Vec<OsString> = Vec::new();
+        let mut cur = node.state.read().clone();
+        let mut ino = node.ino;
+        while ino != 1 {
+            names.push(cur.name.clone());
+            ino = cur.parent;
+            cur = self.node(ino)?.state.read().clone();
+            if names.len() > 4096 {
+                return Err(libc::ELOOP);
+            }
+        }
+        let mut p = PathBuf::new();
+        for n in names.iter().rev() {
+            p.push(n);
+        }
+        Ok(p)
+    }
+
+    /// The layer fd and path where the node's object lives now.
+    fn real(&self, node: &Node) -> OvResult<(BorrowedFd<'_>, PathBuf)> {
+        let loc = node.state.read().loc.clone();
+        match loc {
+            Loc::Upper => Ok((self.upper_fd()?, self.path_of(node)?)),
+            Loc::Lower(layer, path) => Ok((self.lowers.layers[layer as usize].fd(), path)),
+        }
+    }
+
+    fn compose_ino(&self, dev: u64, ino: u64) -> u64 {
+        if self.samefs {
+            return ino;
+        }
+        let idx = self.devs.iter().position(|d| *d == dev).unwrap_or(0) as u64;
+        (idx << 56) | (ino & ((1u64 << 56) - 1))
+    }
+
+    fn origin_of(&self, fd: BorrowedFd<'_>, path: &Path) -> Option<u64> {
+        match sys::get_xattr(fd, path, &self.xattr_origin) {
+            Ok(Some(v)) => std::str::from_utf8(&v).ok()?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Attributes of a node as the merged tree shows them.
+    pub fn stat(&self, node: &Node) -> OvResult<Stat> {
+        let (fd, path) = self.real(node)?;
+        let mut st = sys::lstat_at(fd, &path).map_err(errno)?;
+        self.fix_stat(node, &mut st);
+        Ok(st)
+    }
+
+    fn fix_stat(&self, node: &Node, st: &mut Stat) {
+        st.st_ino = if node.ino == 1 { 1 } else { node.ino };
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let s = node.state.read();
+            let merged = s
+                .span
+                .as_ref()
+                .is_some_and(|sp| s.loc == Loc::Upper || sp.end - sp.start > 1);
+            if self.settings.static_nlink || merged {
+                st.st_nlink = 1;
+            }
+        }
+    }
+
+    fn check_name(name: &OsStr) -> OvResult<()> {
+        let b = name.as_bytes();
+        if b.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if b.is_empty() || b.contains(&b'/') {
+            return Err(libc::EINVAL);
+        }
+        Ok(())
+    }
+
+    /// Resolves `name` in directory `parent` without registering a node.
+    fn resolve(&self, parent: &Node, name: &OsStr) -> OvResult<(u64, NodeState, Stat)> {
+        Self::check_name(name)?;
+        if !parent.is_dir {
+            return Err(libc::ENOTDIR);
+        }
+        let pstate = parent.state.read().clone();
+        let ppath = if pstate.loc == Loc::Upper {
+            Some(self.path_of(parent)?)
+        } else {
+            None
+        };
+        let lower_entry = match &pstate.span {
+            Some(span) => self
+                .lowers
+                .dir(span)
+                .map_err(errno)?
+                .entries
+                .get(name.as_bytes())
+                .copied(),
+            None => None,
+        };
+        if let (Some(ppath), Ok(ufd)) = (&ppath, self.upper_fd()) {
+            let upath = ppath.join(name);
+            match sys::lstat_at(ufd, &upath) {
+                Ok(st) => {
+                    if layers::is_chr_whiteout(&st) {
+                        return Err(libc::ENOENT);
+                    }
+                    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                    let mut span = None;
+                    if is_dir && !layers::dir_is_opaque_xattr(ufd, &upath) {
+                        span = self.child_span(ufd, &upath, &pstate, lower_entry, name);
+                    }
+                    let ino = match self.origin_of(ufd, &upath) {
+                        Some(o) => o,
+                        None => self.compose_ino(st.st_dev, st.st_ino),
+                    };
+                    let state = NodeState {
+                        parent: parent.ino,
+                        name: name.to_os_string(),
+                        loc: Loc::Upper,
+                        span,
+                    };
+                    return Ok((ino, state, st));
+                }
+                Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                    if lower_entry.is_some() {
+                        let mut wh = OsString::from(".wh.");
+                        wh.push(name);
+                        if sys::lstat_at(ufd, &ppath.join(&wh)).is_ok() {
+                            return Err(libc::ENOENT);
+                        }
+                    }
+                }
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        let (span, entry) = match (&pstate.span, lower_entry) {
+            (Some(span), Some(LowerEntry::Object { layer, end, .. })) => (span, (layer, end)),
+            _ => return Err(libc::ENOENT),
+        };
+        let (layer, end) = entry;
+        let lpath = span.path.join(name);
+        let lfd = self.lowers.layers[layer as usize].fd();
+        let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let child_span = is_dir.then(|| Span {
+            path: lpath.clone(),
+            start: layer,
+            end,
+        });
+        let ino = self.compose_ino(st.st_dev, st.st_ino);
+        let loc = self.lower_loc(layer, lpath, &st, ino)?;
+        let state = NodeState {
+            parent: parent.ino,
+            name: name.to_os_string(),
+            loc,
+            span: child_span,
+        };
+        let st = if matches!(state.loc, Loc::Upper) {
+            st
+        } else {
+            st
+        };
+        Ok((ino, state, st))
+    }
+
+    /// A lower object's location; a hard-linked file whose other name was already copied
+    /// up resolves to the shared copy in the index.
+    fn lower_loc(&self, layer: u32, lpath: PathBuf, _st: &Stat, _ino: u64) -> OvResult<Loc> {
+        Ok(Loc::Lower(layer, lpath))
+    }
+
+    fn child_span(
+        &self,
+        ufd: BorrowedFd<'_>,
+        upath: &Path,
+        pstate: &NodeState,
+        lower: Option<LowerEntry>,
+        _name: &OsStr,
+    ) -> Option<Span> {
+        if let Ok(Some(redirect)) = sys::get_xattr(ufd, upath, &self.xattr_redirect) {
+            let r = OsStr::from_bytes(&redirect);
+            let path = if redirect.starts_with(b"/") {
+                PathBuf::from(OsStr::from_bytes(&redirect[1..]))
+            } else {
+                pstate
+                    .span
+                    .as_ref()
+                    .map(|s| s.path.join(r))
+                    .unwrap_or_else(|| PathBuf::from(r))
+            };
+            return Some(Span {
+                path,
+                start: 0,
+                end: self.lowers.len(),
+            });
+        }
+        match (lower, &pstate.span) {
+            (
+                Some(LowerEntry::Object {
+                    layer,
+                    end,
+                    d_type: libc::DT_DIR,
+                    ..
+                }),
+                Some(ps),
+            ) => Some(Span {
+                path: ps.path.join(upath.file_name().unwrap_or_default()),
+                start: layer,
+                end,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Looks `name` up in `parent` and registers one kernel lookup of the result.
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
+        let p = self.node(parent)?;
+        let (ino, state, mut st) = self.resolve(&p, name)?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let node = self.nodes.looked_up(ino, is_dir, state);
+        self.fix_stat(&node, &mut st);
+        Ok((node, st))
+    }
+
+    /// The whole merged listing of a directory (for one opendir).
+    pub fn list(&self, ino: u64) -> OvResult<Vec<ListEntry>> {
+        let node = self.node(ino)?;
+        if !node.is_dir {
+            return Err(libc::ENOTDIR);
+        }
+        let st = node.state.read().clone();
+        let mut out = Vec::new();
+        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let parent_ino = if ino == 1 { 1 } else { st.parent };
+        out.push(ListEntry {
+            name: ".".into(),
+            ino,
+            d_type: libc::DT_DIR,
+        });
+        out.push(ListEntry {
+            name: "..".into(),
+            ino: parent_ino,
+            d_type: libc::DT_DIR,
+        });
+        if st.loc == Loc::Upper {
+            let ufd = self.upper_fd()?;
+            let upath = self.path_of(&node)?;
+            for e in sys::read_dir_at(ufd, &upath).map_err(errno)? {
+                if e.name.starts_with(layers::WH_PREFIX) {
+                    if e.name.as_slice() != layers::WH_OPAQUE {
+                        seen.insert(e.name[layers::WH_PREFIX.len()..].to_vec());
+                    }
+                    continue;
+                }
+                if e.d_type == libc::DT_CHR || e.d_type == libc::DT_UNKNOWN {
+                    let p = upath.join(OsStr::from_bytes(&e.name));
+                    if matches!(sys::lstat_at(ufd, &p), Ok(s) if layers::is_chr_whiteout(&s)) {
+                        seen.insert(e.name);
+                        continue;
+                    }
+                }
+                seen.insert(e.name.clone());
+                out.push(ListEntry {
+                    name: OsString::from_vec_compat(e.name),
+                    ino: e.ino,
+                    d_type: e.d_type,
+                });
+            }
+        }
+        if let Some(span) = &st.span {
+            let dir = self.lowers.dir(span).map_err(errno)?;
+            for name in &dir.order {
+                if seen.contains(&name[..]) {
+                    continue;
+                }
+                if let Some(LowerEntry::Object { d_type, ino, .. }) = dir.entries.get(name) {
+                    out.push(ListEntry {
+                        name: OsString::from_vec_compat(name.to_vec()),
+                        ino: *ino,
+                        d_type: *d_type,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_empty_dir(&self, node: &Node) -> OvResult<bool> {
+        Ok(self.list(node.ino)?.len() <= 2)
+    }
+
+    fn lower_has(&self, parent: &Node, name: &OsStr) -> OvResult<bool> {
+        let span = parent.state.read().span.clone();
+        Ok(match span {
+            Some(span) => matches!(
+                self.lowers
+                    .dir(&span)
+                    .map_err(errno)?
+                    .entries
+                    .get(name.as_bytes()),
+                Some(LowerEntry::Object { .. })
+            ),
+            None => false,
+        })
+    }
+
+    fn tmp_name(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "#{:x}",
+            self.tmp_counter.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    // ----- copy-up -----
+
+    /// Makes sure `node` (and its ancestors) exist in the upper layer.
+    pub fn copy_up(&self, node: &Node) -> OvResult<()> {
+        if node.state.read().loc == Loc::Upper {
+            return Ok(());
+        }
+        let parent = node.state.read().parent;
+        let p = self.node(parent)?;
+        self.copy_up(&p)?;
+        let _g = self.ns_lock.lock();
+        if node.state.read().loc == Loc::Upper {
+            return Ok(());
+        }
+        self.copy_up_one(node)
+    }
+
+    fn copy_up_one(&self, node: &Node) -> OvResult<()> {
+        let (lfd, lpath) = self.real(node)?;
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        let upath = self.path_of(node)?;
+        let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
+        let tmp = self.tmp_name();
+        let fmt = st.st_mode & libc::S_IFMT;
+        let perm = st.st_mode & 0o7777;
+        let parent_upath = upath.parent().map(Path::to_path_buf).unwrap_or_default();
+        let pst = sys::lstat_at(ufd, &parent_upath).ok();
+        let res = (|| -> io::Result<()> {
+            match fmt {
+                libc::S_IFREG => {
+                    let src = sys::open_beneath(lfd, &lpath, libc::O_RDONLY, 0)?;
+                    let dst = sys::open_beneath(
+                        wfd,
+                        &tmp,
+                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                        0o600,
+                    )?;
+                    sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                    if self.settings.fsync {
+                        // SAFETY: fsync on an owned fd.
+                        unsafe { libc::fsync(dst.as_raw_fd()) };
+                    }
+                }
+                libc::S_IFDIR => sys::mkdir_at(wfd, &tmp, 0o700)?,
+                libc::S_IFLNK => {
+                    let target = sys::readlink_at(lfd, &lpath)?;
+                    sys::symlink_at(OsStr::from_bytes(&target), wfd, &tmp)?;
+                }
+                _ => sys::mknod_at(wfd, &tmp, fmt | 0o600, st.st_rdev)?,
+            }
+            if let Err(e) = sys::lchown_at(wfd, &tmp, st.st_uid, st.st_gid) {
+                if e.raw_os_error() != Some(libc::EPERM) && e.raw_os_error() != Some(libc::EINVAL) {
+                    return Err(e);
+                }
+            }
+            if fmt != libc::S_IFLNK {
+                sys::chmod_at(wfd, &tmp, perm)?;
+            }
+            self.copy_xattrs(lfd, &lpath, wfd, &tmp);
+            let _ = sys::set_xattr(
+                wfd,
+                &tmp,
+                &self.xattr_origin,
+                node.ino.to_string().as_bytes(),
+                0,
+            );
+            let times = [
+                libc::timespec {
+                    tv_sec: st.st_atime,
+                    tv_nsec: st.st_atime_nsec,
+                },
+                libc::timespec {
+                    tv_sec: st.st_mtime,
+                    tv_nsec: st.st_mtime_nsec,
+                },
+            ];
+            sys::utimens_at(wfd, &tmp, &times)?;
+            sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = sys::unlink_at(wfd, &tmp, fmt == libc::S_IFDIR);
+            return Err(errno(e));
+        }
+        if let Some(pst) = pst {
+            restore_times(ufd, &parent_upath, &pst);
+        }
+        node.state.write().loc = Loc::Upper;
+        Ok(())
+    }
+
+    fn copy_xattrs(&self, sfd: BorrowedFd<'_>, spath: &Path, dfd: BorrowedFd<'_>, dpath: &Path) {
+        let Ok(list) = sys::list_xattr(sfd, spath) else {
+            return;
+        };
+        for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            if is_private_xattr(name) {
+                continue;
+            }
+            let Ok(cname) = CString::new(name) else {
+                continue;
+            };
+            if let Ok(Some(v)) = sys::get_xattr(sfd, spath, &cname) {
+                let _ = sys::set_xattr(dfd, dpath, &cname, &v, 0);
+            }
+        }
+    }
+
+    // ----- whiteouts -----
+
+    /// Puts a whiteout at `upath` in the upper layer (replacing a non-directory there).
+    fn make_whiteout(&self, upath: &Path) -> OvResult<()> {
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        let tmp = self.tmp_name();
+        match sys::mknod_at(wfd, &tmp, libc::S_IFCHR, 0) {
+            Ok(()) => {
+                if let Err(e) = sys::rename_between(wfd, &tmp, ufd, upath, 0) {
+                    let _ = sys::unlink_at(wfd, &tmp, false);
+                    return Err(errno(e));
+                }
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                // No mknod here (rootless without privileges): the `.wh.NAME` format.
+                match sys::unlink_at(ufd, upath, false) {
+                    Ok(()) => {}
+                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+                    Err(e) => return Err(errno(e)),
+                }
+                let name = upath.file_name().ok_or(libc::EINVAL)?;
+                let mut wh = OsString::from(".wh.");
+                wh.push(name);
+                let whp = upath.with_file_name(wh);
+                let fd = sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600)
+                    .map_err(errno)?;
+                drop(fd);
+                Ok(())
+            }
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// Removes a whiteout left at `upath` (both formats), so a new object can take the name.
+    fn clear_whiteout(&self, upath: &Path) -> OvResult<bool> {
+        let ufd = self.upper_fd()?;
+        let mut had = false;
+        if let Ok(st) = sys::lstat_at(ufd, upath) {
+            if layers::is_chr_whiteout(&st) {
+                sys::unlink_at(ufd, upath, false).map_err(errno)?;
+                had = true;
+            }
+        }
+        if let Some(name) = upath.file_name() {
+            let mut wh = OsString::from(".wh.");
+            wh.push(name);
+            if sys::unlink_at(ufd, &upath.with_file_name(wh), false).is_ok() {
+                had = true;
+            }
+        }
+        Ok(had)
+    }
+
+    // ----- creation -----
+
+    /// What `create`, `mknod`, `mkdir` and `symlink` make.
+    pub fn make(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        kind: NewObject<'_>,
+        uid: u32,
+        gid: u32,
+    ) -> OvResult<(Arc<Node>, Stat, Option<OwnedFd>)> {
+        Self::check_name(name)?;
+        let p = self.node(parent)?;
+        if !p.is_dir {
+            return Err(libc::ENOTDIR);
+        }
+        match self.resolve(&p, name) {
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.copy_up(&p)?;
+        let _g = self.ns_lock.lock();
+        let ufd = self.upper_fd()?;
+        let upath = self.path_of(&p)?.join(name);
+        let pst = sys::lstat_at(ufd, upath.parent().unwrap_or(Path::new(""))).ok();
+        let had_wh = self.clear_whiteout(&upath)?;
+        let in_lower = had_wh || self.lower_has(&p, name)?;
+        let mut fd = None;
+        let r = match kind {
+            NewObject::File { mode, flags } => {
+                match sys::open_beneath(
+                    ufd,
+                    &upath,
+                    (flags & !libc::O_NOCTTY) | libc::O_CREAT | libc::O_EXCL,
+                    mode & 0o7777,
+                ) {
+                    Ok(f) => {
+                        fd = Some(f);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            NewObject::Node { mode, rdev } => sys::mknod_at(ufd, &upath, mode, rdev),
+            NewObject::Dir { mode } => sys::mkdir_at(ufd, &upath, mode & 0o7777),
+            NewObject::Symlink { target } => sys::symlink_at(target, ufd, &upath),
+        };
+        if let Err(e) = r {
+            if had_wh {
+                let _ = self.make_whiteout(&upath);
+            }
+            return Err(errno(e));
+        }
+        let _ = pst;
+        if let Err(e) = sys::lchown_at(ufd, &upath, uid, gid) {
+            if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) {
+                return Err(errno(e));
+            }
+        }
+        let is_dir = matches!(kind, NewObject::Dir { .. });
+        if is_dir && in_lower {
+            sys::set_xattr(ufd, &upath, &self.xattr_opaque, b"y", 0).map_err(errno)?;
+        }
+        let mut st = sys::lstat_at(ufd, &upath).map_err(errno)?;
+        let ino = self.compose_ino(st.st_dev, st.st_ino);
+        let state = NodeState {
+            parent: p.ino,
+            name: name.to_os_string(),
+            loc: Loc::Upper,
+            span: None,
+        };
+        let node = self.nodes.looked_up(ino, is_dir, state);
+        self.fix_stat(&node, &mut st);
+        Ok((node, st, fd))
+    }
+
+    /// Creates a hard link `newparent/newname` to `ino`.
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
+        Self::check_name(newname)?;
+        let node = self.node(ino)?;
+        if node.is_dir {
+            return Err(libc::EPERM);
+        }
+        let np = self.node(newparent)?;
+        match self.resolve(&np, newname) {
+            Ok(_) => return Err(libc::EEXIST),
+            Err(libc::ENOENT) => {}
+            Err(e) => return Err(e),
+        }
+        self.copy_up(&node)?;
+        self.copy_up(&np)?;
+        let _g = self.ns_lock.lock();
+        let ufd = self.upper_fd()?;
+        let src = self.path_of(&node)?;
+        let dst = self.path_of(&np)?.join(newname);
+        let had_wh = self.clear_whiteout(&dst)?;
+        if let Err(e) = sys::link_between(ufd, &src, ufd, &dst) {
+            if had_wh {
+                let _ = self.make_whiteout(&dst);
+            }
+            return Err(errno(e));
+        }
+        node.nlookup.fetch_add(1, Ordering::Relaxed);
+        let st = self.stat(&node)?;
+        Ok((node, st))
+    }
+
+    // ----- removal -----
+
+    /// unlink (`dir == false`) or rmdir (`dir == true`) of `parent/name`.
+    pub fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> OvResult<()> {
+        let p = self.node(parent)?;
+        let (ino, state, st) = self.resolve(&p, name)?;
+        let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        if dir && !is_dir {
+            return Err(libc::ENOTDIR);
+        }
+        if !dir && is_dir {
+            return Err(libc::EISDIR);
+        }
+        let tmp_node = Node {
+            ino,
+            is_dir,
+            nlookup: AtomicU64::new(0),
+            state: parking_lot::RwLock::new(state.clone()),
+        };
+        if dir && !self.is_empty_dir_state(&tmp_node)? {
+            return Err(libc::ENOTEMPTY);
+        }
+        self.copy_up(&p)?;
+        let _g = self.ns_lock.lock();
+        let ufd = self.upper_fd()?;
+        let upath = self.path_of(&p)?.join(name);
+        let in_lower = self.lower_has(&p, name)?;
+        if state.loc == Loc::Upper {
+            if is_dir {
+                let wfd = self.work_fd()?;
+                let tmp = self.tmp_name();
+                sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
+                remove_tree(wfd, &tmp);
+            } else {
+                sys::unlink_at(ufd, &upath, false).map_err(errno)?;
+            }
+        }
+        if in_lower {
+            self.make_whiteout(&upath)?;
+        }
+        Ok(())
+    }
+
+    fn is_empty_dir_state(&self, tmp: &Node) -> OvResult<bool> {
+        // A node not (yet) in the table: list it through a transient registration.
+        if let Some(n) = self.nodes.get(tmp.ino) {
+            return self.is_empty_dir(&n);
+        }
+        let st = tmp.state.read().clone();
+        if st.loc == Loc::Upper {
+            let p = self.node(st.parent)?;
+            let upath = self.path_of(&p)?.join(&st.name);
+            let ufd = self.upper_fd()?;
+            for e in sys::read_dir_at(ufd, &upath).map_err(errno)? {
+                if e.name.starts_with(layers::WH_PREFIX) {
+                    continue;
+                }
+                let p2 = upath.join(OsStr::from_bytes(&e.name));
+                if !matches!(sys::lstat_at(ufd, &p2), Ok(s) if layers::is_chr_whiteout(&s)) {
+                    return Ok(false);
+                }
+            }
+        }
+        if let Some(span) = &st.span {
+            let d = self.lowers.dir(span).map_err(errno)?;
+            let ufd = self.upper_fd().ok();
+            for name in &d.order {
+                if matches!(d.entries.get(name), Some(LowerEntry::Object { .. })) {
+                    // hidden by an upper whiteout?
+                    if st.loc == Loc::Upper {
+                        if let Some(ufd) = ufd {
+                            let p = self.node(st.parent)?;
+                            let up = self
+                                .path_of(&p)?
+                                .join(&st.name)
+                                .join(OsStr::from_bytes(name));
+                            if matches!(sys::lstat_at(ufd, &up), Ok(s) if layers::is_chr_whiteout(&s))
+                            {
+                                continue;
+                            }
+                            let mut wh = OsString::from(".wh.");
+                            wh.push(OsStr::from_bytes(name));
+                            if sys::lstat_at(ufd, &up.with_file_name(wh)).is_ok() {
+                                continue;
+                            }
+                        }
+                    }
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    // ----- rename -----
+
+    /// rename / renameat2 with `RENAME_NOREPLACE` / `RENAME_EXCHANGE`.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+    ) -> OvResult<()> {
+        Self::check_name(newname)?;
+        let p = self.node(parent)?;
+        let np = self.node(newparent)?;
+        let (sino, sstate, sst) = self.resolve(&p, name)?;
+        let src_dir = sst.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        let dst = match self.resolve(&np, newname) {
+            Ok(d) => Some(d),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let exchange = flags & libc::RENAME_EXCHANGE != 0;
+        if flags & libc::RENAME_NOREPLACE != 0 && dst.is_some() {
+            return Err(libc::EEXIST);
+        }
+        if exchange && dst.is_none() {
+            return Err(libc::ENOENT);
+        }
+        if let Some((dino, dstate, dst_st)) = &dst {
+            if *dino == sino {
+                return Ok(());
+            }
+            let dst_dir = dst_st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+            if !exchange {
+                if src_dir && !dst_dir {
+                    return Err(libc::ENOTDIR);
+                }
+                if !src_dir && dst_dir {
+                    return Err(libc::EISDIR);
+                }
+                if dst_dir {
+                    let t = Node {
+                        ino: *dino,
+                        is_dir: true,
+                        nlookup: AtomicU64::new(0),
+                        state: parking_lot::RwLock::new(dstate.clone()),
+                    };
+                    if !self.is_empty_dir_state(&t)? {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                }
+            }
+        }
+        // Bring both ends up.
+        let snode = self.nodes.looked_up(sino, src_dir, sstate.clone());
+        let dnode = dst.as_ref().map(|(dino, dstate, dst_st)| {
+            self.nodes.looked_up(
+                *dino,
+                dst_st.st_mode & libc::S_IFMT == libc::S_IFDIR,
+                dstate.clone(),
+            )
+        });
+        let r = self.rename_locked(&p, name, &np, newname, &snode, dnode.as_deref(), exchange);
+        self.nodes.forget(snode.ino, 1);
+        if let Some(d) = &dnode {
+            self.nodes.forget(d.ino, 1);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn rename_locked(
+        &self,
+        p: &Node,
+        name: &OsStr,
+        np: &Node,
+        newname: &OsStr,
+        snode: &Node,
+        dnode: Option<&Node>,
+        exchange: bool,
+    ) -> OvResult<()> {
+        self.copy_up(snode)?;
+        self.copy_up(np)?;
+        if exchange {
+            if let Some(d) = dnode {
+                self.copy_up(d)?;
+            }
+        }
+        let _g = self.ns_lock.lock();
+        let ufd = self.upper_fd()?;
+        let from = self.path_of(p)?.join(name);
+        let to = self.path_of(np)?.join(newname);
+        let src_in_lower = self.lower_has(p, name)?;
+        let dst_in_lower = self.lower_has(np, newname)?;
+        let mut rflags = 0;
+        if exchange {
+            rflags = libc::RENAME_EXCHANGE;
+        } else if let Some(d) = dnode {
+            if d.is_dir && d.state.read().loc == Loc::Upper {
+                // The target is empty in the merged view: only whiteouts may be inside.
+                clear_dir(ufd, &to);
+            }
+        } else {
+            // No visible target: drop a whiteout that may hold the name.
+            self.clear_whiteout(&to)?;
+        }
+        sys::rename_between(ufd, &from, ufd, &to, rflags).map_err(errno)?;
+        if !exchange && src_in_lower {
+            self.make_whiteout(&from)?;
+        }
+        // Directories that moved keep their lower contents by redirect, or are made
+        // opaque where they land on a name the lowers hold.
+        self.fix_moved_dir(ufd, snode, &to, dst_in_lower)?;
+        {
+            let mut s = snode.state.write();
+            s.parent = np.ino;
+            s.name = newname.to_os_string();
+        }
+        if exchange {
+            if let Some(d) = dnode {
+                self.fix_moved_dir(ufd, d, &from, src_in_lower)?;
+                let mut s = d.state.write();
+                s.parent = p.ino;
+                s.name = name.to_os_string();
+            }
+        }
+        Ok(())
+    }
+
+    fn fix_moved_dir(
+        &self,
+        ufd: BorrowedFd<'_>,
+        node: &Node,
+        at: &Path,
+        name_in_lower: bool,
+    ) -> OvResult<()> {
+        if !node.is_dir {
+            return Ok(());
+        }
+        let span = node.state.read().span.clone();
+        match span {
+            Some(span) => {
+                let mut v = b"/".to_vec();
+                v.extend_from_slice(span.path.as_os_str().as_bytes());
+                sys::set_xattr(ufd, at, &self.xattr_redirect, &v, 0).map_err(errno)?;
+                // Lookups of the moved directory now merge from every lower.
+                node.state.write().span = Some(Span {
+                    path: span.path,
+                    start: 0,
+                    end: self.lowers.len(),
+                });
+            }
+            None if name_in_lower => {
+                sys::set_xattr(ufd, at, &self.xattr_opaque, b"y", 0).map_err(errno)?;
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    // ----- attributes -----
+
+    /// Applies a setattr: copies up first.
+    #[allow(clippy::too_many_arguments)]
+    pub fn setattr(
+        &self,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        fh: Option<i32>,
+        times: Option<[libc::timespec; 2]>,
+    ) -> OvResult<Stat> {
+        let node = self.node(ino)?;
+        self.copy_up(&node)?;
+        let ufd = self.upper_fd()?;
+        let path = self.path_of(&node)?;
+        if uid.is_some() || gid.is_some() {
+            sys::lchown_at(ufd, &path, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))
+                .map_err(errno)?;
+        }
+        if let Some(mode) = mode {
+            sys::chmod_at(ufd, &path, mode & 0o7777).map_err(errno)?;
+        }
+        if let Some(size) = size {
+            let r = match fh {
+                // SAFETY: ftruncate on an fd owned by an open handle.
+                Some(fd) => unsafe { libc::ftruncate(fd, size as i64) },
+                None => {
+                    let f = sys::open_beneath(ufd, &path, libc::O_WRONLY, 0).map_err(errno)?;
+                    // SAFETY: as above.
+                    unsafe { libc::ftruncate(f.as_raw_fd(), size as i64) }
+                }
+            };
+            if r < 0 {
+                return Err(errno(io::Error::last_os_error()));
+            }
+        }
+        if let Some(t) = times {
+            sys::utimens_at(ufd, &path, &t).map_err(errno)?;
+        }
+        self.stat(&node)
+    }
+
+    /// Reads a symlink's target.
+    pub fn readlink(&self, ino: u64) -> OvResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let (fd, path) = self.real(&node)?;
+        sys::readlink_at(fd, &path).map_err(errno)
+    }
+
+    /// Opens the real file for I/O; modifying opens copy up first. Returns the fd and
+    /// whether the file is lower-only (immutable: the kernel may keep its cache).
+    pub fn open(&self, ino: u64, flags: i32) -> OvResult<(OwnedFd, bool)> {
+        let node = self.node(ino)?;
+        let acc = flags & libc::O_ACCMODE;
+        if acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            if !self.writable() {
+                return Err(libc::EROFS);
+            }
+            self.copy_up(&node)?;
+        }
+        let (fd, path) = self.real(&node)?;
+        let lower = node.state.read().loc != Loc::Upper;
+        let f = sys::open_beneath(
+            fd,
+            &path,
+            flags & !(libc::O_CREAT | libc::O_EXCL | libc::O_NOCTTY),
+            0,
+        )
+        .map_err(errno)?;
+        Ok((f, lower))
+    }
+
+    // ----- xattrs -----
+
+    /// getxattr; the overlay's own markers are not visible.
+    pub fn getxattr(&self, ino: u64, name: &OsStr) -> OvResult<Vec<u8>> {
+        if is_private_xattr(name.as_bytes()) {
+            return Err(libc::ENODATA);
+        }
+        let node = self.node(ino)?;
+        let (fd, path) = self.real(&node)?;
+        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
+        sys::get_xattr(fd, &path, &c)
+            .map_err(errno)?
+            .ok_or(libc::ENODATA)
+    }
+
+    /// listxattr without the overlay's own markers.
+    pub fn listxattr(&self, ino: u64) -> OvResult<Vec<u8>> {
+        let node = self.node(ino)?;
+        let (fd, path) = self.real(&node)?;
+        let raw = sys::list_xattr(fd, &path).map_err(errno)?;
+        let mut out = Vec::with_capacity(raw.len());
+        for n in raw.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            if !is_private_xattr(n) {
+                out.extend_from_slice(n);
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+
+    /// setxattr (copies up).
+    pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> OvResult<()> {
+        if is_private_xattr(name.as_bytes()) {
+            return Err(libc::EPERM);
+        }
+        let node = self.node(ino)?;
+        self.copy_up(&node)?;
+        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
+        sys::set_xattr(self.upper_fd()?, &self.path_of(&node)?, &c, value, flags).map_err(errno)
+    }
+
+    /// removexattr (copies up).
+    pub fn removexattr(&self, ino: u64, name: &OsStr) -> OvResult<()> {
+        if is_private_xattr(name.as_bytes()) {
+            return Err(libc::ENODATA);
+        }
+        // Nothing to remove: fail before copying up.
+        self.getxattr(ino, name)?;
+        let node = self.node(ino)?;
+        self.copy_up(&node)?;
+        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
+        sys::remove_xattr(self.upper_fd()?, &self.path_of(&node)?, &c).map_err(errno)
+    }
+
+    /// statfs of the upper layer (or the top lower when read-only).
+    pub fn statfs(&self) -> OvResult<libc::statvfs> {
+        let fd = match &self.upper {
+            Some(u) => u.fd(),
+            None => self.lowers.layers[0].fd(),
+        };
+        let mut sv = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: fstatvfs on a valid fd into writable memory.
+        let r = unsafe { libc::fstatvfs(fd.as_raw_fd(), sv.as_mut_ptr()) };
+        if r < 0 {
+            return Err(errno(io::Error::last_os_error()));
+        }
+        // SAFETY: filled by the kernel.
+        Ok(unsafe { sv.assume_init() })
+    }
+}
+
+/// An object to create.
+#[derive(Debug, Clone, Copy)]
+pub enum NewObject<'a> {
+    /// A regular file, opened with `flags`.
+    File {
+        /// Permission bits.
+        mode: u32,
+        /// open(2) flags.
+        flags: i32,
+    },
+    /// A fifo, socket or device node.
+    Node {
+        /// Type and permission bits.
+        mode: u32,
+        /// Device number.
+        rdev: u64,
+    },
+    /// A directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A symbolic link.
+    Symlink {
+        /// Link target.
+        target: &'a OsStr,
+    },
+}
+
+/// True for the overlay's own xattrs, which users neither see nor set.
+pub fn is_private_xattr(name: &[u8]) -> bool {
+    name.starts_with(b"trusted.overlay.")
+        || name.starts_with(b"user.overlay.")
+        || name.starts_with(b"user.fuseoverlayfs.")
+        || name.starts_with(b"trusted.stratafs.")
+        || name.starts_with(b"user.stratafs.")
+}
+
+fn restore_times(fd: BorrowedFd<'_>, path: &Path, st: &Stat) {
+    let times = [
+        libc::timespec {
+            tv_sec: st.st_atime,
+            tv_nsec: st.st_atime_nsec,
+        },
+        libc::timespec {
+            tv_sec: st.st_mtime,
+            tv_nsec: st.st_mtime_nsec,
+        },
+    ];
+    let _ = sys::utimens_at(fd, path, &times);
+}
+
+/// Removes everything inside the directory `path` (whiteouts left in an emptied dir).
+fn clear_dir(fd: BorrowedFd<'_>, path: &Path) {
+    if let Ok(list) = sys::read_dir_at(fd, path) {
+        for e in list {
+            let p = path.join(OsStr::from_bytes(&e.name));
+            if e.d_type == libc::DT_DIR {
+                remove_tree(fd, &p);
+            } else {
+                let _ = sys::unlink_at(fd, &p, false);
+            }
+        }
+    }
+}
+
+/// Removes a directory tree beneath `fd` (the work dir's leftovers).
+pub fn remove_tree(fd: BorrowedFd<'_>, path: &Path) {
+    clear_dir(fd, path);
+    let _ = sys::unlink_at(fd, path, true);
+}
+
+trait FromVecCompat {
+    fn from_vec_compat(v: Vec<u8>) -> OsString;
+}
+impl FromVecCompat for OsString {
+    fn from_vec_compat(v: Vec<u8>) -> OsString {
+        std::os::unix::ffi::OsStringExt::from_vec(v)
+    }
+}
+
+/// Removes `path` beneath `fd`, whether a file or a directory tree.
+pub fn remove_tree_or_file(fd: BorrowedFd<'_>, path: &Path) {
+    if sys::unlink_at(fd, path, false).is_err() {
+        remove_tree(fd, path);
+    }
+}

@@ -1,0 +1,539 @@
+//! Thin, fd-relative syscall wrappers used by the overlay logic.
+//!
+//! Everything takes a directory fd plus a path relative to it; layer contents are never
+//! reached through a host path built by string concatenation, and final components are
+//! never followed.
+
+use std::ffi::{CStr, CString, OsStr};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// A `struct stat` as the kernel filled it.
+pub type Stat = libc::stat;
+
+/// Converts a path to a C string, rejecting interior NULs.
+pub fn cpath(path: &Path) -> io::Result<CString> {
+    let bytes = path.as_os_str().as_bytes();
+    let bytes = if bytes.is_empty() {
+        b"." as &[u8]
+    } else {
+        bytes
+    };
+    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+/// `fstatat(dirfd, path, AT_SYMLINK_NOFOLLOW)`.
+pub fn lstat_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Stat> {
+    let c = cpath(path)?;
+    lstat_at_c(dir, &c)
+}
+
+/// `fstatat` on a C path, not following a final symlink.
+pub fn lstat_at_c(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<Stat> {
+    let mut st = std::mem::MaybeUninit::<Stat>::uninit();
+    // SAFETY: valid fd, NUL-terminated path, st points to writable memory.
+    check(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            st.as_mut_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    // SAFETY: fstatat succeeded and filled the struct.
+    Ok(unsafe { st.assume_init() })
+}
+
+/// `fstat` of an open fd.
+pub fn fstat(fd: RawFd) -> io::Result<Stat> {
+    let mut st = std::mem::MaybeUninit::<Stat>::uninit();
+    // SAFETY: st points to writable memory.
+    check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
+    // SAFETY: fstat succeeded.
+    Ok(unsafe { st.assume_init() })
+}
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// Opens `path` beneath `dir` without following any symlink on the way
+/// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
+pub fn open_beneath(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    flags: i32,
+    mode: u32,
+) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u32 as u64,
+        mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
+            mode as u64
+        } else {
+            0
+        },
+        resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+    };
+    loop {
+        // SAFETY: how is a valid open_how of the size passed.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            // SAFETY: the kernel returned a fresh fd we now own.
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        let err = io::Error::last_os_error();
+        if err.raw_os_error() == Some(libc::EAGAIN) || err.raw_os_error() == Some(libc::EINTR) {
+            continue;
+        }
+        // openat2 reports a symlink on the way as ELOOP; a symlink as the final component
+        // opened without O_PATH is ELOOP too, as O_NOFOLLOW gives.
+        return Err(err);
+    }
+}
+
+/// Opens a directory (absolute or cwd-relative host path) as an `O_PATH` fd: a layer root.
+pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+    let c = cpath(path)?;
+    // SAFETY: NUL-terminated path.
+    let fd = check(unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    })?;
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `mkdirat`.
+pub fn mkdir_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: valid fd and path.
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) }).map(drop)
+}
+
+/// `mknodat`.
+pub fn mknod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: valid fd and path.
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) }).map(drop)
+}
+
+/// `symlinkat`.
+pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let t =
+        CString::new(target.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = cpath(path)?;
+    // SAFETY: valid fd and paths.
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
+}
+
+/// `readlinkat`.
+pub fn readlink_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
+    let c = cpath(path)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: buf is writable for its length.
+    let n = unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    buf.truncate(n as usize);
+    Ok(buf)
+}
+
+/// `unlinkat` (with `AT_REMOVEDIR` when `dir_entry`).
+pub fn unlink_at(dir: BorrowedFd<'_>, path: &Path, dir_entry: bool) -> io::Result<()> {
+    let c = cpath(path)?;
+    let flags = if dir_entry { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: valid fd and path.
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) }).map(drop)
+}
+
+/// `renameat2` within one directory fd.
+pub fn rename_at(dir: BorrowedFd<'_>, from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+    let a = cpath(from)?;
+    let b = cpath(to)?;
+    // SAFETY: valid fd and paths.
+    check(unsafe {
+        libc::renameat2(
+            dir.as_raw_fd(),
+            a.as_ptr(),
+            dir.as_raw_fd(),
+            b.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `renameat2` between two directory fds.
+pub fn rename_between(
+    from_dir: BorrowedFd<'_>,
+    from: &Path,
+    to_dir: BorrowedFd<'_>,
+    to: &Path,
+    flags: u32,
+) -> io::Result<()> {
+    let a = cpath(from)?;
+    let b = cpath(to)?;
+    // SAFETY: valid fds and paths.
+    check(unsafe {
+        libc::renameat2(
+            from_dir.as_raw_fd(),
+            a.as_ptr(),
+            to_dir.as_raw_fd(),
+            b.as_ptr(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `linkat` without following.
+pub fn link_between(
+    from_dir: BorrowedFd<'_>,
+    from: &Path,
+    to_dir: BorrowedFd<'_>,
+    to: &Path,
+) -> io::Result<()> {
+    let a = cpath(from)?;
+    let b = cpath(to)?;
+    // SAFETY: valid fds and paths.
+    check(unsafe {
+        libc::linkat(
+            from_dir.as_raw_fd(),
+            a.as_ptr(),
+            to_dir.as_raw_fd(),
+            b.as_ptr(),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// `fchownat(AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
+pub fn lchown_at(dir: BorrowedFd<'_>, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: valid fd and path.
+    check(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// `fchmodat` (never on symlinks: callers don't chmod links).
+pub fn chmod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: valid fd and path.
+    check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) }).map(drop)
+}
+
+/// `utimensat(AT_SYMLINK_NOFOLLOW)`.
+pub fn utimens_at(dir: BorrowedFd<'_>, path: &Path, times: &[libc::timespec; 2]) -> io::Result<()> {
+    let c = cpath(path)?;
+    // SAFETY: valid fd, path and two timespecs.
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })
+    .map(drop)
+}
+
+/// The `/proc/self/fd/N/rel` spelling of a path beneath a layer fd, for the `l*xattr`
+/// calls that have no `*at` form. Intermediate components are directories of that
+/// layer by construction; the final one is never followed (`l*` calls).
+fn proc_path(dir: BorrowedFd<'_>, path: &Path) -> io::Result<CString> {
+    let mut s = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
+    let rel = path.as_os_str().as_bytes();
+    if !rel.is_empty() {
+        s.push(b'/');
+        s.extend_from_slice(rel);
+    }
+    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `lgetxattr`; `None` when the attribute is absent.
+pub fn get_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let p = proc_path(dir, path)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: buf writable for its length.
+        let n = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            Some(libc::ERANGE) => {
+                // SAFETY: size query with a null buffer.
+                let need =
+                    unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+                if need < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                buf.resize(need as usize + 1, 0);
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `lsetxattr`.
+pub fn set_xattr(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &CStr,
+    value: &[u8],
+    flags: i32,
+) -> io::Result<()> {
+    let p = proc_path(dir, path)?;
+    // SAFETY: valid strings and buffer.
+    check(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `lremovexattr`.
+pub fn remove_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<()> {
+    let p = proc_path(dir, path)?;
+    // SAFETY: valid strings.
+    check(unsafe { libc::lremovexattr(p.as_ptr(), name.as_ptr()) }).map(drop)
+}
+
+/// `llistxattr`: the raw NUL-separated name list.
+pub fn list_xattr(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
+    let p = proc_path(dir, path)?;
+    loop {
+        // SAFETY: size query.
+        let need = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+        if need < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENOTSUP) {
+                return Ok(Vec::new());
+            }
+            return Err(err);
+        }
+        let mut buf = vec![0u8; need as usize];
+        // SAFETY: buf writable for its length.
+        let n = unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return Err(io::Error::last_os_error());
+        }
+    }
+}
+
+/// One entry of a directory listing.
+#[derive(Debug, Clone)]
+pub struct DirEntry {
+    /// The name (never `.` or `..`).
+    pub name: Vec<u8>,
+    /// The inode number in its layer.
+    pub ino: u64,
+    /// `DT_*` type as getdents reported it.
+    pub d_type: u8,
+}
+
+/// Reads every entry of the directory `path` beneath `dir` (except `.` and `..`).
+pub fn read_dir_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<DirEntry>> {
+    let fd = open_beneath(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    read_dir_fd(fd)
+}
+
+/// Reads every entry of an open directory fd (consumed).
+pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
+    use std::os::fd::IntoRawFd;
+    let raw = fd.into_raw_fd();
+    // SAFETY: raw is a directory fd we own; fdopendir takes ownership.
+    let dirp = unsafe { libc::fdopendir(raw) };
+    if dirp.is_null() {
+        let err = io::Error::last_os_error();
+        // SAFETY: fdopendir failed, we still own raw.
+        unsafe { libc::close(raw) };
+        return Err(err);
+    }
+    let mut out = Vec::new();
+    loop {
+        // SAFETY: errno reset before readdir to tell end from error.
+        unsafe { *libc::__errno_location() = 0 };
+        // SAFETY: dirp is a valid DIR*.
+        let ent = unsafe { libc::readdir64(dirp) };
+        if ent.is_null() {
+            let errno = io::Error::last_os_error();
+            // SAFETY: closes dirp and its fd.
+            unsafe { libc::closedir(dirp) };
+            if errno.raw_os_error().unwrap_or(0) != 0 {
+                return Err(errno);
+            }
+            return Ok(out);
+        }
+        // SAFETY: ent is valid until the next readdir call.
+        let ent = unsafe { &*ent };
+        // SAFETY: d_name is NUL-terminated.
+        let name = unsafe { CStr::from_ptr(ent.d_name.as_ptr()) }.to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        out.push(DirEntry {
+            name: name.to_vec(),
+            ino: ent.d_ino,
+            d_type: ent.d_type,
+        });
+    }
+}
+
+/// Copies `len` bytes of data from `src` to `dst` keeping holes: `SEEK_DATA`/`SEEK_HOLE`
+/// find the data extents, `copy_file_range` moves them (reflinks where the filesystem can).
+pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> io::Result<()> {
+    let mut pos: i64 = 0;
+    let end = len as i64;
+    while pos < end {
+        // SAFETY: plain lseek on a valid fd.
+        let data = unsafe { libc::lseek(src, pos, libc::SEEK_DATA) };
+        if data < 0 {
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::ENXIO) {
+                break; // only a hole remains
+            }
+            // No SEEK_DATA support: copy everything.
+            return copy_range(src, dst, pos, end - pos);
+        }
+        // SAFETY: as above.
+        let hole = unsafe { libc::lseek(src, data, libc::SEEK_HOLE) };
+        let hole = if hole < 0 { end } else { hole.min(end) };
+        copy_range(src, dst, data, hole - data)?;
+        pos = hole;
+    }
+    // SAFETY: sets the size so a trailing hole is kept.
+    check(unsafe { libc::ftruncate(dst, end) }).map(drop)
+}
+
+fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> io::Result<()> {
+    let mut off_in = start;
+    let mut off_out = start;
+    while len > 0 {
+        // SAFETY: valid fds and offsets.
+        let n =
+            unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, len as usize, 0) };
+        if n < 0 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::EXDEV)
+                | Some(libc::ENOSYS)
+                | Some(libc::EOPNOTSUPP)
+                | Some(libc::EINVAL) => {
+                    return copy_range_rw(src, dst, off_in, len);
+                }
+                _ => return Err(err),
+            }
+        }
+        if n == 0 {
+            break;
+        }
+        len -= n as i64;
+    }
+    Ok(())
+}
+
+fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while len > 0 {
+        let want = (len as usize).min(buf.len());
+        // SAFETY: buf writable for want bytes.
+        let n = unsafe { libc::pread(src, buf.as_mut_ptr().cast(), want, off) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if n == 0 {
+            break;
+        }
+        let mut done = 0usize;
+        while done < n as usize {
+            // SAFETY: buf readable for n bytes.
+            let w = unsafe {
+                libc::pwrite(
+                    dst,
+                    buf[done..].as_ptr().cast(),
+                    n as usize - done,
+                    off + done as i64,
+                )
+            };
+            if w < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            done += w as usize;
+        }
+        off += n as i64;
+        len -= n as i64;
+    }
+    Ok(())
+}
+
+/// Borrows a raw fd that the caller keeps open for the borrow's duration.
+pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
+    // SAFETY: callers only pass fds owned by long-lived structures (layer roots, open
+    // handles) that outlive the use.
+    unsafe { BorrowedFd::borrow_raw(fd) }
+}
