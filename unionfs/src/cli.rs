@@ -58,7 +58,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
 struct Prepared {
     lowers: Vec<Layer>,
     upper: Option<Layer>,
-    work: Option<OwnedFd>,
+    work: Option<(OwnedFd, OwnedFd)>,
 }
 
 fn describe(e: &std::io::Error) -> String {
@@ -155,7 +155,7 @@ fn prepare(cfg: &MountConfig) -> Result<Prepared, String> {
 }
 
 /// Creates `workdir/work` (and `workdir/index`), emptied of leftovers of an earlier mount.
-fn prepare_work(w: &Path, workl: &Layer) -> Result<OwnedFd, String> {
+fn prepare_work(w: &Path, workl: &Layer) -> Result<(OwnedFd, OwnedFd), String> {
     let fail = |what: &str, e: std::io::Error| {
         format!("workdir={}: {what}: {}", w.display(), describe(&e))
     };
@@ -201,7 +201,14 @@ fn prepare_work(w: &Path, workl: &Layer) -> Result<OwnedFd, String> {
         }
         Err(e) => return Err(fail("not usable", e)),
     }
-    Ok(work)
+    let index = sys::open_beneath(
+        workl.fd(),
+        Path::new("index"),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(|e| fail("index", e))?;
+    Ok((work, index))
 }
 
 fn work_borrow(fd: &OwnedFd) -> std::os::fd::BorrowedFd<'_> {

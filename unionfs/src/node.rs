@@ -17,6 +17,9 @@ pub enum Loc {
     Upper,
     /// In a lower layer (index into the lowers) at this path.
     Lower(u32, PathBuf),
+    /// A lower hard-linked file one of whose names was already copied up: the shared
+    /// copy in the work dir's index (this name is not copied up yet).
+    Index(PathBuf),
 }
 
 /// Mutable part of a node, changed by lookups, copy-up and rename.

@@ -48,6 +48,8 @@ pub struct Overlay {
     pub upper: Option<Layer>,
     /// `workdir/work`: temp files for copy-up and whiteouts.
     work: Option<OwnedFd>,
+    /// `workdir/index`: one link per copied-up lower hard-linked file, by origin ino.
+    index: Option<OwnedFd>,
     /// Inode table.
     pub nodes: NodeTable,
     settings: OverlaySettings,
@@ -76,9 +78,13 @@ impl Overlay {
     pub fn new(
         lowers: Vec<Layer>,
         upper: Option<Layer>,
-        work: Option<OwnedFd>,
+        work: Option<(OwnedFd, OwnedFd)>,
         settings: OverlaySettings,
     ) -> OvResult<Overlay> {
+        let (work, index) = match work {
+            Some((w, i)) => (Some(w), Some(i)),
+            None => (None, None),
+        };
         let mut devs: Vec<u64> = Vec::new();
         for l in upper.iter().chain(lowers.iter()) {
             if !devs.contains(&l.dev) {
@@ -95,6 +101,7 @@ impl Overlay {
             lowers: Lowers::new(lowers),
             upper,
             work,
+            index,
             nodes: NodeTable::default(),
             samefs: devs.len() <= 1,
             devs,
@@ -179,6 +186,7 @@ impl Overlay {
         match loc {
             Loc::Upper => Ok((self.upper_fd()?, self.path_of(node)?)),
             Loc::Lower(layer, path) => Ok((self.lowers.layers[layer as usize].fd(), path)),
+            Loc::Index(key) => Ok((self.index.as_ref().ok_or(libc::EROFS)?.as_fd(), key)),
         }
     }
 
@@ -320,7 +328,15 @@ impl Overlay {
 
     /// A lower object's location; a hard-linked file whose other name was already copied
     /// up resolves to the shared copy in the index.
-    fn lower_loc(&self, layer: u32, lpath: PathBuf, _st: &Stat, _ino: u64) -> OvResult<Loc> {
+    fn lower_loc(&self, layer: u32, lpath: PathBuf, st: &Stat, ino: u64) -> OvResult<Loc> {
+        if st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            if let Some(index) = &self.index {
+                let key = index_key(ino);
+                if sys::lstat_at(index.as_fd(), &key).is_ok() {
+                    return Ok(Loc::Index(key));
+                }
+            }
+        }
         Ok(Loc::Lower(layer, lpath))
     }
 
@@ -489,6 +505,14 @@ impl Overlay {
         let wfd = self.work_fd()?;
         let upath = self.path_of(node)?;
         let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
+        let indexed = matches!(node.state.read().loc, Loc::Index(_));
+        let hardlinked = st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        if indexed {
+            // Another name of this file was copied up: this name joins that copy.
+            sys::link_between(lfd, &lpath, ufd, &upath).map_err(errno)?;
+            node.state.write().loc = Loc::Upper;
+            return Ok(());
+        }
         let tmp = self.tmp_name();
         let fmt = st.st_mode & libc::S_IFMT;
         let perm = st.st_mode & 0o7777;
@@ -544,6 +568,11 @@ impl Overlay {
                 },
             ];
             sys::utimens_at(wfd, &tmp, &times)?;
+            if hardlinked {
+                if let Some(index) = &self.index {
+                    sys::link_between(wfd, &tmp, index.as_fd(), &index_key(node.ino))?;
+                }
+            }
             sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
             Ok(())
         })();
@@ -1056,7 +1085,7 @@ impl Overlay {
             self.copy_up(&node)?;
         }
         let (fd, path) = self.real(&node)?;
-        let lower = node.state.read().loc != Loc::Upper;
+        let lower = matches!(node.state.read().loc, Loc::Lower(..));
         let f = sys::open_beneath(
             fd,
             &path,
@@ -1165,6 +1194,11 @@ pub enum NewObject<'a> {
         /// Link target.
         target: &'a OsStr,
     },
+}
+
+/// Name of a copied-up hard-linked file's entry in the index dir.
+fn index_key(ino: u64) -> PathBuf {
+    PathBuf::from(format!("{ino:016x}"))
 }
 
 /// True for the overlay's own xattrs, which users neither see nor set.
