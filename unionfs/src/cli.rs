@@ -277,7 +277,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
             describe(&std::io::Error::from_raw_os_error(e))
         )
     })?;
-    let fs = OverlayFs::new(ov, cfg.timeout);
+    let fs = OverlayFs::new(ov, cfg.timeout, crate::idmap::IdMapper::from_config(cfg));
     let session = fuser::Session::new(fs, &cfg.mountpoint, &fuse_config(cfg, writable))
         .map_err(|e| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e)))?;
     if let Some(ready) = ready {

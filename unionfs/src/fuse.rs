@@ -1,7 +1,7 @@
 //! The `fuser::Filesystem` adapter: translates FUSE requests into overlay operations.
 
 use std::ffi::OsStr;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,6 +15,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use crate::idmap::IdMapper;
 use crate::overlay::{ListEntry, NewObject, Overlay};
 use crate::sys::Stat;
 
@@ -25,17 +26,39 @@ pub struct OverlayFs {
     ttl: Duration,
     dirs: DashMap<u64, Arc<Vec<ListEntry>>>,
     next_dir: AtomicU64,
+    ids: IdMapper,
 }
 
 impl OverlayFs {
     /// Wraps an overlay; `ttl` is how long the kernel may cache entries and attributes.
-    pub fn new(ov: Overlay, ttl: Duration) -> OverlayFs {
+    pub fn new(ov: Overlay, ttl: Duration, ids: IdMapper) -> OverlayFs {
         OverlayFs {
             ov: Arc::new(ov),
             ttl,
             dirs: DashMap::new(),
             next_dir: AtomicU64::new(1),
+            ids,
         }
+    }
+
+    /// Attributes as the mount shows them (ids mapped).
+    fn attr(&self, st: &Stat) -> FileAttr {
+        let mut a = attr(st);
+        if !self.ids.is_identity() {
+            a.uid = self.ids.uid_in(a.uid);
+            a.gid = self.ids.gid_in(a.gid);
+        }
+        a
+    }
+
+    /// The on-disk owner uid of what a caller creates (overflow id when unmapped).
+    fn disk_uid(&self, uid: u32) -> u32 {
+        self.ids.uid_out(uid).unwrap_or(crate::idmap::OVERFLOW_ID)
+    }
+
+    /// The on-disk owner gid of what a caller creates (overflow id when unmapped).
+    fn disk_gid(&self, gid: u32) -> u32 {
+        self.ids.gid_out(gid).unwrap_or(crate::idmap::OVERFLOW_ID)
     }
 }
 
@@ -129,7 +152,7 @@ fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
 
 impl OverlayFs {
     fn entry(&self, reply: ReplyEntry, st: &Stat) {
-        reply.entry(&self.ttl, &attr(st), Generation(0));
+        reply.entry(&self.ttl, &self.attr(st), Generation(0));
     }
 }
 
@@ -162,11 +185,11 @@ impl Filesystem for OverlayFs {
                 if let Ok(full) = self.ov.stat(&node) {
                     st.st_nlink = full.st_nlink;
                 }
-                return reply.attr(&self.ttl, &attr(&st));
+                return reply.attr(&self.ttl, &self.attr(&st));
             }
         }
         match self.ov.stat(&node) {
-            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl, &self.attr(&st)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -191,11 +214,18 @@ impl Filesystem for OverlayFs {
     ) {
         let times =
             (atime.is_some() || mtime.is_some()).then(|| [timespec(atime), timespec(mtime)]);
+        let (uid, gid) = match (
+            uid.map(|u| self.ids.uid_out(u)),
+            gid.map(|g| self.ids.gid_out(g)),
+        ) {
+            (Some(None), _) | (_, Some(None)) => return reply.error(Errno::EINVAL),
+            (u, g) => (u.flatten(), g.flatten()),
+        };
         match self
             .ov
             .setattr(ino.0, mode, uid, gid, size, fh.map(|f| f.0 as i32), times)
         {
-            Ok(st) => reply.attr(&self.ttl, &attr(&st)),
+            Ok(st) => reply.attr(&self.ttl, &self.attr(&st)),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -225,8 +255,8 @@ impl Filesystem for OverlayFs {
                 mode,
                 rdev: rdev as u64,
             },
-            req.uid(),
-            req.gid(),
+            self.disk_uid(req.uid()),
+            self.disk_gid(req.gid()),
         ) {
             Ok((_, st, _)) => self.entry(reply, &st),
             Err(e) => reply.error(err(e)),
@@ -248,8 +278,8 @@ impl Filesystem for OverlayFs {
             NewObject::Dir {
                 mode: mode & !umask,
             },
-            req.uid(),
-            req.gid(),
+            self.disk_uid(req.uid()),
+            self.disk_gid(req.gid()),
         ) {
             Ok((_, st, _)) => self.entry(reply, &st),
             Err(e) => reply.error(err(e)),
@@ -284,8 +314,8 @@ impl Filesystem for OverlayFs {
             NewObject::Symlink {
                 target: target.as_os_str(),
             },
-            req.uid(),
-            req.gid(),
+            self.disk_uid(req.uid()),
+            self.disk_gid(req.gid()),
         ) {
             Ok((_, st, _)) => self.entry(reply, &st),
             Err(e) => reply.error(err(e)),
@@ -579,11 +609,17 @@ impl Filesystem for OverlayFs {
             mode: mode & !umask & 0o7777,
             flags,
         };
-        match self.ov.make(parent.0, name, obj, req.uid(), req.gid()) {
+        match self.ov.make(
+            parent.0,
+            name,
+            obj,
+            self.disk_uid(req.uid()),
+            self.disk_gid(req.gid()),
+        ) {
             Ok((_, st, Some(fd))) => {
                 reply.created(
                     &self.ttl,
-                    &attr(&st),
+                    &self.attr(&st),
                     Generation(0),
                     FileHandle(fd.into_raw_fd() as u64),
                     FopenFlags::empty(),
@@ -642,14 +678,4 @@ fn xattr_reply(reply: ReplyXattr, v: &[u8], size: u32) {
     } else {
         reply.data(v);
     }
-}
-
-/// Keeps the raw-fd conversion in one place for callers that hold an fd in a handle.
-pub fn handle_fd(fh: FileHandle) -> i32 {
-    fh.0 as i32
-}
-
-#[allow(dead_code)]
-fn _assert_raw(fd: &std::os::fd::OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }

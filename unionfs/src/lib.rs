@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod fuse;
+pub mod idmap;
 pub mod layers;
 pub mod node;
 pub mod options;
