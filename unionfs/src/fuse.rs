@@ -4,13 +4,13 @@ use std::ffi::OsStr;
 use std::os::fd::IntoRawFd;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use dashmap::DashMap;
 use fuser::{
-    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
-    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
     ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
     Request, TimeOrNow, WriteFlags,
 };
@@ -27,6 +27,10 @@ pub struct OverlayFs {
     dirs: DashMap<u64, Arc<Vec<ListEntry>>>,
     next_dir: AtomicU64,
     ids: IdMapper,
+    /// The kernel accepted FUSE passthrough and we may open backing files.
+    passthrough: AtomicBool,
+    /// Backing ids of passthrough opens, by file handle, dropped on release.
+    backing: DashMap<u64, BackingId>,
 }
 
 impl OverlayFs {
@@ -38,6 +42,8 @@ impl OverlayFs {
             dirs: DashMap::new(),
             next_dir: AtomicU64::new(1),
             ids,
+            passthrough: AtomicBool::new(false),
+            backing: DashMap::new(),
         }
     }
 
@@ -160,6 +166,18 @@ impl Filesystem for OverlayFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
+        // Passthrough lets the kernel read and write the backing file directly; it needs
+        // kernel support and CAP_SYS_ADMIN for the backing-file ioctl.
+        // SAFETY: geteuid has no failure mode.
+        let root = unsafe { libc::geteuid() } == 0;
+        if root
+            && std::env::var_os("STRATAFS_NO_PASSTHROUGH").is_none()
+            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && config.set_max_stack_depth(1).is_ok()
+        {
+            self.passthrough.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -363,6 +381,24 @@ impl Filesystem for OverlayFs {
                 } else {
                     FopenFlags::empty()
                 };
+                if self.passthrough.load(Ordering::Relaxed) {
+                    match reply.open_backing(&fd) {
+                        Ok(id) => {
+                            let fh = fd.into_raw_fd() as u64;
+                            self.backing.insert(fh, id);
+                            match self.backing.get(&fh) {
+                                Some(id) => reply.opened_passthrough(
+                                    FileHandle(fh),
+                                    FopenFlags::empty(),
+                                    &id,
+                                ),
+                                None => reply.opened(FileHandle(fh), f),
+                            }
+                            return;
+                        }
+                        Err(_) => self.passthrough.store(false, Ordering::Relaxed),
+                    }
+                }
                 reply.opened(FileHandle(fd.into_raw_fd() as u64), f);
             }
             Err(e) => reply.error(err(e)),
@@ -451,6 +487,7 @@ impl Filesystem for OverlayFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.backing.remove(&fh.0);
         // SAFETY: fh is the fd handed out by open/create; the kernel releases it once.
         unsafe { libc::close(fh.0 as i32) };
         reply.ok();
