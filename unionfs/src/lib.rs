@@ -12,3 +12,6 @@ pub mod node;
 pub mod options;
 pub mod overlay;
 pub mod sys;
+
+#[cfg(test)]
+mod overlay_tests;
