@@ -214,6 +214,15 @@ impl Overlay {
     }
 
     fn fix_stat(&self, node: &Node, st: &mut Stat) {
+        if st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
+            // The index holds one link of a copied-up hard-linked file: not a name.
+            if let Some(index) = &self.index {
+                if matches!(sys::lstat_at(index.as_fd(), &index_key(node.ino)), Ok(i) if i.st_ino == st.st_ino && i.st_dev == st.st_dev)
+                {
+                    st.st_nlink -= 1;
+                }
+            }
+        }
         st.st_ino = if node.ino == 1 { 1 } else { node.ino };
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let s = node.state.read();
