@@ -10,11 +10,14 @@
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
 //! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations
 
+pub mod compression;
 pub mod container;
 pub mod digest;
 pub mod error;
+pub mod extract;
 pub mod fsutil;
 pub mod image;
+pub mod import;
 pub mod lock;
 pub mod reference;
 pub mod root;

@@ -1,0 +1,368 @@
+//! Safe extraction of a layer tar into a fresh directory, converting OCI whiteouts
+//! (`.wh.NAME`, `.wh..wh..opq`) to the overlay format stratafs and the kernel read.
+//!
+//! The destination is a private temp dir no one else writes to, so checking each
+//! ancestor with `lstat` before creating an entry is race-free: nothing is ever
+//! written beneath a symlink, and names with `..` or a leading `/` are refused.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use filetime::FileTime;
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use crate::error::{IoContext, StoreError};
+
+/// How to extract: as root (owners, device nodes, trusted xattrs) or rootless.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractOptions {
+    /// Whether the process may chown, mknod devices and set `trusted.*` xattrs.
+    pub as_root: bool,
+}
+
+impl ExtractOptions {
+    /// Options for the current process (root iff euid 0).
+    pub fn current() -> Self {
+        ExtractOptions {
+            as_root: nix::unistd::geteuid().is_root(),
+        }
+    }
+}
+
+/// Opaque-directory xattr written as root.
+pub const OPAQUE_TRUSTED: &str = "trusted.overlay.opaque";
+/// Opaque-directory xattr written rootless.
+pub const OPAQUE_USER: &str = "user.overlay.opaque";
+
+struct DirMeta {
+    path: PathBuf,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    mtime: u64,
+}
+
+/// Turns a tar entry name into a relative path of normal components, or says why not.
+pub fn sanitize(name: &[u8]) -> Result<PathBuf, String> {
+    let p = Path::new(OsStr::from_bytes(name));
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("name contains '..'".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("absolute name".into());
+            }
+        }
+    }
+    Ok(out)
+}
+
+struct Extractor<'a> {
+    dest: &'a Path,
+    layer: &'a str,
+    opts: ExtractOptions,
+    dirs: Vec<DirMeta>,
+}
+
+impl Extractor<'_> {
+    fn unsafe_entry(&self, entry: &Path, reason: impl Into<String>) -> StoreError {
+        StoreError::UnsafeEntry {
+            layer: self.layer.to_string(),
+            entry: entry.display().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Makes sure every ancestor of `rel` is a real directory inside dest (creating
+    /// missing ones), refusing to go beneath a symlink or a non-directory.
+    fn prepare_parents(&self, rel: &Path) -> Result<(), StoreError> {
+        let mut cur = self.dest.to_path_buf();
+        let Some(parent) = rel.parent() else {
+            return Ok(());
+        };
+        for c in parent.components() {
+            cur.push(c);
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(self.unsafe_entry(rel, "lies beneath a symlink"));
+                }
+                Ok(_) => return Err(self.unsafe_entry(rel, "lies beneath a non-directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&cur).ctx("create dir", &cur)?;
+                    fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
+                        .ctx("chmod", &cur)?;
+                }
+                Err(e) => return Err(StoreError::io("stat", &cur, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes whatever is at `path` (a later entry replaces an earlier one).
+    fn clear(&self, path: &Path, keep_dir: bool) -> Result<(), StoreError> {
+        match fs::symlink_metadata(path) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StoreError::io("stat", path, e)),
+            Ok(m) if m.is_dir() => {
+                if keep_dir {
+                    Ok(())
+                } else {
+                    crate::fsutil::remove_tree(path)
+                }
+            }
+            Ok(_) => fs::remove_file(path).ctx("remove", path),
+        }
+    }
+
+    fn set_opaque(&self, dir: &Path) -> Result<(), StoreError> {
+        let flags = rustix::fs::XattrFlags::empty();
+        if self.opts.as_root && rustix::fs::lsetxattr(dir, OPAQUE_TRUSTED, b"y", flags).is_ok() {
+            return Ok(());
+        }
+        rustix::fs::lsetxattr(dir, OPAQUE_USER, b"y", flags)
+            .map_err(|e| StoreError::io("set opaque xattr on", dir, e.into()))
+    }
+
+    /// Writes a whiteout for `target`: char 0/0, or the `.wh.NAME` file when mknod is
+    /// not permitted.
+    fn whiteout(&self, target: &Path, marker: &Path) -> Result<(), StoreError> {
+        self.clear(target, false)?;
+        match mknod(target, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)) {
+            Ok(()) => Ok(()),
+            Err(nix::errno::Errno::EPERM) => {
+                self.clear(marker, false)?;
+                fs::write(marker, b"").ctx("create whiteout", marker)
+            }
+            Err(e) => Err(StoreError::io("mknod whiteout", target, e.into())),
+        }
+    }
+
+    fn apply_meta(
+        &self,
+        path: &Path,
+        header: &tar::Header,
+        xattrs: &[(String, Vec<u8>)],
+        symlink: bool,
+    ) -> Result<(), StoreError> {
+        if self.opts.as_root {
+            let uid = header.uid().unwrap_or(0) as u32;
+            let gid = header.gid().unwrap_or(0) as u32;
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).ctx("chown", path)?;
+        }
+        for (name, value) in xattrs {
+            if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
+                continue; // never let a layer forge overlay metadata
+            }
+            if let Err(e) =
+                rustix::fs::lsetxattr(path, name.as_str(), value, rustix::fs::XattrFlags::empty())
+            {
+                log::warn!("{}: xattr {name} not set: {e}", path.display());
+            }
+        }
+        if !symlink {
+            let mode = header.mode().unwrap_or(0o644) & 0o7777;
+            fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
+        }
+        let mtime = FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
+        filetime::set_symlink_file_times(path, mtime, mtime).ctx("set times", path)
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), StoreError> {
+        let raw = entry.path_bytes().into_owned();
+        let shown = PathBuf::from(OsStr::from_bytes(&raw));
+        let rel = sanitize(&raw).map_err(|r| self.unsafe_entry(&shown, r))?;
+        let kind = entry.header().entry_type();
+        if rel.as_os_str().is_empty() {
+            return Ok(()); // "./": the layer root itself
+        }
+        self.prepare_parents(&rel)?;
+        let path = self.dest.join(&rel);
+        let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
+        if name == b".wh..wh..opq" {
+            let dir = path.parent().unwrap_or(self.dest);
+            return self.set_opaque(dir);
+        }
+        if let Some(hidden) = name.strip_prefix(b".wh.") {
+            if hidden.is_empty() || hidden == b"." || hidden == b".." {
+                return Err(self.unsafe_entry(&rel, "whiteout of an invalid name"));
+            }
+            let target = path.with_file_name(OsStr::from_bytes(hidden));
+            return self.whiteout(&target, &path);
+        }
+        let mut xattrs = Vec::new();
+        if let Some(exts) = entry.pax_extensions().ctx("read pax headers of", &shown)? {
+            for ext in exts {
+                let ext = ext.ctx("read pax header of", &shown)?;
+                if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                    xattrs.push((name.to_string(), ext.value_bytes().to_vec()));
+                }
+            }
+        }
+        let header = entry.header().clone();
+        match kind {
+            tar::EntryType::Directory => {
+                self.clear(&path, true)?;
+                if !path.exists() {
+                    fs::create_dir(&path).ctx("create dir", &path)?;
+                }
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                    .ctx("chmod", &path)?;
+                if self.opts.as_root {
+                    let uid = header.uid().unwrap_or(0) as u32;
+                    let gid = header.gid().unwrap_or(0) as u32;
+                    std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).ctx("chown", &path)?;
+                }
+                for (name, value) in &xattrs {
+                    if !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.") {
+                        let _ = rustix::fs::lsetxattr(
+                            &path,
+                            name.as_str(),
+                            value,
+                            rustix::fs::XattrFlags::empty(),
+                        );
+                    }
+                }
+                self.dirs.push(DirMeta {
+                    path,
+                    mode: header.mode().unwrap_or(0o755) & 0o7777,
+                    uid: header.uid().unwrap_or(0),
+                    gid: header.gid().unwrap_or(0),
+                    mtime: header.mtime().unwrap_or(0),
+                });
+                Ok(())
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.clear(&path, false)?;
+                let mut f = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .ctx("create", &path)?;
+                io::copy(&mut entry, &mut f).map_err(|e| StoreError::UnsafeEntry {
+                    layer: self.layer.to_string(),
+                    entry: shown.display().to_string(),
+                    reason: format!("reading contents: {e}"),
+                })?;
+                drop(f);
+                self.apply_meta(&path, &header, &xattrs, false)
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_entry(&rel, "symlink without a target"))?
+                    .into_owned();
+                self.clear(&path, false)?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path)
+                    .ctx("symlink", &path)?;
+                self.apply_meta(&path, &header, &xattrs, true)
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| self.unsafe_entry(&rel, "hard link without a target"))?
+                    .into_owned();
+                let trel = sanitize(&target).map_err(|r| {
+                    self.unsafe_entry(&rel, format!("hard link target escapes the layer: {r}"))
+                })?;
+                if trel.as_os_str().is_empty() {
+                    return Err(self.unsafe_entry(&rel, "hard link to the layer root"));
+                }
+                self.prepare_parents(&trel).map_err(|_| {
+                    self.unsafe_entry(&rel, "hard link target lies beneath a symlink")
+                })?;
+                let tpath = self.dest.join(&trel);
+                match fs::symlink_metadata(&tpath) {
+                    Ok(m) if !m.is_dir() => {}
+                    Ok(_) => return Err(self.unsafe_entry(&rel, "hard link to a directory")),
+                    Err(_) => {
+                        return Err(self.unsafe_entry(
+                            &rel,
+                            format!("hard link target {} is not in this layer", trel.display()),
+                        ));
+                    }
+                }
+                if tpath == path {
+                    return Ok(());
+                }
+                self.clear(&path, false)?;
+                fs::hard_link(&tpath, &path).ctx("hard link", &path)
+            }
+            tar::EntryType::Fifo | tar::EntryType::Char | tar::EntryType::Block => {
+                let (flag, dev) = match kind {
+                    tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
+                    _ => {
+                        if !self.opts.as_root {
+                            log::warn!("{}: device node skipped (not root)", rel.display());
+                            return Ok(());
+                        }
+                        let major = header.device_major().ok().flatten().unwrap_or(0);
+                        let minor = header.device_minor().ok().flatten().unwrap_or(0);
+                        let flag = if kind == tar::EntryType::Char {
+                            SFlag::S_IFCHR
+                        } else {
+                            SFlag::S_IFBLK
+                        };
+                        (flag, makedev(u64::from(major), u64::from(minor)))
+                    }
+                };
+                self.clear(&path, false)?;
+                mknod(&path, flag, Mode::from_bits_truncate(0o600), dev)
+                    .map_err(|e| StoreError::io("mknod", &path, e.into()))?;
+                self.apply_meta(&path, &header, &xattrs, false)
+            }
+            tar::EntryType::XGlobalHeader => Ok(()),
+            other => Err(self.unsafe_entry(&rel, format!("unsupported entry type {other:?}"))),
+        }
+    }
+
+    fn finish_dirs(&mut self) -> Result<(), StoreError> {
+        // Deepest first, so setting a parent's mtime is not undone by its children.
+        self.dirs
+            .sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
+        for d in &self.dirs {
+            if self.opts.as_root {
+                std::os::unix::fs::lchown(&d.path, Some(d.uid as u32), Some(d.gid as u32))
+                    .ctx("chown", &d.path)?;
+            }
+            fs::set_permissions(&d.path, fs::Permissions::from_mode(d.mode))
+                .ctx("chmod", &d.path)?;
+            let t = FileTime::from_unix_time(d.mtime as i64, 0);
+            filetime::set_symlink_file_times(&d.path, t, t).ctx("set times", &d.path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Extracts the uncompressed layer tar `reader` into the empty directory `dest`.
+/// `layer` names the layer in errors. Rejects unsafe entries naming the entry.
+pub fn extract_layer<R: Read>(
+    reader: R,
+    dest: &Path,
+    layer: &str,
+    opts: ExtractOptions,
+) -> Result<(), StoreError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut ex = Extractor {
+        dest,
+        layer,
+        opts,
+        dirs: Vec::new(),
+    };
+    let entries = archive
+        .entries()
+        .map_err(|e| StoreError::bad(layer, format!("not a tar: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StoreError::bad(layer, format!("reading tar: {e}")))?;
+        ex.entry(entry)?;
+    }
+    ex.finish_dirs()
+}

@@ -1,0 +1,51 @@
+//! `strata image import`: docker-archive tars, OCI layout dirs and oci-archive tars.
+
+mod docker;
+mod oci;
+pub mod register;
+mod unpack;
+
+use std::path::Path;
+
+pub use register::{ImageSource, LayerSource, register};
+
+use crate::error::StoreError;
+use crate::{Image, Store, fsutil, reference};
+
+/// Imports the image(s) at `path` (detecting the format), adding `extra_tag` if given.
+/// Re-importing the same image is a no-op apart from tags. On any error nothing of the
+/// image is registered.
+pub fn import(
+    store: &Store,
+    path: &Path,
+    extra_tag: Option<&str>,
+) -> Result<Vec<Image>, StoreError> {
+    let extra = extra_tag.map(reference::normalize).transpose()?;
+    let meta = std::fs::metadata(path).map_err(|e| StoreError::io("stat", path, e))?;
+    let _lock = store.lock()?;
+    let work = fsutil::temp_dir(store.root())?;
+    let root = if meta.is_dir() {
+        path.to_path_buf()
+    } else {
+        let d = work.path().join("archive");
+        std::fs::create_dir(&d).map_err(|e| StoreError::io("create dir", &d, e))?;
+        unpack::unpack_archive(path, &d)?;
+        d
+    };
+    let mut sources = if root.join("manifest.json").is_file() {
+        docker::read_docker(&root)?
+    } else if root.join("index.json").is_file() {
+        vec![oci::read_layout(&root)?]
+    } else {
+        return Err(StoreError::bad(
+            path,
+            "neither a docker-archive (manifest.json) nor an OCI layout (index.json)",
+        ));
+    };
+    if let Some(t) = extra {
+        for s in &mut sources {
+            s.tags.push(t.clone());
+        }
+    }
+    sources.iter().map(|s| register(store, s)).collect()
+}

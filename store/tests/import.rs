@@ -1,0 +1,389 @@
+//! Imports real archives (written by `fixtures`) in every format and hostile ones.
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use fixtures::images::{
+    Compression, Entry, ImageFormat, ImageSpec, LayerSpec, build_demo_image, demo_spec, layer_tar,
+    write_image,
+};
+use sha2::{Digest, Sha256};
+use store::{Store, StoreError};
+
+fn sha(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open(Some(dir.join("root"))).unwrap_or_else(|e| panic!("open: {e}"))
+}
+
+fn lxattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    let mut buf = [0u8; 64];
+    rustix::fs::lgetxattr(path, name, &mut buf[..])
+        .ok()
+        .map(|n| buf[..n].to_vec())
+}
+
+/// Independent chainIDs of the demo image.
+fn demo_chain_ids() -> Vec<String> {
+    let spec = demo_spec().unwrap_or_else(|e| panic!("{e}"));
+    let mut out: Vec<String> = Vec::new();
+    for l in &spec.layers {
+        let diff = sha(&layer_tar(&l.entries).unwrap_or_else(|e| panic!("{e}")));
+        let chain = match out.last() {
+            None => diff,
+            Some(p) => sha(format!("{p} {diff}").as_bytes()),
+        };
+        out.push(chain);
+    }
+    out
+}
+
+fn check_demo(store: &Store) {
+    let img = store
+        .resolve_image("demo")
+        .unwrap_or_else(|e| panic!("resolve: {e}"));
+    let chains: Vec<String> = img.layers.iter().map(|l| l.chain_id.clone()).collect();
+    assert_eq!(chains, demo_chain_ids());
+    assert_eq!(img.config.cmd, vec!["/bin/sh".to_string()]);
+    let lowers = store.lower_dirs(&img).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(lowers.len(), 3);
+    let (top, mid, base) = (&lowers[0], &lowers[1], &lowers[2]);
+    let sh = base.join("bin/sh");
+    assert!(fs::symlink_metadata(&sh).is_ok(), "{}", sh.display());
+    let tmp = fs::metadata(base.join("tmp")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(tmp.permissions().mode() & 0o7777, 0o1777);
+    // layer 2: whiteout of etc/legacy.conf as char 0/0
+    let wh = fs::symlink_metadata(mid.join("etc/legacy.conf")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(wh.file_type().is_char_device());
+    assert_eq!(wh.rdev(), 0);
+    assert!(!mid.join("etc/.wh.legacy.conf").exists());
+    // layer 3: opaque opt/app
+    let app = top.join("opt/app");
+    assert_eq!(
+        lxattr(&app, "trusted.overlay.opaque").as_deref(),
+        Some(&b"y"[..])
+    );
+    assert!(!app.join(".wh..wh..opq").exists());
+    let hello = fs::metadata(app.join("hello.sh")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(hello.permissions().mode() & 0o777, 0o755);
+    assert_eq!(hello.mtime(), 1_700_000_000);
+}
+
+fn require_root() -> bool {
+    if nix::unistd::geteuid().is_root() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: these tests need root"
+    );
+    eprintln!("skipping: needs root (char 0/0 whiteouts, trusted xattrs)");
+    false
+}
+
+#[test]
+fn import_each_format() {
+    if !require_root() {
+        return;
+    }
+    for (format, name) in [
+        (ImageFormat::DockerArchive, "demo.tar"),
+        (ImageFormat::OciLayout, "oci"),
+        (ImageFormat::OciArchive, "demo.oci.tar"),
+    ] {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let out =
+            build_demo_image(&dir.path().join(name), format).unwrap_or_else(|e| panic!("{e}"));
+        let store = open(dir.path());
+        let imgs =
+            store::import::import(&store, &out, None).unwrap_or_else(|e| panic!("{format:?}: {e}"));
+        assert_eq!(imgs.len(), 1);
+        assert_eq!(imgs[0].tags, vec!["demo:latest".to_string()]);
+        check_demo(&store);
+        // idempotent
+        let again = store::import::import(&store, &out, Some("demo:again"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again[0].id, imgs[0].id);
+        assert_eq!(store.images().map(|v| v.len()).ok(), Some(1));
+    }
+}
+
+fn zstd_compress(tar: &[u8]) -> anyhow::Result<Vec<u8>> {
+    Ok(zstd::encode_all(tar, 3)?)
+}
+
+fn small_layer(entries: Vec<Entry>, compression: Compression) -> LayerSpec {
+    LayerSpec {
+        entries,
+        compression,
+        created_by: "test".into(),
+    }
+}
+
+fn file(path: &str, data: &str) -> Entry {
+    Entry::File {
+        path: path.into(),
+        mode: 0o644,
+        data: data.as_bytes().to_vec(),
+    }
+}
+
+fn layer_dir_count(store: &Store) -> usize {
+    fs::read_dir(store.root().join("layers"))
+        .map(|r| r.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn shared_base_extracted_once_and_zstd() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let base = small_layer(vec![file("a", "base\n")], Compression::Gzip);
+    let one = ImageSpec {
+        layers: vec![
+            base.clone(),
+            small_layer(vec![file("b", "one\n")], Compression::None),
+        ],
+        config: serde_json::json!({"Cmd": ["/a"]}),
+        tag: Some("one:latest".into()),
+    };
+    let two = ImageSpec {
+        layers: vec![
+            base,
+            small_layer(
+                vec![file("c", "two\n")],
+                Compression::Custom(zstd_compress, "application/vnd.oci.image.layer.v1.tar+zstd"),
+            ),
+        ],
+        config: serde_json::json!({"Cmd": ["/b"]}),
+        tag: Some("two:latest".into()),
+    };
+    let p1 = write_image(&one, &dir.path().join("one"), ImageFormat::OciLayout)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let p2 = write_image(&two, &dir.path().join("two.tar"), ImageFormat::OciArchive)
+        .unwrap_or_else(|e| panic!("{e}"));
+    store::import::import(&store, &p1, None).unwrap_or_else(|e| panic!("{e}"));
+    let img1 = store.resolve_image("one").unwrap_or_else(|e| panic!("{e}"));
+    let base_dir = store
+        .layer_dir(&img1.layers[0].chain_id)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let ino = fs::metadata(base_dir.join("diff/a"))
+        .map(|m| m.ino())
+        .unwrap_or(0);
+    assert_eq!(layer_dir_count(&store), 2);
+    store::import::import(&store, &p2, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        layer_dir_count(&store),
+        3,
+        "only the new layer is extracted"
+    );
+    assert_eq!(
+        fs::metadata(base_dir.join("diff/a"))
+            .map(|m| m.ino())
+            .unwrap_or(1),
+        ino
+    );
+    let img2 = store.resolve_image("two").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        img2.layers[1].media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let lowers = store.lower_dirs(&img2).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        fs::read_to_string(lowers[0].join("c")).ok().as_deref(),
+        Some("two\n")
+    );
+}
+
+/// Everything under the root except tmp/ and the lock, with sizes.
+fn snapshot(store: &Store) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![store.root().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let rel = p
+                .strip_prefix(store.root())
+                .map(Path::to_path_buf)
+                .unwrap_or_default();
+            if rel.starts_with("tmp") || rel == Path::new("lock") {
+                continue;
+            }
+            let m = fs::symlink_metadata(&p).ok();
+            if m.as_ref().is_some_and(|m| m.is_dir()) {
+                stack.push(p.clone());
+            }
+            out.push((rel, m.map(|m| m.len()).unwrap_or(0)));
+        }
+    }
+    out.sort();
+    out
+}
+
+fn raw(name: &str, kind: tar::EntryType, link: &str) -> Entry {
+    Entry::Raw {
+        name: name.as_bytes().to_vec(),
+        kind,
+        link: link.as_bytes().to_vec(),
+        data: if kind == tar::EntryType::Regular {
+            b"x".to_vec()
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn hostile(dir: &Path, name: &str, entries: Vec<Entry>) -> PathBuf {
+    let spec = ImageSpec {
+        layers: vec![
+            small_layer(vec![file("ok", "fine\n")], Compression::Gzip),
+            small_layer(entries, Compression::Gzip),
+        ],
+        config: serde_json::json!({}),
+        tag: Some(format!("{name}:latest")),
+    };
+    write_image(&spec, &dir.join(name), ImageFormat::OciLayout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn expect_refused(store: &Store, path: &Path, needle: &str) {
+    let before = snapshot(store);
+    let err = match store::import::import(store, path, None) {
+        Ok(_) => panic!("{} imported but should be refused", path.display()),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(needle),
+        "error {err:?} should mention {needle:?}"
+    );
+    assert_eq!(
+        snapshot(store),
+        before,
+        "store changed by refused import: {err}"
+    );
+    assert!(
+        !dir_has_entries(&store.root().join("tmp")),
+        "tmp not cleaned"
+    );
+}
+
+fn dir_has_entries(p: &Path) -> bool {
+    fs::read_dir(p)
+        .map(|mut r| r.next().is_some())
+        .unwrap_or(false)
+}
+
+#[test]
+fn hostile_archives_refused_store_unchanged() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    // a valid image first, so "unchanged" is checked against a non-empty store
+    let demo = build_demo_image(&dir.path().join("demo.tar"), ImageFormat::DockerArchive)
+        .unwrap_or_else(|e| panic!("{e}"));
+    store::import::import(&store, &demo, None).unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let reg = tar::EntryType::Regular;
+    let cases = [
+        (hostile(d, "trav", vec![raw("../evil", reg, "")]), "../evil"),
+        (
+            hostile(d, "abs", vec![raw("/etc/evil", reg, "")]),
+            "absolute",
+        ),
+        (
+            hostile(
+                d,
+                "symdir",
+                vec![
+                    raw("lnk", tar::EntryType::Symlink, "/etc"),
+                    raw("lnk/evil", reg, ""),
+                ],
+            ),
+            "beneath a symlink",
+        ),
+        (
+            hostile(
+                d,
+                "hardesc",
+                vec![raw("h", tar::EntryType::Link, "../../etc/passwd")],
+            ),
+            "hard link target escapes",
+        ),
+        (
+            hostile(
+                d,
+                "hardabs",
+                vec![raw("h", tar::EntryType::Link, "/etc/passwd")],
+            ),
+            "hard link target escapes",
+        ),
+    ];
+    for (path, needle) in &cases {
+        expect_refused(&store, path, needle);
+    }
+    // digest mismatch: flip a byte of a layer blob in an OCI layout
+    let good = hostile(d, "mismatch", vec![file("x", "y\n")]);
+    let blobs = good.join("blobs/sha256");
+    let mut target = None;
+    for e in fs::read_dir(&blobs).into_iter().flatten().flatten() {
+        let data = fs::read(e.path()).unwrap_or_default();
+        if data.starts_with(&[0x1f, 0x8b]) {
+            target = Some((e.path(), data));
+        }
+    }
+    let (p, mut data) = target.unwrap_or_else(|| panic!("no gzip blob"));
+    let last = data.len() - 10;
+    data[last] ^= 0xff;
+    fs::write(&p, &data).unwrap_or_else(|e| panic!("{e}"));
+    expect_refused(&store, &good, "digest mismatch");
+    // truncated gzip in a docker-archive (no blob digest there: caught decompressing)
+    let spec = ImageSpec {
+        layers: vec![small_layer(
+            vec![file("big", &"z".repeat(100_000))],
+            Compression::Gzip,
+        )],
+        config: serde_json::json!({}),
+        tag: Some("trunc:latest".into()),
+    };
+    let t = write_image(&spec, &d.join("trunc.tar"), ImageFormat::DockerArchive)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let unpacked = d.join("trunc-dir");
+    fs::create_dir(&unpacked).unwrap_or_else(|e| panic!("{e}"));
+    let mut ar = tar::Archive::new(fs::File::open(&t).unwrap_or_else(|e| panic!("{e}")));
+    ar.unpack(&unpacked).unwrap_or_else(|e| panic!("{e}"));
+    for e in fs::read_dir(&unpacked).into_iter().flatten().flatten() {
+        let lt = e.path().join("layer.tar");
+        if lt.is_file() {
+            let data = fs::read(&lt).unwrap_or_default();
+            fs::write(&lt, &data[..data.len() / 2]).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+    expect_refused(&store, &unpacked, "incomplete deflate stream");
+    // bogus manifest
+    let bogus = d.join("bogus");
+    fs::create_dir(&bogus).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(bogus.join("manifest.json"), b"{\"not\": \"a list\"}")
+        .unwrap_or_else(|e| panic!("{e}"));
+    expect_refused(&store, &bogus, "bad docker-archive manifest");
+    let bogus2 = d.join("bogus2");
+    fs::create_dir(&bogus2).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(bogus2.join("index.json"), b"[1,2,3]").unwrap_or_else(|e| panic!("{e}"));
+    expect_refused(&store, &bogus2, "bad OCI index");
+    // the demo is still intact
+    check_demo_if_root(&store);
+}
+
+fn check_demo_if_root(store: &Store) {
+    if nix::unistd::geteuid().is_root() {
+        check_demo(store);
+    }
+}
+
+#[test]
+fn missing_path_is_clear() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let err = store::import::import(&store, &dir.path().join("nope.tar"), None);
+    assert!(matches!(err, Err(StoreError::Io { .. })));
+}
