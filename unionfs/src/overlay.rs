@@ -327,11 +327,7 @@ impl Overlay {
             loc,
             span: child_span,
         };
-        let st = if matches!(state.loc, Loc::Upper) {
-            st
-        } else {
-            st
-        };
+
         Ok((ino, state, st))
     }
 

@@ -2,6 +2,7 @@
 //! every operation's errno and the merged trees afterwards must match, and the upper
 //! stratafs wrote must show the same tree when mounted by kernel overlayfs.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::fs;

@@ -1,6 +1,7 @@
 //! stratafs mounted the ways users mount it: through `mount -t fuse.stratafs`
 //! (mount.fuse3), read-only with lowers alone, and unmounted with fusermount3/umount.
 
+#![allow(clippy::unwrap_used)] // test helpers: a failed setup step should panic
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
