@@ -3,11 +3,60 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::{Context, Result, bail};
 use clap::Args;
+
+use crate::runtime::spec::{self, Driver, Limits, Network};
+use crate::runtime::{self, RunSpec, idmap, state, union};
 
 /// Arguments of `strata run`.
 #[derive(Args)]
 pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Container name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (K=V, or K to pass the launcher's value).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file of K=V lines.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// User (UID[:GID] or NAME[:GROUP]) inside the container.
+    #[arg(short = 'u', long = "user")]
+    pub user: Option<String>,
+    /// Bind mount SRC:DST[:ro].
+    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
+    pub volumes: Vec<String>,
+    /// Hostname (default: the first 12 characters of the container id).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Network: `none` (only lo) or `host`.
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: Network,
+    /// Memory limit (e.g. 256m, 1g).
+    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
+    pub memory: Option<String>,
+    /// CPU quota in CPUs (e.g. 0.5).
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Maximum number of processes.
+    #[arg(long = "pids-limit", value_name = "N")]
+    pub pids_limit: Option<String>,
+    /// Union driver: stratafs (fuse) or kernel overlayfs.
+    #[arg(long, value_enum, default_value = "fuse")]
+    pub driver: Driver,
+    /// Keep stdin open.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
     /// Image name, NAME:TAG or id.
     pub image: String,
     /// Command and arguments (default: the image's Entrypoint/Cmd).
@@ -17,18 +66,26 @@ pub struct RunArgs {
 
 /// Arguments of `strata ps`.
 #[derive(Args)]
-pub struct PsArgs {}
+pub struct PsArgs {
+    /// Show only container ids.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+}
 
 /// Arguments of `strata rm`.
 #[derive(Args)]
 pub struct RmArgs {
     /// Container names or ids.
+    #[arg(required = true)]
     pub containers: Vec<String>,
 }
 
 /// Arguments of `strata mount`.
 #[derive(Args)]
 pub struct MountArgs {
+    /// Union driver.
+    #[arg(long, value_enum, default_value = "fuse")]
+    pub driver: Driver,
     /// Image or container.
     pub target: String,
     /// Directory to mount the union at.
@@ -42,27 +99,334 @@ pub struct UnmountArgs {
     pub dir: PathBuf,
 }
 
+/// Limits from the flags, validated before anything is created.
+fn limits(args: &RunArgs) -> Result<Limits> {
+    Ok(Limits {
+        memory: args.memory.as_deref().map(spec::parse_size).transpose()?,
+        cpus: args.cpus.as_deref().map(spec::parse_cpus).transpose()?,
+        pids: args
+            .pids_limit
+            .as_deref()
+            .map(spec::parse_pids)
+            .transpose()?,
+    })
+}
+
 /// Runs `strata run`.
-pub fn run(_root: Option<PathBuf>, _args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata run: not implemented yet")
+pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
+    // Everything a user can get wrong is checked before the container exists.
+    let limits = limits(&args)?;
+    let volumes = args
+        .volumes
+        .iter()
+        .map(|v| spec::parse_volume(v))
+        .collect::<Result<Vec<_>>>()?;
+    let mut cli_env = Vec::new();
+    for f in &args.env_file {
+        cli_env.extend(spec::parse_env_file(f)?);
+    }
+    cli_env.extend(args.env.iter().map(|e| spec::expand_env_entry(e)));
+    if let Some(e) = cli_env.iter().find(|e| e.starts_with('=')) {
+        bail!("invalid environment variable {e:?}: empty name");
+    }
+    let rootless = !nix::unistd::geteuid().is_root();
+    let idmap = if rootless {
+        Some(idmap::for_caller()?)
+    } else {
+        None
+    };
+    if args.driver == Driver::Fuse {
+        union::check_fuse_available()?;
+    }
+    if let Some(w) = &args.workdir
+        && !w.starts_with('/')
+    {
+        bail!("invalid --workdir {w:?}: must be an absolute path");
+    }
+    let store = store::Store::open(root)?;
+    let image = store.resolve_image(&args.image)?;
+    let cfg = &image.config;
+    let argv: Vec<String> = if !args.command.is_empty() {
+        cfg.entrypoint
+            .iter()
+            .chain(args.command.iter())
+            .cloned()
+            .collect()
+    } else {
+        cfg.entrypoint
+            .iter()
+            .chain(cfg.cmd.iter())
+            .cloned()
+            .collect()
+    };
+    if argv.is_empty() {
+        bail!(
+            "no command given and image {} has no Entrypoint or Cmd",
+            args.image
+        );
+    }
+    let default_path = vec![spec::DEFAULT_PATH.to_string()];
+    let host_term = std::env::var("TERM")
+        .ok()
+        .filter(|_| args.tty)
+        .map(|t| vec![format!("TERM={t}")])
+        .unwrap_or_default();
+    let container_marker = vec!["container=strata".to_string()];
+    let env = spec::merge_env(&[
+        &default_path,
+        &container_marker,
+        &host_term,
+        &cfg.env,
+        &cli_env,
+    ]);
+    let cwd = args
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir.clone().filter(|w| !w.is_empty()))
+        .unwrap_or_else(|| "/".to_string());
+    let user = args
+        .user
+        .clone()
+        .or_else(|| cfg.user.clone().filter(|u| !u.is_empty()));
+    let provisional = args.hostname.clone();
+    let container = store.create_container(
+        &image,
+        args.name.as_deref(),
+        provisional.as_deref().unwrap_or("localhost"),
+    )?;
+    let hostname = provisional.unwrap_or_else(|| container.id[..12].to_string());
+    let built = (|| -> Result<RunSpec> {
+        if args.hostname.is_none() {
+            // The init layer carries /etc/hostname; rewrite it with the id-based name.
+            let etc = container.init_layer.join("etc/hostname");
+            if etc.exists() {
+                std::fs::write(&etc, format!("{hostname}\n"))
+                    .with_context(|| format!("writing {}", etc.display()))?;
+            }
+        }
+        let mut lowers = vec![container.init_layer.clone()];
+        lowers.extend(store.lower_dirs(&image)?);
+        Ok(RunSpec {
+            id: container.id.clone(),
+            name: container.name.clone(),
+            dir: container.dir.clone(),
+            union: union::UnionDirs {
+                lowers,
+                upper: Some(container.upper.clone()),
+                work: Some(container.work.clone()),
+            },
+            merged: container.merged.clone(),
+            driver: args.driver,
+            argv,
+            env,
+            cwd,
+            user,
+            hostname,
+            network: args.network,
+            limits,
+            volumes,
+            tty: args.tty,
+            interactive: args.interactive,
+            idmap,
+            remove: args.rm,
+            store_root: store.root().to_path_buf(),
+        })
+    })();
+    let spec = match built {
+        Ok(s) => s,
+        Err(e) => {
+            if args.rm {
+                let _ = store.remove_container(&container.id);
+            }
+            return Err(e);
+        }
+    };
+    let code = runtime::launch::launch(&spec)?;
+    Ok(ExitCode::from(
+        u8::try_from(code).unwrap_or(runtime::EXIT_STRATA_ERROR as u8),
+    ))
 }
 
 /// Runs `strata ps`.
-pub fn ps(_root: Option<PathBuf>, _args: PsArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata ps: not implemented yet")
+pub fn ps(root: Option<PathBuf>, args: PsArgs) -> Result<ExitCode> {
+    let store = store::Store::open(root)?;
+    let containers = store.list_containers()?;
+    if !args.quiet {
+        println!(
+            "{:<14} {:<24} {:<14} {:<22} COMMAND",
+            "CONTAINER ID", "NAME", "IMAGE", "STATUS"
+        );
+    }
+    for c in containers {
+        if args.quiet {
+            println!("{}", &c.id[..12.min(c.id.len())]);
+            continue;
+        }
+        let st = state::load(&c.dir);
+        let status = match &st {
+            Some(s) if state::is_running(s) => format!("running (pid {})", s.pid),
+            Some(s) => match s.exit_code {
+                Some(code) => format!("exited ({code})"),
+                None => "exited (launcher died)".to_string(),
+            },
+            None => "created".to_string(),
+        };
+        let cmd = st.map(|s| s.command.join(" ")).unwrap_or_default();
+        println!(
+            "{:<14} {:<24} {:<14} {:<22} {}",
+            &c.id[..12.min(c.id.len())],
+            c.name,
+            &c.image_id[..12.min(c.image_id.len())],
+            status,
+            cmd
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `strata rm`.
-pub fn rm(_root: Option<PathBuf>, _args: RmArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata rm: not implemented yet")
+pub fn rm(root: Option<PathBuf>, args: RmArgs) -> Result<ExitCode> {
+    let store = store::Store::open(root)?;
+    let mut failed = false;
+    for name in &args.containers {
+        let r = (|| -> Result<()> {
+            let c = store.container(name)?;
+            if let Some(s) = state::load(&c.dir)
+                && state::is_running(&s)
+            {
+                bail!(
+                    "container {} is running (launcher pid {}); stop it first",
+                    c.name,
+                    s.launcher_pid
+                );
+            }
+            let rootless = !nix::unistd::geteuid().is_root();
+            if rootless && let Ok(map @ idmap::IdMapping::Full { .. }) = idmap::for_caller() {
+                return remove_in_userns(&store, &c.id, &map);
+            }
+            store.remove_container(&c.id)?;
+            Ok(())
+        })();
+        match r {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("strata: rm {name}: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::from(runtime::EXIT_STRATA_ERROR as u8)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
-/// Runs `strata mount`.
-pub fn mount(_root: Option<PathBuf>, _args: MountArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata mount: not implemented yet")
+/// Rootless with subordinate ids: files in the upper may belong to mapped ids the
+/// caller cannot delete; remove from inside a fresh user namespace with the same map.
+fn remove_in_userns(store: &store::Store, id: &str, map: &idmap::IdMapping) -> Result<()> {
+    use nix::unistd::{ForkResult, fork};
+    let up = runtime::sync::Pipe::new()?;
+    // SAFETY: single-threaded; the child unshares, waits for its maps and exits.
+    match unsafe { fork() }.context("fork")? {
+        ForkResult::Child => {
+            let mut w = up.writer();
+            let code = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
+                Ok(()) => {
+                    let _ = w.send("u");
+                    drop(w);
+                    // Give the parent time to write the maps: wait until uid 0 is mapped.
+                    let mut ok = false;
+                    for _ in 0..500 {
+                        if std::fs::read_to_string("/proc/self/uid_map")
+                            .is_ok_and(|m| !m.trim().is_empty())
+                        {
+                            ok = true;
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    if ok { 0 } else { 1 }
+                }
+                Err(_) => 1,
+            };
+            std::process::exit(code);
+        }
+        ForkResult::Parent { child } => {
+            let mut r = up.reader();
+            r.expect("u")?;
+            idmap::write_maps(child.as_raw(), map)?;
+            let ns = std::fs::File::open(format!("/proc/{child}/ns/user"))
+                .context("opening user namespace")?;
+            let _ = nix::sys::wait::waitpid(child, None);
+            runtime::guard::remove_container(
+                store.root(),
+                id,
+                Some(&std::os::fd::OwnedFd::from(ns)),
+            )
+        }
+    }
+}
+
+/// Runs `strata mount`: mounts an image (read-only) or a container's union at DIR in the
+/// host's mount namespace (as root, or rootless with FUSE).
+pub fn mount(root: Option<PathBuf>, args: MountArgs) -> Result<ExitCode> {
+    let store = store::Store::open(root)?;
+    let dirs = match store.container(&args.target) {
+        Ok(c) => union::UnionDirs {
+            lowers: store.container_lower_dirs(&c)?,
+            upper: Some(c.upper.clone()),
+            work: Some(c.work.clone()),
+        },
+        Err(store::StoreError::ContainerNotFound(_)) => {
+            let image = store.resolve_image(&args.target).with_context(|| {
+                format!("{:?} is neither a container nor an image", args.target)
+            })?;
+            union::UnionDirs {
+                lowers: store.lower_dirs(&image)?,
+                upper: None,
+                work: None,
+            }
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let dir = std::fs::canonicalize(&args.dir)
+        .with_context(|| format!("mount point {}", args.dir.display()))?;
+    let rootless = !nix::unistd::geteuid().is_root();
+    if rootless && args.driver == Driver::Kernel {
+        bail!("--driver kernel needs root for `strata mount` (use --driver fuse)");
+    }
+    let mut dirs = dirs;
+    if dirs.upper.is_none() && args.driver == Driver::Kernel && dirs.lowers.len() == 1 {
+        // Kernel overlayfs needs two lowers for a read-only mount; the same layer twice
+        // is equivalent.
+        let l = dirs.lowers[0].clone();
+        dirs.lowers.push(l);
+    }
+    union::mount_union(args.driver, &dirs, &dir, rootless, false)?;
+    println!("{}", dir.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `strata unmount`.
-pub fn unmount(_root: Option<PathBuf>, _args: UnmountArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("strata unmount: not implemented yet")
+pub fn unmount(_root: Option<PathBuf>, args: UnmountArgs) -> Result<ExitCode> {
+    let dir = std::fs::canonicalize(&args.dir)
+        .with_context(|| format!("mount point {}", args.dir.display()))?;
+    if !union::is_mounted(&dir) {
+        bail!("{} is not a mount point", dir.display());
+    }
+    if nix::unistd::geteuid().is_root() {
+        nix::mount::umount2(&dir, nix::mount::MntFlags::empty())
+            .with_context(|| format!("unmounting {}", dir.display()))?;
+    } else {
+        let st = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&dir)
+            .status()
+            .context("running fusermount3 -u")?;
+        if !st.success() {
+            bail!("fusermount3 -u {} failed ({st})", dir.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,3 +3,4 @@
 
 pub mod cmd_image;
 pub mod cmd_run;
+pub mod runtime;

@@ -1,0 +1,125 @@
+//! cgroup v1 (legacy or hybrid hosts): one directory per controller hierarchy
+//! (`memory`, `cpu`, `pids`), under the launcher's own cgroup in each.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::{CPU_PERIOD_US, cpu_quota_us, kill_and_rmdir, write_file};
+use crate::runtime::spec::Limits;
+
+/// A container's cgroups in the v1 hierarchies.
+#[derive(Debug)]
+pub struct V1Cgroup {
+    /// `(controller, directory)` for each hierarchy used.
+    pub paths: Vec<(String, PathBuf)>,
+}
+
+/// Mount point of the v1 hierarchy holding `controller`, from /proc/self/mountinfo.
+fn mount_of(controller: &str) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    for line in info.lines() {
+        let (pre, post) = line.split_once(" - ")?;
+        let mut post = post.split(' ');
+        if post.next() != Some("cgroup") {
+            continue;
+        }
+        let opts = post.nth(1).unwrap_or("");
+        if opts.split(',').any(|o| o == controller) {
+            return pre.split(' ').nth(4).map(PathBuf::from);
+        }
+    }
+    None
+}
+
+/// This process's path in the v1 hierarchy holding `controller`.
+fn own_path(controller: &str) -> Result<PathBuf> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        if ctrls.split(',').any(|c| c == controller) {
+            return Ok(PathBuf::from(path.trim_start_matches('/')));
+        }
+    }
+    bail!("/proc/self/cgroup has no entry for v1 controller {controller}")
+}
+
+impl V1Cgroup {
+    /// Creates `<mount>/<own>/strata/<name>` in the memory, cpu and pids hierarchies
+    /// (those present) and applies the limits; a limit whose controller is missing fails.
+    pub fn create(name: &str, limits: &Limits) -> Result<V1Cgroup> {
+        let mut cg = V1Cgroup { paths: Vec::new() };
+        for ctrl in ["memory", "cpu", "pids"] {
+            let Some(mount) = mount_of(ctrl) else {
+                let wanted = match ctrl {
+                    "memory" => limits.memory.is_some(),
+                    "cpu" => limits.cpus.is_some(),
+                    _ => limits.pids.is_some(),
+                };
+                if wanted {
+                    let _ = cg.remove();
+                    bail!("cgroup v1 controller {ctrl:?} is not mounted on this host");
+                }
+                continue;
+            };
+            let dir = mount.join(own_path(ctrl)?).join("strata").join(name);
+            if let Err(e) = std::fs::create_dir_all(&dir) {
+                let _ = cg.remove();
+                return Err(e).with_context(|| format!("creating cgroup {}", dir.display()));
+            }
+            cg.paths.push((ctrl.to_string(), dir));
+        }
+        if let Err(e) = cg.apply(limits) {
+            let _ = cg.remove();
+            return Err(e);
+        }
+        Ok(cg)
+    }
+
+    fn dir(&self, ctrl: &str) -> Option<&Path> {
+        self.paths
+            .iter()
+            .find(|(c, _)| c == ctrl)
+            .map(|(_, p)| p.as_path())
+    }
+
+    fn apply(&self, limits: &Limits) -> Result<()> {
+        if let (Some(m), Some(d)) = (limits.memory, self.dir("memory")) {
+            write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
+            let memsw = d.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write_file(&memsw, &m.to_string())?;
+            }
+        }
+        if let (Some(c), Some(d)) = (limits.cpus, self.dir("cpu")) {
+            write_file(&d.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+            write_file(&d.join("cpu.cfs_quota_us"), &cpu_quota_us(c).to_string())?;
+        }
+        if let (Some(p), Some(d)) = (limits.pids, self.dir("pids")) {
+            write_file(&d.join("pids.max"), &p.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Moves `pid` into every hierarchy's cgroup.
+    pub fn add(&self, pid: i32) -> Result<()> {
+        for (_, d) in &self.paths {
+            write_file(&d.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Kills leftovers and removes every directory (reporting the first failure).
+    pub fn remove(&self) -> Result<()> {
+        let mut first = Ok(());
+        for (_, d) in &self.paths {
+            if let Err(e) = kill_and_rmdir(d)
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    }
+}

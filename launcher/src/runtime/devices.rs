@@ -1,0 +1,104 @@
+//! `/dev` in the container: a tmpfs with the standard device nodes (created with mknod
+//! as root, bind-mounted from the host when rootless), a private devpts instance,
+//! `/dev/shm`, `/dev/mqueue`-free, and the usual symlinks.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use nix::mount::MsFlags;
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use super::mounts::{do_mount, ensure_dir, ensure_file};
+
+/// The device nodes every container gets: (name, major, minor).
+pub const DEVICES: &[(&str, u64, u64)] = &[
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+/// Builds `rootfs/dev`. `rootless` selects bind mounts instead of mknod; `console` is a
+/// pty slave to expose as `/dev/console`.
+pub fn setup_dev(rootfs: &Path, rootless: bool, console: Option<&Path>) -> Result<()> {
+    let dev = rootfs.join("dev");
+    ensure_dir(&dev)?;
+    do_mount(
+        Some(Path::new("tmpfs")),
+        Some("tmpfs"),
+        &dev,
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_NOEXEC,
+        Some("mode=755,size=65536k"),
+    )?;
+    for (name, major, minor) in DEVICES {
+        let p = dev.join(name);
+        if rootless {
+            ensure_file(&p)?;
+            do_mount(
+                Some(&Path::new("/dev").join(name)),
+                None,
+                &p,
+                MsFlags::MS_BIND,
+                None,
+            )?;
+        } else {
+            mknod(
+                &p,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(*major, *minor),
+            )
+            .with_context(|| format!("mknod {}", p.display()))?;
+            // mknod is subject to the umask.
+            nix::sys::stat::fchmodat(
+                nix::fcntl::AT_FDCWD,
+                &p,
+                Mode::from_bits_truncate(0o666),
+                nix::sys::stat::FchmodatFlags::FollowSymlink,
+            )
+            .with_context(|| format!("chmod {}", p.display()))?;
+        }
+    }
+    let pts = dev.join("pts");
+    ensure_dir(&pts)?;
+    let pts_opts = if rootless {
+        "newinstance,ptmxmode=0666,mode=0620"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    };
+    do_mount(
+        Some(Path::new("devpts")),
+        Some("devpts"),
+        &pts,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(pts_opts),
+    )?;
+    let shm = dev.join("shm");
+    ensure_dir(&shm)?;
+    do_mount(
+        Some(Path::new("shm")),
+        Some("tmpfs"),
+        &shm,
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
+        Some("mode=1777,size=65536k"),
+    )?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        let p = dev.join(link);
+        std::os::unix::fs::symlink(target, &p)
+            .with_context(|| format!("symlink {} -> {target}", p.display()))?;
+    }
+    if let Some(c) = console {
+        let p = dev.join("console");
+        ensure_file(&p)?;
+        do_mount(Some(c), None, &p, MsFlags::MS_BIND, None)?;
+    }
+    Ok(())
+}

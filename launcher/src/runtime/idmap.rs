@@ -1,0 +1,176 @@
+//! uid/gid maps for the rootless user namespace: the caller mapped to 0 (always
+//! possible), or — with `/etc/subuid` and `/etc/subgid` entries — the caller to 0 plus
+//! the subordinate range from 1 up, written by the setuid `newuidmap`/`newgidmap`.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// One subordinate id range from /etc/subuid or /etc/subgid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubRange {
+    /// First host id.
+    pub start: u32,
+    /// Number of ids.
+    pub count: u32,
+}
+
+/// How ids are mapped into the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdMapping {
+    /// Only the caller's uid/gid, as 0.
+    Single {
+        /// Host uid mapped to 0.
+        uid: u32,
+        /// Host gid mapped to 0.
+        gid: u32,
+    },
+    /// Caller to 0, then a subordinate range to 1..=count.
+    Full {
+        /// Host uid mapped to 0.
+        uid: u32,
+        /// Host gid mapped to 0.
+        gid: u32,
+        /// Subordinate uids.
+        subuid: SubRange,
+        /// Subordinate gids.
+        subgid: SubRange,
+    },
+}
+
+/// Finds the first range for `user` (by name or numeric id) in a subid file's text.
+pub fn parse_subid(text: &str, name: &str, id: u32) -> Option<SubRange> {
+    text.lines().find_map(|l| {
+        let mut f = l.trim().split(':');
+        let (who, start, count) = (f.next()?, f.next()?, f.next()?);
+        if who != name && who.parse::<u32>().ok() != Some(id) {
+            return None;
+        }
+        Some(SubRange {
+            start: start.parse().ok()?,
+            count: count.parse().ok()?,
+        })
+    })
+}
+
+/// The mapping for the calling user: full range when both subid files have an entry
+/// (then `newuidmap`/`newgidmap` must exist), else the single mapping.
+pub fn for_caller() -> Result<IdMapping> {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let name = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_default();
+    let sub = |p: &str| {
+        std::fs::read_to_string(p)
+            .ok()
+            .and_then(|t| parse_subid(&t, &name, uid))
+    };
+    let subgid_id = gid;
+    let (Some(subuid), Some(subgid)) = (sub("/etc/subuid"), {
+        let t = std::fs::read_to_string("/etc/subgid").ok();
+        t.and_then(|t| parse_subid(&t, &name, subgid_id).or_else(|| parse_subid(&t, &name, uid)))
+    }) else {
+        return Ok(IdMapping::Single { uid, gid });
+    };
+    for tool in ["newuidmap", "newgidmap"] {
+        if which(tool).is_none() {
+            bail!(
+                "/etc/subuid and /etc/subgid have entries for {name:?} but {tool} is not \
+                 installed (Debian package uidmap); install it or remove the entries"
+            );
+        }
+    }
+    Ok(IdMapping::Full {
+        uid,
+        gid,
+        subuid,
+        subgid,
+    })
+}
+
+/// Finds an executable on the launcher's PATH.
+pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+/// Writes the maps of process `pid` (which has just unshared its user namespace).
+/// Runs in the parent, outside that namespace.
+pub fn write_maps(pid: i32, mapping: &IdMapping) -> Result<()> {
+    match mapping {
+        IdMapping::Single { uid, gid } => {
+            let proc = Path::new("/proc").join(pid.to_string());
+            write_proc(&proc.join("setgroups"), "deny")?;
+            write_proc(&proc.join("uid_map"), &format!("0 {uid} 1\n"))?;
+            write_proc(&proc.join("gid_map"), &format!("0 {gid} 1\n"))?;
+        }
+        IdMapping::Full {
+            uid,
+            gid,
+            subuid,
+            subgid,
+        } => {
+            run_map_tool("newuidmap", pid, *uid, subuid)?;
+            run_map_tool("newgidmap", pid, *gid, subgid)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_proc(path: &Path, value: &str) -> Result<()> {
+    std::fs::write(path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
+}
+
+fn run_map_tool(tool: &str, pid: i32, id: u32, range: &SubRange) -> Result<()> {
+    let out = Command::new(tool)
+        .args([
+            pid.to_string(),
+            "0".into(),
+            id.to_string(),
+            "1".into(),
+            "1".into(),
+            range.start.to_string(),
+            range.count.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {tool}"))?;
+    if !out.status.success() {
+        bail!(
+            "{tool} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subid_lookup() {
+        let t = "alice:100000:65536\n1001:200000:1000\n";
+        assert_eq!(
+            parse_subid(t, "alice", 1000),
+            Some(SubRange {
+                start: 100000,
+                count: 65536
+            })
+        );
+        assert_eq!(
+            parse_subid(t, "bob", 1001),
+            Some(SubRange {
+                start: 200000,
+                count: 1000
+            })
+        );
+        assert_eq!(parse_subid(t, "carol", 1002), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! The container's PID 1 before exec: hostname, loopback, rootfs, pivot_root, user,
+//! capabilities, then exec of the command (127 not found, 126 not executable).
+
+use std::ffi::CString;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::rootfs::{self, RootfsPlan};
+use super::spec::{Network, UserSpec, resolve_user};
+use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
+
+/// Runs in the new namespaces and never returns: exec's the command or exits with
+/// 125/126/127 after printing one line.
+pub fn container_main(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> ! {
+    match prepare(spec, pty_slave) {
+        Ok((path, argv, envp)) => exec(&path, &argv, &envp),
+        Err(e) => {
+            eprintln!("strata: {e:#}");
+            std::process::exit(super::EXIT_STRATA_ERROR)
+        }
+    }
+}
+
+type Prepared = (CString, Vec<CString>, Vec<CString>);
+
+fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepared> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("PR_SET_PDEATHSIG")?;
+    // Its own mount namespace, so pivot_root moves only the container (not the setup
+    // process and the FUSE daemon, which share the one the union was mounted in).
+    super::namespaces::unshare_ns(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::unistd::sethostname(&spec.hostname)
+        .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
+    if spec.network == Network::None {
+        net::loopback_up()?;
+    }
+    let console = pty_slave.as_ref().map(|(_, p)| p.as_path());
+    rootfs::prepare(&RootfsPlan {
+        rootfs: &spec.merged,
+        rootless: spec.idmap.is_some(),
+        own_netns: spec.network == Network::None,
+        volumes: &spec.volumes,
+        console,
+    })?;
+    rootfs::pivot(&spec.merged)?;
+    rootfs::finish()?;
+    if let Some((fd, _)) = pty_slave {
+        attach_tty(fd)?;
+    } else if !spec.interactive {
+        redirect_stdin_null()?;
+    }
+    let user = match &spec.user {
+        Some(u) => resolve_user(u, Path::new("/"))?,
+        None => UserSpec::default(),
+    };
+    let cwd = Path::new(&spec.cwd);
+    if !cwd.is_dir() {
+        std::fs::create_dir_all(cwd)
+            .with_context(|| format!("creating working directory {}", cwd.display()))?;
+    }
+    caps::drop_bounding()?;
+    switch_user(user, spec.idmap.is_some())?;
+    nix::unistd::chdir(cwd)
+        .with_context(|| format!("chdir to working directory {}", cwd.display()))?;
+    if user.uid == 0 {
+        caps::set_default_caps()?;
+    }
+    caps::set_no_new_privs()?;
+    nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    )
+    .context("unblocking signals")?;
+    // Credential changes clear the parent-death signal: set it again.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("PR_SET_PDEATHSIG")?;
+    let path = resolve_command(&spec.argv, &spec.env);
+    let c = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
+    let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
+    let envp = spec.env.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
+    Ok((c(&path)?, argv, envp))
+}
+
+fn attach_tty(fd: RawFd) -> Result<()> {
+    nix::unistd::setsid().context("setsid")?;
+    // SAFETY: TIOCSCTTY on a pty slave fd we own.
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
+    }
+    for target in 0..3 {
+        // SAFETY: dup2 on fds we own.
+        if unsafe { libc::dup2(fd, target) } < 0 {
+            return Err(std::io::Error::last_os_error()).context("dup2 of the pty");
+        }
+    }
+    if fd > 2 {
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+fn redirect_stdin_null() -> Result<()> {
+    let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
+    use std::os::fd::AsRawFd;
+    // SAFETY: dup2 onto fd 0.
+    if unsafe { libc::dup2(f.as_raw_fd(), 0) } < 0 {
+        return Err(std::io::Error::last_os_error()).context("dup2 /dev/null to stdin");
+    }
+    Ok(())
+}
+
+fn switch_user(user: UserSpec, rootless: bool) -> Result<()> {
+    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
+    let gid = Gid::from_raw(user.gid);
+    if let Err(e) = setgroups(&[gid]) {
+        // With a single mapping, setgroups is denied in the user namespace.
+        if !(rootless && e == nix::errno::Errno::EPERM) {
+            return Err(e).context("setgroups");
+        }
+    }
+    setresgid(gid, gid, gid).with_context(|| format!("setting gid {}", user.gid))?;
+    let uid = Uid::from_raw(user.uid);
+    setresuid(uid, uid, uid)
+        .with_context(|| format!("setting uid {} (is it mapped?)", user.uid))?;
+    Ok(())
+}
+
+/// Finds argv[0] on the container's PATH (argv[0] itself when it has a '/').
+fn resolve_command(argv: &[String], env: &[String]) -> String {
+    let Some(cmd) = argv.first() else {
+        return String::new();
+    };
+    if cmd.contains('/') {
+        return cmd.clone();
+    }
+    let path = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(cmd);
+        if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
+            return p.to_string_lossy().into_owned();
+        }
+    }
+    String::new()
+}
+
+fn exec(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+    let name = argv
+        .first()
+        .map(|a| a.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if path.as_bytes().is_empty() {
+        eprintln!("strata: {name}: executable file not found in $PATH");
+        std::process::exit(EXIT_NOT_FOUND);
+    }
+    let err = nix::unistd::execve(path, argv, envp).err();
+    let code = match err {
+        Some(nix::errno::Errno::ENOENT) | Some(nix::errno::Errno::ENOTDIR) => EXIT_NOT_FOUND,
+        _ => EXIT_NOT_EXECUTABLE,
+    };
+    let why = err.map(|e| e.desc()).unwrap_or("unknown error");
+    eprintln!("strata: {}: {why}", path.to_string_lossy());
+    std::process::exit(code)
+}

@@ -1,0 +1,331 @@
+//! The launcher's side of `strata run`: cgroup, id maps, the setup process and the
+//! guard, then PID 1 duties from outside: forward signals, relay the pty, collect the
+//! exit status, clean up.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork};
+
+use super::cgroups::Cgroup;
+use super::guard::{self, Cleanup};
+use super::sync::Pipe;
+use super::{RunSpec, idmap, pty, setup, state};
+
+/// Signals the launcher forwards to the container.
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGALRM,
+    Signal::SIGCONT,
+];
+
+/// Runs the container described by `spec` to completion; returns the exit status the
+/// launcher should exit with (the command's, 128+N on signal N, 126/127).
+pub fn launch(spec: &RunSpec) -> Result<i32> {
+    let cgroup = Cgroup::create(&spec.id, &spec.limits, spec.idmap.is_some())?;
+    let mut userns: Option<OwnedFd> = None;
+    let result = start_and_monitor(spec, cgroup.as_ref(), &mut userns);
+    let cleanup = Cleanup {
+        cgroup: cgroup.as_ref(),
+        remove: spec
+            .remove
+            .then(|| (spec.store_root.clone(), spec.id.clone())),
+        userns: userns.as_ref(),
+    };
+    let cleaned = guard::clean(&cleanup);
+    if let Ok(code) = result
+        && !spec.remove
+    {
+        let _ = state::save(
+            &spec.dir,
+            &state::State {
+                launcher_pid: std::process::id() as i32,
+                pid: 0,
+                command: spec.argv.clone(),
+                exit_code: Some(code),
+            },
+        );
+    }
+    let code = result?;
+    cleaned?;
+    Ok(code)
+}
+
+fn start_and_monitor(
+    spec: &RunSpec,
+    cgroup: Option<&Cgroup>,
+    userns: &mut Option<OwnedFd>,
+) -> Result<i32> {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.add(Signal::SIGCHLD);
+    let mut old = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).context("blocking signals")?;
+    let r = run_blocked(spec, cgroup, userns, &mask);
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+    r
+}
+
+fn run_blocked(
+    spec: &RunSpec,
+    cgroup: Option<&Cgroup>,
+    userns: &mut Option<OwnedFd>,
+    mask: &SigSet,
+) -> Result<i32> {
+    let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .context("creating a signalfd")?;
+    let pty = if spec.tty { Some(pty::open()?) } else { None };
+    let up = Pipe::new()?;
+    let down = Pipe::new()?;
+    let launcher = nix::unistd::getpid();
+    // SAFETY: the launcher is single-threaded; the child runs the setup and exits.
+    let setup_pid = match unsafe { fork() }.context("fork of the setup process")? {
+        ForkResult::Child => {
+            let slave = pty.map(|p| {
+                drop(p.master);
+                let fd = p.slave.as_raw_fd();
+                std::mem::forget(p.slave);
+                (fd, p.slave_path)
+            });
+            setup::setup_main(spec, launcher, up.writer(), down.reader(), slave)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let mut up = up.reader();
+    let mut down = down.writer();
+    let abort = |e: anyhow::Error| -> Result<i32> {
+        let _ = kill(setup_pid, Signal::SIGKILL);
+        let _ = waitpid(setup_pid, None);
+        Err(e)
+    };
+    if let Some(cg) = cgroup
+        && let Err(e) = cg.add(setup_pid.as_raw())
+    {
+        return abort(e);
+    }
+    if let Some(map) = &spec.idmap {
+        if let Err(e) = up.expect("u") {
+            return abort(e);
+        }
+        if let Err(e) = idmap::write_maps(setup_pid.as_raw(), map) {
+            return abort(e);
+        }
+        match std::fs::File::open(format!("/proc/{setup_pid}/ns/user")) {
+            Ok(f) => *userns = Some(OwnedFd::from(f)),
+            Err(e) => {
+                return abort(
+                    anyhow::Error::from(e).context("opening the container's user namespace"),
+                );
+            }
+        }
+    }
+    if let Err(e) = down.send("g") {
+        return abort(e);
+    }
+    // The guard outlives a killed launcher and cleans up after it.
+    let guard_pipe = Pipe::new()?;
+    let guard_cleanup = Cleanup {
+        cgroup,
+        remove: spec
+            .remove
+            .then(|| (spec.store_root.clone(), spec.id.clone())),
+        userns: userns.as_ref(),
+    };
+    // SAFETY: single-threaded; the child only waits on a pipe and cleans up.
+    let guard_pid = match unsafe { fork() }.context("fork of the guard")? {
+        ForkResult::Child => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+            guard::guard_main(guard_pipe.reader(), &guard_cleanup)
+        }
+        ForkResult::Parent { child } => child,
+    };
+    let mut guard_w = guard_pipe.writer();
+    let container_pid = match up.recv() {
+        Ok(Some(m)) if m.starts_with('p') => match m[1..].parse::<i32>() {
+            Ok(p) => Pid::from_raw(p),
+            Err(_) => return abort(anyhow::anyhow!("bad message {m:?} from the setup process")),
+        },
+        Ok(Some(m)) if m.starts_with('e') => {
+            let _ = waitpid(setup_pid, None);
+            let _ = guard_w.send("d");
+            let _ = waitpid(guard_pid, None);
+            bail!("{}", &m[1..]);
+        }
+        Ok(_) | Err(_) => {
+            let status = waitpid(setup_pid, None);
+            let _ = guard_w.send("d");
+            let _ = waitpid(guard_pid, None);
+            bail!("the setup process exited before starting the container ({status:?})");
+        }
+    };
+    let _ = state::save(
+        &spec.dir,
+        &state::State {
+            launcher_pid: launcher.as_raw(),
+            pid: container_pid.as_raw(),
+            command: spec.argv.clone(),
+            exit_code: None,
+        },
+    );
+    let raw = pty.as_ref().map(|_| pty::raw_stdin());
+    let r = monitor(
+        setup_pid,
+        container_pid,
+        &sfd,
+        pty.as_ref().map(|p| p.master.as_fd()),
+    );
+    drop(raw);
+    // The launcher cleans up itself; tell the guard it has nothing to do.
+    let _ = guard_w.send("d");
+    let _ = waitpid(guard_pid, None);
+    r
+}
+
+/// Waits for the setup process while forwarding signals and relaying the pty.
+fn monitor(
+    setup_pid: Pid,
+    container: Pid,
+    sfd: &SignalFd,
+    master: Option<BorrowedFd<'_>>,
+) -> Result<i32> {
+    let mut forced: Option<Signal> = None;
+    let stdin = std::io::stdin();
+    let mut stdin_open = master.is_some();
+    let mut master_open = master.is_some();
+    loop {
+        let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
+        if let (Some(m), true) = (master, master_open) {
+            fds.push(PollFd::new(m, PollFlags::POLLIN));
+        }
+        if stdin_open && master_open {
+            fds.push(PollFd::new(stdin.as_fd(), PollFlags::POLLIN));
+        }
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e).context("poll"),
+        }
+        let ready = |i: usize| {
+            fds.get(i)
+                .and_then(|f| f.revents())
+                .is_some_and(|r| !r.is_empty())
+        };
+        let (sig_ready, master_ready, stdin_ready) = (ready(0), ready(1), ready(2));
+        drop(fds);
+        if let (Some(m), true) = (master, master_ready)
+            && !copy(m.as_raw_fd(), 1)
+        {
+            master_open = false;
+        }
+        if let (Some(m), true) = (master, stdin_ready)
+            && !copy(0, m.as_raw_fd())
+        {
+            stdin_open = false;
+        }
+        if !sig_ready {
+            continue;
+        }
+        while let Ok(Some(info)) = sfd.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                continue;
+            };
+            match sig {
+                Signal::SIGCHLD => {}
+                Signal::SIGWINCH if master.is_some() => {
+                    if let Some(m) = master {
+                        let owned = m.try_clone_to_owned();
+                        if let Ok(o) = owned {
+                            pty::copy_winsize(&o);
+                        }
+                    }
+                }
+                s => forward(container, s, &mut forced),
+            }
+        }
+        match waitpid(setup_pid, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => {
+                if let Some(m) = master {
+                    drain(m.as_raw_fd());
+                }
+                return Ok(match forced {
+                    Some(s) if code == 128 + Signal::SIGKILL as i32 => 128 + s as i32,
+                    _ => code,
+                });
+            }
+            Ok(WaitStatus::Signaled(_, s, _)) => return Ok(128 + s as i32),
+            _ => {}
+        }
+    }
+}
+
+/// Copies what is readable from `from` to `to`; false at end of file or error.
+fn copy(from: i32, to: i32) -> bool {
+    let mut buf = [0u8; 8192];
+    // SAFETY: reading into and writing from our own buffer.
+    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
+    if n <= 0 {
+        return false;
+    }
+    let mut off = 0usize;
+    while off < n as usize {
+        // SAFETY: as above.
+        let w = unsafe { libc::write(to, buf[off..].as_ptr().cast(), n as usize - off) };
+        if w <= 0 {
+            return false;
+        }
+        off += w as usize;
+    }
+    true
+}
+
+/// Reads whatever the container left in the pty after it exited.
+fn drain(master: i32) {
+    // SAFETY: fcntl on our own fd.
+    unsafe {
+        let fl = libc::fcntl(master, libc::F_GETFL);
+        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    while copy(master, 1) {}
+}
+
+/// Delivers `sig` to the container's PID 1. A PID 1 without a handler ignores
+/// terminating signals (the kernel protects namespace inits), so for those the launcher
+/// kills it and reports 128+N as if the signal had terminated it.
+fn forward(container: Pid, sig: Signal, forced: &mut Option<Signal>) {
+    let terminating = !matches!(
+        sig,
+        Signal::SIGCHLD | Signal::SIGCONT | Signal::SIGWINCH | Signal::SIGURG
+    );
+    if terminating && !handles(container, sig) {
+        *forced = Some(sig);
+        let _ = kill(container, Signal::SIGKILL);
+    } else {
+        let _ = kill(container, sig);
+    }
+}
+
+/// Whether `pid` catches, ignores or blocks `sig` (from /proc/PID/status).
+fn handles(pid: Pid, sig: Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    status.lines().any(|l| {
+        ["SigBlk:", "SigIgn:", "SigCgt:"].iter().any(|k| {
+            l.strip_prefix(k)
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .is_some_and(|m| m & bit != 0)
+        })
+    })
+}

@@ -1,0 +1,86 @@
+//! The container runtime, one module per step (as youki's libcontainer splits it):
+//! namespaces, id maps, cgroups, the union mount, rootfs / devices / mounts, pivot_root,
+//! capabilities, PID 1 signal forwarding and reaping, pty.
+//!
+//! Process layout of one `strata run`:
+//! * the launcher (host namespaces): creates the cgroup, writes uid/gid maps, forwards
+//!   signals, relays the pty, cleans up;
+//! * the setup process: user (rootless) + mount namespaces, mounts the union (and keeps
+//!   a FUSE daemon as its child), unshares pid/uts/ipc/net/cgroup, forks the command;
+//! * the command, PID 1 of the new pid namespace: builds the rootfs, pivots, drops
+//!   privileges, execs;
+//! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
+//!   the container) once the container's processes are gone.
+
+pub mod caps;
+pub mod cgroups;
+pub mod devices;
+pub mod guard;
+pub mod idmap;
+pub mod init;
+pub mod launch;
+pub mod mounts;
+pub mod namespaces;
+pub mod net;
+pub mod paths;
+pub mod pty;
+pub mod rootfs;
+pub mod setup;
+pub mod spec;
+pub mod state;
+pub mod sync;
+pub mod union;
+
+use std::path::PathBuf;
+
+use spec::{Driver, Limits, Network, Volume};
+
+/// Exit status for an error of strata itself.
+pub const EXIT_STRATA_ERROR: i32 = 125;
+/// Exit status when the command exists but cannot be executed.
+pub const EXIT_NOT_EXECUTABLE: i32 = 126;
+/// Exit status when the command is not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+/// Everything needed to start one container, resolved by `strata run`.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// Container id (names the cgroup).
+    pub id: String,
+    /// Container name (for messages).
+    pub name: String,
+    /// The container's directory in the store.
+    pub dir: PathBuf,
+    /// The union to mount.
+    pub union: union::UnionDirs,
+    /// Where to mount it.
+    pub merged: PathBuf,
+    /// Kernel overlayfs or FUSE.
+    pub driver: Driver,
+    /// Command and arguments.
+    pub argv: Vec<String>,
+    /// `K=V` environment.
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    pub cwd: String,
+    /// `-u` / image User, resolved inside the rootfs.
+    pub user: Option<String>,
+    /// UTS hostname.
+    pub hostname: String,
+    /// Network mode.
+    pub network: Network,
+    /// cgroup limits.
+    pub limits: Limits,
+    /// Host bind mounts.
+    pub volumes: Vec<Volume>,
+    /// Allocate a pty.
+    pub tty: bool,
+    /// Keep stdin attached.
+    pub interactive: bool,
+    /// Rootless: the id mapping of the user namespace.
+    pub idmap: Option<idmap::IdMapping>,
+    /// Remove the container after exit (`--rm`).
+    pub remove: bool,
+    /// The store root (for `--rm` by the guard).
+    pub store_root: PathBuf,
+}

@@ -1,0 +1,89 @@
+//! The setup process: enters the user namespace (rootless) and a private mount
+//! namespace, mounts the union, unshares the container's namespaces, forks the command
+//! (PID 1 of the new pid namespace), waits for it, unmounts, and exits with its status.
+
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Gid, Uid, fork};
+
+use super::sync::Channel;
+use super::{EXIT_STRATA_ERROR, RunSpec, init, namespaces, union};
+
+/// Entry point of the setup process (never returns). `to_parent` carries `u`, `p<pid>`
+/// or `e<error>`; `from_parent` carries `g` once cgroup and maps are in place.
+pub fn setup_main(
+    spec: &RunSpec,
+    launcher: nix::unistd::Pid,
+    mut to_parent: Channel,
+    mut from_parent: Channel,
+    pty_slave: Option<(RawFd, PathBuf)>,
+) -> ! {
+    let code = match run(spec, launcher, &mut to_parent, &mut from_parent, pty_slave) {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = to_parent.send(&format!("e{e:#}"));
+            EXIT_STRATA_ERROR
+        }
+    };
+    std::process::exit(code)
+}
+
+fn run(
+    spec: &RunSpec,
+    launcher: nix::unistd::Pid,
+    to_parent: &mut Channel,
+    from_parent: &mut Channel,
+    pty_slave: Option<(RawFd, PathBuf)>,
+) -> Result<i32> {
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .context("PR_SET_PDEATHSIG")?;
+    if nix::unistd::getppid() != launcher {
+        anyhow::bail!("the launcher exited during setup");
+    }
+    if spec.idmap.is_some() {
+        namespaces::unshare_ns(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        to_parent.send("u")?;
+    }
+    from_parent.expect("g")?;
+    if spec.idmap.is_some() {
+        let root_g = Gid::from_raw(0);
+        let root_u = Uid::from_raw(0);
+        nix::unistd::setresgid(root_g, root_g, root_g)
+            .context("becoming gid 0 in the user namespace")?;
+        nix::unistd::setresuid(root_u, root_u, root_u)
+            .context("becoming uid 0 in the user namespace")?;
+    }
+    namespaces::private_mount_ns()?;
+    let mounted = union::mount_union(
+        spec.driver,
+        &spec.union,
+        &spec.merged,
+        spec.idmap.is_some(),
+        true,
+    )?;
+    namespaces::unshare_ns(namespaces::container_flags(spec.network))?;
+    // SAFETY: single-threaded process; the child only runs the container setup and exec.
+    let child = match unsafe { fork() }.context("fork of the container process")? {
+        ForkResult::Child => init::container_main(spec, pty_slave),
+        ForkResult::Parent { child } => child,
+    };
+    if let Some((fd, _)) = pty_slave {
+        // SAFETY: the slave belongs to the container now.
+        unsafe { libc::close(fd) };
+    }
+    to_parent.send(&format!("p{}", child.as_raw()))?;
+    let code = loop {
+        match waitpid(child, None) {
+            Ok(WaitStatus::Exited(_, c)) => break c,
+            Ok(WaitStatus::Signaled(_, s, _)) => break 128 + s as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for the container"),
+        }
+    };
+    mounted.unmount()?;
+    Ok(code)
+}

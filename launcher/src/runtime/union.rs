@@ -1,0 +1,252 @@
+//! Mounting the union (image layers + init layer + upper) at the container's `merged`
+//! dir: kernel overlayfs, or a FUSE daemon speaking fuse-overlayfs' command line
+//! (stratafs via `strata stratafs`, or `$STRATA_FUSE_PROGRAM`).
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+
+use super::spec::Driver;
+
+/// The directories of one union.
+#[derive(Debug, Clone)]
+pub struct UnionDirs {
+    /// Lower dirs, top-most first.
+    pub lowers: Vec<PathBuf>,
+    /// Writable upper (None: read-only union).
+    pub upper: Option<PathBuf>,
+    /// Work dir (with `upper`).
+    pub work: Option<PathBuf>,
+}
+
+impl UnionDirs {
+    /// The `lowerdir=...,upperdir=...,workdir=...` option string.
+    pub fn options(&self) -> Result<String> {
+        let mut lowers = Vec::new();
+        for l in &self.lowers {
+            lowers.push(opt_path(l)?);
+        }
+        let mut s = format!("lowerdir={}", lowers.join(":"));
+        if let (Some(u), Some(w)) = (&self.upper, &self.work) {
+            s.push_str(&format!(
+                ",upperdir={},workdir={}",
+                opt_path(u)?,
+                opt_path(w)?
+            ));
+        }
+        Ok(s)
+    }
+}
+
+fn opt_path(p: &Path) -> Result<String> {
+    let s = p
+        .to_str()
+        .with_context(|| format!("path {} is not UTF-8", p.display()))?;
+    if s.contains([',', ':']) {
+        bail!("path {s:?} contains ',' or ':' and cannot be passed as an overlay option");
+    }
+    Ok(s.to_string())
+}
+
+/// A mounted union; for FUSE, the daemon serving it when run in the foreground.
+#[derive(Debug)]
+pub struct MountedUnion {
+    /// Mount point.
+    pub target: PathBuf,
+    /// The FUSE daemon (foreground mode only).
+    pub daemon: Option<Child>,
+}
+
+/// The program and leading arguments used for `--driver fuse`.
+pub fn fuse_program() -> Result<(PathBuf, Vec<String>)> {
+    if let Some(p) = std::env::var_os("STRATA_FUSE_PROGRAM") {
+        return Ok((PathBuf::from(p), Vec::new()));
+    }
+    let exe = std::env::current_exe().context("locating the strata executable")?;
+    Ok((exe, vec!["stratafs".into()]))
+}
+
+/// Checks that FUSE can be used by this process before anything is created.
+pub fn check_fuse_available() -> Result<()> {
+    use nix::unistd::AccessFlags;
+    nix::unistd::access("/dev/fuse", AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| {
+        anyhow::anyhow!(
+            "/dev/fuse is not usable ({e}); load the fuse module, make /dev/fuse mode 0666, \
+             or use --driver kernel"
+        )
+    })
+}
+
+/// Mounts the union at `target` in the current mount namespace. With `foreground`, a FUSE
+/// daemon stays this process's child (killed with it); otherwise it daemonizes.
+pub fn mount_union(
+    driver: Driver,
+    dirs: &UnionDirs,
+    target: &Path,
+    rootless: bool,
+    foreground: bool,
+) -> Result<MountedUnion> {
+    match driver {
+        Driver::Kernel => {
+            mount_kernel(dirs, target, rootless)?;
+            Ok(MountedUnion {
+                target: target.to_path_buf(),
+                daemon: None,
+            })
+        }
+        Driver::Fuse => mount_fuse(dirs, target, foreground),
+    }
+}
+
+fn mount_kernel(dirs: &UnionDirs, target: &Path, rootless: bool) -> Result<()> {
+    let base = dirs.options()?;
+    let mut attempts = Vec::new();
+    if rootless {
+        attempts.push(format!("{base},userxattr"));
+    } else {
+        attempts.push(format!("{base},redirect_dir=on,index=on,xino=on"));
+        attempts.push(format!("{base},redirect_dir=on,index=on"));
+        attempts.push(base.clone());
+    }
+    let mut last = None;
+    for opts in &attempts {
+        match mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(opts.as_str()),
+        ) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+    }
+    let e = last.map(|e| e.to_string()).unwrap_or_default();
+    bail!(
+        "mounting kernel overlayfs at {} failed: {e} (options: {})",
+        target.display(),
+        attempts.last().map(String::as_str).unwrap_or("")
+    )
+}
+
+fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<MountedUnion> {
+    check_fuse_available()?;
+    let (prog, lead) = fuse_program()?;
+    let mut cmd = Command::new(&prog);
+    cmd.args(&lead);
+    if foreground {
+        cmd.arg("-f");
+    }
+    cmd.arg("-o").arg(dirs.options()?).arg(target);
+    cmd.stdin(std::process::Stdio::null());
+    if foreground {
+        // SAFETY: prctl is async-signal-safe; runs in the child between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+                    .map_err(std::io::Error::from)
+            });
+        }
+    }
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("starting FUSE daemon {}", prog.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if is_mounted(target) {
+            break;
+        }
+        if let Some(status) = child.try_wait().context("waiting for the FUSE daemon")? {
+            if !foreground && status.success() && is_mounted(target) {
+                break;
+            }
+            if !foreground && status.success() {
+                // Daemonized: the parent returned; give the mount a moment to appear.
+                if wait_mounted(target, deadline) {
+                    break;
+                }
+            }
+            bail!(
+                "FUSE daemon {} exited ({status}) without mounting {}",
+                prog.display(),
+                target.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "FUSE daemon {} did not mount {} within 30s",
+                prog.display(),
+                target.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !foreground {
+        let _ = child.wait();
+    }
+    Ok(MountedUnion {
+        target: target.to_path_buf(),
+        daemon: if foreground { Some(child) } else { None },
+    })
+}
+
+fn wait_mounted(target: &Path, deadline: Instant) -> bool {
+    while Instant::now() < deadline {
+        if is_mounted(target) {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// Whether `target` is a mount point in this mount namespace.
+pub fn is_mounted(target: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let Some(t) = target.to_str() else {
+        return false;
+    };
+    info.lines().any(|l| {
+        l.split(' ')
+            .nth(4)
+            .is_some_and(|mp| unescape_mountinfo(mp) == t)
+    })
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+impl MountedUnion {
+    /// Unmounts (lazily) and waits for a foreground FUSE daemon to exit.
+    pub fn unmount(mut self) -> Result<()> {
+        let r = umount2(&self.target, MntFlags::MNT_DETACH)
+            .with_context(|| format!("unmounting {}", self.target.display()));
+        if let Some(mut d) = self.daemon.take() {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                match d.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = d.kill();
+                        let _ = d.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        }
+        r
+    }
+}
