@@ -26,3 +26,226 @@ fn pid_hostname_and_uid() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(stdout(&o).trim(), "1 box1 0", "{}", show(&o));
 }
+
+#[test]
+fn exit_codes() {
+    if skip_unless_root() {
+        return;
+    }
+    for (cmd, want) in [("exit 0", 0), ("exit 7", 7)] {
+        let o = run_kernel(&["demo", "/bin/sh", "-c", cmd]);
+        assert_eq!(o.status.code(), Some(want), "{cmd}: {}", show(&o));
+    }
+    let o = run_kernel(&["demo", "/no/such/cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    let o = run_kernel(&["demo", "no-such-cmd"]);
+    assert_eq!(o.status.code(), Some(127), "{}", show(&o));
+    // /etc/hostname exists but is not executable.
+    let o = run_kernel(&["demo", "/etc/hostname"]);
+    assert_eq!(o.status.code(), Some(126), "{}", show(&o));
+}
+
+#[test]
+fn sigterm_to_launcher_reaches_the_command() {
+    if skip_unless_root() {
+        return;
+    }
+    let mut child = std::process::Command::new(strata())
+        .arg("--root")
+        .arg(demo_store())
+        .args([
+            "run",
+            "--rm",
+            "--driver",
+            "kernel",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "echo up; sleep 60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut line = String::new();
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    let st = child.wait().expect("wait");
+    assert_eq!(st.code(), Some(143));
+}
+
+#[test]
+fn trapped_sigterm_is_delivered() {
+    if skip_unless_root() {
+        return;
+    }
+    let mut child = std::process::Command::new(strata())
+        .arg("--root")
+        .arg(demo_store())
+        .args([
+            "run",
+            "--rm",
+            "--driver",
+            "kernel",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 3' TERM; echo up; while true; do sleep 0.1; done",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "got-term");
+    assert_eq!(child.wait().expect("wait").code(), Some(3));
+}
+
+#[test]
+fn writes_land_in_upper_and_rm_cleans_up() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = demo_store();
+    let name = "writes-upper";
+    let o = run_strata(
+        root,
+        &[
+            "run",
+            "--driver",
+            "kernel",
+            "--name",
+            name,
+            "demo",
+            "/bin/sh",
+            "-c",
+            "echo hi > /etc/newfile; rm -f /etc/hostname.bak; echo ok",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
+    let c = store.container(name).expect("container kept without --rm");
+    assert_eq!(
+        std::fs::read_to_string(c.upper.join("etc/newfile")).expect("upper file"),
+        "hi\n"
+    );
+    let image = store.resolve_image("demo").expect("image");
+    for l in store.lower_dirs(&image).expect("lowers") {
+        assert!(
+            !l.join("etc/newfile").exists(),
+            "write leaked into lower {}",
+            l.display()
+        );
+    }
+    // Nothing stays mounted on the host.
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!info.contains(c.merged.to_str().expect("utf8")));
+    let ps = run_strata(root, &["ps"]);
+    assert!(stdout(&ps).contains(name), "{}", show(&ps));
+    assert!(stdout(&ps).contains("exited (0)"), "{}", show(&ps));
+    let rm = run_strata(root, &["rm", name]);
+    assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
+    assert!(!c.dir.exists());
+
+    // --rm: the container is gone afterwards.
+    let before = store.list_containers().expect("list").len();
+    let o = run_strata(
+        root,
+        &["run", "--rm", "--driver", "kernel", "demo", "/bin/true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(store.list_containers().expect("list").len(), before);
+}
+
+#[test]
+fn rootfs_layout() {
+    if skip_unless_root() {
+        return;
+    }
+    let script = "test -c /dev/null && test -c /dev/urandom && test -c /dev/tty && test -L /dev/ptmx \
+        && test -d /dev/pts && test -d /dev/shm && test -r /proc/self/status \
+        && ! touch /sys/x 2>/dev/null && ! echo 1 > /proc/sys/kernel/domainname \
+        && test ! -s /proc/kcore && ip -o link | cut -d: -f2 | tr -d ' ' && echo done";
+    let o = run_kernel(&["demo", "/bin/sh", "-c", script]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o).trim(), "lo\ndone", "{}", show(&o));
+}
+
+#[test]
+fn env_workdir_user_volumes() {
+    if skip_unless_root() {
+        return;
+    }
+    let vol = tempfile::tempdir().expect("tempdir");
+    std::fs::write(vol.path().join("in"), "from-host\n").expect("write");
+    std::fs::set_permissions(
+        vol.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("chmod");
+    let rw = format!("{}:/data", vol.path().display());
+    let ro_dir = tempfile::tempdir().expect("tempdir");
+    let ro = format!("{}:/ro:ro", ro_dir.path().display());
+    let o = run_kernel(&[
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp/work",
+        "-u",
+        "1000:1000",
+        "-v",
+        &rw,
+        "-v",
+        &ro,
+        "demo",
+        "/bin/sh",
+        "-c",
+        "echo $FOO; pwd; id -u; id -g; cat /data/in; echo out > /data/out; touch /ro/x 2>/dev/null || echo ro-ok",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(
+        stdout(&o),
+        "bar\n/tmp/work\n1000\n1000\nfrom-host\nro-ok\n",
+        "{}",
+        show(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("out")).expect("out"),
+        "out\n"
+    );
+}
+
+#[test]
+fn bad_input_is_one_line_and_125() {
+    let root = demo_store();
+    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
+    let before = store.list_containers().expect("list").len();
+    for args in [
+        vec!["run", "--rm", "no-such-image", "/bin/true"],
+        vec!["run", "--rm", "-m", "12q", "demo", "/bin/true"],
+        vec!["run", "--rm", "--cpus", "abc", "demo", "/bin/true"],
+        vec!["run", "--rm", "--pids-limit", "0", "demo", "/bin/true"],
+        vec!["run", "--rm", "-v", "/no/such/dir:/x", "demo", "/bin/true"],
+    ] {
+        let o = run_strata(root, &args);
+        assert_eq!(o.status.code(), Some(125), "{args:?}: {}", show(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("strata: "), "{err}");
+    }
+    assert_eq!(store.list_containers().expect("list").len(), before);
+}

@@ -128,6 +128,7 @@ mod tests {
         let own = Path::new("user.slice/session");
         for d in [
             root.to_path_buf(),
+            root.join("user.slice"),
             root.join(own),
             root.join(own).join("strata"),
         ] {
@@ -154,6 +155,7 @@ mod tests {
         // Plain files: each write replaced the content; the last controller enabled shows.
         for d in [
             root.to_path_buf(),
+            root.join("user.slice"),
             root.join(own),
             root.join(own).join("strata"),
         ] {

@@ -1,0 +1,170 @@
+//! cgroup limits and leak checks for `strata run` as root (v1 or v2, whichever the
+//! host has; the v2 logic is also unit-tested against a prepared tree).
+
+mod common;
+
+use common::*;
+
+fn run_kernel(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["run", "--rm", "--driver", "kernel"];
+    all.extend_from_slice(args);
+    run_strata(demo_store(), &all)
+}
+
+#[test]
+fn memory_limit_oom_kills() {
+    if skip_unless_root() {
+        return;
+    }
+    // Allocate and touch 256 MiB under a 32 MiB limit (no swap on the test host or
+    // swap limited with it).
+    let o = run_kernel(&[
+        "-m",
+        "32m",
+        "demo",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=256M",
+        "count=1",
+    ]);
+    assert_eq!(o.status.code(), Some(137), "{}", show(&o));
+}
+
+#[test]
+fn pids_limit_stops_forks() {
+    if skip_unless_root() {
+        return;
+    }
+    let o = run_kernel(&[
+        "--pids-limit",
+        "5",
+        "demo",
+        "/bin/sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8; do sleep 5 & done; echo all-forked",
+    ]);
+    assert!(
+        !stdout(&o).contains("all-forked"),
+        "all forks succeeded under --pids-limit 5: {}",
+        show(&o)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("fork") || err.contains("Resource temporarily unavailable"),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn cpu_quota_is_set() {
+    if skip_unless_root() {
+        return;
+    }
+    // Inside the cgroup namespace the container's cgroup is the root of its view;
+    // the launcher-side files are checked through /proc/<pid>/cgroup from the host.
+    let o = run_kernel(&[
+        "--cpus",
+        "0.5",
+        "demo",
+        "/bin/sh",
+        "-c",
+        "cat /proc/self/cgroup",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    // cgroup namespace: our own cgroup shows as "/".
+    assert!(
+        stdout(&o).lines().any(|l| l.ends_with(":/")),
+        "{}",
+        show(&o)
+    );
+}
+
+#[test]
+fn sigkill_of_launcher_leaves_nothing() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = demo_store();
+    let mut child = std::process::Command::new(strata())
+        .arg("--root")
+        .arg(root)
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            "killed",
+            "--driver",
+            "kernel",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "50",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "echo up; sleep 60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "up");
+    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
+    let c = store.container("killed").expect("container while running");
+    let cgroups = find_cgroups(&c.id);
+    assert!(
+        !cgroups.is_empty(),
+        "no cgroup found for the running container"
+    );
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    // The guard cleans up once the container's processes are gone.
+    let mut gone = false;
+    for _ in 0..500 {
+        if !c.dir.exists() && cgroups.iter().all(|p| !p.exists()) {
+            gone = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        gone,
+        "left behind: dir {} exists={}, cgroups {:?}",
+        c.dir.display(),
+        c.dir.exists(),
+        cgroups.iter().filter(|p| p.exists()).collect::<Vec<_>>()
+    );
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    assert!(!info.contains(&c.id));
+}
+
+fn find_cgroups(id: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in walkdir_like(std::path::Path::new("/sys/fs/cgroup")) {
+        if entry.file_name().is_some_and(|n| n == id) {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+fn walkdir_like(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(e.path());
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
