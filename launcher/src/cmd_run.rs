@@ -241,7 +241,16 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             return Err(e);
         }
     };
-    let code = runtime::launch::launch(&spec)?;
+    let code = match runtime::launch::launch(&spec) {
+        Ok(code) => code,
+        Err(e) => {
+            // A container that never started (or was asked for --rm) leaves nothing.
+            if args.rm || state::load(&spec.dir).is_none() {
+                let _ = runtime::guard::remove_container(store.root(), &spec.id, None);
+            }
+            return Err(e);
+        }
+    };
     Ok(ExitCode::from(
         u8::try_from(code).unwrap_or(runtime::EXIT_STRATA_ERROR as u8),
     ))
