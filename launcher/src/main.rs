@@ -8,7 +8,11 @@ use clap::{Parser, Subcommand};
 const EXIT_STRATA_ERROR: u8 = 125;
 
 #[derive(Parser)]
-#[command(name = "strata", version, about = "Container images and runtime on stratafs")]
+#[command(
+    name = "strata",
+    version,
+    about = "Container images and runtime on stratafs"
+)]
 struct Cli {
     /// Root of the store (else $STRATA_ROOT, /var/lib/strata as root, or
     /// $XDG_DATA_HOME/strata).
@@ -19,6 +23,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of `RunArgs` does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Manage images in the store.

@@ -219,7 +219,7 @@ pub fn resolve_user(spec: &str, rootfs: &std::path::Path) -> Result<UserSpec> {
     Ok(UserSpec { uid, gid })
 }
 
-fn passwd_lookup<'a>(text: &'a str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&'a str>> {
+fn passwd_lookup(text: &str, pred: impl Fn(&[&str]) -> bool) -> Option<Vec<&str>> {
     text.lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() >= 4 && pred(f))
