@@ -10,17 +10,22 @@
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
 //! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations
 
+pub mod build;
+pub mod changes;
 pub mod compression;
 pub mod container;
 pub mod digest;
 pub mod error;
+pub mod export;
 pub mod extract;
 pub mod fsutil;
 pub mod image;
 pub mod import;
 pub mod lock;
+pub mod ops;
 pub mod reference;
 pub mod root;
+pub mod tarwrite;
 
 use std::fs;
 use std::path::{Path, PathBuf};

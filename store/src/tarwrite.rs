@@ -1,0 +1,221 @@
+//! Writes layer tars from directories: a rootfs as is (`image create --from-dir`), or a
+//! container's upper with overlay whiteouts and opaque dirs converted back to OCI
+//! `.wh.` entries (`commit`). Entries are sorted, hard links kept, xattrs written as
+//! PAX `SCHILY.xattr.*` records; nothing beneath a symlink is ever followed.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use crate::error::{IoContext, StoreError};
+
+/// How to treat overlay metadata found in the tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    /// A plain rootfs: every entry is content.
+    Rootfs,
+    /// An overlay upper: char 0/0 → `.wh.NAME`, opaque xattr → `.wh..wh..opq`.
+    Upper,
+}
+
+/// The xattrs of `path` (not following symlinks).
+pub fn list_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut names = vec![0u8; 4096];
+    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let Ok(name) = std::str::from_utf8(name) else {
+            continue;
+        };
+        let mut val = vec![0u8; 65536];
+        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut val[..]) {
+            out.push((name.to_string(), val[..len].to_vec()));
+        }
+    }
+    out
+}
+
+/// Whether a directory carries an opaque marker (xattr in any known namespace).
+pub fn is_opaque(path: &Path) -> bool {
+    list_xattrs(path).iter().any(|(n, v)| {
+        matches!(
+            n.as_str(),
+            "trusted.overlay.opaque" | "user.overlay.opaque" | "user.fuseoverlayfs.opaque"
+        ) && v == b"y"
+    })
+}
+
+/// Whether `meta` is an overlay whiteout (char device 0/0).
+pub fn is_whiteout(meta: &fs::Metadata) -> bool {
+    meta.file_type().is_char_device() && meta.rdev() == 0
+}
+
+fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.")
+        || name.starts_with("user.overlay.")
+        || name.starts_with("user.fuseoverlayfs.")
+}
+
+fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
+    let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
+    let mut len = body_len + 1;
+    while len.to_string().len() + body_len != len {
+        len = len.to_string().len() + body_len;
+    }
+    let mut rec = format!("{len} {key}=").into_bytes();
+    rec.extend_from_slice(value);
+    rec.push(b'\n');
+    rec
+}
+
+/// Sorted children of a directory.
+pub fn sorted_children(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
+    crate::fsutil::list_dir(dir)
+}
+
+struct Writer<W: Write> {
+    b: tar::Builder<W>,
+    kind: TreeKind,
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> Writer<W> {
+    fn header(&self, meta: &fs::Metadata) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        h
+    }
+
+    fn empty(&mut self, name: &Path) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_mode(0o644);
+        h.set_size(0);
+        h.set_mtime(0);
+        self.b.append_data(&mut h, name, io::empty())
+    }
+
+    fn xattrs(&mut self, path: &Path, name: &Path) -> io::Result<()> {
+        let mut pax = Vec::new();
+        for (k, v) in list_xattrs(path) {
+            if !is_overlay_xattr(&k) {
+                pax.extend(pax_record(&format!("SCHILY.xattr.{k}"), &v));
+            }
+        }
+        if pax.is_empty() {
+            return Ok(());
+        }
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XHeader);
+        let short: Vec<u8> = name
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .take(80)
+            .copied()
+            .collect();
+        let mut hname = b"PaxHeaders/".to_vec();
+        hname.extend(short);
+        h.as_old_mut().name = [0; 100];
+        h.as_old_mut().name[..hname.len()].copy_from_slice(&hname);
+        h.set_mode(0o644);
+        h.set_size(pax.len() as u64);
+        h.set_cksum();
+        self.b.append(&h, &pax[..])
+    }
+
+    fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), StoreError> {
+        for child in sorted_children(dir)? {
+            let Some(fname) = child.file_name() else {
+                continue;
+            };
+            let name = rel.join(fname);
+            let meta = fs::symlink_metadata(&child).ctx("stat", &child)?;
+            self.entry(&child, &name, &meta)
+                .map_err(|e| StoreError::io("archive", &child, e))?;
+            if meta.is_dir() {
+                self.walk(&child, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &Path, name: &Path, meta: &fs::Metadata) -> io::Result<()> {
+        let ft = meta.file_type();
+        if self.kind == TreeKind::Upper && is_whiteout(meta) {
+            let mut wh = name.as_os_str().to_os_string();
+            if let Some(f) = name.file_name() {
+                let mut n = std::ffi::OsString::from(".wh.");
+                n.push(f);
+                wh = name.with_file_name(n).into_os_string();
+            }
+            return self.empty(Path::new(&wh));
+        }
+        self.xattrs(path, name)?;
+        let mut h = self.header(meta);
+        if ft.is_dir() {
+            h.set_size(0);
+            self.b.append_data(&mut h, name, io::empty())?;
+            if self.kind == TreeKind::Upper && is_opaque(path) {
+                self.empty(&name.join(".wh..wh..opq"))?;
+            }
+        } else if ft.is_symlink() {
+            let target = fs::read_link(path)?;
+            h.set_size(0);
+            self.b.append_link(&mut h, name, target)?;
+        } else if ft.is_file() {
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                if let Some(first) = self.links.get(&key) {
+                    let mut lh = self.header(meta);
+                    lh.set_entry_type(tar::EntryType::Link);
+                    lh.set_size(0);
+                    let first = first.clone();
+                    return self.b.append_link(&mut lh, name, first);
+                }
+                self.links.insert(key, name.to_path_buf());
+            }
+            let f = fs::File::open(path)?;
+            self.b.append_data(&mut h, name, f)?;
+        } else {
+            // fifo, char, block: header only
+            h.set_size(0);
+            self.b.append_data(&mut h, name, io::empty())?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes the tree at `dir` as a layer tar into `out`.
+pub fn write_tree<W: Write>(dir: &Path, kind: TreeKind, out: W) -> Result<W, StoreError> {
+    let mut w = Writer {
+        b: tar::Builder::new(out),
+        kind,
+        links: HashMap::new(),
+    };
+    w.walk(dir, Path::new(""))?;
+    w.b.into_inner().ctx("finish tar of", dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pax_length_is_self_consistent() {
+        for v in [&b""[..], b"y", &[7u8; 95][..], &[1u8; 996][..]] {
+            let r = pax_record("SCHILY.xattr.user.k", v);
+            let len: usize =
+                std::str::from_utf8(&r[..r.iter().position(|b| *b == b' ').unwrap_or(0)])
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(0);
+            assert_eq!(len, r.len());
+        }
+    }
+}
