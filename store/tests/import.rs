@@ -387,3 +387,92 @@ fn missing_path_is_clear() {
     let err = store::import::import(&store, &dir.path().join("nope.tar"), None);
     assert!(matches!(err, Err(StoreError::Io { .. })));
 }
+
+#[test]
+fn concurrent_imports_serialize() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let demo = build_demo_image(&dir.path().join("demo.tar"), ImageFormat::DockerArchive)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let results: Vec<bool> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..3)
+            .map(|_| {
+                let st = store.clone();
+                let p = demo.clone();
+                s.spawn(move || store::import::import(&st, &p, None).is_ok())
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or(false))
+            .collect()
+    });
+    assert_eq!(results, vec![true, true, true]);
+    assert_eq!(store.images().map(|v| v.len()).ok(), Some(1));
+    assert_eq!(layer_dir_count(&store), 3);
+}
+
+#[test]
+fn create_from_dir_with_parent() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("etc")).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(rootfs.join("etc/base"), "base\n").unwrap_or_else(|e| panic!("{e}"));
+    fs::hard_link(rootfs.join("etc/base"), rootfs.join("etc/link"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("base", rootfs.join("etc/sym")).unwrap_or_else(|e| panic!("{e}"));
+    let base = store::build::image_from_tree(
+        &store,
+        &rootfs,
+        store::tarwrite::TreeKind::Rootfs,
+        None,
+        "base",
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(base.layers.len(), 1);
+    let top = dir.path().join("top");
+    fs::create_dir_all(&top).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(top.join("extra"), "x\n").unwrap_or_else(|e| panic!("{e}"));
+    let stacked = store::build::image_from_tree(
+        &store,
+        &top,
+        store::tarwrite::TreeKind::Rootfs,
+        Some(&base),
+        "stacked:1",
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stacked.layers.len(), 2);
+    assert_eq!(stacked.layers[0].chain_id, base.layers[0].chain_id);
+    let lowers = store.lower_dirs(&stacked).unwrap_or_else(|e| panic!("{e}"));
+    let b = &lowers[1];
+    let m1 = fs::metadata(b.join("etc/base")).map(|m| m.ino()).ok();
+    let m2 = fs::metadata(b.join("etc/link")).map(|m| m.ino()).ok();
+    assert_eq!(m1, m2, "hard link kept");
+    assert_eq!(
+        fs::read_link(b.join("etc/sym")).ok(),
+        Some(PathBuf::from("base"))
+    );
+    assert!(lowers[0].join("extra").is_file());
+    assert_eq!(
+        store.tag_image("stacked:1", "alias").ok().as_deref(),
+        Some("alias:latest")
+    );
+    assert!(matches!(
+        store.remove_image("alias"),
+        Ok(store::ops::Removed::Untagged(_))
+    ));
+    assert!(matches!(
+        store.remove_image("stacked:1"),
+        Ok(store::ops::Removed::Deleted(_))
+    ));
+    let pruned = store.prune().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        pruned.layers.len(),
+        1,
+        "only the stacked top layer is unused"
+    );
+    assert!(store.lower_dirs(&base).is_ok());
+}
