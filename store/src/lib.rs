@@ -225,14 +225,17 @@ impl Store {
     }
 
     /// Creates `containers/<id>/{upper,work,merged}` and the init layer for a new
-    /// container of `image`. `name` defaults to `strata-<first 12 of id>`.
+    /// container of `image`. `name` defaults to `strata-<first 12 of id>`; an empty
+    /// `hostname` means the first 12 hex digits of the id (as docker does).
     pub fn create_container(
         &self,
         image: &Image,
         name: Option<&str>,
         hostname: &str,
     ) -> Result<Container, StoreError> {
-        container::check_hostname(hostname)?;
+        if !hostname.is_empty() {
+            container::check_hostname(hostname)?;
+        }
         if let Some(n) = name {
             container::check_name(n)?;
         }
@@ -240,6 +243,11 @@ impl Store {
         // The image must still be there once we hold the lock.
         self.image_by_id(&image.id)?;
         let id = fsutil::random_hex64()?;
+        let hostname = if hostname.is_empty() {
+            &id[..12]
+        } else {
+            hostname
+        };
         let name = name
             .map(str::to_string)
             .unwrap_or_else(|| format!("strata-{}", &id[..12]));

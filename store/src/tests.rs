@@ -118,6 +118,14 @@ fn container_lifecycle() {
         .create_container(&img, None, "box")
         .unwrap_or_else(|e| panic!("{e}"));
     assert!(anon.name.starts_with("strata-"));
+    let auto = s
+        .create_container(&img, None, "")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(auto.hostname, auto.id[..12]);
+    let h = fs::read_to_string(auto.init_layer.join("etc/hosts")).unwrap_or_default();
+    assert!(h.contains(&auto.id[..12]));
+    s.remove_container(&auto.id)
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.list_containers().map(|v| v.len()).ok(), Some(2));
     assert_eq!(
         s.container(&c.id[..12]).map(|x| x.name).ok().as_deref(),

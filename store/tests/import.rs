@@ -476,3 +476,111 @@ fn create_from_dir_with_parent() {
     );
     assert!(store.lower_dirs(&base).is_ok());
 }
+
+fn tar_file(b: &mut tar::Builder<Vec<u8>>, name: &str, data: &[u8]) {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_size(data.len() as u64);
+    b.append_data(&mut h, name, data)
+        .unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// A docker-archive as docker 25+ writes it: layers under blobs/, `<id>/layer.tar`
+/// symlinks pointing at them.
+fn symlinked_docker_archive(path: &Path, link_target: &str) {
+    let layer = layer_tar(&[file("hello", "world\n")]).unwrap_or_else(|e| panic!("{e}"));
+    let diff = sha(&layer);
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [diff]},
+    }))
+    .unwrap_or_default();
+    let cfg_hex = sha(&config).trim_start_matches("sha256:").to_string();
+    let layer_hex = diff.trim_start_matches("sha256:").to_string();
+    let mut b = tar::Builder::new(Vec::new());
+    tar_file(&mut b, &format!("blobs/sha256/{layer_hex}"), &layer);
+    tar_file(&mut b, &format!("blobs/sha256/{cfg_hex}"), &config);
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    let target = link_target.replace("LAYER", &layer_hex);
+    b.append_link(&mut h, "abc/layer.tar", &target)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let manifest = serde_json::json!([{
+        "Config": format!("blobs/sha256/{cfg_hex}"),
+        "RepoTags": ["sym:latest"],
+        "Layers": ["abc/layer.tar"],
+    }]);
+    tar_file(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap_or_default(),
+    );
+    fs::write(path, b.into_inner().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn docker_archive_with_symlinked_layers() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let good = dir.path().join("good.tar");
+    symlinked_docker_archive(&good, "../blobs/sha256/LAYER");
+    store::import::import(&store, &good, None).unwrap_or_else(|e| panic!("{e}"));
+    let img = store.resolve_image("sym").unwrap_or_else(|e| panic!("{e}"));
+    let lowers = store.lower_dirs(&img).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        fs::read_to_string(lowers[0].join("hello")).ok().as_deref(),
+        Some("world\n")
+    );
+    let evil = dir.path().join("evil.tar");
+    symlinked_docker_archive(&evil, "../../../../etc/passwd");
+    expect_refused(&store, &evil, "link points outside the archive");
+}
+
+#[test]
+fn xattrs_and_fifos_round_trip() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = open(dir.path());
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(&rootfs).unwrap_or_else(|e| panic!("{e}"));
+    let f = rootfs.join("tagged");
+    fs::write(&f, "x").unwrap_or_else(|e| panic!("{e}"));
+    let xattr_ok = rustix::fs::lsetxattr(
+        &f,
+        "user.strata.test",
+        b"v1",
+        rustix::fs::XattrFlags::empty(),
+    )
+    .is_ok();
+    if !xattr_ok {
+        eprintln!(
+            "note: {} does not take user xattrs; xattr part not checked",
+            rootfs.display()
+        );
+    }
+    nix::unistd::mkfifo(
+        &rootfs.join("pipe"),
+        nix::sys::stat::Mode::from_bits_truncate(0o640),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let img = store::build::image_from_tree(
+        &store,
+        &rootfs,
+        store::tarwrite::TreeKind::Rootfs,
+        None,
+        "x:1",
+        "test",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let lowers = store.lower_dirs(&img).unwrap_or_else(|e| panic!("{e}"));
+    let pipe = fs::symlink_metadata(lowers[0].join("pipe")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(pipe.file_type().is_fifo());
+    assert_eq!(pipe.permissions().mode() & 0o777, 0o640);
+    if xattr_ok {
+        assert_eq!(
+            lxattr(&lowers[0].join("tagged"), "user.strata.test").as_deref(),
+            Some(&b"v1"[..])
+        );
+    }
+}
