@@ -70,7 +70,9 @@ fn write_oci<W: Write>(
         &cfg_path,
     )?;
     let mut seen = Vec::new();
+    let pb = crate::progress::layers(img.layers.len() as u64, "exporting");
     for l in &img.layers {
+        pb.inc(1);
         if seen.contains(&l.blob_digest) {
             continue;
         }
@@ -93,7 +95,9 @@ fn write_docker<W: Write>(
     let cfg_name = format!("{}.json", img.id);
     add_file(b, &cfg_name, &cfg_path)?;
     let mut names = Vec::new();
+    let pb = crate::progress::layers(img.layers.len() as u64, "exporting");
     for l in &img.layers {
+        pb.inc(1);
         let name = format!("{}/layer.tar", l.diff_id.trim_start_matches("sha256:"));
         if !names.contains(&name) {
             let blob = store.blob_path(&l.blob_digest)?;

@@ -4,7 +4,7 @@
 //! failure or crash never leaves a half-registered image.
 
 use std::fs::{self, File};
-use std::io::{IsTerminal, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
@@ -44,21 +44,6 @@ pub struct ImageSource {
 pub fn file_digest(path: &Path) -> Result<(String, u64), StoreError> {
     let f = File::open(path).ctx("open", path)?;
     HashingReader::new(f).finish().ctx("read", path)
-}
-
-fn progress(len: u64, msg: &str) -> indicatif::ProgressBar {
-    if std::io::stderr().is_terminal() {
-        let pb = indicatif::ProgressBar::new(len);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} layers")
-        {
-            pb.set_style(style);
-        }
-        pb.set_message(msg.to_string());
-        pb
-    } else {
-        indicatif::ProgressBar::hidden()
-    }
 }
 
 /// The diffID of a layer blob (decompressing and hashing it) without extracting it.
@@ -138,7 +123,7 @@ pub fn register(store: &Store, src: &ImageSource) -> Result<Image, StoreError> {
         .collect::<Result<Vec<_>, _>>()?;
     let chains = chain_ids(&diff_ids);
     let work = fsutil::temp_dir(store.root())?;
-    let pb = progress(src.layers.len() as u64, "importing");
+    let pb = crate::progress::layers(src.layers.len() as u64, "importing");
     let mut layers = Vec::new();
     let mut new_dirs: Vec<(PathBuf, PathBuf)> = Vec::new();
     for (i, ls) in src.layers.iter().enumerate() {
