@@ -7,15 +7,14 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// An I/O operation on a store or archive path failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done ("create", "read", "rename", ...).
         op: &'static str,
         /// The path it was done to.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (shown in the message, so not chained as a source).
+        cause: std::io::Error,
     },
     /// No image matches the reference.
     #[error("image {0:?} not found")]
@@ -84,7 +83,7 @@ impl StoreError {
         StoreError::Io {
             op,
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 
