@@ -60,6 +60,7 @@ pub struct Overlay {
     xattr_opaque: CString,
     xattr_redirect: CString,
     xattr_origin: CString,
+    xattr_nlink: CString,
 }
 
 /// One entry of a merged directory listing.
@@ -111,6 +112,7 @@ impl Overlay {
             xattr_opaque: mk("overlay.opaque")?,
             xattr_redirect: mk("overlay.redirect")?,
             xattr_origin: mk("stratafs.origin")?,
+            xattr_nlink: mk("stratafs.nlink")?,
         };
         let root_state = ov.root_state()?;
         ov.nodes.insert_root(root_state);
@@ -190,6 +192,56 @@ impl Overlay {
         }
     }
 
+    /// The merged view's link count of an indexed hard-linked file: the lower count at
+    /// copy-up, moved by every link and unlink made through the mount (as the kernel
+    /// keeps it with `index=on`).
+    fn index_nlink(&self, key: &Path) -> Option<u64> {
+        let index = self.index.as_ref()?;
+        let v = sys::get_xattr(index.as_fd(), key, &self.xattr_nlink).ok()??;
+        std::str::from_utf8(&v).ok()?.parse().ok()
+    }
+
+    /// Adds `delta` to an indexed file's merged link count, if it has an index entry.
+    fn adjust_index_nlink(&self, ino: u64, delta: i64) {
+        let key = index_key(ino);
+        if let (Some(index), Some(n)) = (&self.index, self.index_nlink(&key)) {
+            let v = (n as i64 + delta).max(0).to_string();
+            let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, v.as_bytes(), 0);
+        }
+    }
+
+    /// After `parent/name` stopped naming `ino`: a node still known by that name moves
+    /// to the index link, which lives as long as any name does.
+    fn name_gone(&self, ino: u64, parent: u64, name: &OsStr) {
+        let Some(node) = self.nodes.get(ino) else { return };
+        let mut st = node.state.write();
+        if st.parent == parent && st.name == name {
+            let key = index_key(ino);
+            if let Some(index) = &self.index {
+                if sys::lstat_at(index.as_fd(), &key).is_ok() {
+                    st.loc = Loc::Index(key);
+                }
+            }
+        }
+    }
+
+    /// Gives an upper file about to get a second name an index entry, so every name can
+    /// reach it whichever name goes first.
+    fn ensure_index(&self, node: &Node) -> OvResult<()> {
+        let Some(index) = &self.index else { return Ok(()) };
+        let key = index_key(node.ino);
+        if sys::lstat_at(index.as_fd(), &key).is_ok() {
+            return Ok(());
+        }
+        let ufd = self.upper_fd()?;
+        let path = self.path_of(node)?;
+        let st = sys::lstat_at(ufd, &path).map_err(errno)?;
+        sys::link_between(ufd, &path, index.as_fd(), &key).map_err(errno)?;
+        let n = st.st_nlink.to_string();
+        let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
+        Ok(())
+    }
+
     fn compose_ino(&self, dev: u64, ino: u64) -> u64 {
         if self.samefs {
             return ino;
@@ -217,9 +269,13 @@ impl Overlay {
         if st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
             // The index holds one link of a copied-up hard-linked file: not a name.
             if let Some(index) = &self.index {
-                if matches!(sys::lstat_at(index.as_fd(), &index_key(node.ino)), Ok(i) if i.st_ino == st.st_ino && i.st_dev == st.st_dev)
+                let key = index_key(node.ino);
+                if matches!(sys::lstat_at(index.as_fd(), &key), Ok(i) if i.st_ino == st.st_ino && i.st_dev == st.st_dev)
                 {
-                    st.st_nlink -= 1;
+                    st.st_nlink = match self.index_nlink(&key) {
+                        Some(n) => n as _,
+                        None => st.st_nlink - 1,
+                    };
                 }
             }
         }
@@ -321,6 +377,14 @@ impl Overlay {
         });
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let loc = self.lower_loc(layer, lpath, &st, ino)?;
+        let st = match &loc {
+            // The shared copy of a hard-linked file holds the current attributes.
+            Loc::Index(key) => match &self.index {
+                Some(index) => sys::lstat_at(index.as_fd(), key).map_err(errno)?,
+                None => st,
+            },
+            _ => st,
+        };
         let state = NodeState {
             parent: parent.ino,
             name: name.to_os_string(),
@@ -575,7 +639,10 @@ impl Overlay {
             sys::utimens_at(wfd, &tmp, &times)?;
             if hardlinked {
                 if let Some(index) = &self.index {
-                    sys::link_between(wfd, &tmp, index.as_fd(), &index_key(node.ino))?;
+                    let key = index_key(node.ino);
+                    sys::link_between(wfd, &tmp, index.as_fd(), &key)?;
+                    let n = st.st_nlink.to_string();
+                    let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
                 }
             }
             sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
@@ -761,12 +828,14 @@ impl Overlay {
         let src = self.path_of(&node)?;
         let dst = self.path_of(&np)?.join(newname);
         let had_wh = self.clear_whiteout(&dst)?;
+        self.ensure_index(&node)?;
         if let Err(e) = sys::link_between(ufd, &src, ufd, &dst) {
             if had_wh {
                 let _ = self.make_whiteout(&dst);
             }
             return Err(errno(e));
         }
+        self.adjust_index_nlink(node.ino, 1);
         node.nlookup.fetch_add(1, Ordering::Relaxed);
         let st = self.stat(&node)?;
         Ok((node, st))
@@ -777,7 +846,17 @@ impl Overlay {
     /// unlink (`dir == false`) or rmdir (`dir == true`) of `parent/name`.
     pub fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> OvResult<()> {
         let p = self.node(parent)?;
-        let (ino, state, st) = self.resolve(&p, name)?;
+        let (mut ino, mut state, mut st) = self.resolve(&p, name)?;
+        let hardlinked = st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink > 1;
+        if hardlinked && !dir && state.loc != Loc::Upper && self.writable() {
+            // As the kernel with index=on: copy a hard-linked file up before removing
+            // one name, so the link count the other names show stays right.
+            let node = self.nodes.looked_up(ino, false, state.clone());
+            let r = self.copy_up(&node);
+            self.nodes.forget(ino, 1);
+            r?;
+            (ino, state, st) = self.resolve(&p, name)?;
+        }
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         if dir && !is_dir {
             return Err(libc::ENOTDIR);
@@ -807,6 +886,8 @@ impl Overlay {
                 remove_tree(wfd, &tmp);
             } else {
                 sys::unlink_at(ufd, &upath, false).map_err(errno)?;
+                self.adjust_index_nlink(ino, -1);
+                self.name_gone(ino, p.ino, name);
             }
         }
         if in_lower {
@@ -973,6 +1054,12 @@ impl Overlay {
             self.clear_whiteout(&to)?;
         }
         sys::rename_between(ufd, &from, ufd, &to, rflags).map_err(errno)?;
+        if let (false, Some(d)) = (exchange, dnode) {
+            if !d.is_dir {
+                self.adjust_index_nlink(d.ino, -1);
+                self.name_gone(d.ino, np.ino, newname);
+            }
+        }
         if !exchange && src_in_lower {
             self.make_whiteout(&from)?;
         }

@@ -72,6 +72,23 @@ struct OpenHow {
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
+const OPEN_FLAGS_KNOWN: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_SYNC
+    | libc::O_DIRECT
+    | libc::O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_PATH
+    | libc::O_TMPFILE;
 
 /// Opens `path` beneath `dir` without following any symlink on the way
 /// (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`).
@@ -82,6 +99,8 @@ pub fn open_beneath(
     mode: u32,
 ) -> io::Result<OwnedFd> {
     let c = cpath(path)?;
+    // openat2 rejects bits open(2) ignores; FUSE passes some (e.g. FMODE_EXEC on exec).
+    let flags = flags & OPEN_FLAGS_KNOWN;
     let how = OpenHow {
         flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u32 as u64,
         mode: if flags & (libc::O_CREAT | libc::O_TMPFILE) != 0 {
