@@ -16,6 +16,7 @@ use fuser::{
 };
 
 use crate::idmap::IdMapper;
+use crate::node::Node;
 use crate::overlay::{ListEntry, NewObject, Overlay};
 use crate::sys::Stat;
 
@@ -157,8 +158,9 @@ fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
 }
 
 impl OverlayFs {
-    fn entry(&self, reply: ReplyEntry, st: &Stat) {
-        reply.entry(&self.ttl, &self.attr(st), Generation(0));
+    fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
+        let generation = Generation(node.generation.load(Ordering::Relaxed));
+        reply.entry(&self.ttl, &self.attr(st), generation);
     }
 }
 
@@ -183,7 +185,7 @@ impl Filesystem for OverlayFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.ov.lookup(parent.0, name) {
-            Ok((_, st)) => self.entry(reply, &st),
+            Ok((node, st)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -276,7 +278,7 @@ impl Filesystem for OverlayFs {
             self.disk_uid(req.uid()),
             self.disk_gid(req.gid()),
         ) {
-            Ok((_, st, _)) => self.entry(reply, &st),
+            Ok((node, st, _)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -299,7 +301,7 @@ impl Filesystem for OverlayFs {
             self.disk_uid(req.uid()),
             self.disk_gid(req.gid()),
         ) {
-            Ok((_, st, _)) => self.entry(reply, &st),
+            Ok((node, st, _)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -335,7 +337,7 @@ impl Filesystem for OverlayFs {
             self.disk_uid(req.uid()),
             self.disk_gid(req.gid()),
         ) {
-            Ok((_, st, _)) => self.entry(reply, &st),
+            Ok((node, st, _)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -368,7 +370,7 @@ impl Filesystem for OverlayFs {
         reply: ReplyEntry,
     ) {
         match self.ov.link(ino.0, newparent.0, newname) {
-            Ok((_, st)) => self.entry(reply, &st),
+            Ok((node, st)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -653,11 +655,11 @@ impl Filesystem for OverlayFs {
             self.disk_uid(req.uid()),
             self.disk_gid(req.gid()),
         ) {
-            Ok((_, st, Some(fd))) => {
+            Ok((node, st, Some(fd))) => {
                 reply.created(
                     &self.ttl,
                     &self.attr(&st),
-                    Generation(0),
+                    Generation(node.generation.load(Ordering::Relaxed)),
                     FileHandle(fd.into_raw_fd() as u64),
                     FopenFlags::empty(),
                 );

@@ -44,6 +44,9 @@ pub struct Node {
     pub is_dir: bool,
     /// Lookup count held by the kernel.
     pub nlookup: AtomicU64,
+    /// Bumped when a new object takes over this node id while the kernel may still
+    /// hold the old one (inode number reuse): the kernel then drops its stale inode.
+    pub generation: AtomicU64,
     /// Location and name.
     pub state: RwLock<NodeState>,
 }
@@ -68,6 +71,7 @@ impl NodeTable {
                 ino,
                 is_dir,
                 nlookup: AtomicU64::new(0),
+                generation: AtomicU64::new(0),
                 state: RwLock::new(state.clone()),
             })
         });
@@ -75,6 +79,17 @@ impl NodeTable {
         drop(entry);
         *node.state.write() = state;
         node.nlookup.fetch_add(1, Ordering::Relaxed);
+        node
+    }
+
+    /// Records a newly created object: if its inode number still names a node the
+    /// kernel knows, that node gets a new generation.
+    pub fn created(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
+        let existed = self.map.contains_key(&ino);
+        let node = self.looked_up(ino, is_dir, state);
+        if existed {
+            node.generation.fetch_add(1, Ordering::Relaxed);
+        }
         node
     }
 
@@ -86,6 +101,7 @@ impl NodeTable {
                 ino: 1,
                 is_dir: true,
                 nlookup: AtomicU64::new(1),
+                generation: AtomicU64::new(0),
                 state: RwLock::new(state),
             }),
         );

@@ -213,13 +213,17 @@ impl Overlay {
     /// After `parent/name` stopped naming `ino`: a node still known by that name moves
     /// to the index link, which lives as long as any name does.
     fn name_gone(&self, ino: u64, parent: u64, name: &OsStr) {
-        let Some(node) = self.nodes.get(ino) else { return };
+        let Some(node) = self.nodes.get(ino) else {
+            return;
+        };
         let mut st = node.state.write();
         if st.parent == parent && st.name == name {
             let key = index_key(ino);
             if let Some(index) = &self.index {
                 if sys::lstat_at(index.as_fd(), &key).is_ok() {
                     st.loc = Loc::Index(key);
+                    // No live name until the next lookup gives one.
+                    st.name = OsString::new();
                 }
             }
         }
@@ -228,7 +232,9 @@ impl Overlay {
     /// Gives an upper file about to get a second name an index entry, so every name can
     /// reach it whichever name goes first.
     fn ensure_index(&self, node: &Node) -> OvResult<()> {
-        let Some(index) = &self.index else { return Ok(()) };
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
         let key = index_key(node.ino);
         if sys::lstat_at(index.as_fd(), &key).is_ok() {
             return Ok(());
@@ -553,6 +559,25 @@ impl Overlay {
 
     // ----- copy-up -----
 
+    /// Makes the node's object writable in place: a lower object is copied up; an
+    /// indexed one is already the shared upper copy (its names need not be re-created).
+    fn make_writable(&self, node: &Node) -> OvResult<()> {
+        let needs_copy_up = {
+            let st = node.state.read();
+            match st.loc {
+                Loc::Lower(..) => true,
+                // A live lower name of an indexed file joins the shared copy, as the
+                // kernel copies it up; a node whose name is gone writes the copy itself.
+                Loc::Index(_) => !st.name.is_empty(),
+                Loc::Upper => false,
+            }
+        };
+        if needs_copy_up {
+            self.copy_up(node)?;
+        }
+        Ok(())
+    }
+
     /// Makes sure `node` (and its ancestors) exist in the upper layer.
     pub fn copy_up(&self, node: &Node) -> OvResult<()> {
         if node.state.read().loc == Loc::Upper {
@@ -803,7 +828,7 @@ impl Overlay {
             loc: Loc::Upper,
             span: None,
         };
-        let node = self.nodes.looked_up(ino, is_dir, state);
+        let node = self.nodes.created(ino, is_dir, state);
         self.fix_stat(&node, &mut st);
         Ok((node, st, fd))
     }
@@ -821,15 +846,16 @@ impl Overlay {
             Err(libc::ENOENT) => {}
             Err(e) => return Err(e),
         }
-        self.copy_up(&node)?;
+        self.make_writable(&node)?;
         self.copy_up(&np)?;
         let _g = self.ns_lock.lock();
         let ufd = self.upper_fd()?;
-        let src = self.path_of(&node)?;
         let dst = self.path_of(&np)?.join(newname);
         let had_wh = self.clear_whiteout(&dst)?;
         self.ensure_index(&node)?;
-        if let Err(e) = sys::link_between(ufd, &src, ufd, &dst) {
+        // Link from wherever the object lives now (its upper name or the index).
+        let (sfd, src) = self.real(&node)?;
+        if let Err(e) = sys::link_between(sfd, &src, ufd, &dst) {
             if had_wh {
                 let _ = self.make_whiteout(&dst);
             }
@@ -868,6 +894,7 @@ impl Overlay {
             ino,
             is_dir,
             nlookup: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             state: parking_lot::RwLock::new(state.clone()),
         };
         if dir && !self.is_empty_dir_state(&tmp_node)? {
@@ -992,6 +1019,7 @@ impl Overlay {
                         ino: *dino,
                         is_dir: true,
                         nlookup: AtomicU64::new(0),
+                        generation: AtomicU64::new(0),
                         state: parking_lot::RwLock::new(dstate.clone()),
                     };
                     if !self.is_empty_dir_state(&t)? {
@@ -1128,9 +1156,8 @@ impl Overlay {
         times: Option<[libc::timespec; 2]>,
     ) -> OvResult<Stat> {
         let node = self.node(ino)?;
-        self.copy_up(&node)?;
-        let ufd = self.upper_fd()?;
-        let path = self.path_of(&node)?;
+        self.make_writable(&node)?;
+        let (ufd, path) = self.real(&node)?;
         if uid.is_some() || gid.is_some() {
             sys::lchown_at(ufd, &path, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))
                 .map_err(errno)?;
@@ -1174,7 +1201,7 @@ impl Overlay {
             if !self.writable() {
                 return Err(libc::EROFS);
             }
-            self.copy_up(&node)?;
+            self.make_writable(&node)?;
         }
         let (fd, path) = self.real(&node)?;
         let lower = matches!(node.state.read().loc, Loc::Lower(..));
@@ -1224,9 +1251,10 @@ impl Overlay {
             return Err(libc::EPERM);
         }
         let node = self.node(ino)?;
-        self.copy_up(&node)?;
+        self.make_writable(&node)?;
         let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
-        sys::set_xattr(self.upper_fd()?, &self.path_of(&node)?, &c, value, flags).map_err(errno)
+        let (fd, path) = self.real(&node)?;
+        sys::set_xattr(fd, &path, &c, value, flags).map_err(errno)
     }
 
     /// removexattr (copies up).
@@ -1237,9 +1265,10 @@ impl Overlay {
         // Nothing to remove: fail before copying up.
         self.getxattr(ino, name)?;
         let node = self.node(ino)?;
-        self.copy_up(&node)?;
+        self.make_writable(&node)?;
         let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
-        sys::remove_xattr(self.upper_fd()?, &self.path_of(&node)?, &c).map_err(errno)
+        let (fd, path) = self.real(&node)?;
+        sys::remove_xattr(fd, &path, &c).map_err(errno)
     }
 
     /// statfs of the upper layer (or the top lower when read-only).

@@ -136,7 +136,7 @@ fn random_sequences_match_kernel_overlayfs() {
     let seeds: u64 = std::env::var("STRATA_RANDOM_SEEDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+        .unwrap_or(12);
     let ops_per_seed = 250;
     let mut total = 0;
     for seed in 0..seeds {
