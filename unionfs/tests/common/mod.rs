@@ -1,0 +1,224 @@
+//! Shared by the integration tests: mounts (kernel overlayfs as the reference, the FUSE
+//! implementation selected by `STRATA_TEST_FS`), operations reduced to errnos, merged
+//! tree snapshots, and [`Differential`], which runs the same steps on both.
+
+#![allow(dead_code, unused_imports)] // each test file uses a part
+
+pub mod mount;
+pub mod ops;
+pub mod sys;
+pub mod tree;
+
+use std::path::Path;
+
+use fixtures::layers::{LayerSet, copy_layer_set};
+
+pub use mount::{Impl, Mount, is_mounted, mount_kernel};
+pub use ops::{Op, p};
+pub use sys::{cpath, errno_of};
+pub use tree::{Snapshot, diff, snapshot};
+
+/// True when the test can run (root, /dev/fuse, kernel overlayfs); otherwise prints why
+/// and returns false, except under `CI=true`, where a missing prerequisite fails.
+pub fn privileged_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let fuse = Path::new("/dev/fuse").exists();
+    let overlay = std::fs::read_to_string("/proc/filesystems")
+        .is_ok_and(|f| f.lines().any(|l| l.ends_with("\toverlay")))
+        || std::process::Command::new("modprobe")
+            .arg("overlay")
+            .status()
+            .is_ok_and(|s| s.success());
+    let imp = Impl::selected();
+    let bin = imp.bin.exists();
+    if root && fuse && overlay && bin {
+        return true;
+    }
+    let why = format!(
+        "needs root ({root}), /dev/fuse ({fuse}), kernel overlayfs ({overlay}), {} ({bin})",
+        imp.bin.display()
+    );
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and this test {why}"
+    );
+    eprintln!("skipped: this test {why}");
+    false
+}
+
+/// The same layer set mounted twice — kernel overlayfs and the implementation under
+/// test — over identical copies; each step runs on both and mismatches are collected
+/// (errno per operation, merged tree after each step) and reported together by
+/// [`Differential::finish`].
+pub struct Differential {
+    tmp: tempfile::TempDir,
+    /// The kernel's copy of the layers.
+    pub kernel: LayerSet,
+    /// The copy the implementation under test mounts.
+    pub under: LayerSet,
+    /// The implementation under test.
+    pub imp: Impl,
+    kmount: Option<Mount>,
+    umount: Option<Mount>,
+    mismatches: Vec<String>,
+    steps: Vec<String>,
+}
+
+impl Differential {
+    /// Generates the layers with `build` (given a fresh directory), copies them, mounts
+    /// both sides and compares the initial trees. `None` when the test must skip.
+    pub fn new(build: impl FnOnce(&Path) -> anyhow::Result<LayerSet>) -> Option<Self> {
+        if !privileged_or_skip() {
+            return None;
+        }
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let kernel = build(&tmp.path().join("kernel")).expect("generate layers");
+        let under = copy_layer_set(&kernel, &tmp.path().join("under")).expect("copy layers");
+        let imp = Impl::selected();
+        let kmount = Some(mount_kernel(&kernel, true));
+        let umount = Some(imp.mount(&under));
+        let mut d = Self {
+            tmp,
+            kernel,
+            under,
+            imp,
+            kmount,
+            umount,
+            mismatches: Vec::new(),
+            steps: Vec::new(),
+        };
+        d.compare("initial tree");
+        Some(d)
+    }
+
+    /// The kernel's mount point.
+    pub fn km(&self) -> &Path {
+        &self.kernel.mnt
+    }
+
+    /// The mount point of the implementation under test.
+    pub fn um(&self) -> &Path {
+        &self.under.mnt
+    }
+
+    /// A scratch directory that lives as long as the test.
+    pub fn scratch(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    /// Runs `op` on both mounts without comparing trees; records an errno mismatch.
+    pub fn run(&mut self, op: &Op) -> (i32, i32) {
+        let (k, u) = (op.apply(self.km()), op.apply(self.um()));
+        let op = shorten(&format!("{op:?}"));
+        self.steps
+            .push(format!("{op} -> kernel {k} / {} {u}", self.imp.name));
+        if k != u {
+            self.mismatches.push(format!(
+                "step {} {op}: errno kernel {k} ({}) / {} {u} ({})",
+                self.steps.len(),
+                strerror(k),
+                self.imp.name,
+                strerror(u)
+            ));
+        }
+        (k, u)
+    }
+
+    /// Runs `op` on both mounts, then compares the merged trees.
+    pub fn step(&mut self, op: Op) {
+        self.run(&op);
+        self.compare(&shorten(&format!("after {op:?}")));
+    }
+
+    /// Like [`Self::step`], also checking the kernel's errno is `expected` (a check on
+    /// the scenario itself: it must exercise what it claims to).
+    pub fn step_expect(&mut self, op: Op, expected: i32) {
+        let (k, _) = self.run(&op);
+        assert_eq!(
+            k,
+            expected,
+            "scenario bug: kernel overlayfs gave errno {k} ({}) for {}",
+            strerror(k),
+            shorten(&format!("{op:?}"))
+        );
+        self.compare(&shorten(&format!("after {op:?}")));
+    }
+
+    /// Compares the two merged trees now; records the differences under `label`.
+    pub fn compare(&mut self, label: &str) {
+        let (k, u) = (snapshot(self.km()), snapshot(self.um()));
+        let d = diff("kernel", &k, self.imp.name, &u);
+        if !d.is_empty() {
+            let d = shorten(&d.join("\n  "));
+            self.mismatches
+                .push(format!("tree differs {label}:\n  {d}"));
+        }
+    }
+
+    /// Records a mismatch found by a scenario's own check.
+    pub fn mismatch(&mut self, what: String) {
+        self.mismatches.push(what);
+    }
+
+    /// Unmounts both sides (cleanly, asserting it worked).
+    pub fn unmount(&mut self) {
+        if let Some(m) = self.kmount.take() {
+            m.unmount();
+        }
+        if let Some(m) = self.umount.take() {
+            m.unmount();
+        }
+    }
+
+    /// Remounts both sides over their layers as they are now (work dirs kept).
+    pub fn remount(&mut self) {
+        self.unmount();
+        self.kmount = Some(mount_kernel(&self.kernel, true));
+        self.umount = Some(self.imp.mount(&self.under));
+    }
+
+    /// Panics with every mismatch (and the steps run) if there was any.
+    pub fn finish(mut self) {
+        self.unmount();
+        if !self.mismatches.is_empty() {
+            panic!(
+                "{} differs from kernel overlayfs ({KF}) in {} place(s):\n{}\n\nsteps run:\n{}",
+                self.imp.name,
+                self.mismatches.len(),
+                self.mismatches.join("\n"),
+                self.steps.join("\n"),
+                KF = mount::KERNEL_FEATURES
+            );
+        }
+    }
+}
+
+/// The errno's name-ish description for messages.
+pub fn strerror(e: i32) -> String {
+    if e == 0 {
+        "ok".into()
+    } else {
+        std::io::Error::from_raw_os_error(e).to_string()
+    }
+}
+
+/// `s` with every run of more than 16 equal characters written as `c×N`, so messages
+/// about 255-byte names stay readable.
+pub fn shorten(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        let mut n = 1;
+        while chars.peek() == Some(&c) {
+            chars.next();
+            n += 1;
+        }
+        if n > 16 {
+            out.push_str(&format!("{c}×{n}"));
+        } else {
+            out.extend(std::iter::repeat_n(c, n));
+        }
+    }
+    out
+}

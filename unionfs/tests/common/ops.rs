@@ -1,0 +1,180 @@
+//! The operations a differential test runs on both mounts, each reduced to its errno.
+
+use std::ffi::CString;
+use std::path::Path;
+
+use super::sys::{cpath, errno};
+
+/// One operation on the merged tree; paths are relative to the mount point.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// open(O_CREAT|O_EXCL|O_WRONLY, mode).
+    Create(String, u32),
+    /// open(O_WRONLY|O_CREAT|O_TRUNC) then write.
+    Write(String, String),
+    /// open(O_WRONLY|O_APPEND) (no create) then write.
+    Append(String, String),
+    /// open(O_WRONLY) then pwrite at an offset (a partial overwrite).
+    WriteAt(String, u64, String),
+    /// open(O_WRONLY|O_TRUNC) without O_CREAT.
+    OpenTrunc(String),
+    /// truncate(2) by path.
+    Truncate(String, u64),
+    /// open(O_RDONLY) and read everything.
+    Read(String),
+    /// lstat(2).
+    Stat(String),
+    /// opendir + readdir to the end.
+    ListDir(String),
+    /// mkdir(2).
+    Mkdir(String, u32),
+    /// mknod(S_IFIFO).
+    Mkfifo(String),
+    /// mknod(S_IFCHR) with a device number.
+    Mkchr(String, u64),
+    /// symlink(target, path).
+    Symlink(String, String),
+    /// link(old, new).
+    Link(String, String),
+    /// unlink(2).
+    Unlink(String),
+    /// rmdir(2).
+    Rmdir(String),
+    /// renameat2(old, new, flags).
+    Rename(String, String, u32),
+    /// chmod(2) (follows symlinks, as chmod does).
+    Chmod(String, u32),
+    /// lchown(2).
+    Chown(String, u32, u32),
+    /// utimensat(AT_SYMLINK_NOFOLLOW) with atime = mtime = the given seconds.
+    Utimes(String, i64),
+    /// lsetxattr(2).
+    SetXattr(String, String, Vec<u8>),
+    /// lremovexattr(2).
+    RemoveXattr(String, String),
+    /// readlink(2).
+    Readlink(String),
+}
+
+/// Shorthand for building ops from `&str` paths.
+pub fn p(s: &str) -> String {
+    s.to_string()
+}
+
+impl Op {
+    /// Runs the operation under mount point `m`; returns 0 or the errno.
+    pub fn apply(&self, m: &Path) -> i32 {
+        let at = |r: &str| cpath(&m.join(r));
+        // SAFETY (all blocks below): plain syscalls on valid C strings / fds / buffers.
+        unsafe {
+            match self {
+                Op::Create(r, mode) => close_ok(libc::open(
+                    at(r).as_ptr(),
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                    *mode,
+                )),
+                Op::Write(r, d) => write_fd(
+                    libc::open(
+                        at(r).as_ptr(),
+                        libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY,
+                        0o644,
+                    ),
+                    None,
+                    d,
+                ),
+                Op::Append(r, d) => write_fd(
+                    libc::open(at(r).as_ptr(), libc::O_APPEND | libc::O_WRONLY),
+                    None,
+                    d,
+                ),
+                Op::WriteAt(r, off, d) => {
+                    write_fd(libc::open(at(r).as_ptr(), libc::O_WRONLY), Some(*off), d)
+                }
+                Op::OpenTrunc(r) => {
+                    close_ok(libc::open(at(r).as_ptr(), libc::O_TRUNC | libc::O_WRONLY))
+                }
+                Op::Truncate(r, n) => errno(libc::truncate(at(r).as_ptr(), *n as i64) as i64),
+                Op::Read(r) => super::sys::errno_of(std::fs::read(m.join(r))),
+                Op::Stat(r) => super::sys::errno_of(std::fs::symlink_metadata(m.join(r))),
+                Op::ListDir(r) => super::sys::errno_of(
+                    std::fs::read_dir(m.join(r)).and_then(|rd| rd.collect::<Result<Vec<_>, _>>()),
+                ),
+                Op::Mkdir(r, mode) => errno(libc::mkdir(at(r).as_ptr(), *mode) as i64),
+                Op::Mkfifo(r) => {
+                    errno(libc::mknod(at(r).as_ptr(), libc::S_IFIFO | 0o644, 0) as i64)
+                }
+                Op::Mkchr(r, dev) => {
+                    errno(libc::mknod(at(r).as_ptr(), libc::S_IFCHR | 0o600, *dev) as i64)
+                }
+                Op::Symlink(t, r) => {
+                    let t = CString::new(t.as_str()).expect("target");
+                    errno(libc::symlink(t.as_ptr(), at(r).as_ptr()) as i64)
+                }
+                Op::Link(a, b) => errno(libc::link(at(a).as_ptr(), at(b).as_ptr()) as i64),
+                Op::Unlink(r) => errno(libc::unlink(at(r).as_ptr()) as i64),
+                Op::Rmdir(r) => errno(libc::rmdir(at(r).as_ptr()) as i64),
+                Op::Rename(a, b, f) => errno(libc::renameat2(
+                    libc::AT_FDCWD,
+                    at(a).as_ptr(),
+                    libc::AT_FDCWD,
+                    at(b).as_ptr(),
+                    *f,
+                ) as i64),
+                Op::Chmod(r, mode) => errno(libc::chmod(at(r).as_ptr(), *mode) as i64),
+                Op::Chown(r, u, g) => errno(libc::lchown(at(r).as_ptr(), *u, *g) as i64),
+                Op::Utimes(r, s) => {
+                    let ts = [libc::timespec {
+                        tv_sec: *s,
+                        tv_nsec: 0,
+                    }; 2];
+                    errno(libc::utimensat(
+                        libc::AT_FDCWD,
+                        at(r).as_ptr(),
+                        ts.as_ptr(),
+                        libc::AT_SYMLINK_NOFOLLOW,
+                    ) as i64)
+                }
+                Op::SetXattr(r, n, v) => {
+                    let n = CString::new(n.as_str()).expect("xattr name");
+                    errno(
+                        libc::lsetxattr(at(r).as_ptr(), n.as_ptr(), v.as_ptr().cast(), v.len(), 0)
+                            as i64,
+                    )
+                }
+                Op::RemoveXattr(r, n) => {
+                    let n = CString::new(n.as_str()).expect("xattr name");
+                    errno(libc::lremovexattr(at(r).as_ptr(), n.as_ptr()) as i64)
+                }
+                Op::Readlink(r) => super::sys::errno_of(std::fs::read_link(m.join(r))),
+            }
+        }
+    }
+}
+
+/// Closes `fd` when open; the open's errno otherwise.
+unsafe fn close_ok(fd: libc::c_int) -> i32 {
+    if fd < 0 {
+        return errno(-1);
+    }
+    // SAFETY: `fd` was just opened by the caller.
+    unsafe { libc::close(fd) };
+    0
+}
+
+/// Writes `d` to `fd` (at `off` when given), then closes it.
+unsafe fn write_fd(fd: libc::c_int, off: Option<u64>, d: &str) -> i32 {
+    if fd < 0 {
+        return errno(-1);
+    }
+    // SAFETY: `fd` is open; `d` is a valid buffer.
+    let n = unsafe {
+        match off {
+            Some(o) => libc::pwrite(fd, d.as_ptr().cast(), d.len(), o as i64),
+            None => libc::write(fd, d.as_ptr().cast(), d.len()),
+        }
+    };
+    let e = if n < 0 { errno(-1) } else { 0 };
+    // SAFETY: `fd` is open.
+    let c = unsafe { libc::close(fd) };
+    if e != 0 { e } else { errno(c as i64) }
+}
