@@ -306,10 +306,10 @@ pub fn utimens_at(dir: BorrowedFd<'_>, path: &Path, times: &[libc::timespec; 2])
 fn proc_path(dir: BorrowedFd<'_>, path: &Path) -> io::Result<CString> {
     let mut s = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
     let rel = path.as_os_str().as_bytes();
-    if !rel.is_empty() {
-        s.push(b'/');
-        s.extend_from_slice(rel);
-    }
+    // The fd's own directory is `N/.`: `l*xattr` on `N` itself would act on the magic
+    // link, not the directory.
+    s.push(b'/');
+    s.extend_from_slice(if rel.is_empty() { b"." } else { rel });
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
