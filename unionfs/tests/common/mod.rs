@@ -8,6 +8,7 @@ pub mod mount;
 pub mod ops;
 pub mod sys;
 pub mod tree;
+pub mod upper;
 
 use std::path::Path;
 
@@ -159,6 +160,40 @@ impl Differential {
     /// Records a mismatch found by a scenario's own check.
     pub fn mismatch(&mut self, what: String) {
         self.mismatches.push(what);
+    }
+
+    /// Compares what both sides left in their upper layers on disk: whiteouts, opaque
+    /// dirs, redirects, no stray markers.
+    pub fn compare_upper(&mut self, label: &str) {
+        let (k, u) = (
+            upper::markers(&self.kernel.upper),
+            upper::markers(&self.under.upper),
+        );
+        if k != u {
+            self.mismatches.push(format!(
+                "upper markers differ {label}:\n  kernel: {k:?}\n  {}: {u:?}",
+                self.imp.name
+            ));
+        }
+    }
+
+    /// Compares the carried-over xattrs of `rel` in both uppers (after a copy-up).
+    pub fn compare_upper_xattrs(&mut self, rel: &str) {
+        let (k, u) = (
+            upper::carried_xattrs(&self.kernel.upper.join(rel)),
+            upper::carried_xattrs(&self.under.upper.join(rel)),
+        );
+        if k != u {
+            self.mismatches.push(format!(
+                "xattrs of upper/{rel} differ:\n  kernel: {k:?}\n  {}: {u:?}",
+                self.imp.name
+            ));
+        }
+    }
+
+    /// Number of mismatches recorded so far.
+    pub fn mismatch_count(&self) -> usize {
+        self.mismatches.len()
     }
 
     /// Unmounts both sides (cleanly, asserting it worked).

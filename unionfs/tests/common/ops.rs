@@ -5,6 +5,9 @@ use std::path::Path;
 
 use super::sys::{cpath, errno};
 
+/// Every open is non-blocking, so opening a fifo fails (ENXIO) instead of hanging.
+const NB: libc::c_int = libc::O_NONBLOCK;
+
 /// One operation on the merged tree; paths are relative to the mount point.
 #[derive(Debug, Clone)]
 pub enum Op {
@@ -70,31 +73,50 @@ impl Op {
             match self {
                 Op::Create(r, mode) => close_ok(libc::open(
                     at(r).as_ptr(),
-                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                    libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY | NB,
                     *mode,
                 )),
                 Op::Write(r, d) => write_fd(
                     libc::open(
                         at(r).as_ptr(),
-                        libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY,
+                        libc::O_CREAT | libc::O_TRUNC | libc::O_WRONLY | NB,
                         0o644,
                     ),
                     None,
                     d,
                 ),
                 Op::Append(r, d) => write_fd(
-                    libc::open(at(r).as_ptr(), libc::O_APPEND | libc::O_WRONLY),
+                    libc::open(at(r).as_ptr(), libc::O_APPEND | libc::O_WRONLY | NB),
                     None,
                     d,
                 ),
-                Op::WriteAt(r, off, d) => {
-                    write_fd(libc::open(at(r).as_ptr(), libc::O_WRONLY), Some(*off), d)
-                }
-                Op::OpenTrunc(r) => {
-                    close_ok(libc::open(at(r).as_ptr(), libc::O_TRUNC | libc::O_WRONLY))
-                }
+                Op::WriteAt(r, off, d) => write_fd(
+                    libc::open(at(r).as_ptr(), libc::O_WRONLY | NB),
+                    Some(*off),
+                    d,
+                ),
+                Op::OpenTrunc(r) => close_ok(libc::open(
+                    at(r).as_ptr(),
+                    libc::O_TRUNC | libc::O_WRONLY | NB,
+                )),
                 Op::Truncate(r, n) => errno(libc::truncate(at(r).as_ptr(), *n as i64) as i64),
-                Op::Read(r) => super::sys::errno_of(std::fs::read(m.join(r))),
+                Op::Read(r) => {
+                    let fd = libc::open(at(r).as_ptr(), libc::O_RDONLY | NB);
+                    if fd < 0 {
+                        return errno(-1);
+                    }
+                    let mut buf = [0u8; 4096];
+                    let mut e = 0;
+                    loop {
+                        let n = libc::read(fd, buf.as_mut_ptr().cast(), buf.len());
+                        if n <= 0 {
+                            e = if n < 0 { errno(-1) } else { e };
+                            break;
+                        }
+                    }
+                    libc::close(fd);
+                    e
+                }
                 Op::Stat(r) => super::sys::errno_of(std::fs::symlink_metadata(m.join(r))),
                 Op::ListDir(r) => super::sys::errno_of(
                     std::fs::read_dir(m.join(r)).and_then(|rd| rd.collect::<Result<Vec<_>, _>>()),
