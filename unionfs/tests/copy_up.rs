@@ -66,7 +66,8 @@ fn parents_copy_up_first_with_their_metadata() {
     d.finish();
 }
 
-/// A 1-byte write to an 8 MiB file with two 4 KiB extents copies it up with its holes.
+/// A 1-byte write to an 8 MiB file with two 4 KiB extents copies it up with its holes
+/// (the kernel copies in 1 MiB chunks: at most half the file gets allocated).
 #[test]
 fn sparse_files_stay_sparse() {
     let Some(mut d) = Differential::new(layers::standard) else {
@@ -80,7 +81,7 @@ fn sparse_files_stay_sparse() {
     for (side, upper) in sides {
         let md = std::fs::metadata(upper.join("sparse"));
         let blocks = md.map(|m| std::os::unix::fs::MetadataExt::blocks(&m));
-        if !matches!(blocks, Ok(b) if b * 512 < 1 << 20) {
+        if !matches!(blocks, Ok(b) if b * 512 <= 4 << 20) {
             let what = format!("{side}: upper/sparse is not sparse after copy-up: {blocks:?}");
             d.mismatch(what);
         }

@@ -38,7 +38,9 @@ fn file_renames_and_errnos() {
     d.step_expect(Op::Rename(p("abs"), p("gone"), 0), 0); // onto a whited-out name
     d.step_expect(Op::Rename(p("empty"), p("empty"), 0), 0);
     d.step_expect(Op::Rename(p("h1"), p("h2"), 0), 0); // hard links of one inode
-    d.step_expect(Op::Rename(p("d/y"), p("d"), 0), libc::EISDIR);
+    d.step_expect(Op::Rename(p("d/y"), p("d"), 0), libc::ENOTEMPTY); // emptiness first
+    d.step_expect(Op::Mkdir(p("d/sub/deep/e"), 0o755), 0);
+    d.step_expect(Op::Rename(p("d/y"), p("d/sub/deep/e"), 0), libc::EISDIR);
     d.step_expect(Op::Rename(p("ne"), p("fdir"), 0), libc::ENOTDIR);
     d.step_expect(Op::Rename(p("d/sub"), p("ne"), 0), libc::ENOTEMPTY);
     d.step_expect(Op::Rename(p("d"), p("d/sub/deep/in"), 0), libc::EINVAL);

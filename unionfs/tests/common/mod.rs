@@ -63,6 +63,7 @@ pub struct Differential {
     kmount: Option<Mount>,
     umount: Option<Mount>,
     mismatches: Vec<String>,
+    reported: std::collections::BTreeSet<String>,
     steps: Vec<String>,
 }
 
@@ -87,6 +88,7 @@ impl Differential {
             kmount,
             umount,
             mismatches: Vec::new(),
+            reported: Default::default(),
             steps: Vec::new(),
         };
         d.compare("initial tree");
@@ -149,7 +151,11 @@ impl Differential {
     /// Compares the two merged trees now; records the differences under `label`.
     pub fn compare(&mut self, label: &str) {
         let (k, u) = (snapshot(self.km()), snapshot(self.um()));
-        let d = diff("kernel", &k, self.imp.name, &u);
+        // Report each difference once, at the step that introduced it.
+        let d: Vec<String> = diff("kernel", &k, self.imp.name, &u)
+            .into_iter()
+            .filter(|l| self.reported.insert(l.clone()))
+            .collect();
         if !d.is_empty() {
             let d = shorten(&d.join("\n  "));
             self.mismatches

@@ -26,7 +26,8 @@ pub fn snapshot(m: &Path) -> Snapshot {
     let mut inodes: BTreeMap<u64, Vec<String>> = BTreeMap::new();
     let mut devs = std::collections::BTreeSet::new();
     walk(m, m, &mut out, &mut inodes, &mut devs);
-    let groups: Vec<Vec<String>> = inodes.into_values().filter(|g| g.len() > 1).collect();
+    let mut groups: Vec<Vec<String>> = inodes.into_values().filter(|g| g.len() > 1).collect();
+    groups.sort();
     out.insert("#links".into(), format!("{groups:?}"));
     out.insert("#st_dev".into(), format!("{} distinct", devs.len()));
     out
