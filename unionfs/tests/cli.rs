@@ -1,0 +1,321 @@
+//! The command line as users meet it: `mount -t fuse.NAME` through mount.fuse3, a
+//! read-only mount of lowers alone, and one test per bad input — one line naming the
+//! option, the path and the cause, a non-zero exit, nothing mounted.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn prerequisites() -> bool {
+    if !privileged_or_skip() {
+        return false;
+    }
+    let helper =
+        Path::new("/sbin/mount.fuse3").exists() || Path::new("/usr/sbin/mount.fuse3").exists();
+    assert!(
+        helper || std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true: mount.fuse3 (package fuse3) is missing"
+    );
+    if !helper {
+        eprintln!("skipped: needs mount.fuse3 (package fuse3)");
+    }
+    helper
+}
+
+/// One lower with a file, an empty upper, work dir and mount point.
+fn simple(root: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
+    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| root.join(d));
+    for d in [&l, &u, &w, &m] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    fs::write(l.join("hello"), "from the lower").expect("write lower");
+    (l, u, w, m)
+}
+
+#[test]
+fn mount_t_fuse_through_mount_helper() {
+    if !prerequisites() {
+        return;
+    }
+    let imp = Impl::selected();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, u, w, m) = simple(tmp.path());
+    // mount.fuse3 runs the program named after "fuse." by PATH lookup.
+    let dir = imp.bin.parent().expect("binary dir");
+    let path = format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        l.display(),
+        u.display(),
+        w.display()
+    );
+    let out = Command::new("mount")
+        .env("PATH", path)
+        .args(["-t", &format!("fuse.{}", imp.name), imp.name])
+        .arg(&m)
+        .args(["-o", &opts])
+        .output()
+        .expect("run mount");
+    let guard = Mount::adopt(&m, true);
+    assert!(
+        out.status.success(),
+        "mount -t fuse.{} failed: {}",
+        imp.name,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(&m), "mount returned 0 but nothing is mounted");
+    assert_eq!(
+        fs::read_to_string(m.join("hello")).expect("read through the mount"),
+        "from the lower"
+    );
+    fs::write(m.join("new"), "upper").expect("write through the mount");
+    let st = Command::new("umount").arg(&m).status().expect("run umount");
+    assert!(st.success(), "umount failed");
+    assert!(!is_mounted(&m));
+    drop(guard);
+    assert_eq!(
+        fs::read_to_string(u.join("new")).expect("upper file"),
+        "upper"
+    );
+}
+
+#[test]
+fn read_only_with_lowers_alone() {
+    if !prerequisites() {
+        return;
+    }
+    let imp = Impl::selected();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, _u, _w, m) = simple(tmp.path());
+    let l2 = tmp.path().join("l2");
+    fs::create_dir(&l2).expect("mkdir");
+    fs::write(l2.join("below"), "b").expect("write");
+    let opts = format!("lowerdir={}:{}", l.display(), l2.display());
+    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(fs::read_to_string(m.join("below")).expect("read"), "b");
+    for (what, e) in [
+        ("create", errno_of(fs::write(m.join("x"), "no"))),
+        ("unlink", errno_of(fs::remove_file(m.join("hello")))),
+        ("mkdir", errno_of(fs::create_dir(m.join("dir")))),
+        (
+            "write",
+            errno_of(fs::OpenOptions::new().append(true).open(m.join("hello"))),
+        ),
+    ] {
+        assert_eq!(e, libc::EROFS, "{what} on a read-only mount: errno {e}");
+    }
+    mount.unmount();
+    assert_eq!(
+        fs::read_dir(&l).expect("readdir").count(),
+        1,
+        "the lower is unchanged"
+    );
+}
+
+/// Runs the implementation with `opts` and checks the failure is reported properly.
+fn rejects(opts: &str, mnt: &Path, must_name: &[&str], cause_any: &[&str]) {
+    let imp = Impl::selected();
+    let out = Command::new(&imp.bin)
+        .args(["-o", opts])
+        .arg(mnt)
+        .output()
+        .expect("run the daemon");
+    let mounted = is_mounted(mnt);
+    if mounted {
+        drop(Mount::adopt(mnt, true));
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "-o {opts}: exit status 0");
+    assert!(!mounted, "-o {opts}: failed but left a mount");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "-o {opts}: want one line, got {err:?}"
+    );
+    for n in must_name {
+        assert!(
+            err.contains(n),
+            "-o {opts}: message {err:?} should name {n:?}"
+        );
+    }
+    let lower = err.to_lowercase();
+    assert!(
+        cause_any.iter().any(|c| lower.contains(c)),
+        "-o {opts}: message {err:?} should give the cause (one of {cause_any:?})"
+    );
+}
+
+fn bad_input_setup() -> Option<(tempfile::TempDir, PathBuf, PathBuf, PathBuf, PathBuf)> {
+    if !privileged_or_skip() {
+        return None;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, u, w, m) = simple(tmp.path());
+    Some((tmp, l, u, w, m))
+}
+
+#[test]
+fn missing_lower() {
+    let Some((tmp, l, _u, _w, m)) = bad_input_setup() else {
+        return;
+    };
+    let missing = tmp.path().join("missing");
+    let path = missing.display().to_string();
+    rejects(
+        &format!("lowerdir={}:{path}", l.display()),
+        &m,
+        &["lowerdir", &path],
+        &["no such file", "not exist", "not found", "missing"],
+    );
+}
+
+#[test]
+fn lower_not_a_directory() {
+    let Some((tmp, _l, _u, _w, m)) = bad_input_setup() else {
+        return;
+    };
+    let file = tmp.path().join("file");
+    fs::write(&file, "").expect("write");
+    let path = file.display().to_string();
+    rejects(
+        &format!("lowerdir={path}"),
+        &m,
+        &["lowerdir", &path],
+        &["not a directory"],
+    );
+}
+
+#[test]
+fn upper_inside_a_lower() {
+    let Some((_tmp, l, _u, w, m)) = bad_input_setup() else {
+        return;
+    };
+    let up = l.join("up");
+    fs::create_dir(&up).expect("mkdir");
+    let path = up.display().to_string();
+    rejects(
+        &format!(
+            "lowerdir={},upperdir={path},workdir={}",
+            l.display(),
+            w.display()
+        ),
+        &m,
+        &["upperdir", &path],
+        &["inside", "within", "under", "overlap", "below"],
+    );
+}
+
+/// Mounts a tmpfs for the test; the guard unmounts it on drop.
+fn tmpfs(at: &Path) -> Mount {
+    fs::create_dir_all(at).expect("mkdir");
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(at)
+        .status()
+        .expect("run mount");
+    assert!(st.success(), "mount tmpfs on {}", at.display());
+    Mount::adopt(at, false)
+}
+
+#[test]
+fn workdir_on_another_filesystem_than_upper() {
+    let Some((tmp, l, u, _w, m)) = bad_input_setup() else {
+        return;
+    };
+    let _fs = tmpfs(&tmp.path().join("other-fs"));
+    let w = tmp.path().join("other-fs/work");
+    fs::create_dir(&w).expect("mkdir");
+    let path = w.display().to_string();
+    rejects(
+        &format!(
+            "lowerdir={},upperdir={},workdir={path}",
+            l.display(),
+            u.display()
+        ),
+        &m,
+        &["workdir", &path],
+        &["filesystem", "file system", "device", "same fs"],
+    );
+}
+
+#[test]
+fn workdir_not_a_directory() {
+    let Some((tmp, l, u, _w, m)) = bad_input_setup() else {
+        return;
+    };
+    let file = tmp.path().join("workfile");
+    fs::write(&file, "").expect("write");
+    let path = file.display().to_string();
+    rejects(
+        &format!(
+            "lowerdir={},upperdir={},workdir={path}",
+            l.display(),
+            u.display()
+        ),
+        &m,
+        &["workdir", &path],
+        &["not a directory"],
+    );
+}
+
+/// Clears the immutable flag set on a workdir entry, so the tempdir can be removed.
+struct Immutable(PathBuf);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// A non-empty workdir whose leftovers cannot be cleaned (an immutable file).
+#[test]
+fn workdir_that_cannot_be_cleaned() {
+    let Some((_tmp, l, u, w, m)) = bad_input_setup() else {
+        return;
+    };
+    let stuck = w.join("work/stuck");
+    fs::create_dir_all(stuck.parent().expect("parent")).expect("mkdir");
+    fs::write(&stuck, "left over").expect("write");
+    let st = Command::new("chattr").arg("+i").arg(&stuck).status();
+    if !st.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true: chattr +i failed (package e2fsprogs, ext4/xfs/btrfs under TMPDIR)"
+        );
+        eprintln!("skipped: chattr +i is not supported here");
+        return;
+    }
+    let _guard = Immutable(stuck);
+    let path = w.display().to_string();
+    rejects(
+        &format!(
+            "lowerdir={},upperdir={},workdir={path}",
+            l.display(),
+            u.display()
+        ),
+        &m,
+        &["workdir", &path],
+        &["not permitted", "permission", "clean", "remove", "unusable"],
+    );
+}
+
+#[test]
+fn unknown_option() {
+    let Some((_tmp, l, _u, _w, m)) = bad_input_setup() else {
+        return;
+    };
+    rejects(
+        &format!("lowerdir={},frobnicate=1", l.display()),
+        &m,
+        &["frobnicate"],
+        &["unknown", "unrecognized", "unsupported", "invalid"],
+    );
+}
