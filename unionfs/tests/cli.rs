@@ -36,55 +36,122 @@ fn simple(root: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     (l, u, w, m)
 }
 
+fn writable_options(l: &Path, u: &Path, w: &Path) -> String {
+    format!(
+        "lowerdir={},upperdir={},workdir={}",
+        l.display(),
+        u.display(),
+        w.display()
+    )
+}
+
+/// Checks a mount made by a helper works, unmounts it with umount(8), checks the upper.
+fn check_helper_mount(out: std::process::Output, m: &Path, u: &Path, how: &str) {
+    let guard = Mount::adopt(m, true);
+    assert!(
+        out.status.success(),
+        "{how} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(is_mounted(m), "{how} returned 0 but nothing is mounted");
+    assert_eq!(
+        fs::read_to_string(m.join("hello")).expect("read through the mount"),
+        "from the lower"
+    );
+    fs::write(m.join("new"), "upper").expect("write through the mount");
+    let st = Command::new("umount").arg(m).status().expect("run umount");
+    assert!(st.success(), "umount failed");
+    assert!(!is_mounted(m));
+    drop(guard);
+    assert_eq!(
+        fs::read_to_string(u.join("new")).expect("upper file"),
+        "upper"
+    );
+}
+
+/// mount.fuse3 (what `mount -t fuse.NAME` runs) finds the daemon through PATH and
+/// calls it as `NAME SOURCE MOUNTPOINT -o OPTS` with generic options (`dev,suid`) added.
 #[test]
-fn mount_t_fuse_through_mount_helper() {
+fn mount_fuse3_helper_finds_the_daemon_on_path() {
     if !prerequisites() {
         return;
     }
     let imp = Impl::selected();
     let tmp = tempfile::tempdir().expect("tempdir");
     let (l, u, w, m) = simple(tmp.path());
-    // mount.fuse3 runs the program named after "fuse." by PATH lookup.
     let dir = imp.bin.parent().expect("binary dir");
     let path = format!(
         "{}:{}",
         dir.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        l.display(),
-        u.display(),
-        w.display()
-    );
-    let out = Command::new("mount")
+    let helper = ["/sbin/mount.fuse3", "/usr/sbin/mount.fuse3"]
+        .into_iter()
+        .find(|h| Path::new(h).exists())
+        .expect("mount.fuse3");
+    let out = Command::new(helper)
         .env("PATH", path)
+        .arg(imp.name)
+        .arg(&m)
+        .args(["-t", &format!("fuse.{}", imp.name)])
+        .args(["-o", &writable_options(&l, &u, &w)])
+        .output()
+        .expect("run mount.fuse3");
+    check_helper_mount(out, &m, &u, "mount.fuse3");
+}
+
+/// Removes the symlink a test placed in /usr/local/bin.
+struct Placed(Option<PathBuf>);
+
+impl Drop for Placed {
+    fn drop(&mut self) {
+        if let Some(p) = &self.0 {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// `mount -t fuse.NAME NAME MNT -o ...`. mount(8) runs helpers with a fixed PATH
+/// (/usr/local/bin among them), so the daemon is linked there as an install would.
+#[test]
+fn mount_t_fuse_name() {
+    if !prerequisites() {
+        return;
+    }
+    let imp = Impl::selected();
+    let in_std_path = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|d| Path::new(d).join(imp.name))
+        .find(|p| p.exists());
+    let _placed = match in_std_path {
+        Some(p) if fs::canonicalize(&p).ok() == fs::canonicalize(&imp.bin).ok() => Placed(None),
+        Some(p) if fs::read_link(&p).is_ok() && p.starts_with("/usr/local/bin") => {
+            // Another test run's link to another build: point it at ours for this test.
+            let _ = fs::remove_file(&p);
+            std::os::unix::fs::symlink(&imp.bin, &p).expect("link the daemon");
+            Placed(Some(p))
+        }
+        Some(p) => panic!(
+            "{} is some other {}; mount -t fuse.{} would run it",
+            p.display(),
+            imp.name,
+            imp.name
+        ),
+        None => {
+            let p = Path::new("/usr/local/bin").join(imp.name);
+            std::os::unix::fs::symlink(&imp.bin, &p).expect("link the daemon");
+            Placed(Some(p))
+        }
+    };
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, u, w, m) = simple(tmp.path());
+    let out = Command::new("mount")
         .args(["-t", &format!("fuse.{}", imp.name), imp.name])
         .arg(&m)
-        .args(["-o", &opts])
+        .args(["-o", &writable_options(&l, &u, &w)])
         .output()
         .expect("run mount");
-    let guard = Mount::adopt(&m, true);
-    assert!(
-        out.status.success(),
-        "mount -t fuse.{} failed: {}",
-        imp.name,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(is_mounted(&m), "mount returned 0 but nothing is mounted");
-    assert_eq!(
-        fs::read_to_string(m.join("hello")).expect("read through the mount"),
-        "from the lower"
-    );
-    fs::write(m.join("new"), "upper").expect("write through the mount");
-    let st = Command::new("umount").arg(&m).status().expect("run umount");
-    assert!(st.success(), "umount failed");
-    assert!(!is_mounted(&m));
-    drop(guard);
-    assert_eq!(
-        fs::read_to_string(u.join("new")).expect("upper file"),
-        "upper"
-    );
+    check_helper_mount(out, &m, &u, &format!("mount -t fuse.{}", imp.name));
 }
 
 #[test]

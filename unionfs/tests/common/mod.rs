@@ -172,8 +172,8 @@ impl Differential {
     /// dirs, redirects, no stray markers.
     pub fn compare_upper(&mut self, label: &str) {
         let (k, u) = (
-            upper::markers(&self.kernel.upper),
-            upper::markers(&self.under.upper),
+            upper::markers(&self.kernel.upper, &self.kernel.lowers),
+            upper::markers(&self.under.upper, &self.under.lowers),
         );
         if k != u {
             self.mismatches.push(format!(

@@ -4,20 +4,30 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::sys::{get_xattr, list_xattrs};
 
 /// Sorted markers in `upper`: `whiteout P` (char 0/0), `opaque P`, `redirect P`, and
 /// `stray P` for any other-format marker (`.wh.*` files, xattr whiteouts) that a writer
-/// following DESIGN.md never leaves.
-pub fn markers(upper: &Path) -> BTreeSet<String> {
+/// following DESIGN.md never leaves. `opaque P` is listed only where it changes the
+/// view — the top-most lower entry at P is a directory — because the kernel also marks
+/// new directories opaque where nothing lies below (an optimisation, not semantics).
+pub fn markers(upper: &Path, lowers: &[PathBuf]) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    walk(upper, upper, &mut out);
+    walk(upper, upper, lowers, &mut out);
     out
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
+/// Whether the top-most lower holding `rel` holds a directory there.
+fn lower_dir_below(lowers: &[PathBuf], rel: &str) -> bool {
+    lowers
+        .iter()
+        .find_map(|l| fs::symlink_metadata(l.join(rel)).ok())
+        .is_some_and(|md| md.is_dir())
+}
+
+fn walk(root: &Path, dir: &Path, lowers: &[PathBuf], out: &mut BTreeSet<String>) {
     let Ok(rd) = fs::read_dir(dir) else {
         out.insert(format!("unreadable {}", dir.display()));
         return;
@@ -39,6 +49,9 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
                 ("trusted.overlay.redirect", "redirect"),
             ] {
                 if let Ok(v) = get_xattr(&p, attr) {
+                    if tag == "opaque" && v == b"y" && !lower_dir_below(lowers, &rel) {
+                        continue;
+                    }
                     if tag == "opaque" && v != b"y" {
                         out.insert(format!("opaque={} {rel}", String::from_utf8_lossy(&v)));
                     } else {
@@ -46,7 +59,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeSet<String>) {
                     }
                 }
             }
-            walk(root, &p, out);
+            walk(root, &p, lowers, out);
         } else if get_xattr(&p, "trusted.overlay.whiteout").is_ok() {
             out.insert(format!("stray {rel}"));
         }
