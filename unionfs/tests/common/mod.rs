@@ -219,18 +219,31 @@ impl Differential {
         self.umount = Some(self.imp.mount(&self.under));
     }
 
-    /// Panics with every mismatch (and the steps run) if there was any.
-    pub fn finish(mut self) {
+    /// Unmounts both sides; the full report of every mismatch (and the steps run), or
+    /// `None` when both sides agreed throughout.
+    pub fn report(mut self) -> Option<String> {
         self.unmount();
-        if !self.mismatches.is_empty() {
-            panic!(
-                "{} differs from kernel overlayfs ({KF}) in {} place(s):\n{}\n\nsteps run:\n{}",
-                self.imp.name,
-                self.mismatches.len(),
-                self.mismatches.join("\n"),
-                self.steps.join("\n"),
-                KF = mount::KERNEL_FEATURES
-            );
+        if self.mismatches.is_empty() {
+            return None;
+        }
+        let ignored = match tree::ignored() {
+            i if i.is_empty() => String::new(),
+            i => format!(" (ignoring {i:?} per STRATA_TEST_IGNORE)"),
+        };
+        Some(format!(
+            "{} differs from kernel overlayfs ({KF}){ignored} in {} place(s):\n{}\n\nsteps run:\n{}",
+            self.imp.name,
+            self.mismatches.len(),
+            self.mismatches.join("\n"),
+            self.steps.join("\n"),
+            KF = mount::KERNEL_FEATURES
+        ))
+    }
+
+    /// Panics with the [`Self::report`] if there was any mismatch.
+    pub fn finish(self) {
+        if let Some(r) = self.report() {
+            panic!("{r}");
         }
     }
 }
