@@ -163,6 +163,17 @@ impl Differential {
         }
     }
 
+    /// Compares `probe` run on both mount points (e.g. a full xattr listing).
+    pub fn compare_with(&mut self, label: &str, probe: impl Fn(&Path) -> String) {
+        let (k, u) = (probe(self.km()), probe(self.um()));
+        if k != u {
+            self.mismatches.push(format!(
+                "{label} differs:\n  kernel: {k}\n  {}: {u}",
+                self.imp.name
+            ));
+        }
+    }
+
     /// Records a mismatch found by a scenario's own check.
     pub fn mismatch(&mut self, what: String) {
         self.mismatches.push(what);
