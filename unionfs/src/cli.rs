@@ -188,6 +188,19 @@ fn prepare_work(w: &Path, workl: &Layer) -> Result<(OwnedFd, OwnedFd), String> {
         let p = PathBuf::from(std::ffi::OsStr::from_bytes_compat(&e.name));
         crate::overlay::remove_tree_or_file(work_borrow(&work), &p);
     }
+    let left = sys::read_dir_at(work_borrow(&work), Path::new("")).map_err(|e| fail("work", e))?;
+    if let Some(e) = left.first() {
+        let p = PathBuf::from(std::ffi::OsStr::from_bytes_compat(&e.name));
+        let cause = match sys::unlink_at(work_borrow(&work), &p, e.d_type == libc::DT_DIR) {
+            Err(err) => describe(&err),
+            Ok(()) => "removed only on retry".into(),
+        };
+        return Err(format!(
+            "workdir={}: cannot clean leftover work/{}: {cause}",
+            w.display(),
+            p.display()
+        ));
+    }
     // A probe file proves the work dir is usable (writable, not read-only).
     let probe = Path::new(".stratafs-probe");
     match sys::open_beneath(

@@ -272,7 +272,8 @@ impl Overlay {
     }
 
     fn fix_stat(&self, node: &Node, st: &mut Stat) {
-        if st.st_nlink > 1 && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        let indexed = matches!(node.state.read().loc, Loc::Index(_));
+        if (st.st_nlink > 1 || indexed) && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             // The index holds one link of a copied-up hard-linked file: not a name.
             if let Some(index) = &self.index {
                 let key = index_key(node.ino);
