@@ -89,15 +89,25 @@ impl Mount {
 
     /// Unmounts now, asserting it worked (a clean `fusermount3 -u` / umount2).
     pub fn unmount(self) {
-        let ok = if self.fuse {
-            Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.mnt)
-                .status()
-                .is_ok_and(|s| s.success())
-        } else {
-            umount2(&self.mnt, 0)
-        };
+        // EBUSY can be transient: a process another test thread is forking holds copies
+        // of our descriptors until it execs.
+        let mut ok = false;
+        for _ in 0..50 {
+            ok = if self.fuse {
+                Command::new("fusermount3")
+                    .arg("-u")
+                    .arg(&self.mnt)
+                    .stderr(std::process::Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            } else {
+                umount2(&self.mnt, 0)
+            };
+            if ok {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
         assert!(ok, "unmount {} failed", self.mnt.display());
         assert!(
             !is_mounted(&self.mnt),

@@ -5,8 +5,9 @@ use std::path::Path;
 
 use super::sys::{cpath, errno};
 
-/// Every open is non-blocking, so opening a fifo fails (ENXIO) instead of hanging.
-const NB: libc::c_int = libc::O_NONBLOCK;
+/// Every open is non-blocking, so opening a fifo fails (ENXIO) instead of hanging, and
+/// close-on-exec, so daemons other test threads start never inherit (and pin) it.
+const NB: libc::c_int = libc::O_NONBLOCK | libc::O_CLOEXEC;
 
 /// One operation on the merged tree; paths are relative to the mount point.
 #[derive(Debug, Clone)]
