@@ -169,11 +169,14 @@ impl Filesystem for OverlayFs {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         // Passthrough lets the kernel read and write the backing file directly; it needs
-        // kernel support and CAP_SYS_ADMIN for the backing-file ioctl.
+        // kernel support and CAP_SYS_ADMIN for the backing-file ioctl. Experimental
+        // (STRATAFS_PASSTHROUGH=1): the kernel allows one backing file per inode at a
+        // time, and each open here passes its own, so a second open of a file in use
+        // (exec of a running binary) fails with EIO until backing files are shared.
         // SAFETY: geteuid has no failure mode.
         let root = unsafe { libc::geteuid() } == 0;
         if root
-            && std::env::var_os("STRATAFS_NO_PASSTHROUGH").is_none()
+            && std::env::var_os("STRATAFS_PASSTHROUGH").is_some_and(|v| v == "1")
             && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
