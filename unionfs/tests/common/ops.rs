@@ -58,6 +58,12 @@ pub enum Op {
     RemoveXattr(String, String),
     /// readlink(2).
     Readlink(String),
+    /// fallocate(2) mode 0 (allocate, may extend) through an O_WRONLY fd.
+    Fallocate(String, u64, u64),
+    /// open(O_WRONLY), write, fsync(2), fdatasync(2).
+    Fsync(String, String),
+    /// open(dir, O_TMPFILE|O_RDWR), write, then linkat it in as `name` in that dir.
+    TmpFile(String, String),
 }
 
 /// Shorthand for building ops from `&str` paths.
@@ -169,6 +175,50 @@ impl Op {
                     errno(libc::lremovexattr(at(r).as_ptr(), n.as_ptr()) as i64)
                 }
                 Op::Readlink(r) => super::sys::errno_of(std::fs::read_link(m.join(r))),
+                Op::Fallocate(r, off, len) => {
+                    let fd = libc::open(at(r).as_ptr(), libc::O_WRONLY | NB);
+                    if fd < 0 {
+                        return errno(-1);
+                    }
+                    let e = errno(libc::fallocate(fd, 0, *off as i64, *len as i64) as i64);
+                    libc::close(fd);
+                    e
+                }
+                Op::Fsync(r, d) => {
+                    let fd = libc::open(at(r).as_ptr(), libc::O_WRONLY | libc::O_APPEND | NB);
+                    if fd < 0 {
+                        return errno(-1);
+                    }
+                    let mut e = errno(libc::write(fd, d.as_ptr().cast(), d.len()) as i64);
+                    if e == 0 {
+                        e = errno(libc::fsync(fd) as i64);
+                    }
+                    if e == 0 {
+                        e = errno(libc::fdatasync(fd) as i64);
+                    }
+                    libc::close(fd);
+                    e
+                }
+                Op::TmpFile(dir, name) => {
+                    let fd =
+                        libc::open(at(dir).as_ptr(), libc::O_TMPFILE | libc::O_RDWR | NB, 0o640);
+                    if fd < 0 {
+                        return errno(-1);
+                    }
+                    let mut e = errno(libc::write(fd, b"tmp".as_ptr().cast(), 3) as i64);
+                    if e == 0 {
+                        let target = cpath(&m.join(dir).join(name));
+                        e = errno(libc::linkat(
+                            fd,
+                            c"".as_ptr(),
+                            libc::AT_FDCWD,
+                            target.as_ptr(),
+                            libc::AT_EMPTY_PATH,
+                        ) as i64);
+                    }
+                    libc::close(fd);
+                    e
+                }
             }
         }
     }

@@ -1,0 +1,55 @@
+//! File operations beyond read/write: fallocate (copies up first), fsync, O_TMPFILE,
+//! and statfs reporting the upper layer's filesystem.
+
+mod common;
+
+use common::*;
+use fixtures::layers;
+
+#[test]
+fn fallocate_and_fsync_copy_up() {
+    let Some(mut d) = Differential::new(layers::standard) else {
+        return;
+    };
+    d.step_expect(Op::Fallocate(p("top"), 0, 1 << 16), 0); // extends a lower file
+    d.step_expect(Op::Fallocate(p("sparse"), 1 << 20, 4096), 0); // fills a hole
+    d.step_expect(Op::Fsync(p("d/y"), p("synced")), 0);
+    d.step_expect(Op::Fsync(p("fresh-missing"), p("x")), libc::ENOENT);
+    d.finish();
+}
+
+#[test]
+fn o_tmpfile_in_a_lower_directory() {
+    let Some(mut d) = Differential::new(layers::standard) else {
+        return;
+    };
+    d.step(Op::TmpFile(p("d/sub"), p("from-tmpfile")));
+    d.step(Op::TmpFile(p(""), p("at-root")));
+    d.finish();
+}
+
+#[test]
+fn statfs_reports_the_upper_filesystem() {
+    let Some(d) = Differential::new(layers::standard) else {
+        return;
+    };
+    let fs_of = |p: &std::path::Path| {
+        let c = cpath(p);
+        // SAFETY: zeroed statvfs is a valid out-parameter; `c` is a valid path.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+        assert_eq!(r, 0, "statvfs {}", p.display());
+        (st.f_bsize, st.f_blocks, st.f_namemax)
+    };
+    let upper = fs_of(&d.under.upper);
+    let kernel = fs_of(d.km());
+    let got = fs_of(d.um());
+    assert_eq!(
+        (got.0, got.1),
+        (upper.0, upper.1),
+        "{}: statfs block size/count should be the upper's",
+        d.imp.name
+    );
+    assert_eq!(got.2, kernel.2, "f_namemax as kernel overlayfs reports it");
+    d.finish();
+}
