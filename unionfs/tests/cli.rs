@@ -386,3 +386,53 @@ fn unknown_option() {
         &["unknown", "unrecognized", "unsupported", "invalid"],
     );
 }
+
+/// `\:` and `\,` escape colons and commas in layer paths, and the generic options a
+/// mount helper passes are accepted without a word on stderr.
+#[test]
+fn escaped_paths_and_generic_options() {
+    if !prerequisites() {
+        return;
+    }
+    let imp = Impl::selected();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, u, w, m) = simple(tmp.path());
+    let odd = tmp.path().join("odd:name,with");
+    fs::create_dir(&odd).expect("mkdir");
+    fs::write(odd.join("from-odd"), "odd").expect("write");
+    let esc = |p: &Path| {
+        p.display()
+            .to_string()
+            .replace(':', "\\:")
+            .replace(',', "\\,")
+    };
+    let opts = format!(
+        "lowerdir={}:{},upperdir={},workdir={},rw,nodev,nosuid,noatime,lazytime",
+        esc(&l),
+        esc(&odd),
+        u.display(),
+        w.display()
+    );
+    let out = Command::new(&imp.bin)
+        .args(["-o", &opts])
+        .arg(&m)
+        .output()
+        .expect("run the daemon");
+    let guard = Mount::adopt(&m, true);
+    assert!(
+        out.status.success(),
+        "-o {opts}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "",
+        "generic options should be accepted silently"
+    );
+    assert_eq!(fs::read_to_string(m.join("from-odd")).expect("read"), "odd");
+    assert_eq!(
+        fs::read_to_string(m.join("hello")).expect("read"),
+        "from the lower"
+    );
+    guard.unmount();
+}

@@ -1,6 +1,6 @@
 //! Seeded random operation sequences run on kernel overlayfs and on the implementation
 //! under test over identical layers: each operation's errno must match, and the merged
-//! trees are compared every few steps. `STRATA_RANDOM_SEEDS` (default 12) seeds of
+//! trees are compared every few steps and after remounting both halfway. `STRATA_RANDOM_SEEDS` (default 12) seeds of
 //! `STRATA_RANDOM_OPS` (default 250) operations: 3000 in CI. A seed stops at its first
 //! divergence (later steps would only repeat it); all seeds run.
 
@@ -84,6 +84,11 @@ fn random_sequences_match_kernel_overlayfs() {
             total += 1;
             if i % 10 == 9 || i + 1 == ops {
                 d.compare(&format!("after step {}", i + 1));
+            }
+            if i + 1 == ops / 2 {
+                // What was written must survive an unmount: same tree after remounting.
+                d.remount();
+                d.compare(&format!("after remounting at step {}", i + 1));
             }
             if d.mismatch_count() > 0 {
                 // Later steps would only repeat the first divergence.
