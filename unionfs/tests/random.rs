@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use fixtures::layers;
+use fixtures::layers::{self, WhiteoutFormat};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -18,9 +18,29 @@ const NAMES: [&str; 14] = [
     "a", "b", "x", "y", "h1", "h2", "top", "keep", "sub", "old", "new", "child", "d", "ren",
 ];
 
-fn pick(rng: &mut StdRng) -> String {
-    let d = DIRS[rng.random_range(0..DIRS.len())];
-    let n = NAMES[rng.random_range(0..NAMES.len())];
+/// Where random operations aim: directories and names, chosen to hit the layer set's
+/// interesting entries often.
+struct Pool {
+    dirs: &'static [&'static str],
+    names: &'static [&'static str],
+}
+
+const STANDARD: Pool = Pool {
+    dirs: &DIRS,
+    names: &NAMES,
+};
+
+/// Aims at [`layers::whiteout_formats`]: whited-out, opaque and merged names.
+const FORMATS: Pool = Pool {
+    dirs: &["", "a", "c", "dir", "b"],
+    names: &[
+        "a", "b", "c", "x", "y", "z", "dir", "old", "new", "top", "keep", "in",
+    ],
+};
+
+fn pick(pool: &Pool, rng: &mut StdRng) -> String {
+    let d = pool.dirs[rng.random_range(0..pool.dirs.len())];
+    let n = pool.names[rng.random_range(0..pool.names.len())];
     if d.is_empty() {
         n.to_string()
     } else {
@@ -28,8 +48,8 @@ fn pick(rng: &mut StdRng) -> String {
     }
 }
 
-fn gen_op(rng: &mut StdRng) -> Op {
-    let a = pick(rng);
+fn gen_op(pool: &Pool, rng: &mut StdRng) -> Op {
+    let a = pick(pool, rng);
     let text = |rng: &mut StdRng| format!("{:x}", rng.random::<u32>());
     match rng.random_range(0..20) {
         0 => Op::Write(a, text(rng)),
@@ -43,10 +63,10 @@ fn gen_op(rng: &mut StdRng) -> Op {
         10 | 11 => {
             let flags =
                 [0, 0, libc::RENAME_NOREPLACE, libc::RENAME_EXCHANGE][rng.random_range(0..4)];
-            Op::Rename(a, pick(rng), flags)
+            Op::Rename(a, pick(pool, rng), flags)
         }
-        12 => Op::Link(a, pick(rng)),
-        13 => Op::Symlink(pick(rng), a),
+        12 => Op::Link(a, pick(pool, rng)),
+        13 => Op::Symlink(pick(pool, rng), a),
         14 => Op::Chmod(a, [0o600, 0o755, 0o640, 0o700][rng.random_range(0..4)]),
         15 => Op::Chown(a, rng.random_range(0..3), rng.random_range(0..3)),
         16 => Op::SetXattr(
@@ -67,6 +87,38 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Runs `ops` random operations from `pool` on a fresh [`Differential`]; returns the
+/// number run and the report if the sides diverged (None when the test must skip).
+fn run_seed(
+    d: Option<Differential>,
+    pool: &Pool,
+    seed: u64,
+    ops: u64,
+) -> Option<(u64, Option<String>)> {
+    let mut d = d?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut total = 0;
+    for i in 0..ops {
+        let op = gen_op(pool, &mut rng);
+        d.run(&op);
+        total += 1;
+        if i % 10 == 9 || i + 1 == ops {
+            d.compare(&format!("after step {}", i + 1));
+        }
+        if i + 1 == ops / 2 {
+            // What was written must survive an unmount: same tree after remounting.
+            d.remount();
+            d.compare(&format!("after remounting at step {}", i + 1));
+        }
+        if d.mismatch_count() > 0 {
+            // Later steps would only repeat the first divergence.
+            break;
+        }
+    }
+    d.compare_upper("at the end");
+    Some((total, d.report()))
+}
+
 #[test]
 fn random_sequences_match_kernel_overlayfs() {
     let seeds = env_or("STRATA_RANDOM_SEEDS", 12);
@@ -74,29 +126,12 @@ fn random_sequences_match_kernel_overlayfs() {
     let mut failed = Vec::new();
     let mut total = 0;
     for seed in 0..seeds {
-        let Some(mut d) = Differential::new(layers::standard) else {
+        let d = Differential::new(layers::standard);
+        let Some((n, report)) = run_seed(d, &STANDARD, seed, ops) else {
             return;
         };
-        let mut rng = StdRng::seed_from_u64(seed);
-        for i in 0..ops {
-            let op = gen_op(&mut rng);
-            d.run(&op);
-            total += 1;
-            if i % 10 == 9 || i + 1 == ops {
-                d.compare(&format!("after step {}", i + 1));
-            }
-            if i + 1 == ops / 2 {
-                // What was written must survive an unmount: same tree after remounting.
-                d.remount();
-                d.compare(&format!("after remounting at step {}", i + 1));
-            }
-            if d.mismatch_count() > 0 {
-                // Later steps would only repeat the first divergence.
-                break;
-            }
-        }
-        d.compare_upper("at the end");
-        if let Some(r) = d.report() {
+        total += n;
+        if let Some(r) = report {
             failed.push(format!("seed {seed}: {r}"));
         }
     }
@@ -104,5 +139,27 @@ fn random_sequences_match_kernel_overlayfs() {
         "{total} random operations run, {} seed(s) diverged",
         failed.len()
     );
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// The implementation under test gets the layers in each whiteout/opaque format, the
+/// kernel always in its own (char 0/0): modifying names around foreign-format markers
+/// must behave the same (no marker may resurface or leak into the view).
+#[test]
+fn random_sequences_over_every_whiteout_format() {
+    let ops = env_or("STRATA_RANDOM_OPS", 250);
+    let mut failed = Vec::new();
+    for (seed, format) in WhiteoutFormat::ALL.into_iter().enumerate() {
+        let d = Differential::with_layers(
+            |r| layers::whiteout_formats(r, WhiteoutFormat::Char),
+            |r| layers::whiteout_formats(r, format),
+        );
+        let Some((_, report)) = run_seed(d, &FORMATS, 100 + seed as u64, ops) else {
+            return;
+        };
+        if let Some(r) = report {
+            failed.push(format!("{format:?} (seed {}): {r}", 100 + seed));
+        }
+    }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
 }

@@ -71,12 +71,34 @@ impl Differential {
     /// Generates the layers with `build` (given a fresh directory), copies them, mounts
     /// both sides and compares the initial trees. `None` when the test must skip.
     pub fn new(build: impl FnOnce(&Path) -> anyhow::Result<LayerSet>) -> Option<Self> {
+        Self::start(|tmp| {
+            let kernel = build(&tmp.join("kernel")).expect("generate layers");
+            let under = copy_layer_set(&kernel, &tmp.join("under")).expect("copy layers");
+            (kernel, under)
+        })
+    }
+
+    /// Like [`Self::new`] with different layers for each side that must look the same —
+    /// e.g. the kernel's whiteout format for the kernel and another format for the
+    /// implementation under test.
+    pub fn with_layers(
+        kernel: impl FnOnce(&Path) -> anyhow::Result<LayerSet>,
+        under: impl FnOnce(&Path) -> anyhow::Result<LayerSet>,
+    ) -> Option<Self> {
+        Self::start(|tmp| {
+            (
+                kernel(&tmp.join("kernel")).expect("generate the kernel's layers"),
+                under(&tmp.join("under")).expect("generate the layers under test"),
+            )
+        })
+    }
+
+    fn start(make: impl FnOnce(&Path) -> (LayerSet, LayerSet)) -> Option<Self> {
         if !privileged_or_skip() {
             return None;
         }
         let tmp = tempfile::tempdir().expect("tempdir");
-        let kernel = build(&tmp.path().join("kernel")).expect("generate layers");
-        let under = copy_layer_set(&kernel, &tmp.path().join("under")).expect("copy layers");
+        let (kernel, under) = make(tmp.path());
         let imp = Impl::selected();
         let kmount = Some(mount_kernel(&kernel, true));
         let umount = Some(imp.mount(&under));
