@@ -59,10 +59,7 @@ fn check_helper_mount(out: std::process::Output, m: &Path, u: &Path, how: &str) 
         "from the lower"
     );
     fs::write(m.join("new"), "upper").expect("write through the mount");
-    let st = Command::new("umount").arg(m).status().expect("run umount");
-    assert!(st.success(), "umount failed");
-    assert!(!is_mounted(m));
-    drop(guard);
+    guard.unmount_with("umount");
     assert_eq!(
         fs::read_to_string(u.join("new")).expect("upper file"),
         "upper"

@@ -89,26 +89,36 @@ impl Mount {
 
     /// Unmounts now, asserting it worked (a clean `fusermount3 -u` / umount2).
     pub fn unmount(self) {
+        let how = if self.fuse { "fusermount3" } else { "umount2" };
+        self.unmount_with(how);
+    }
+
+    /// Unmounts now with `how` — `fusermount3` (-u), `umount` (the command) or
+    /// `umount2` (the syscall) — asserting it worked and nothing is left mounted.
+    pub fn unmount_with(self, how: &str) {
         // EBUSY can be transient: a process another test thread is forking holds copies
         // of our descriptors until it execs.
         let mut ok = false;
         for _ in 0..50 {
-            ok = if self.fuse {
-                Command::new("fusermount3")
-                    .arg("-u")
-                    .arg(&self.mnt)
-                    .stderr(std::process::Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success())
-            } else {
-                umount2(&self.mnt, 0)
+            ok = match how {
+                "umount2" => umount2(&self.mnt, 0),
+                tool => {
+                    let mut cmd = Command::new(tool);
+                    if tool == "fusermount3" {
+                        cmd.arg("-u");
+                    }
+                    cmd.arg(&self.mnt)
+                        .stderr(std::process::Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success())
+                }
             };
             if ok {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        assert!(ok, "unmount {} failed", self.mnt.display());
+        assert!(ok, "{how} {} failed", self.mnt.display());
         assert!(
             !is_mounted(&self.mnt),
             "{} still mounted",
