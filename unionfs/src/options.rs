@@ -268,7 +268,24 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             "userxattr" => cfg.user_xattr = true,
             "fsname" => cfg.source = val,
             "nodev" | "nosuid" | "noexec" | "dev" | "suid" | "exec" | "sync" | "async"
-            | "dirsync" | "noatime" | "atime" => cfg.kernel_flags.push(key.clone()),
+            | "dirsync" | "noatime" | "atime" => {
+                // As mount(8): a later option overrides its opposite.
+                let opposite = match key.as_str() {
+                    "nodev" => "dev",
+                    "dev" => "nodev",
+                    "nosuid" => "suid",
+                    "suid" => "nosuid",
+                    "noexec" => "exec",
+                    "exec" => "noexec",
+                    "sync" => "async",
+                    "async" => "sync",
+                    "noatime" => "atime",
+                    "atime" => "noatime",
+                    _ => "",
+                };
+                cfg.kernel_flags.retain(|f| f != opposite && *f != key);
+                cfg.kernel_flags.push(key.clone());
+            }
             // Generic options a mount helper passes, and kernel-overlay feature options
             // whose behaviour stratafs always has: accepted without effect.
             "relatime"
@@ -382,6 +399,22 @@ mod tests {
         assert_eq!(c.source.as_deref(), Some("src"));
         assert_eq!(c.mountpoint, PathBuf::from("/mnt"));
         assert_eq!(c.kernel_flags, vec!["nodev".to_string()]);
+    }
+
+    #[test]
+    fn later_generic_option_wins() {
+        let c = parse(&argv(&[
+            "stratafs",
+            "-o",
+            "lowerdir=/l,nodev,nosuid,dev",
+            "/m",
+        ]))
+        .unwrap();
+        let Command::Mount(c) = c else { panic!() };
+        assert_eq!(
+            c.kernel_flags,
+            vec!["nosuid".to_string(), "dev".to_string()]
+        );
     }
 
     #[test]

@@ -603,8 +603,14 @@ impl Overlay {
         let indexed = matches!(node.state.read().loc, Loc::Index(_));
         let hardlinked = st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
         if indexed {
-            // Another name of this file was copied up: this name joins that copy.
+            // Another name of this file was copied up: this name joins that copy. Like
+            // every copy-up, it leaves the parent's times as they were.
+            let parent_upath = upath.parent().map(Path::to_path_buf).unwrap_or_default();
+            let pst = sys::lstat_at(ufd, &parent_upath).ok();
             sys::link_between(lfd, &lpath, ufd, &upath).map_err(errno)?;
+            if let Some(pst) = pst {
+                restore_times(ufd, &parent_upath, &pst);
+            }
             node.state.write().loc = Loc::Upper;
             return Ok(());
         }
@@ -690,7 +696,7 @@ impl Overlay {
             return;
         };
         for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_private_xattr(name) {
+            if is_private_xattr(name) && !name.starts_with(&self.escaped_prefix()) {
                 continue;
             }
             let Ok(cname) = CString::new(name) else {
@@ -1220,12 +1226,9 @@ impl Overlay {
 
     /// getxattr; the overlay's own markers are not visible.
     pub fn getxattr(&self, ino: u64, name: &OsStr) -> OvResult<Vec<u8>> {
-        if is_private_xattr(name.as_bytes()) {
-            return Err(libc::ENODATA);
-        }
+        let c = self.stored_xattr_name(name).ok_or(libc::ENODATA)?;
         let node = self.node(ino)?;
         let (fd, path) = self.real(&node)?;
-        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
         sys::get_xattr(fd, &path, &c)
             .map_err(errno)?
             .ok_or(libc::ENODATA)
@@ -1237,8 +1240,13 @@ impl Overlay {
         let (fd, path) = self.real(&node)?;
         let raw = sys::list_xattr(fd, &path).map_err(errno)?;
         let mut out = Vec::with_capacity(raw.len());
+        let escaped = self.escaped_prefix();
         for n in raw.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if !is_private_xattr(n) {
+            if let Some(rest) = n.strip_prefix(escaped.as_slice()) {
+                out.extend_from_slice(self.own_prefix());
+                out.extend_from_slice(rest);
+                out.push(0);
+            } else if !is_private_xattr(n) {
                 out.extend_from_slice(n);
                 out.push(0);
             }
@@ -1248,28 +1256,53 @@ impl Overlay {
 
     /// setxattr (copies up).
     pub fn setxattr(&self, ino: u64, name: &OsStr, value: &[u8], flags: i32) -> OvResult<()> {
-        if is_private_xattr(name.as_bytes()) {
-            return Err(libc::EPERM);
-        }
+        let c = self.stored_xattr_name(name).ok_or(libc::EPERM)?;
         let node = self.node(ino)?;
         self.make_writable(&node)?;
-        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
         let (fd, path) = self.real(&node)?;
         sys::set_xattr(fd, &path, &c, value, flags).map_err(errno)
     }
 
     /// removexattr (copies up).
     pub fn removexattr(&self, ino: u64, name: &OsStr) -> OvResult<()> {
-        if is_private_xattr(name.as_bytes()) {
-            return Err(libc::ENODATA);
-        }
+        let c = self.stored_xattr_name(name).ok_or(libc::ENODATA)?;
         // Nothing to remove: fail before copying up.
         self.getxattr(ino, name)?;
         let node = self.node(ino)?;
         self.make_writable(&node)?;
-        let c = CString::new(name.as_bytes()).map_err(|_| libc::EINVAL)?;
         let (fd, path) = self.real(&node)?;
         sys::remove_xattr(fd, &path, &c).map_err(errno)
+    }
+
+    /// The overlay's own xattr prefix (`trusted.overlay.`, or `user.overlay.` rootless).
+    fn own_prefix(&self) -> &'static [u8] {
+        if self.settings.user_xattr {
+            b"user.overlay."
+        } else {
+            b"trusted.overlay."
+        }
+    }
+
+    /// How a user's `<own prefix>NAME` is stored: escaped as `<own prefix>overlay.NAME`,
+    /// as the kernel (6.7+) does, so it never acts as a marker.
+    fn escaped_prefix(&self) -> Vec<u8> {
+        let mut v = self.own_prefix().to_vec();
+        v.extend_from_slice(b"overlay.");
+        v
+    }
+
+    /// The on-disk name for a user's xattr name; `None` for names users may not touch.
+    fn stored_xattr_name(&self, name: &OsStr) -> Option<CString> {
+        let b = name.as_bytes();
+        if let Some(rest) = b.strip_prefix(self.own_prefix()) {
+            let mut v = self.escaped_prefix();
+            v.extend_from_slice(rest);
+            return CString::new(v).ok();
+        }
+        if is_private_xattr(b) {
+            return None;
+        }
+        CString::new(b).ok()
     }
 
     /// statfs of the upper layer (or the top lower when read-only).

@@ -19,6 +19,7 @@ fn fallocate_and_fsync_copy_up() {
 }
 
 #[test]
+#[ignore = "stratafs has no O_TMPFILE yet: fuser 0.18 has no FUSE_TMPFILE request to implement"]
 fn o_tmpfile_in_a_lower_directory() {
     let Some(mut d) = Differential::new(layers::standard) else {
         return;
