@@ -1,0 +1,200 @@
+//! The implementations compared: the plain directory, kernel overlayfs, fuse-overlayfs
+//! and stratafs, each mounted over the same layers with a fresh upper per run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// One implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Impl {
+    /// The flattened tree in a plain directory (no union at all).
+    Native,
+    /// Kernel overlayfs (redirect_dir=on,index=on,xino=on): the limit we chase.
+    Kernel,
+    /// fuse-overlayfs: the peer stratafs replaces.
+    FuseOverlayfs,
+    /// stratafs.
+    Stratafs,
+}
+
+impl Impl {
+    /// All implementations, in table order.
+    pub const ALL: [Impl; 4] = [
+        Impl::Native,
+        Impl::Kernel,
+        Impl::FuseOverlayfs,
+        Impl::Stratafs,
+    ];
+
+    /// Column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Impl::Native => "native",
+            Impl::Kernel => "kernel",
+            Impl::FuseOverlayfs => "fuse-overlayfs",
+            Impl::Stratafs => "stratafs",
+        }
+    }
+
+    /// Why this implementation cannot run here, if it cannot.
+    pub fn unavailable(self) -> Option<String> {
+        match self {
+            Impl::FuseOverlayfs if !Path::new("/usr/bin/fuse-overlayfs").exists() => {
+                Some("/usr/bin/fuse-overlayfs missing (apt-get install fuse-overlayfs)".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A mounted (or prepared) union; unmounts on drop.
+pub struct Mounted {
+    /// Where the merged tree is.
+    pub root: PathBuf,
+    mounted: bool,
+    /// The FUSE daemon's pid, for its memory use.
+    pub daemon: Option<u32>,
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if self.mounted {
+            for _ in 0..50 {
+                let ok = Command::new("umount")
+                    .arg(&self.root)
+                    .status()
+                    .is_ok_and(|s| s.success());
+                if ok {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = Command::new("umount").arg("-l").arg(&self.root).status();
+        }
+    }
+}
+
+/// The layers of one run: lowers (top-most first), a fresh upper and work dir, a mount point.
+pub struct RunDirs {
+    /// Lower layers, top-most first.
+    pub lowers: Vec<PathBuf>,
+    /// The flattened copy for the native column.
+    pub flat: PathBuf,
+    /// Fresh upper.
+    pub upper: PathBuf,
+    /// Fresh work dir.
+    pub work: PathBuf,
+    /// Mount point.
+    pub mnt: PathBuf,
+}
+
+fn lowerdir(lowers: &[PathBuf]) -> String {
+    lowers
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+fn wait_mounted(mnt: &Path) -> Result<()> {
+    let want = mnt
+        .to_str()
+        .context("mount point is not UTF-8")?
+        .to_string();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").context("read mountinfo")?;
+        if info
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("{} did not appear in mountinfo", mnt.display())
+}
+
+fn daemon_pid(pattern: &str) -> Option<u32> {
+    let out = Command::new("pgrep")
+        .args(["-n", "-f", pattern])
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// Mounts `imp` over `dirs` (the native column just uses the flat copy).
+pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir(&dirs.lowers),
+        dirs.upper.display(),
+        dirs.work.display()
+    );
+    let mnt = dirs.mnt.clone();
+    match imp {
+        Impl::Native => {
+            return Ok(Mounted {
+                root: dirs.flat.clone(),
+                mounted: false,
+                daemon: None,
+            });
+        }
+        Impl::Kernel => {
+            let st = Command::new("mount")
+                .args(["-t", "overlay", "overlay", "-o"])
+                .arg(format!("{opts},redirect_dir=on,index=on,xino=on"))
+                .arg(&mnt)
+                .status()
+                .context("run mount")?;
+            if !st.success() {
+                bail!("mount -t overlay failed ({st})");
+            }
+        }
+        Impl::FuseOverlayfs => {
+            let out = Command::new("/usr/bin/fuse-overlayfs")
+                .args(["-o", &opts])
+                .arg(&mnt)
+                .output()
+                .context("run fuse-overlayfs")?;
+            if !out.status.success() {
+                bail!(
+                    "fuse-overlayfs: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+        }
+        Impl::Stratafs => {
+            let exe = std::env::current_exe().context("current exe")?;
+            let out = Command::new(exe)
+                .args(["__stratafs", "-o", &opts])
+                .arg(&mnt)
+                .output()
+                .context("run stratafs")?;
+            if !out.status.success() {
+                bail!("stratafs: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+        }
+    }
+    wait_mounted(&mnt)?;
+    let daemon = match imp {
+        Impl::FuseOverlayfs => daemon_pid(&format!("fuse-overlayfs.*{}", mnt.display())),
+        Impl::Stratafs => daemon_pid(&format!("__stratafs.*{}", mnt.display())),
+        _ => None,
+    };
+    Ok(Mounted {
+        root: mnt,
+        mounted: true,
+        daemon,
+    })
+}
+
+/// Peak resident memory (VmHWM) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
