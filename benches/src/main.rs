@@ -54,6 +54,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// One table row: the label and, per implementation, median seconds or why it failed.
+type Row = (String, BTreeMap<&'static str, Result<f64, String>>);
+
+/// What every measurement shares: the scratch dir, the layers and the sizes.
+struct Setup<'a> {
+    base: &'a Path,
+    lowers: &'a [PathBuf],
+    flat: &'a Path,
+    sizes: &'a BenchSizes,
+    runs: usize,
+}
+
 fn sh(cmd: &mut Command) -> Result<()> {
     let st = cmd.status().with_context(|| format!("run {cmd:?}"))?;
     if !st.success() {
@@ -104,20 +116,17 @@ fn fresh_dirs(
 /// Times one (workload, implementation): median seconds over `runs`, cold (caches
 /// dropped) and, where asked, warm (a pass before the timed one). Also the daemon's
 /// peak RSS after the run.
-fn measure(
-    w: &Workload,
-    imp: Impl,
-    base: &Path,
-    lowers: &[PathBuf],
-    flat: &Path,
-    sizes: &BenchSizes,
-    runs: usize,
-    warm: bool,
-) -> Result<(f64, Option<u64>)> {
+fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<(f64, Option<u64>)> {
+    let (sizes, runs) = (set.sizes, set.runs);
     let mut times = Vec::with_capacity(runs);
     let mut rss = None;
     for _ in 0..runs {
-        let dirs = fresh_dirs(base, lowers, flat, w.writes && imp == Impl::Native)?;
+        let dirs = fresh_dirs(
+            set.base,
+            set.lowers,
+            set.flat,
+            w.writes && imp == Impl::Native,
+        )?;
         let m = impls::mount(imp, &dirs)?;
         if warm {
             (w.run)(&m.root, sizes)?;
@@ -166,8 +175,15 @@ fn run(args: Args) -> Result<()> {
         .arg(&top)
         .arg(&flat))?;
     let lowers = vec![top.clone(), bottom.clone()];
+    let setup = Setup {
+        base,
+        lowers: &lowers,
+        flat: &flat,
+        sizes: &sizes,
+        runs,
+    };
 
-    let mut rows: Vec<(String, BTreeMap<&'static str, Result<f64, String>>)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     let mut rss: BTreeMap<&'static str, u64> = BTreeMap::new();
     for w in workloads::ALL {
         if args
@@ -184,8 +200,7 @@ fn run(args: Args) -> Result<()> {
             for imp in Impl::ALL {
                 let r = match imp.unavailable() {
                     Some(why) => Err(why),
-                    None => measure(w, imp, base, &lowers, &flat, &sizes, runs, warm)
-                        .map_err(|e| format!("{e:#}")),
+                    None => measure(w, imp, &setup, warm).map_err(|e| format!("{e:#}")),
                 };
                 if let (Ok((_, Some(k))), true) = (
                     &r,
@@ -212,7 +227,7 @@ fn run(args: Args) -> Result<()> {
 }
 
 fn render(
-    rows: &[(String, BTreeMap<&'static str, Result<f64, String>>)],
+    rows: &[Row],
     rss: &BTreeMap<&'static str, u64>,
     sizes: &BenchSizes,
     runs: usize,
