@@ -189,6 +189,15 @@ impl Filesystem for OverlayFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.ov.lookup(parent.0, name) {
             Ok((node, st)) => self.entry(reply, &node, &st),
+            // A negative entry (node id 0) lets the kernel cache "no such name" for the
+            // TTL: every change of the tree goes through this mount and updates it.
+            Err(libc::ENOENT) => {
+                // SAFETY: an all-zero struct stat is a valid value.
+                let zero: Stat = unsafe { std::mem::zeroed() };
+                let mut a = attr(&zero);
+                a.ino = INodeNo(0);
+                reply.entry(&self.ttl, &a, Generation(0));
+            }
             Err(e) => reply.error(err(e)),
         }
     }
