@@ -158,6 +158,23 @@ fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
 }
 
 impl OverlayFs {
+    /// Creates `obj` in `parent` owned by the caller (ids mapped) and replies its entry:
+    /// what mknod, mkdir and symlink share.
+    fn make_entry(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        obj: NewObject<'_>,
+        reply: ReplyEntry,
+    ) {
+        let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
+        match self.ov.make(parent.0, name, obj, uid, gid) {
+            Ok((node, st, _)) => self.entry(reply, &node, &st),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let generation = Generation(node.generation.load(Ordering::Relaxed));
         reply.entry(&self.ttl, &self.attr(st), generation);
@@ -212,11 +229,7 @@ impl Filesystem for OverlayFs {
             Err(e) => return reply.error(err(e)),
         };
         if let Some(fh) = fh.filter(|_| !node.is_dir) {
-            if let Ok(mut st) = crate::sys::fstat(fh.0 as i32) {
-                st.st_ino = node.ino;
-                if let Ok(full) = self.ov.stat(&node) {
-                    st.st_nlink = full.st_nlink;
-                }
+            if let Ok(st) = self.ov.stat_open(&node, fh.0 as i32) {
                 return reply.attr(&self.ttl, &self.attr(&st));
             }
         }
@@ -280,19 +293,16 @@ impl Filesystem for OverlayFs {
         reply: ReplyEntry,
     ) {
         let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
-        match self.ov.make(
-            parent.0,
+        self.make_entry(
+            req,
+            parent,
             name,
             NewObject::Node {
                 mode,
                 rdev: rdev as u64,
             },
-            self.disk_uid(req.uid()),
-            self.disk_gid(req.gid()),
-        ) {
-            Ok((node, st, _)) => self.entry(reply, &node, &st),
-            Err(e) => reply.error(err(e)),
-        }
+            reply,
+        );
     }
 
     fn mkdir(
@@ -304,18 +314,15 @@ impl Filesystem for OverlayFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        match self.ov.make(
-            parent.0,
+        self.make_entry(
+            req,
+            parent,
             name,
             NewObject::Dir {
                 mode: mode & !umask,
             },
-            self.disk_uid(req.uid()),
-            self.disk_gid(req.gid()),
-        ) {
-            Ok((node, st, _)) => self.entry(reply, &node, &st),
-            Err(e) => reply.error(err(e)),
-        }
+            reply,
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -340,18 +347,15 @@ impl Filesystem for OverlayFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        match self.ov.make(
-            parent.0,
+        self.make_entry(
+            req,
+            parent,
             link_name,
             NewObject::Symlink {
                 target: target.as_os_str(),
             },
-            self.disk_uid(req.uid()),
-            self.disk_gid(req.gid()),
-        ) {
-            Ok((node, st, _)) => self.entry(reply, &node, &st),
-            Err(e) => reply.error(err(e)),
-        }
+            reply,
+        );
     }
 
     fn rename(

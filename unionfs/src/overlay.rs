@@ -271,6 +271,13 @@ impl Overlay {
         Ok(st)
     }
 
+    /// Attributes of a node through one of its open files (a single fstat).
+    pub fn stat_open(&self, node: &Node, fd: i32) -> OvResult<Stat> {
+        let mut st = sys::fstat(fd).map_err(errno)?;
+        self.fix_stat(node, &mut st);
+        Ok(st)
+    }
+
     fn fix_stat(&self, node: &Node, st: &mut Stat) {
         let indexed = matches!(node.state.read().loc, Loc::Index(_));
         if (st.st_nlink > 1 || indexed) && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
