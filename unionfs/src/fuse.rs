@@ -1,7 +1,7 @@
 //! The `fuser::Filesystem` adapter: translates FUSE requests into overlay operations.
 
 use std::ffi::OsStr;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,6 +15,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use crate::backing::{Grant, IoModes, RealFile};
 use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::overlay::{ListEntry, NewObject, Overlay};
@@ -25,13 +26,19 @@ use crate::sys::Stat;
 pub struct OverlayFs {
     ov: Arc<Overlay>,
     ttl: Duration,
+    /// Directory listings being read, by open handle, or by inode (high bit set) when
+    /// the kernel opens directories without asking (no-opendir).
     dirs: DashMap<u64, Arc<Vec<ListEntry>>>,
     next_dir: AtomicU64,
+    /// The kernel opens directories itself and caches their listings.
+    no_opendir: AtomicBool,
     ids: IdMapper,
     /// The kernel accepted FUSE passthrough and we may open backing files.
     passthrough: AtomicBool,
-    /// Backing ids of passthrough opens, by file handle, dropped on release.
-    backing: DashMap<u64, BackingId>,
+    /// Per-inode I/O mode (passthrough or cached) while passthrough is on.
+    modes: IoModes,
+    /// Inode of each open file handle counted in `modes`, for release.
+    passed: DashMap<u64, u64>,
 }
 
 impl OverlayFs {
@@ -42,9 +49,11 @@ impl OverlayFs {
             ttl,
             dirs: DashMap::new(),
             next_dir: AtomicU64::new(1),
+            no_opendir: AtomicBool::new(false),
             ids,
             passthrough: AtomicBool::new(false),
-            backing: DashMap::new(),
+            modes: IoModes::default(),
+            passed: DashMap::new(),
         }
     }
 
@@ -175,6 +184,51 @@ impl OverlayFs {
         }
     }
 
+    /// Replies to an open (or create) of `ino` whose real file is `fd`, opened with
+    /// `flags`: passed through to the real file when the kernel allows it and it pays
+    /// (writers, files of 64 KiB and more), else served here, with the page cache kept
+    /// across opens of immutable lower files.
+    fn reply_open(&self, ino: u64, fd: OwnedFd, flags: i32, real: RealFile, reply: impl OpenReply) {
+        let cached = if real == RealFile::Lower {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return reply.opened(FileHandle(fd.into_raw_fd() as u64), cached);
+        }
+        // Small files read whole stay in the page cache without a round trip; passing
+        // them through would cost two ioctls per open and a GETATTR per read (atime).
+        let wanted = || {
+            flags & libc::O_ACCMODE != libc::O_RDONLY
+                || crate::sys::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN)
+        };
+        let grant = self
+            .modes
+            .acquire(ino, real, wanted, || reply.open_backing(fd.as_fd()));
+        let fh = FileHandle(fd.into_raw_fd() as u64);
+        match grant {
+            Ok(Grant::Passthrough(held)) => {
+                self.passed.insert(fh.0, ino);
+                match held.id() {
+                    Some(id) => reply.passthrough(fh, id),
+                    None => reply.opened(fh, cached),
+                }
+            }
+            Ok(Grant::Cached) => {
+                self.passed.insert(fh.0, ino);
+                reply.opened(fh, cached);
+            }
+            Ok(Grant::DirectIo) => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
+            Err(e) => {
+                // No backing file (no privilege, a stacked filesystem): serve I/O here.
+                log::warn!("passthrough disabled: {e}");
+                self.passthrough.store(false, Ordering::Relaxed);
+                reply.opened(fh, cached);
+            }
+        }
+    }
+
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let generation = Generation(node.generation.load(Ordering::Relaxed));
         reply.entry(&self.ttl, &self.attr(st), generation);
@@ -185,15 +239,33 @@ impl Filesystem for OverlayFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
-        // Passthrough lets the kernel read and write the backing file directly; it needs
-        // kernel support and CAP_SYS_ADMIN for the backing-file ioctl. Experimental
-        // (STRATAFS_PASSTHROUGH=1): the kernel allows one backing file per inode at a
-        // time, and each open here passes its own, so a second open of a file in use
-        // (exec of a running binary) fails with EIO until backing files are shared.
+        // Lookups and listings in one directory may run in parallel (the overlay locks
+        // per node); symlink targets are cached; directories are opened by the kernel
+        // itself with their listings cached (no OPENDIR/RELEASEDIR round trips).
+        for cap in [
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_CACHE_SYMLINKS,
+        ] {
+            if config.capabilities().contains(cap) {
+                let _ = config.add_capabilities(cap);
+            }
+        }
+        if config
+            .capabilities()
+            .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            && config
+                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+                .is_ok()
+        {
+            self.no_opendir.store(true, Ordering::Relaxed);
+        }
+        // Passthrough lets the kernel read and write the real file directly (page cache
+        // shared with the layer's own files); it needs kernel support and CAP_SYS_ADMIN
+        // for the backing-file ioctl. `STRATAFS_PASSTHROUGH=0` turns it off.
         // SAFETY: geteuid has no failure mode.
         let root = unsafe { libc::geteuid() } == 0;
         if root
-            && std::env::var_os("STRATAFS_PASSTHROUGH").is_some_and(|v| v == "1")
+            && std::env::var_os("STRATAFS_PASSTHROUGH").is_none_or(|v| v != "0")
             && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
@@ -394,30 +466,12 @@ impl Filesystem for OverlayFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.ov.open(ino.0, flags.0) {
             Ok((fd, lower)) => {
-                let f = if lower {
-                    FopenFlags::FOPEN_KEEP_CACHE
+                let real = if lower {
+                    RealFile::Lower
                 } else {
-                    FopenFlags::empty()
+                    RealFile::Upper
                 };
-                if self.passthrough.load(Ordering::Relaxed) {
-                    match reply.open_backing(&fd) {
-                        Ok(id) => {
-                            let fh = fd.into_raw_fd() as u64;
-                            self.backing.insert(fh, id);
-                            match self.backing.get(&fh) {
-                                Some(id) => reply.opened_passthrough(
-                                    FileHandle(fh),
-                                    FopenFlags::empty(),
-                                    &id,
-                                ),
-                                None => reply.opened(FileHandle(fh), f),
-                            }
-                            return;
-                        }
-                        Err(_) => self.passthrough.store(false, Ordering::Relaxed),
-                    }
-                }
-                reply.opened(FileHandle(fd.into_raw_fd() as u64), f);
+                self.reply_open(ino.0, fd, flags.0, real, reply);
             }
             Err(e) => reply.error(err(e)),
         }
@@ -492,7 +546,9 @@ impl Filesystem for OverlayFs {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Writes go straight to the real file, so close has nothing to flush; ENOSYS
+        // tells the kernel never to send FLUSH again (one round trip less per close).
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -505,7 +561,9 @@ impl Filesystem for OverlayFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.backing.remove(&fh.0);
+        if let Some((_, ino)) = self.passed.remove(&fh.0) {
+            self.modes.release(ino);
+        }
         // SAFETY: fh is the fd handed out by open/create; the kernel releases it once.
         unsafe { libc::close(fh.0 as i32) };
         reply.ok();
@@ -536,12 +594,18 @@ impl Filesystem for OverlayFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.ov.list(ino.0) {
-            Ok(list) => {
+        if self.no_opendir.load(Ordering::Relaxed) {
+            // The kernel then opens directories itself and caches their listings until
+            // a change through this mount (the only writer) invalidates them.
+            return reply.error(Errno::ENOSYS);
+        }
+        match self.ov.node(ino.0) {
+            Ok(node) if node.is_dir => {
                 let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
-                self.dirs.insert(fh, Arc::new(list));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
+                let f = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
+                reply.opened(FileHandle(fh), f);
             }
+            Ok(_) => reply.error(Errno::ENOTDIR),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -549,15 +613,40 @@ impl Filesystem for OverlayFs {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(list) = self.dirs.get(&fh.0).map(|l| l.clone()) else {
-            return reply.error(Errno::EBADF);
+        // A listing is snapshotted when read from the start and kept for the reads
+        // that continue it, so offsets stay stable across seekdir/telldir.
+        let key = if fh.0 == 0 {
+            ino.0 | LISTING_BY_INO
+        } else {
+            fh.0
         };
+        let cached = if offset == 0 {
+            None
+        } else {
+            self.dirs.get(&key).map(|l| l.clone())
+        };
+        let list = match cached {
+            Some(l) => l,
+            None => match self.ov.list(ino.0) {
+                Ok(l) => {
+                    let l = Arc::new(l);
+                    if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
+                        self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
+                    }
+                    self.dirs.insert(key, l.clone());
+                    l
+                }
+                Err(e) => return reply.error(err(e)),
+            },
+        };
+        let mut added = false;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            added = true;
             if reply.add(
                 INodeNo(e.ino),
                 (i + 1) as u64,
@@ -566,6 +655,10 @@ impl Filesystem for OverlayFs {
             ) {
                 break;
             }
+        }
+        if !added && fh.0 == 0 {
+            // End of the listing: no releasedir will come for it.
+            self.dirs.remove(&key);
         }
         reply.ok();
     }
@@ -672,13 +765,13 @@ impl Filesystem for OverlayFs {
             self.disk_gid(req.gid()),
         ) {
             Ok((node, st, Some(fd))) => {
-                reply.created(
-                    &self.ttl,
-                    &self.attr(&st),
-                    Generation(node.generation.load(Ordering::Relaxed)),
-                    FileHandle(fd.into_raw_fd() as u64),
-                    FopenFlags::empty(),
-                );
+                let created = Created {
+                    reply,
+                    ttl: self.ttl,
+                    attr: self.attr(&st),
+                    generation: Generation(node.generation.load(Ordering::Relaxed)),
+                };
+                self.reply_open(node.ino, fd, flags, RealFile::Upper, created);
             }
             Ok((_, _, None)) => reply.error(Errno::EIO),
             Err(e) => reply.error(err(e)),
@@ -722,6 +815,62 @@ impl Filesystem for OverlayFs {
                 .unwrap_or(libc::EIO)));
         }
         reply.offset(r);
+    }
+}
+
+/// Marks listings kept by inode (no-opendir) apart from those kept by open handle.
+const LISTING_BY_INO: u64 = 1 << 63;
+
+/// Listings by inode abandoned mid-way are dropped beyond this many.
+const MAX_INO_LISTINGS: usize = 4096;
+
+/// Files at least this big are passed through when opened read-only.
+const PASSTHROUGH_MIN: i64 = 64 * 1024;
+
+/// What open and create replies share: a plain or a passthrough open.
+trait OpenReply {
+    fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId>;
+    fn opened(self, fh: FileHandle, flags: FopenFlags);
+    fn passthrough(self, fh: FileHandle, id: &BackingId);
+}
+
+impl OpenReply for ReplyOpen {
+    fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
+        ReplyOpen::open_backing(self, fd)
+    }
+    fn opened(self, fh: FileHandle, flags: FopenFlags) {
+        ReplyOpen::opened(self, fh, flags);
+    }
+    fn passthrough(self, fh: FileHandle, id: &BackingId) {
+        self.opened_passthrough(fh, FopenFlags::empty(), id);
+    }
+}
+
+/// A create's reply with the new entry it carries.
+struct Created {
+    reply: ReplyCreate,
+    ttl: Duration,
+    attr: FileAttr,
+    generation: Generation,
+}
+
+impl OpenReply for Created {
+    fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId> {
+        self.reply.open_backing(fd)
+    }
+    fn opened(self, fh: FileHandle, flags: FopenFlags) {
+        self.reply
+            .created(&self.ttl, &self.attr, self.generation, fh, flags);
+    }
+    fn passthrough(self, fh: FileHandle, id: &BackingId) {
+        self.reply.created_passthrough(
+            &self.ttl,
+            &self.attr,
+            self.generation,
+            fh,
+            FopenFlags::empty(),
+            id,
+        );
     }
 }
 

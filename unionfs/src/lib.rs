@@ -4,6 +4,7 @@
 //! syscalls (`sys`); `fuse` adapts it to `fuser`; `options` and `cli` give the
 //! fuse-overlayfs-compatible command line.
 
+pub mod backing;
 pub mod cli;
 pub mod fuse;
 pub mod idmap;

@@ -1,0 +1,127 @@
+//! Per-inode I/O modes for FUSE passthrough: one shared backing file per inode.
+//!
+//! With passthrough the kernel reads and writes the real file itself, but it allows a
+//! single backing file per FUSE inode at a time, and no page-cached open of an inode
+//! while it is passed through (or the reverse): a mismatched open fails with EIO (a
+//! second `exec` of a running binary, a reader beside a writer). This table gives each
+//! inode one mode while it has counted opens: passed through to one backing id, shared
+//! by every open, closed with the last; or cached, served by the daemon.
+//!
+//! A copy-up while the inode is passed through to its lower file cannot move the
+//! kernel's backing file; opens after it are served by the daemon with direct I/O on
+//! the upper file until the last lower-backed open is released.
+
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use dashmap::mapref::one::Ref;
+use fuser::BackingId;
+
+/// Which real file a backing id refers to: a lower file is replaced by its upper copy
+/// on copy-up; upper and index names of one file are the same inode on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealFile {
+    /// A file in a lower layer.
+    Lower,
+    /// The upper (or index) file.
+    Upper,
+}
+
+#[derive(Debug)]
+enum Mode {
+    /// Opens served by the daemon through the page cache.
+    Cached { opens: usize },
+    /// Opens passed through to `real` with `id`.
+    Passthrough {
+        id: BackingId,
+        real: RealFile,
+        opens: usize,
+    },
+}
+
+/// How one open of an inode is to be served.
+pub enum Grant<'a> {
+    /// Passed through with the held id (counted: release it).
+    Passthrough(Held<'a>),
+    /// Through the daemon and the page cache (counted: release it).
+    Cached,
+    /// Through the daemon, bypassing the page cache, because the inode is passed
+    /// through to another real file (not counted).
+    DirectIo,
+}
+
+/// A counted passthrough open's backing id, held (and so not closed by a concurrent
+/// release) until the reply naming it is sent.
+pub struct Held<'a>(Ref<'a, u64, Mode>);
+
+impl Held<'_> {
+    /// The id to reply with.
+    pub fn id(&self) -> Option<&BackingId> {
+        match &*self.0 {
+            Mode::Passthrough { id, .. } => Some(id),
+            Mode::Cached { .. } => None,
+        }
+    }
+}
+
+/// I/O modes by inode number, for inodes with counted opens.
+#[derive(Debug, Default)]
+pub struct IoModes {
+    by_ino: DashMap<u64, Mode>,
+}
+
+impl IoModes {
+    /// Decides how an open of `ino` served from `real` goes: it joins the inode's
+    /// current mode; an inode without open files is passed through when `wanted()`
+    /// says it is worth it (a backing file registered with `register`), else cached.
+    pub fn acquire(
+        &self,
+        ino: u64,
+        real: RealFile,
+        wanted: impl FnOnce() -> bool,
+        register: impl FnOnce() -> std::io::Result<BackingId>,
+    ) -> std::io::Result<Grant<'_>> {
+        match self.by_ino.entry(ino) {
+            Entry::Occupied(mut o) => match o.get_mut() {
+                Mode::Cached { opens } => {
+                    *opens += 1;
+                    Ok(Grant::Cached)
+                }
+                Mode::Passthrough { real: r, .. } if *r != real => Ok(Grant::DirectIo),
+                Mode::Passthrough { opens, .. } => {
+                    *opens += 1;
+                    Ok(Grant::Passthrough(Held(o.into_ref().downgrade())))
+                }
+            },
+            Entry::Vacant(v) => {
+                if !wanted() {
+                    v.insert(Mode::Cached { opens: 1 });
+                    return Ok(Grant::Cached);
+                }
+                let id = register()?;
+                let mode = Mode::Passthrough { id, real, opens: 1 };
+                Ok(Grant::Passthrough(Held(v.insert(mode).downgrade())))
+            }
+        }
+    }
+
+    /// Ends one counted open of `ino`; a backing id closes with its last open.
+    pub fn release(&self, ino: u64) {
+        if let Entry::Occupied(mut o) = self.by_ino.entry(ino) {
+            let (Mode::Cached { opens } | Mode::Passthrough { opens, .. }) = o.get_mut();
+            *opens = opens.saturating_sub(1);
+            if *opens == 0 {
+                o.remove();
+            }
+        }
+    }
+
+    /// Inodes with counted opens now.
+    pub fn len(&self) -> usize {
+        self.by_ino.len()
+    }
+
+    /// No inode has counted opens.
+    pub fn is_empty(&self) -> bool {
+        self.by_ino.is_empty()
+    }
+}
