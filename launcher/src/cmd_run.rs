@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Run an init as PID 1 that forwards signals to the command and reaps zombies.
+    #[arg(long)]
+    pub init: bool,
     /// Image name, NAME:TAG or id.
     pub image: String,
     /// Command and arguments (default: the image's Entrypoint/Cmd).
@@ -227,6 +230,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             volumes,
             tty: args.tty,
             interactive: args.interactive,
+            init: args.init,
             idmap,
             remove: args.rm,
             store_root: store.root().to_path_buf(),

@@ -298,3 +298,110 @@ fn bad_input_is_one_line_and_125() {
         "bad input left a container"
     );
 }
+
+/// A command that orphans a process and then never reaps (it exec's `sleep`), while a
+/// background check lists every process's state: an orphan re-parented to a PID 1
+/// that does not reap stays a zombie.
+const ORPHAN_SCRIPT: &str = "(sleep 0 &); sh -c 'sleep 1; cat /proc/[0-9]*/stat' & exec sleep 2";
+
+/// The `pid (comm) STATE ...` lines in `out` whose state is Z.
+fn zombies(out: &str) -> Vec<String> {
+    out.lines()
+        .filter(|l| {
+            l.rsplit_once(") ")
+                .is_some_and(|(_, rest)| rest.starts_with('Z'))
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn init_reaps_orphaned_zombies() {
+    if skip_unless_root() {
+        return;
+    }
+    // Without --init the command is PID 1 and the orphan stays a zombie.
+    let o = run_kernel(&["demo", "/bin/sh", "-c", ORPHAN_SCRIPT]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(!zombies(&stdout(&o)).is_empty(), "{}", show(&o));
+    // With --init, the init reaps it.
+    let o = run_kernel(&["--init", "demo", "/bin/sh", "-c", ORPHAN_SCRIPT]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.lines().count() >= 3, "{}", show(&o));
+    assert_eq!(zombies(&out), Vec::<String>::new(), "{}", show(&o));
+}
+
+#[test]
+fn init_is_pid_1_and_keeps_exit_codes() {
+    if skip_unless_root() {
+        return;
+    }
+    let o = run_kernel(&["--init", "demo", "/bin/sh", "-c", "echo $$ $PPID"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o).trim(), "2 1", "{}", show(&o));
+    for (args, want) in [
+        (vec!["/bin/sh", "-c", "exit 7"], 7),
+        (vec!["/bin/sh", "-c", "kill -TERM $$"], 143),
+        (vec!["/bin/sh", "-c", "kill -KILL $$"], 137),
+        (vec!["/no/such/cmd"], 127),
+        (vec!["/etc/hostname"], 126),
+    ] {
+        let mut all = vec!["--init", "demo"];
+        all.extend(args.iter().copied());
+        let o = run_kernel(&all);
+        assert_eq!(o.status.code(), Some(want), "{args:?}: {}", show(&o));
+    }
+}
+
+/// Starts `strata run --rm --driver kernel EXTRA... demo sh -c SCRIPT`, waits for the
+/// first line `up`, sends `sig` to the launcher, and returns the rest of stdout and the
+/// exit code.
+fn signal_launcher(extra: &[&str], script: &str, sig: nix::sys::signal::Signal) -> (String, i32) {
+    let mut child = std::process::Command::new(strata())
+        .arg("--root")
+        .arg(demo_store())
+        .args(["run", "--rm", "--driver", "kernel"])
+        .args(extra)
+        .args(["demo", "/bin/sh", "-c", script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "up");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).expect("reading");
+    let code = child.wait().expect("wait").code().unwrap_or(-1);
+    (rest, code)
+}
+
+#[test]
+fn init_forwards_signals() {
+    if skip_unless_root() {
+        return;
+    }
+    use nix::sys::signal::Signal;
+    // The command has no handler: SIGTERM kills it (it is not PID 1), 143.
+    let (_, code) = signal_launcher(&["--init"], "echo up; sleep 60", Signal::SIGTERM);
+    assert_eq!(code, 143);
+    let (_, code) = signal_launcher(&["--init"], "echo up; sleep 60", Signal::SIGINT);
+    assert_eq!(code, 130);
+    // Trapped signals reach the command's handler.
+    for (sig, name) in [
+        (Signal::SIGTERM, "TERM"),
+        (Signal::SIGHUP, "HUP"),
+        (Signal::SIGUSR1, "USR1"),
+        (Signal::SIGUSR2, "USR2"),
+        (Signal::SIGQUIT, "QUIT"),
+    ] {
+        let script = format!(
+            "trap 'echo got-{name}; exit 3' {name}; echo up; while true; do sleep 0.1; done"
+        );
+        let (rest, code) = signal_launcher(&["--init"], &script, sig);
+        assert_eq!(rest.trim(), format!("got-{name}"), "{sig}");
+        assert_eq!(code, 3, "{sig}");
+    }
+}

@@ -14,13 +14,32 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
 pub fn container_main(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> ! {
+    let tty = pty_slave.is_some();
     match prepare(spec, pty_slave) {
-        Ok((path, argv, envp)) => exec(&path, &argv, &envp),
+        Ok((path, argv, envp)) if spec.init => {
+            super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
+        }
+        Ok((path, argv, envp)) => exec_unblocked(&path, &argv, &envp),
         Err(e) => {
             eprintln!("strata: {e:#}");
             std::process::exit(super::EXIT_STRATA_ERROR)
         }
     }
+}
+
+/// Unblocks every signal (the launcher blocked the forwarded ones before forking) and
+/// exec's the command.
+fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+    let unblocked = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&nix::sys::signal::SigSet::empty()),
+        None,
+    );
+    if let Err(e) = unblocked {
+        eprintln!("strata: unblocking signals: {e}");
+        std::process::exit(super::EXIT_STRATA_ERROR);
+    }
+    exec(path, argv, envp)
 }
 
 type Prepared = (CString, Vec<CString>, Vec<CString>);
@@ -47,7 +66,9 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
     rootfs::pivot(&spec.merged)?;
     rootfs::finish()?;
     if let Some((fd, _)) = pty_slave {
-        attach_tty(fd)?;
+        // With --init, the command (not the init) takes the terminal as its controlling
+        // tty, so job control and ^C reach it.
+        attach_tty(fd, !spec.init)?;
     } else if !spec.interactive {
         redirect_stdin_null()?;
     }
@@ -68,12 +89,8 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
         caps::set_default_caps()?;
     }
     caps::set_no_new_privs()?;
-    nix::sys::signal::sigprocmask(
-        nix::sys::signal::SigmaskHow::SIG_SETMASK,
-        Some(&nix::sys::signal::SigSet::empty()),
-        None,
-    )
-    .context("unblocking signals")?;
+    // Signals stay blocked until exec (or for good in the init, which reads them from a
+    // signalfd): PID 1 would drop them otherwise.
     // Credential changes clear the parent-death signal: set it again.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
@@ -84,11 +101,10 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
     Ok((c(&path)?, argv, envp))
 }
 
-fn attach_tty(fd: RawFd) -> Result<()> {
+fn attach_tty(fd: RawFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
-    // SAFETY: TIOCSCTTY on a pty slave fd we own.
-    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
+    if controlling {
+        take_controlling_tty(fd)?;
     }
     for target in 0..3 {
         // SAFETY: dup2 on fds we own.
@@ -99,6 +115,15 @@ fn attach_tty(fd: RawFd) -> Result<()> {
     if fd > 2 {
         // SAFETY: closing our own fd.
         unsafe { libc::close(fd) };
+    }
+    Ok(())
+}
+
+/// Makes the terminal on `fd` the controlling tty of this (session leader) process.
+pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY on a terminal fd we own; argument 0 never steals it.
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
     }
     Ok(())
 }

@@ -13,21 +13,9 @@ use nix::unistd::{ForkResult, Pid, fork};
 
 use super::cgroups::Cgroup;
 use super::guard::{self, Cleanup};
+use super::pid1::FORWARDED;
 use super::sync::Pipe;
 use super::{RunSpec, idmap, pty, setup, state};
-
-/// Signals the launcher forwards to the container.
-const FORWARDED: &[Signal] = &[
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGALRM,
-    Signal::SIGCONT,
-];
 
 /// Runs the container described by `spec` to completion; returns the exit status the
 /// launcher should exit with (the command's, 128+N on signal N, 126/127).

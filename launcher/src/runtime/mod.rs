@@ -8,7 +8,8 @@
 //! * the setup process: user (rootless) + mount namespaces, mounts the union (and keeps
 //!   a FUSE daemon as its child), unshares pid/uts/ipc/net/cgroup, forks the command;
 //! * the command, PID 1 of the new pid namespace: builds the rootfs, pivots, drops
-//!   privileges, execs;
+//!   privileges, execs; with `--init`, that process stays as PID 1 (module [`pid1`])
+//!   and the command is its child;
 //! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
 //!   the container) once the container's processes are gone.
 
@@ -23,6 +24,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod net;
 pub mod paths;
+pub mod pid1;
 pub mod pty;
 pub mod rootfs;
 pub mod setup;
@@ -77,6 +79,9 @@ pub struct RunSpec {
     pub tty: bool,
     /// Keep stdin attached.
     pub interactive: bool,
+    /// Run a minimal init as PID 1 that starts the command, forwards signals and
+    /// reaps zombies (`--init`).
+    pub init: bool,
     /// Rootless: the id mapping of the user namespace.
     pub idmap: Option<idmap::IdMapping>,
     /// Remove the container after exit (`--rm`).
