@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::digest::HashingWriter;
 use crate::error::{IoContext, StoreError};
 use crate::import::{ImageSource, LayerSource, register};
-use crate::tarwrite::{TreeKind, write_tree};
+use crate::overlay::Lowers;
+use crate::tarwrite::{TreeKind, write_tree, write_upper};
 use crate::{Image, Store, fsutil, reference};
 
 fn rfc3339_now() -> String {
@@ -54,7 +55,13 @@ pub fn image_from_tree(
     let work = fsutil::temp_dir(store.root())?;
     let tar_path = work.path().join("layer.tar");
     let file = fs::File::create(&tar_path).ctx("create", &tar_path)?;
-    let hw = write_tree(dir, kind, HashingWriter::new(BufWriter::new(file)))?;
+    let out = HashingWriter::new(BufWriter::new(file));
+    let hw = match (kind, parent) {
+        // An upper is read over its image's layers: renamed lower dirs and metacopy
+        // files take their content from there.
+        (TreeKind::Upper, Some(p)) => write_upper(dir, &Lowers::new(store.lower_dirs(p)?), out)?,
+        _ => write_tree(dir, kind, out)?,
+    };
     let (buf, diff_id, _) = hw.finish();
     buf.into_inner()
         .map_err(|e| StoreError::io("write", &tar_path, e.into_error()))?

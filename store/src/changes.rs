@@ -1,13 +1,14 @@
 //! A container's filesystem changes: `strata diff` (A/C/D like `docker diff`) and
 //! `strata export` (the flattened rootfs as a tar, whiteouts and opaque dirs applied).
 
-use std::collections::BTreeMap;
-use std::fs;
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsString;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{IoContext, StoreError};
-use crate::tarwrite::{is_opaque, is_whiteout, sorted_children};
+use crate::overlay::{DirRef, Lowers, Node, read_layer_dir, read_layer_dir_opaque, redirect_of};
+use crate::tarwrite::write_merged;
 use crate::{Container, Store};
 
 /// Kind of a change, as `docker diff` prints it.
@@ -41,48 +42,91 @@ pub struct Change {
     pub path: String,
 }
 
-fn in_lowers(lowers: &[PathBuf], rel: &Path) -> bool {
-    for l in lowers {
-        match fs::symlink_metadata(l.join(rel)) {
-            Ok(m) if is_whiteout(&m) => return false,
-            Ok(_) => return true,
-            Err(_) => {}
-        }
-    }
-    false
+fn push(out: &mut Vec<Change>, kind: ChangeKind, rel: &Path) {
+    out.push(Change {
+        kind,
+        path: format!("/{}", rel.display()),
+    });
 }
 
+/// Changes below the upper dir `dir` at `rel`, whose lower path is `rel` itself.
 fn walk_upper(
+    lowers: &Lowers,
     dir: &Path,
     rel: &Path,
-    lowers: &[PathBuf],
     out: &mut Vec<Change>,
 ) -> Result<(), StoreError> {
-    for child in sorted_children(dir)? {
-        let Some(fname) = child.file_name() else {
+    let l = read_layer_dir(dir)?;
+    let mut names: BTreeSet<&OsString> = l.entries.keys().chain(&l.whiteouts).collect();
+    let hidden = if l.opaque && !rel.as_os_str().is_empty() {
+        lowers.children(rel)?
+    } else {
+        BTreeMap::new()
+    };
+    names.extend(hidden.keys());
+    for name in names {
+        let r = rel.join(name);
+        let Some((path, meta)) = l.entries.get(name) else {
+            // Whited out, or hidden by the opaque dir: deleted if the image had it.
+            if hidden.contains_key(name) || lowers.lookup(&r).is_some() {
+                push(out, ChangeKind::Deleted, &r);
+            }
             continue;
         };
-        let r = rel.join(fname);
-        let meta = fs::symlink_metadata(&child).ctx("stat", &child)?;
-        let name = fname.to_string_lossy();
-        let (kind, shown) = if is_whiteout(&meta) {
-            (ChangeKind::Deleted, r.clone())
-        } else if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| meta.is_file()) {
-            if hidden == ".wh..opq" {
-                continue;
-            }
-            (ChangeKind::Deleted, rel.join(hidden))
-        } else if in_lowers(lowers, &r) {
-            (ChangeKind::Changed, r.clone())
+        let kind = if lowers.lookup(&r).is_some() {
+            ChangeKind::Changed
         } else {
-            (ChangeKind::Added, r.clone())
+            ChangeKind::Added
         };
-        out.push(Change {
-            kind,
-            path: format!("/{}", shown.display()),
-        });
-        if meta.is_dir() {
-            walk_upper(&child, &r, lowers, out)?;
+        push(out, kind, &r);
+        if !meta.is_dir() {
+            continue;
+        }
+        match redirect_of(path, Some(rel))? {
+            Some(target) if !read_layer_dir_opaque(path) => {
+                let d = DirRef {
+                    upper: Some(path.clone()),
+                    lower: Some(target),
+                };
+                walk_moved(lowers, &d, &r, out)?;
+            }
+            _ => walk_upper(lowers, path, &r, out)?,
+        }
+    }
+    Ok(())
+}
+
+/// Changes below a renamed (redirected) dir now at `rel`: its merged content against
+/// what the image has at `rel`.
+fn walk_moved(
+    lowers: &Lowers,
+    dir: &DirRef,
+    rel: &Path,
+    out: &mut Vec<Change>,
+) -> Result<(), StoreError> {
+    let mut old = lowers.children(rel)?;
+    let mut items: BTreeMap<OsString, Option<Node>> = BTreeMap::new();
+    for node in lowers.merged_children(dir)? {
+        items.insert(node.name.clone(), Some(node));
+    }
+    for name in old.keys() {
+        items.entry(name.clone()).or_insert(None);
+    }
+    for (name, node) in items {
+        let r = rel.join(&name);
+        let was = old.remove(&name).is_some();
+        let Some(node) = node else {
+            push(out, ChangeKind::Deleted, &r);
+            continue;
+        };
+        let kind = if was {
+            ChangeKind::Changed
+        } else {
+            ChangeKind::Added
+        };
+        push(out, kind, &r);
+        if let Some(d) = &node.dir {
+            walk_moved(lowers, d, &r, out)?;
         }
     }
     Ok(())
@@ -91,95 +135,19 @@ fn walk_upper(
 impl Store {
     /// The changes in a container's upper relative to its image and init layer.
     pub fn container_changes(&self, c: &Container) -> Result<Vec<Change>, StoreError> {
-        let lowers = self.container_lower_dirs(c)?;
+        let lowers = Lowers::new(self.container_lower_dirs(c)?);
         let mut out = Vec::new();
-        walk_upper(&c.upper, Path::new(""), &lowers, &mut out)?;
+        walk_upper(&lowers, &c.upper, Path::new(""), &mut out)?;
         Ok(out)
     }
 
     /// Writes the container's flattened rootfs (lowers, init layer and upper merged
     /// with overlay rules) as a tar to `out`.
     pub fn export_container<W: Write>(&self, c: &Container, out: W) -> Result<W, StoreError> {
-        let mut stack = self.container_lower_dirs(c)?;
-        stack.reverse(); // bottom first
-        stack.push(c.upper.clone());
-        let mut merged: BTreeMap<PathBuf, PathBuf> = BTreeMap::new();
-        for layer in &stack {
-            apply_layer(layer, Path::new(""), &mut merged)?;
-        }
-        let mut b = tar::Builder::new(out);
-        b.follow_symlinks(false);
-        for (rel, src) in &merged {
-            b.append_path_with_name(src, rel)
-                .map_err(|e| StoreError::io("archive", src, e))?;
-        }
-        b.into_inner().ctx("finish tar of", &c.dir)
+        let lowers = Lowers::new(self.container_lower_dirs(c)?);
+        write_merged(&c.upper, &lowers, out)
     }
-}
 
-fn drop_below(merged: &mut BTreeMap<PathBuf, PathBuf>, rel: &Path) {
-    let doomed: Vec<PathBuf> = merged
-        .range(rel.to_path_buf()..)
-        .take_while(|(k, _)| k.starts_with(rel))
-        .filter(|(k, _)| k.as_path() != rel)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in doomed {
-        merged.remove(&k);
-    }
-}
-
-fn apply_layer(
-    dir: &Path,
-    rel: &Path,
-    merged: &mut BTreeMap<PathBuf, PathBuf>,
-) -> Result<(), StoreError> {
-    if !rel.as_os_str().is_empty() && is_opaque(dir) {
-        drop_below(merged, rel);
-    }
-    let children = sorted_children(dir)?;
-    if children
-        .iter()
-        .any(|c| c.file_name().is_some_and(|n| n == ".wh..wh..opq"))
-        && !rel.as_os_str().is_empty()
-    {
-        drop_below(merged, rel);
-    }
-    for child in children {
-        let Some(fname) = child.file_name() else {
-            continue;
-        };
-        let r = rel.join(fname);
-        let meta = fs::symlink_metadata(&child).ctx("stat", &child)?;
-        let name = fname.to_string_lossy();
-        if is_whiteout(&meta) {
-            drop_below(merged, &r);
-            merged.remove(&r);
-            continue;
-        }
-        if let Some(hidden) = name.strip_prefix(".wh.").filter(|_| meta.is_file()) {
-            if hidden != ".wh..opq" {
-                let h = rel.join(hidden);
-                drop_below(merged, &h);
-                merged.remove(&h);
-            }
-            continue;
-        }
-        if meta.is_dir() {
-            if merged.get(&r).is_some_and(|p| !p.is_dir()) {
-                merged.remove(&r);
-            }
-            merged.insert(r.clone(), child.clone());
-            apply_layer(&child, &r, merged)?;
-        } else {
-            drop_below(merged, &r);
-            merged.insert(r, child);
-        }
-    }
-    Ok(())
-}
-
-impl Store {
     /// Writes the container's flattened rootfs to the file `out` (temp name in the
     /// same dir, renamed into place when complete).
     pub fn export_container_to_file(&self, c: &Container, out: &Path) -> Result<(), StoreError> {

@@ -37,6 +37,9 @@ impl ExtractOptions {
 pub const OPAQUE_TRUSTED: &str = "trusted.overlay.opaque";
 /// Opaque-directory xattr written rootless.
 pub const OPAQUE_USER: &str = "user.overlay.opaque";
+/// Owner and mode a rootless extraction could not apply, as containers/storage and
+/// fuse-overlayfs record them: `UID:GID:0MODE[:TYPE]`.
+pub const OVERRIDE_STAT: &str = "user.containers.override_stat";
 
 struct DirMeta {
     path: PathBuf,

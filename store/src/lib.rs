@@ -23,6 +23,7 @@ pub mod image;
 pub mod import;
 pub mod lock;
 pub mod ops;
+pub mod overlay;
 pub mod progress;
 pub mod reference;
 pub mod root;

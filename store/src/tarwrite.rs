@@ -5,12 +5,13 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
+use crate::overlay::{self, DirRef, Lowers, OPAQUE_MARKER, read_layer_dir, redirect_of};
 
 /// How to treat overlay metadata found in the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,24 +43,10 @@ pub fn list_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Whether a directory carries an opaque marker (xattr in any known namespace).
 pub fn is_opaque(path: &Path) -> bool {
-    list_xattrs(path).iter().any(|(n, v)| {
-        matches!(
-            n.as_str(),
-            "trusted.overlay.opaque" | "user.overlay.opaque" | "user.fuseoverlayfs.opaque"
-        ) && v == b"y"
-    })
+    overlay::is_opaque_xattr(path)
 }
 
-/// Whether `meta` is an overlay whiteout (char device 0/0).
-pub fn is_whiteout(meta: &fs::Metadata) -> bool {
-    meta.file_type().is_char_device() && meta.rdev() == 0
-}
-
-fn is_overlay_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.")
-        || name.starts_with("user.overlay.")
-        || name.starts_with("user.fuseoverlayfs.")
-}
+pub use crate::overlay::is_whiteout;
 
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
@@ -80,11 +67,17 @@ pub fn sorted_children(dir: &Path) -> Result<Vec<PathBuf>, StoreError> {
 
 struct Writer<W: Write> {
     b: tar::Builder<W>,
-    kind: TreeKind,
     links: HashMap<(u64, u64), PathBuf>,
 }
 
 impl<W: Write> Writer<W> {
+    fn new(out: W) -> Self {
+        Writer {
+            b: tar::Builder::new(out),
+            links: HashMap::new(),
+        }
+    }
+
     fn header(&self, meta: &fs::Metadata) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
@@ -103,7 +96,7 @@ impl<W: Write> Writer<W> {
     fn xattrs(&mut self, path: &Path, name: &Path) -> io::Result<()> {
         let mut pax = Vec::new();
         for (k, v) in list_xattrs(path) {
-            if !is_overlay_xattr(&k) {
+            if !overlay::is_private_xattr(&k) {
                 pax.extend(pax_record(&format!("SCHILY.xattr.{k}"), &v));
             }
         }
@@ -129,6 +122,7 @@ impl<W: Write> Writer<W> {
         self.b.append(&h, &pax[..])
     }
 
+    /// A plain tree: every entry as it is.
     fn walk(&mut self, dir: &Path, rel: &Path) -> Result<(), StoreError> {
         for child in sorted_children(dir)? {
             let Some(fname) = child.file_name() else {
@@ -136,8 +130,7 @@ impl<W: Write> Writer<W> {
             };
             let name = rel.join(fname);
             let meta = fs::symlink_metadata(&child).ctx("stat", &child)?;
-            self.entry(&child, &name, &meta)
-                .map_err(|e| StoreError::io("archive", &child, e))?;
+            self.entry(&child, &child, &name, &meta)?;
             if meta.is_dir() {
                 self.walk(&child, &name)?;
             }
@@ -145,25 +138,87 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    fn entry(&mut self, path: &Path, name: &Path, meta: &fs::Metadata) -> io::Result<()> {
-        let ft = meta.file_type();
-        if self.kind == TreeKind::Upper && is_whiteout(meta) {
-            let mut wh = name.as_os_str().to_os_string();
-            if let Some(f) = name.file_name() {
-                let mut n = std::ffi::OsString::from(".wh.");
-                n.push(f);
-                wh = name.with_file_name(n).into_os_string();
-            }
-            return self.empty(Path::new(&wh));
+    /// An upper as a diff layer: whiteouts become `.wh.NAME`, opaque dirs get
+    /// `.wh..wh..opq`, and a redirected (renamed lower) dir is written whole from the
+    /// merged view and marked opaque, so nothing at its new name shows from below.
+    fn walk_upper(&mut self, lowers: &Lowers, dir: &Path, rel: &Path) -> Result<(), StoreError> {
+        let l = read_layer_dir(dir)?;
+        if l.opaque && !rel.as_os_str().is_empty() {
+            self.marker(&rel.join(OPAQUE_MARKER), dir)?;
         }
+        for w in &l.whiteouts {
+            let mut n = std::ffi::OsString::from(".wh.");
+            n.push(w);
+            self.marker(&rel.join(n), dir)?;
+        }
+        for (fname, (path, meta)) in &l.entries {
+            let name = rel.join(fname);
+            let data = if meta.is_file() {
+                lowers.data_of(path, Some(&name))?
+            } else {
+                path.clone()
+            };
+            self.entry(path, &data, &name, meta)?;
+            if !meta.is_dir() {
+                continue;
+            }
+            match redirect_of(path, Some(rel))? {
+                Some(target) if !overlay::read_layer_dir_opaque(path) => {
+                    self.marker(&name.join(OPAQUE_MARKER), path)?;
+                    let d = DirRef {
+                        upper: Some(path.clone()),
+                        lower: Some(target),
+                    };
+                    self.walk_merged(lowers, &d, &name)?;
+                }
+                _ => self.walk_upper(lowers, path, &name)?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The merged view below `dir`: every visible entry, whiteouts applied.
+    fn walk_merged(&mut self, lowers: &Lowers, dir: &DirRef, rel: &Path) -> Result<(), StoreError> {
+        for node in lowers.merged_children(dir)? {
+            let name = rel.join(&node.name);
+            self.entry(&node.path, &node.data, &name, &node.meta)?;
+            if let Some(d) = &node.dir {
+                self.walk_merged(lowers, d, &name)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn marker(&mut self, name: &Path, dir: &Path) -> Result<(), StoreError> {
+        self.empty(name)
+            .map_err(|e| StoreError::io("archive", dir, e))
+    }
+
+    /// Writes one entry: metadata and xattrs of `path`, content of `data`.
+    fn entry(
+        &mut self,
+        path: &Path,
+        data: &Path,
+        name: &Path,
+        meta: &fs::Metadata,
+    ) -> Result<(), StoreError> {
+        self.entry_io(path, data, name, meta)
+            .map_err(|e| StoreError::io("archive", path, e))
+    }
+
+    fn entry_io(
+        &mut self,
+        path: &Path,
+        data: &Path,
+        name: &Path,
+        meta: &fs::Metadata,
+    ) -> io::Result<()> {
+        let ft = meta.file_type();
         self.xattrs(path, name)?;
         let mut h = self.header(meta);
         if ft.is_dir() {
             h.set_size(0);
             self.b.append_data(&mut h, name, io::empty())?;
-            if self.kind == TreeKind::Upper && is_opaque(path) {
-                self.empty(&name.join(".wh..wh..opq"))?;
-            }
         } else if ft.is_symlink() {
             let target = fs::read_link(path)?;
             h.set_size(0);
@@ -180,8 +235,10 @@ impl<W: Write> Writer<W> {
                 }
                 self.links.insert(key, name.to_path_buf());
             }
-            let f = fs::File::open(path)?;
-            self.b.append_data(&mut h, name, f)?;
+            let f = fs::File::open(data)?;
+            let len = f.metadata()?.len();
+            h.set_size(len);
+            self.b.append_data(&mut h, name, f.take(len))?;
         } else {
             // fifo, char, block: header only
             h.set_size(0);
@@ -191,15 +248,35 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// Writes the tree at `dir` as a layer tar into `out`.
+/// Writes the tree at `dir` as a layer tar into `out`. An `Upper` is read without its
+/// lowers: redirected dirs and metacopy files need [`write_upper`].
 pub fn write_tree<W: Write>(dir: &Path, kind: TreeKind, out: W) -> Result<W, StoreError> {
-    let mut w = Writer {
-        b: tar::Builder::new(out),
-        kind,
-        links: HashMap::new(),
+    match kind {
+        TreeKind::Rootfs => {
+            let mut w = Writer::new(out);
+            w.walk(dir, Path::new(""))?;
+            w.b.into_inner().ctx("finish tar of", dir)
+        }
+        TreeKind::Upper => write_upper(dir, &Lowers::new(Vec::new()), out),
+    }
+}
+
+/// Writes the overlay upper `upper` over `lowers` as an OCI diff layer into `out`.
+pub fn write_upper<W: Write>(upper: &Path, lowers: &Lowers, out: W) -> Result<W, StoreError> {
+    let mut w = Writer::new(out);
+    w.walk_upper(lowers, upper, Path::new(""))?;
+    w.b.into_inner().ctx("finish tar of", upper)
+}
+
+/// Writes the merged view of `upper` over `lowers` (a flattened rootfs) into `out`.
+pub fn write_merged<W: Write>(upper: &Path, lowers: &Lowers, out: W) -> Result<W, StoreError> {
+    let mut w = Writer::new(out);
+    let root = DirRef {
+        upper: Some(upper.to_path_buf()),
+        lower: Some(PathBuf::new()),
     };
-    w.walk(dir, Path::new(""))?;
-    w.b.into_inner().ctx("finish tar of", dir)
+    w.walk_merged(lowers, &root, Path::new(""))?;
+    w.b.into_inner().ctx("finish tar of", upper)
 }
 
 #[cfg(test)]
