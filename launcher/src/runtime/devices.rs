@@ -20,9 +20,9 @@ pub const DEVICES: &[(&str, u64, u64)] = &[
     ("tty", 5, 0),
 ];
 
-/// Builds `rootfs/dev`. `rootless` selects bind mounts instead of mknod; `console` is a
-/// pty slave to expose as `/dev/console`.
-pub fn setup_dev(rootfs: &Path, rootless: bool, console: Option<&Path>) -> Result<()> {
+/// Builds `rootfs/dev`. `rootless` selects bind mounts instead of mknod. (`-t` adds
+/// `/dev/console` later, once the container's pty exists.)
+pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
     let dev = rootfs.join("dev");
     ensure_dir(&dev)?;
     do_mount(
@@ -94,11 +94,6 @@ pub fn setup_dev(rootfs: &Path, rootless: bool, console: Option<&Path>) -> Resul
         let p = dev.join(link);
         std::os::unix::fs::symlink(target, &p)
             .with_context(|| format!("symlink {} -> {target}", p.display()))?;
-    }
-    if let Some(c) = console {
-        let p = dev.join("console");
-        ensure_file(&p)?;
-        do_mount(Some(c), None, &p, MsFlags::MS_BIND, None)?;
     }
     Ok(())
 }

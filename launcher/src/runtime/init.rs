@@ -2,8 +2,8 @@
 //! capabilities, then exec of the command (127 not found, 126 not executable).
 
 use std::ffi::CString;
-use std::os::fd::RawFd;
-use std::path::{Path, PathBuf};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
 use anyhow::{Context, Result};
 
@@ -13,9 +13,10 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
 
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
-pub fn container_main(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> ! {
-    let tty = pty_slave.is_some();
-    match prepare(spec, pty_slave) {
+/// `console` is the socket the pty master goes to the launcher over (`-t`).
+pub fn container_main(spec: &RunSpec, console: Option<RawFd>) -> ! {
+    let tty = console.is_some();
+    match prepare(spec, console) {
         Ok((path, argv, envp)) if spec.init => {
             super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
         }
@@ -44,7 +45,7 @@ fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
 
 type Prepared = (CString, Vec<CString>, Vec<CString>);
 
-fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepared> {
+fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
     // Its own mount namespace, so pivot_root moves only the container (not the setup
@@ -55,20 +56,21 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
     if spec.network == Network::None {
         net::loopback_up()?;
     }
-    let console = pty_slave.as_ref().map(|(_, p)| p.as_path());
     rootfs::prepare(&RootfsPlan {
         rootfs: &spec.merged,
         rootless: spec.idmap.is_some(),
         own_netns: spec.network == Network::None,
         volumes: &spec.volumes,
-        console,
     })?;
     rootfs::pivot(&spec.merged)?;
     rootfs::finish()?;
-    if let Some((fd, _)) = pty_slave {
+    if let Some(socket) = console {
+        let slave = super::pty::open_in_container(socket)?;
+        // SAFETY: closing the socket inherited for this purpose; nothing else uses it.
+        unsafe { libc::close(socket) };
         // With --init, the command (not the init) takes the terminal as its controlling
         // tty, so job control and ^C reach it.
-        attach_tty(fd, !spec.init)?;
+        attach_tty(slave, !spec.init)?;
     } else if !spec.interactive {
         redirect_stdin_null()?;
     }
@@ -80,6 +82,15 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
     if !cwd.is_dir() {
         std::fs::create_dir_all(cwd)
             .with_context(|| format!("creating working directory {}", cwd.display()))?;
+    }
+    if console.is_some() && user.uid != 0 {
+        // The terminal belongs to the user the command runs as (as runc does it).
+        nix::unistd::fchown(
+            std::io::stdin(),
+            Some(nix::unistd::Uid::from_raw(user.uid)),
+            Some(nix::unistd::Gid::from_raw(user.gid)),
+        )
+        .context("giving the pty to the container's user")?;
     }
     caps::drop_bounding()?;
     switch_user(user, spec.idmap.is_some())?;
@@ -101,20 +112,18 @@ fn prepare(spec: &RunSpec, pty_slave: Option<(RawFd, PathBuf)>) -> Result<Prepar
     Ok((c(&path)?, argv, envp))
 }
 
-fn attach_tty(fd: RawFd, controlling: bool) -> Result<()> {
+/// Makes the pty `slave` stdin, stdout and stderr of a new session (its controlling
+/// tty when `controlling`).
+fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     if controlling {
-        take_controlling_tty(fd)?;
+        take_controlling_tty(slave.as_raw_fd())?;
     }
     for target in 0..3 {
-        // SAFETY: dup2 on fds we own.
-        if unsafe { libc::dup2(fd, target) } < 0 {
+        // SAFETY: dup2 onto the standard fds; `slave` stays open until dropped.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
             return Err(std::io::Error::last_os_error()).context("dup2 of the pty");
         }
-    }
-    if fd > 2 {
-        // SAFETY: closing our own fd.
-        unsafe { libc::close(fd) };
     }
     Ok(())
 }
@@ -130,7 +139,6 @@ pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
 
 fn redirect_stdin_null() -> Result<()> {
     let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
-    use std::os::fd::AsRawFd;
     // SAFETY: dup2 onto fd 0.
     if unsafe { libc::dup2(f.as_raw_fd(), 0) } < 0 {
         return Err(std::io::Error::last_os_error()).context("dup2 /dev/null to stdin");

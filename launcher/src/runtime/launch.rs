@@ -74,23 +74,29 @@ fn run_blocked(
 ) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating a signalfd")?;
-    let pty = if spec.tty { Some(pty::open()?) } else { None };
+    let console = if spec.tty {
+        Some(pty::ConsoleSocket::new()?)
+    } else {
+        None
+    };
     let up = Pipe::new()?;
     let down = Pipe::new()?;
     let launcher = nix::unistd::getpid();
     // SAFETY: the launcher is single-threaded; the child runs the setup and exits.
     let setup_pid = match unsafe { fork() }.context("fork of the setup process")? {
         ForkResult::Child => {
-            let slave = pty.map(|p| {
-                drop(p.master);
-                let fd = p.slave.as_raw_fd();
-                std::mem::forget(p.slave);
-                (fd, p.slave_path)
+            let socket = console.map(|c| {
+                drop(c.launcher);
+                let fd = c.container.as_raw_fd();
+                std::mem::forget(c.container);
+                fd
             });
-            setup::setup_main(spec, launcher, up.writer(), down.reader(), slave)
+            setup::setup_main(spec, launcher, up.writer(), down.reader(), socket)
         }
         ForkResult::Parent { child } => child,
     };
+    // Only the container keeps its end: the launcher sees end of file if it exits early.
+    let console = console.map(|c| c.launcher);
     let mut up = up.reader();
     let mut down = down.writer();
     let abort = |e: anyhow::Error| -> Result<i32> {
@@ -167,12 +173,22 @@ fn run_blocked(
             exit_code: None,
         },
     );
-    let raw = pty.as_ref().map(|_| pty::raw_stdin());
+    let master = match console.as_ref().map(pty::receive_master).transpose() {
+        Ok(m) => m.flatten(),
+        Err(e) => {
+            let _ = kill(container_pid, Signal::SIGKILL);
+            let _ = waitpid(setup_pid, None);
+            let _ = guard_w.send("d");
+            let _ = waitpid(guard_pid, None);
+            return Err(e);
+        }
+    };
+    let raw = master.as_ref().map(|_| pty::raw_stdin());
     let r = monitor(
         setup_pid,
         container_pid,
         &sfd,
-        pty.as_ref().map(|p| p.master.as_fd()),
+        master.as_ref().map(|m| m.as_fd()),
     );
     drop(raw);
     // The launcher cleans up itself; tell the guard it has nothing to do.
@@ -231,11 +247,9 @@ fn monitor(
             match sig {
                 Signal::SIGCHLD => {}
                 Signal::SIGWINCH if master.is_some() => {
+                    // The kernel signals the container's foreground process group.
                     if let Some(m) = master {
-                        let owned = m.try_clone_to_owned();
-                        if let Ok(o) = owned {
-                            pty::copy_winsize(&o);
-                        }
+                        pty::copy_winsize(stdin.as_fd(), m);
                     }
                 }
                 s => forward(container, s, &mut forced),

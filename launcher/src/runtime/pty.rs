@@ -1,42 +1,127 @@
-//! `-t`: a pty for the container. The launcher keeps the master, puts its own terminal
-//! in raw mode, relays bytes both ways and passes window-size changes on.
+//! `-t`: a pty for the container, allocated the way runc and crun do it: the container
+//! opens it in its own devpts instance after pivot_root (so `tty` names `/dev/pts/N`
+//! inside, and `/dev/console` is that slave) and passes the master to the launcher over
+//! a socket pair (`SCM_RIGHTS`). The launcher puts its own terminal in raw mode, relays
+//! bytes both ways and passes window-size changes on.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::PathBuf;
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use nix::fcntl::OFlag;
+use nix::mount::MsFlags;
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
+    sendmsg, socketpair,
+};
 use nix::sys::termios::{self, SetArg, Termios};
 
-/// A pty pair; the slave goes to the container.
-pub struct Pty {
-    /// Launcher side.
-    pub master: OwnedFd,
-    /// Container side.
-    pub slave: OwnedFd,
-    /// The slave's path (bound as `/dev/console`).
-    pub slave_path: PathBuf,
+use super::mounts::{do_mount, ensure_file};
+
+/// The socket pair the container sends its pty master over.
+pub struct ConsoleSocket {
+    /// Kept by the launcher.
+    pub launcher: OwnedFd,
+    /// Inherited by the setup process and the container (close-on-exec).
+    pub container: OwnedFd,
 }
 
-/// Opens a pty, sized like the launcher's terminal when it has one.
-pub fn open() -> Result<Pty> {
-    let p = nix::pty::openpty(None, None).context("openpty")?;
-    let slave_path = std::fs::read_link(format!("/proc/self/fd/{}", p.slave.as_raw_fd()))
-        .context("finding the pty slave's path")?;
-    copy_winsize(&p.master);
-    Ok(Pty {
-        master: p.master,
-        slave: p.slave,
-        slave_path,
-    })
+impl ConsoleSocket {
+    /// A new close-on-exec socket pair.
+    pub fn new() -> Result<ConsoleSocket> {
+        let (launcher, container) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .context("creating the console socket pair")?;
+        Ok(ConsoleSocket {
+            launcher,
+            container,
+        })
+    }
 }
 
-/// Copies the launcher terminal's window size to the pty (on start and SIGWINCH).
-pub fn copy_winsize(master: &OwnedFd) {
+/// In the container, after pivot_root: opens a pty in the container's devpts, sized like
+/// the launcher's terminal (still the container's stdin), binds its slave at
+/// `/dev/console`, sends the master over `socket` and returns the slave.
+pub fn open_in_container(socket: RawFd) -> Result<OwnedFd> {
+    let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .context("opening /dev/ptmx in the container")?;
+    nix::pty::unlockpt(&master).context("unlocking the container's pty")?;
+    let name = nix::pty::ptsname_r(&master).context("naming the container's pty")?;
+    let slave = nix::fcntl::open(
+        Path::new(&name),
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .with_context(|| format!("opening {name}"))?;
+    // SAFETY: the master fd stays open for the lifetime of this borrow.
+    let master_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(master.as_raw_fd()) };
+    copy_winsize(std::io::stdin().as_fd(), master_fd);
+    let console = Path::new("/dev/console");
+    ensure_file(console)?;
+    do_mount(
+        Some(Path::new(&name)),
+        None,
+        console,
+        MsFlags::MS_BIND,
+        None,
+    )?;
+    let fds = [master.as_raw_fd()];
+    sendmsg::<()>(
+        socket,
+        &[IoSlice::new(b"m")],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .context("sending the pty master to the launcher")?;
+    Ok(slave)
+}
+
+/// In the launcher: receives the container's pty master; `None` when the container
+/// exited before sending one (its error is reported by its exit status).
+pub fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(
+        socket.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )
+    .context("receiving the pty master from the container")?;
+    if msg.bytes == 0 {
+        return Ok(None);
+    }
+    for cmsg in msg.cmsgs().context("reading the pty master message")? {
+        if let ControlMessageOwned::ScmRights(fds) = cmsg
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just installed this fd for us; nobody else owns it.
+            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+            for &extra in &fds[1..] {
+                // SAFETY: as above; unexpected extras are closed.
+                drop(unsafe { OwnedFd::from_raw_fd(extra) });
+            }
+            return Ok(Some(owned));
+        }
+    }
+    bail!("the container sent no pty master")
+}
+
+/// Copies the window size of terminal `from` to terminal `to` (nothing when `from` is
+/// not a terminal).
+pub fn copy_winsize(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>) {
     // SAFETY: winsize is plain data; TIOCGWINSZ/TIOCSWINSZ read/write it.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(0, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
         }
     }
 }

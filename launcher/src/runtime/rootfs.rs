@@ -47,8 +47,6 @@ pub struct RootfsPlan<'a> {
     pub own_netns: bool,
     /// Host bind mounts.
     pub volumes: &'a [Volume],
-    /// Pty slave to show as `/dev/console`.
-    pub console: Option<&'a Path>,
 }
 
 /// Mounts `/proc`, `/dev`, `/sys` and the volumes under the rootfs.
@@ -63,7 +61,7 @@ pub fn prepare(plan: &RootfsPlan<'_>) -> Result<()> {
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )?;
-    setup_dev(root, plan.rootless, plan.console)?;
+    setup_dev(root, plan.rootless)?;
     let sys = secure_join(root, Path::new("/sys"))?;
     ensure_dir(&sys)?;
     let sys_flags =

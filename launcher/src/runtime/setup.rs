@@ -3,7 +3,6 @@
 //! (PID 1 of the new pid namespace), waits for it, unmounts, and exits with its status.
 
 use std::os::fd::RawFd;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
@@ -19,9 +18,9 @@ pub fn setup_main(
     launcher: nix::unistd::Pid,
     mut to_parent: Channel,
     mut from_parent: Channel,
-    pty_slave: Option<(RawFd, PathBuf)>,
+    console: Option<RawFd>,
 ) -> ! {
-    let code = match run(spec, launcher, &mut to_parent, &mut from_parent, pty_slave) {
+    let code = match run(spec, launcher, &mut to_parent, &mut from_parent, console) {
         Ok(code) => code,
         Err(e) => {
             let _ = to_parent.send(&format!("e{e:#}"));
@@ -36,7 +35,7 @@ fn run(
     launcher: nix::unistd::Pid,
     to_parent: &mut Channel,
     from_parent: &mut Channel,
-    pty_slave: Option<(RawFd, PathBuf)>,
+    console: Option<RawFd>,
 ) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
@@ -67,11 +66,11 @@ fn run(
     namespaces::unshare_ns(namespaces::container_flags(spec.network))?;
     // SAFETY: single-threaded process; the child only runs the container setup and exec.
     let child = match unsafe { fork() }.context("fork of the container process")? {
-        ForkResult::Child => init::container_main(spec, pty_slave),
+        ForkResult::Child => init::container_main(spec, console),
         ForkResult::Parent { child } => child,
     };
-    if let Some((fd, _)) = pty_slave {
-        // SAFETY: the slave belongs to the container now.
+    if let Some(fd) = console {
+        // SAFETY: the console socket belongs to the container now.
         unsafe { libc::close(fd) };
     }
     to_parent.send(&format!("p{}", child.as_raw()))?;
