@@ -1,52 +1,37 @@
 //! Per-inode I/O modes for FUSE passthrough: one shared backing file per inode.
 //!
 //! With passthrough the kernel reads and writes the real file itself, but it allows a
-//! single backing file per FUSE inode at a time, and no page-cached open of an inode
-//! while it is passed through (or the reverse): a mismatched open fails with EIO (a
+//! single backing file per FUSE inode at a time, and no open of an inode that is not
+//! passed through while one is (nor the reverse): a mismatched open fails with EIO (a
 //! second `exec` of a running binary, a reader beside a writer). This table gives each
-//! inode one mode while it has counted opens: passed through to one backing id, shared
-//! by every open, closed with the last; or cached, served by the daemon.
+//! inode with open files one mode: passed through to one backing id, shared by every
+//! open and closed with the last; or cached, served by the daemon.
 //!
-//! A copy-up while the inode is passed through to its lower file cannot move the
-//! kernel's backing file; opens after it are served by the daemon with direct I/O on
-//! the upper file until the last lower-backed open is released.
+//! Only upper files are passed through. A lower file's backing would outlive its
+//! copy-up (the kernel cannot move an inode to another backing file while it is
+//! open), and a writer opened after the copy-up would have to share it — writing into
+//! the lower layer. Lower files are immutable and read through the page cache, which
+//! the kernel keeps across opens; cold sequential reads are disk-bound either way.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
 use fuser::BackingId;
 
-/// Which real file a backing id refers to: a lower file is replaced by its upper copy
-/// on copy-up; upper and index names of one file are the same inode on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RealFile {
-    /// A file in a lower layer.
-    Lower,
-    /// The upper (or index) file.
-    Upper,
-}
-
 #[derive(Debug)]
 enum Mode {
     /// Opens served by the daemon through the page cache.
     Cached { opens: usize },
-    /// Opens passed through to `real` with `id`.
-    Passthrough {
-        id: BackingId,
-        real: RealFile,
-        opens: usize,
-    },
+    /// Opens passed through with `id`.
+    Passthrough { id: BackingId, opens: usize },
 }
 
-/// How one open of an inode is to be served.
+/// How one open of an inode is to be served (either way counted: release it).
 pub enum Grant<'a> {
-    /// Passed through with the held id (counted: release it).
+    /// Passed through with the held id.
     Passthrough(Held<'a>),
-    /// Through the daemon and the page cache (counted: release it).
+    /// Through the daemon and the page cache.
     Cached,
-    /// Through the daemon, bypassing the page cache, because the inode is passed
-    /// through to another real file (not counted).
-    DirectIo,
 }
 
 /// A counted passthrough open's backing id, held (and so not closed by a concurrent
@@ -70,13 +55,12 @@ pub struct IoModes {
 }
 
 impl IoModes {
-    /// Decides how an open of `ino` served from `real` goes: it joins the inode's
-    /// current mode; an inode without open files is passed through when `wanted()`
-    /// says it is worth it (a backing file registered with `register`), else cached.
+    /// Decides how an open of `ino` goes: it joins the inode's current mode; an inode
+    /// without open files is passed through when `wanted()` says it is worth it (a
+    /// backing file registered with `register`), else cached.
     pub fn acquire(
         &self,
         ino: u64,
-        real: RealFile,
         wanted: impl FnOnce() -> bool,
         register: impl FnOnce() -> std::io::Result<BackingId>,
     ) -> std::io::Result<Grant<'_>> {
@@ -86,7 +70,6 @@ impl IoModes {
                     *opens += 1;
                     Ok(Grant::Cached)
                 }
-                Mode::Passthrough { real: r, .. } if *r != real => Ok(Grant::DirectIo),
                 Mode::Passthrough { opens, .. } => {
                     *opens += 1;
                     Ok(Grant::Passthrough(Held(o.into_ref().downgrade())))
@@ -98,7 +81,7 @@ impl IoModes {
                     return Ok(Grant::Cached);
                 }
                 let id = register()?;
-                let mode = Mode::Passthrough { id, real, opens: 1 };
+                let mode = Mode::Passthrough { id, opens: 1 };
                 Ok(Grant::Passthrough(Held(v.insert(mode).downgrade())))
             }
         }

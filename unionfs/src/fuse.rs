@@ -15,7 +15,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use crate::backing::{Grant, IoModes, RealFile};
+use crate::backing::{Grant, IoModes};
 use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::overlay::{ListEntry, NewObject, Overlay};
@@ -185,11 +185,11 @@ impl OverlayFs {
     }
 
     /// Replies to an open (or create) of `ino` whose real file is `fd`, opened with
-    /// `flags`: passed through to the real file when the kernel allows it and it pays
-    /// (writers, files of 64 KiB and more), else served here, with the page cache kept
-    /// across opens of immutable lower files.
-    fn reply_open(&self, ino: u64, fd: OwnedFd, flags: i32, real: RealFile, reply: impl OpenReply) {
-        let cached = if real == RealFile::Lower {
+    /// `flags`: an upper file is passed through when the kernel allows it and it pays
+    /// (writers, files of 64 KiB and more); the rest is served here, with the page
+    /// cache kept across opens of immutable lower files (see `backing`).
+    fn reply_open(&self, ino: u64, fd: OwnedFd, flags: i32, lower: bool, reply: impl OpenReply) {
+        let cached = if lower {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::empty()
@@ -199,13 +199,16 @@ impl OverlayFs {
         }
         // Small files read whole stay in the page cache without a round trip; passing
         // them through would cost two ioctls per open and a GETATTR per read (atime).
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let wanted = || {
-            flags & libc::O_ACCMODE != libc::O_RDONLY
-                || crate::sys::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN)
+            !lower
+                && (writing
+                    || crate::sys::fstat(fd.as_raw_fd())
+                        .is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN))
         };
         let grant = self
             .modes
-            .acquire(ino, real, wanted, || reply.open_backing(fd.as_fd()));
+            .acquire(ino, wanted, || reply.open_backing(fd.as_fd()));
         let fh = FileHandle(fd.into_raw_fd() as u64);
         match grant {
             Ok(Grant::Passthrough(held)) => {
@@ -219,7 +222,6 @@ impl OverlayFs {
                 self.passed.insert(fh.0, ino);
                 reply.opened(fh, cached);
             }
-            Ok(Grant::DirectIo) => reply.opened(fh, FopenFlags::FOPEN_DIRECT_IO),
             Err(e) => {
                 // No backing file (no privilege, a stacked filesystem): serve I/O here.
                 log::warn!("passthrough disabled: {e}");
@@ -465,14 +467,7 @@ impl Filesystem for OverlayFs {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.ov.open(ino.0, flags.0) {
-            Ok((fd, lower)) => {
-                let real = if lower {
-                    RealFile::Lower
-                } else {
-                    RealFile::Upper
-                };
-                self.reply_open(ino.0, fd, flags.0, real, reply);
-            }
+            Ok((fd, lower)) => self.reply_open(ino.0, fd, flags.0, lower, reply),
             Err(e) => reply.error(err(e)),
         }
     }
@@ -771,7 +766,7 @@ impl Filesystem for OverlayFs {
                     attr: self.attr(&st),
                     generation: Generation(node.generation.load(Ordering::Relaxed)),
                 };
-                self.reply_open(node.ino, fd, flags, RealFile::Upper, created);
+                self.reply_open(node.ino, fd, flags, false, created);
             }
             Ok((_, _, None)) => reply.error(Errno::EIO),
             Err(e) => reply.error(err(e)),

@@ -1,0 +1,185 @@
+//! Files used by several opens at once, as programs use them: a binary executed while
+//! it runs, a chmod (copy-up) of a running binary, a reader beside a writer. With FUSE
+//! passthrough the kernel allows one backing file per inode, so these are where a
+//! userspace overlay fails with EIO; each runs on kernel overlayfs and on the
+//! implementation under test, and both must agree.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+use fixtures::layers::LayerSet;
+
+/// A lower with a static binary (big enough to be passed through) and a 1 MiB file.
+fn programs(root: &Path) -> anyhow::Result<LayerSet> {
+    let set = LayerSet::create(root, 1)?;
+    let l = set.lower(0)?;
+    l.dir("bin", 0o755)?;
+    l.file("bin/busybox", &std::fs::read(static_binary())?, 0o755)?;
+    l.large("data", 1 << 20, 7)?;
+    l.finish()?;
+    Ok(set)
+}
+
+/// busybox-static (installed by scripts/deps): runs without libraries from the mount.
+fn static_binary() -> &'static Path {
+    let p = Path::new("/bin/busybox");
+    assert!(p.exists(), "{} missing: run scripts/deps", p.display());
+    p
+}
+
+fn spawn_sleeper(m: &Path, bin: &str) -> Child {
+    Command::new(m.join(bin))
+        .args(["sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("exec {}/bin/busybox: {e}", m.display()))
+}
+
+/// Exit status of `busybox true` run from the mount, or the exec error.
+fn run_true(m: &Path, bin: &str) -> Result<i32, i32> {
+    Command::new(m.join(bin))
+        .arg("true")
+        .status()
+        .map(|s| s.code().unwrap_or(-1))
+        .map_err(|e| e.raw_os_error().unwrap_or(-1))
+}
+
+/// Runs `bin` (a busybox) while executing it again, chmod-ing it, reading it.
+fn exec_while_running(m: &Path, bin: &str) {
+    let mut sleeper = spawn_sleeper(m, bin);
+    let second = run_true(m, bin);
+    let chmod = std::fs::set_permissions(
+        m.join(bin),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    );
+    let after_chmod = run_true(m, bin);
+    let read_whole = std::fs::read(m.join(bin)).map(|v| v.len());
+    sleeper.kill().expect("kill sleeper");
+    sleeper.wait().expect("reap sleeper");
+    let after_exit = run_true(m, bin);
+    let at = m.join(bin);
+    assert_eq!(
+        second,
+        Ok(0),
+        "{}: second exec of a running binary",
+        at.display()
+    );
+    assert!(chmod.is_ok(), "{}: chmod of a running binary", at.display());
+    assert_eq!(after_chmod, Ok(0), "{}: exec after chmod", at.display());
+    let expect = std::fs::metadata(static_binary())
+        .expect("stat binary")
+        .len();
+    assert_eq!(
+        read_whole.ok(),
+        Some(expect as usize),
+        "{}: read",
+        at.display()
+    );
+    assert_eq!(after_exit, Ok(0), "{}: exec after exit", at.display());
+}
+
+#[test]
+fn a_running_binary_executes_again_and_after_a_chmod() {
+    let Some(mut d) = Differential::new(programs) else {
+        return;
+    };
+    for m in [d.km().to_path_buf(), d.um().to_path_buf()] {
+        // From the lower layer, then a copy made in the mount (an upper file).
+        exec_while_running(&m, "bin/busybox");
+        std::fs::copy(m.join("bin/busybox"), m.join("bin/copy/busybox"))
+            .or_else(|_| {
+                std::fs::create_dir(m.join("bin/copy"))?;
+                std::fs::copy(m.join("bin/busybox"), m.join("bin/copy/busybox"))
+            })
+            .expect("copy binary in the mount");
+        exec_while_running(&m, "bin/copy/busybox");
+    }
+    d.compare("after execs");
+    d.compare_upper("after execs");
+    d.finish();
+}
+
+/// Holds `rel` open for reading while a writer changes it, then truncates it.
+fn reader_beside_writer(m: &Path, rel: &str) {
+    let f = m.join(rel);
+    let mut reader = std::fs::File::open(&f).expect("open reader");
+    let mut head = [0u8; 4096];
+    reader.read_exact(&mut head).expect("read before the write");
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .unwrap_or_else(|e| panic!("open writer of {}: {e}", f.display()));
+    writer.seek(SeekFrom::Start(8192)).expect("seek");
+    writer.write_all(b"changed").expect("write");
+    // A reader opened after the write sees it, whatever the first reader sees.
+    let fresh = std::fs::read(&f).expect("read after write");
+    assert_eq!(&fresh[8192..8199], b"changed", "{}", f.display());
+    assert_eq!(fresh.len(), 1 << 20, "{}", f.display());
+    // The first reader keeps reading without error.
+    reader.seek(SeekFrom::Start(0)).expect("seek reader");
+    let mut again = Vec::new();
+    reader.read_to_end(&mut again).expect("old reader reads on");
+    assert_eq!(again.len(), 1 << 20, "{}", f.display());
+    assert_eq!(&again[..4096], &head[..], "{}", f.display());
+    drop(writer);
+    // Truncate by path while the reader holds it open, then read anew.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&f)
+        .and_then(|w| w.set_len(100))
+        .expect("truncate");
+    assert_eq!(
+        std::fs::read(&f).expect("read").len(),
+        100,
+        "{}",
+        f.display()
+    );
+}
+
+#[test]
+fn a_reader_beside_a_writer() {
+    let Some(mut d) = Differential::new(programs) else {
+        return;
+    };
+    for m in [d.km().to_path_buf(), d.um().to_path_buf()] {
+        reader_beside_writer(&m, "data");
+        let made = std::fs::read(static_binary()).expect("read binary");
+        std::fs::write(m.join("made"), &made[..1 << 20]).expect("write made");
+        reader_beside_writer(&m, "made");
+    }
+    d.compare("after reader and writer");
+    d.finish();
+}
+
+#[test]
+fn many_opens_of_one_file_in_parallel() {
+    let Some(mut d) = Differential::new(programs) else {
+        return;
+    };
+    for m in [d.km().to_path_buf(), d.um().to_path_buf()] {
+        let f = m.join("data");
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let f = f.clone();
+                std::thread::spawn(move || {
+                    let mut sum = 0u64;
+                    for _ in 0..20 {
+                        let v = std::fs::read(&f).map_err(|e| format!("thread {i}: {e}"))?;
+                        sum += v.len() as u64;
+                    }
+                    Ok::<u64, String>(sum)
+                })
+            })
+            .collect();
+        for t in threads {
+            let got = t.join().expect("reader thread");
+            assert_eq!(got, Ok(20 << 20), "{}", m.display());
+        }
+    }
+    d.compare("after parallel reads");
+    d.finish();
+}
