@@ -824,7 +824,11 @@ impl Overlay {
             }
             return Err(errno(e));
         }
-        let _ = pst;
+        // A set-group-ID directory gives new objects its group, as any filesystem does.
+        let gid = match &pst {
+            Some(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
+            _ => gid,
+        };
         if let Err(e) = sys::lchown_at(ufd, &upath, uid, gid) {
             if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) {
                 return Err(errno(e));

@@ -54,3 +54,26 @@ fn statfs_reports_the_upper_filesystem() {
     assert_eq!(got.2, kernel.2, "f_namemax as kernel overlayfs reports it");
     d.finish();
 }
+
+/// A set-group-ID lower directory owned by another group: objects made in it through
+/// the mount take that group (and subdirectories the bit), as on any filesystem.
+fn setgid_dir(root: &std::path::Path) -> anyhow::Result<layers::LayerSet> {
+    let set = layers::LayerSet::create(root, 1)?;
+    let l = set.lower(0)?;
+    l.dir("shared", 0o2775)?;
+    l.owner("shared", 0, 4321)?;
+    l.finish()?;
+    Ok(set)
+}
+
+#[test]
+fn new_objects_in_a_setgid_directory_take_its_group() {
+    let Some(mut d) = Differential::new(setgid_dir) else {
+        return;
+    };
+    d.step_expect(Op::Create(p("shared/file"), 0o644), 0);
+    d.step_expect(Op::Mkdir(p("shared/sub"), 0o755), 0);
+    d.step_expect(Op::Create(p("shared/sub/deeper"), 0o600), 0);
+    d.step_expect(Op::Symlink(p("file"), p("shared/link")), 0);
+    d.finish();
+}
