@@ -584,3 +584,181 @@ fn xattrs_and_fifos_round_trip() {
         );
     }
 }
+
+/// Unpacks the docker-archives `parts` into one archive holding all their images.
+fn merged_docker_archive(dir: &Path, name: &str, parts: &[PathBuf]) -> PathBuf {
+    let out = dir.join(name);
+    fs::create_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    let mut manifest = Vec::new();
+    for p in parts {
+        let tmp = dir.join(format!("{name}-part"));
+        fs::create_dir(&tmp).unwrap_or_else(|e| panic!("{e}"));
+        let mut ar = tar::Archive::new(fs::File::open(p).unwrap_or_else(|e| panic!("{e}")));
+        ar.unpack(&tmp).unwrap_or_else(|e| panic!("{e}"));
+        let m: Vec<serde_json::Value> =
+            serde_json::from_slice(&fs::read(tmp.join("manifest.json")).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        manifest.extend(m);
+        fs::remove_file(tmp.join("manifest.json")).unwrap_or_else(|e| panic!("{e}"));
+        let status = std::process::Command::new("cp")
+            .arg("-a")
+            .arg(format!("{}/.", tmp.display()))
+            .arg(&out)
+            .status()
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(status.success());
+        fs::remove_dir_all(&tmp).unwrap_or_else(|e| panic!("{e}"));
+    }
+    let bytes = serde_json::to_vec(&manifest).unwrap_or_default();
+    fs::write(out.join("manifest.json"), bytes).unwrap_or_else(|e| panic!("{e}"));
+    // and as a tar, as `docker save` writes it
+    let tarred = dir.join(format!("{name}.tar"));
+    let mut b = tar::Builder::new(fs::File::create(&tarred).unwrap_or_else(|e| panic!("{e}")));
+    b.append_dir_all(".", &out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    b.finish().unwrap_or_else(|e| panic!("{e}"));
+    tarred
+}
+
+/// Copies the OCI layouts `parts` into one layout whose index lists all their images.
+fn merged_oci_layout(dir: &Path, name: &str, parts: &[PathBuf]) -> PathBuf {
+    let out = dir.join(name);
+    fs::create_dir_all(out.join("blobs/sha256")).unwrap_or_else(|e| panic!("{e}"));
+    let mut index: Option<serde_json::Value> = None;
+    for p in parts {
+        for e in fs::read_dir(p.join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            fs::copy(e.path(), out.join("blobs/sha256").join(e.file_name()))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let i: serde_json::Value =
+            serde_json::from_slice(&fs::read(p.join("index.json")).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        match index.as_mut().and_then(|x| x["manifests"].as_array_mut()) {
+            Some(ms) => ms.extend(i["manifests"].as_array().cloned().unwrap_or_default()),
+            None => index = Some(i),
+        }
+    }
+    fs::copy(parts[0].join("oci-layout"), out.join("oci-layout")).unwrap_or_else(|e| panic!("{e}"));
+    let bytes = serde_json::to_vec(&index).unwrap_or_default();
+    fs::write(out.join("index.json"), bytes).unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+fn two_layer_image(dir: &Path, tag: &str, second: Vec<Entry>, format: ImageFormat) -> PathBuf {
+    let spec = ImageSpec {
+        layers: vec![
+            small_layer(vec![file("base", tag)], Compression::Gzip),
+            small_layer(second, Compression::Gzip),
+        ],
+        config: serde_json::json!({}),
+        tag: Some(tag.into()),
+    };
+    let name = format!("{}.{format:?}", tag.replace(':', "-"));
+    write_image(&spec, &dir.join(name), format).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn multi_image_archives_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let store = open(d);
+    let demo = build_demo_image(&d.join("demo.tar"), ImageFormat::DockerArchive)
+        .unwrap_or_else(|e| panic!("{e}"));
+    store::import::import(&store, &demo, None).unwrap_or_else(|e| panic!("{e}"));
+    let reg = tar::EntryType::Regular;
+    for format in [ImageFormat::DockerArchive, ImageFormat::OciLayout] {
+        let good = two_layer_image(d, "multi-a:1", vec![file("a", "a\n")], format);
+        let good2 = two_layer_image(d, "multi-c:1", vec![file("c", "c\n")], format);
+        let evil = two_layer_image(d, "multi-b:1", vec![raw("../evil", reg, "")], format);
+        let merge = |name: &str, parts: &[PathBuf]| match format {
+            ImageFormat::DockerArchive => merged_docker_archive(d, name, parts),
+            _ => merged_oci_layout(d, name, parts),
+        };
+        // the hostile image second: the first one, verified already, is not kept
+        let bad = merge(&format!("bad-{format:?}"), &[good.clone(), evil]);
+        expect_refused(&store, &bad, "../evil");
+        let tags = store.tags().unwrap_or_default();
+        assert!(!tags.contains_key("multi-a:1"), "{tags:?}");
+        // a tampered layer in the second image (diffID mismatch)
+        let tampered = two_layer_image(d, "multi-t:1", vec![file("t", "t\n")], format);
+        let bad2 = match format {
+            ImageFormat::DockerArchive => {
+                // swap the layer tars of two images: every blob is a valid tar, the
+                // config's diff_ids no longer match
+                merged_docker_archive(d, &format!("swap-{format:?}"), &[good.clone(), tampered]);
+                let unpacked = d.join(format!("swap-{format:?}"));
+                let manifest: Vec<serde_json::Value> = serde_json::from_slice(
+                    &fs::read(unpacked.join("manifest.json")).unwrap_or_default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                let l1 = unpacked.join(manifest[1]["Layers"][1].as_str().unwrap_or(""));
+                let l0 = unpacked.join(manifest[0]["Layers"][1].as_str().unwrap_or(""));
+                fs::copy(&l0, &l1).unwrap_or_else(|e| panic!("{e}"));
+                unpacked
+            }
+            _ => {
+                let m =
+                    merged_oci_layout(d, &format!("swap-{format:?}"), &[good.clone(), tampered]);
+                // overwrite a blob of the second image with other bytes: digest mismatch
+                let idx: serde_json::Value =
+                    serde_json::from_slice(&fs::read(m.join("index.json")).unwrap_or_default())
+                        .unwrap_or_else(|e| panic!("{e}"));
+                let mdig = idx["manifests"][1]["digest"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace("sha256:", "");
+                let man: serde_json::Value = serde_json::from_slice(
+                    &fs::read(m.join("blobs/sha256").join(&mdig)).unwrap_or_default(),
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+                let ldig = man["layers"][1]["digest"]
+                    .as_str()
+                    .unwrap_or("")
+                    .replace("sha256:", "");
+                let lpath = m.join("blobs/sha256").join(&ldig);
+                let mut data = fs::read(&lpath).unwrap_or_default();
+                let n = data.len() - 10;
+                data[n] ^= 0xff;
+                fs::write(&lpath, &data).unwrap_or_else(|e| panic!("{e}"));
+                m
+            }
+        };
+        let needle = match format {
+            ImageFormat::DockerArchive => "diffID of layer 2",
+            _ => "digest mismatch",
+        };
+        expect_refused(&store, &bad2, needle);
+        // all good: both registered, each with its tag; --tag is refused for several
+        let both = merge(&format!("ok-{format:?}"), &[good, good2]);
+        let err = store::import::import(&store, &both, Some("x:y"))
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref().is_some_and(|e| e.contains("2 images")),
+            "{err:?}"
+        );
+        let imgs = store::import::import(&store, &both, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(imgs.len(), 2);
+        assert!(store.resolve_image("multi-a:1").is_ok());
+        assert!(store.resolve_image("multi-c:1").is_ok());
+        for i in &imgs {
+            store.remove_image(&i.id).unwrap_or_else(|e| panic!("{e}"));
+        }
+        store.prune().unwrap_or_else(|e| panic!("{e}"));
+        for p in fs::read_dir(d).into_iter().flatten().flatten() {
+            let n = p.file_name().to_string_lossy().into_owned();
+            if n.starts_with("multi")
+                || n.starts_with("bad")
+                || n.starts_with("ok")
+                || n.starts_with("swap")
+            {
+                let _ = fs::remove_dir_all(p.path()).or_else(|_| fs::remove_file(p.path()));
+            }
+        }
+    }
+    check_demo_if_root(&store);
+}

@@ -7,14 +7,15 @@ mod unpack;
 
 use std::path::Path;
 
-pub use register::{ImageSource, LayerSource, register};
+pub use register::{ImageSource, LayerSource, register, register_all};
 
 use crate::error::StoreError;
 use crate::{Image, Store, fsutil, reference};
 
-/// Imports the image(s) at `path` (detecting the format), adding `extra_tag` if given.
-/// Re-importing the same image is a no-op apart from tags. On any error nothing of the
-/// image is registered.
+/// Imports the image(s) at `path` (detecting the format), adding `extra_tag` if given
+/// (only to an archive holding one image). Re-importing the same image is a no-op apart
+/// from tags. All or nothing: if any image of the archive fails verification, none of
+/// them is registered and the store is unchanged.
 pub fn import(
     store: &Store,
     path: &Path,
@@ -35,7 +36,7 @@ pub fn import(
     let mut sources = if root.join("manifest.json").is_file() {
         docker::read_docker(&root)?
     } else if root.join("index.json").is_file() {
-        vec![oci::read_layout(&root)?]
+        oci::read_layout(&root)?
     } else {
         return Err(StoreError::bad(
             path,
@@ -43,9 +44,18 @@ pub fn import(
         ));
     };
     if let Some(t) = extra {
-        for s in &mut sources {
-            s.tags.push(t.clone());
+        match sources.as_mut_slice() {
+            [one] => one.tags.push(t),
+            _ => {
+                return Err(StoreError::bad(
+                    path,
+                    format!(
+                        "--tag {t} is ambiguous: the archive holds {} images",
+                        sources.len()
+                    ),
+                ));
+            }
         }
     }
-    sources.iter().map(|s| register(store, s)).collect()
+    register_all(store, &sources)
 }

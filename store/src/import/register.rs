@@ -91,126 +91,222 @@ fn store_blob(store: &Store, src: &Path, digest: &str) -> Result<(), StoreError>
 
 /// Verifies and registers `src`. The caller holds the store lock.
 pub fn register(store: &Store, src: &ImageSource) -> Result<Image, StoreError> {
-    let config_digest = sha256_digest(&src.config);
-    if let Some(exp) = &src.expected_config_digest {
-        if *exp != config_digest {
-            return Err(StoreError::DigestMismatch {
-                what: format!("image config {}", src.config_path.display()),
-                expected: exp.clone(),
-                actual: config_digest,
-            });
-        }
-    }
-    oci_spec::image::ImageConfiguration::from_reader(&src.config[..])
-        .map_err(|e| StoreError::bad(&src.config_path, format!("not an OCI image config: {e}")))?;
-    let config: Value = serde_json::from_slice(&src.config)
-        .map_err(|e| StoreError::bad(&src.config_path, format!("bad JSON: {e}")))?;
-    let diff_ids = config_diff_ids(&config, &src.config_path)?;
-    if diff_ids.len() != src.layers.len() {
-        return Err(StoreError::bad(
-            &src.config_path,
-            format!(
-                "config lists {} diff_ids but the manifest has {} layers",
-                diff_ids.len(),
-                src.layers.len()
-            ),
-        ));
-    }
-    let tags = src
-        .tags
-        .iter()
-        .map(|t| reference::normalize(t))
-        .collect::<Result<Vec<_>, _>>()?;
-    let chains = chain_ids(&diff_ids);
-    let work = fsutil::temp_dir(store.root())?;
-    let pb = crate::progress::layers(src.layers.len() as u64, "importing");
-    let mut layers = Vec::new();
-    let mut new_dirs: Vec<(PathBuf, PathBuf)> = Vec::new();
-    for (i, ls) in src.layers.iter().enumerate() {
-        let (blob_digest, blob_size) = file_digest(&ls.path)?;
-        if let Some(exp) = &ls.expected_digest {
-            if *exp != blob_digest {
+    register_all(store, std::slice::from_ref(src))?
+        .pop()
+        .ok_or_else(|| StoreError::bad(&src.config_path, "no image registered"))
+}
+
+/// An image verified and extracted under the batch's temp dir, not yet registered.
+struct Staged {
+    config_digest: String,
+    config: Vec<u8>,
+    layers: Vec<Layer>,
+    tags: Vec<String>,
+}
+
+/// Images of one archive on their way into the store.
+struct Batch<'a> {
+    store: &'a Store,
+    work: &'a Path,
+    /// Layer dirs extracted in `work` and where they go, in order.
+    new_dirs: Vec<(PathBuf, PathBuf)>,
+    /// Layer blobs to store: digest and source.
+    blobs: Vec<(String, PathBuf)>,
+}
+
+impl Batch<'_> {
+    /// Verifies `src` and extracts the layers the store lacks into the work dir.
+    fn stage(&mut self, src: &ImageSource) -> Result<Staged, StoreError> {
+        let store = self.store;
+        let config_digest = sha256_digest(&src.config);
+        if let Some(exp) = &src.expected_config_digest {
+            if *exp != config_digest {
                 return Err(StoreError::DigestMismatch {
-                    what: format!("layer {} blob {}", i + 1, ls.path.display()),
+                    what: format!("image config {}", src.config_path.display()),
                     expected: exp.clone(),
-                    actual: blob_digest,
+                    actual: config_digest,
                 });
             }
         }
-        let final_dir = store.layer_dir(&chains[i])?;
-        let already =
-            final_dir.join("diff").is_dir() || new_dirs.iter().any(|(_, f)| *f == final_dir);
-        let (diff_id, size, media) = if already {
-            diff_id_only(&ls.path)?
-        } else {
-            let tmp_layer = work.path().join(format!("layer-{i}"));
-            let diff = tmp_layer.join("diff");
-            fs::create_dir_all(&diff).ctx("create dir", &diff)?;
-            let r = extract_blob(&ls.path, &diff)?;
-            new_dirs.push((tmp_layer, final_dir));
-            r
-        };
-        if diff_id != diff_ids[i] {
-            return Err(StoreError::DigestMismatch {
-                what: format!("diffID of layer {} ({})", i + 1, ls.path.display()),
-                expected: diff_ids[i].clone(),
-                actual: diff_id,
-            });
+        oci_spec::image::ImageConfiguration::from_reader(&src.config[..]).map_err(|e| {
+            StoreError::bad(&src.config_path, format!("not an OCI image config: {e}"))
+        })?;
+        let config: Value = serde_json::from_slice(&src.config)
+            .map_err(|e| StoreError::bad(&src.config_path, format!("bad JSON: {e}")))?;
+        let diff_ids = config_diff_ids(&config, &src.config_path)?;
+        if diff_ids.len() != src.layers.len() {
+            return Err(StoreError::bad(
+                &src.config_path,
+                format!(
+                    "config lists {} diff_ids but the manifest has {} layers",
+                    diff_ids.len(),
+                    src.layers.len()
+                ),
+            ));
         }
-        layers.push(Layer {
-            blob_digest,
-            media_type: media.to_string(),
-            blob_size,
-            diff_id,
-            chain_id: chains[i].clone(),
-            size,
-        });
-        pb.inc(1);
-    }
-    pb.finish_and_clear();
-    // Everything verified: move into place. Record last.
-    for (l, ls) in layers.iter().zip(&src.layers) {
-        store_blob(store, &ls.path, &l.blob_digest)?;
-    }
-    let cfg_blob = store.blob_path(&config_digest)?;
-    if !cfg_blob.exists() {
-        fsutil::write_atomic(&cfg_blob, &src.config)?;
-    }
-    for (i, (tmp_layer, final_dir)) in new_dirs.iter().enumerate() {
-        let l = layers
+        let tags = src
+            .tags
             .iter()
-            .find(|l| store.layer_dir(&l.chain_id).ok().as_ref() == Some(final_dir));
-        if let Some(l) = l {
-            fsutil::write_json(&tmp_layer.join("layer.json"), l)?;
+            .map(|t| reference::normalize(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let chains = chain_ids(&diff_ids);
+        let pb = crate::progress::layers(src.layers.len() as u64, "importing");
+        let mut layers = Vec::new();
+        for (i, ls) in src.layers.iter().enumerate() {
+            let (blob_digest, blob_size) = file_digest(&ls.path)?;
+            if let Some(exp) = &ls.expected_digest {
+                if *exp != blob_digest {
+                    return Err(StoreError::DigestMismatch {
+                        what: format!("layer {} blob {}", i + 1, ls.path.display()),
+                        expected: exp.clone(),
+                        actual: blob_digest,
+                    });
+                }
+            }
+            let final_dir = store.layer_dir(&chains[i])?;
+            let already = final_dir.join("diff").is_dir()
+                || self.new_dirs.iter().any(|(_, f)| *f == final_dir);
+            let (diff_id, size, media) = if already {
+                diff_id_only(&ls.path)?
+            } else {
+                let tmp_layer = self.work.join(format!("layer-{}", self.new_dirs.len()));
+                let diff = tmp_layer.join("diff");
+                fs::create_dir_all(&diff).ctx("create dir", &diff)?;
+                let r = extract_blob(&ls.path, &diff)?;
+                self.new_dirs.push((tmp_layer, final_dir));
+                r
+            };
+            if diff_id != diff_ids[i] {
+                return Err(StoreError::DigestMismatch {
+                    what: format!("diffID of layer {} ({})", i + 1, ls.path.display()),
+                    expected: diff_ids[i].clone(),
+                    actual: diff_id,
+                });
+            }
+            self.blobs.push((blob_digest.clone(), ls.path.clone()));
+            layers.push(Layer {
+                blob_digest,
+                media_type: media.to_string(),
+                blob_size,
+                diff_id,
+                chain_id: chains[i].clone(),
+                size,
+            });
+            pb.inc(1);
         }
-        if final_dir.exists() {
-            continue; // registered meanwhile by an identical layer
-        }
-        fs::rename(tmp_layer, final_dir).ctx("rename into", final_dir)?;
-        log::debug!("layer {i} extracted to {}", final_dir.display());
+        pb.finish_and_clear();
+        Ok(Staged {
+            config_digest,
+            config: src.config.clone(),
+            layers,
+            tags,
+        })
     }
-    let id = digest_hex(&config_digest).unwrap_or_default().to_string();
-    let rec_path = store.root().join("images").join(format!("{id}.json"));
-    let created = if rec_path.exists() {
-        fsutil::read_json::<ImageRecord>(&rec_path)
-            .map(|r| r.created)
-            .unwrap_or_else(|_| unix_now())
-    } else {
-        unix_now()
-    };
-    let rec = ImageRecord {
-        id: id.clone(),
-        config_digest,
-        layers,
-        created,
-    };
-    fsutil::write_json(&rec_path, &rec)?;
-    if !tags.is_empty() {
+
+    /// Moves blobs and layer dirs of every staged image into place.
+    fn place(&self, staged: &[Staged]) -> Result<(), StoreError> {
+        let store = self.store;
+        for (digest, path) in &self.blobs {
+            store_blob(store, path, digest)?;
+        }
+        for s in staged {
+            let cfg_blob = store.blob_path(&s.config_digest)?;
+            if !cfg_blob.exists() {
+                fsutil::write_atomic(&cfg_blob, &s.config)?;
+            }
+        }
+        let all_layers = staged.iter().flat_map(|s| &s.layers);
+        for (tmp_layer, final_dir) in &self.new_dirs {
+            let mut layers = all_layers.clone();
+            if let Some(l) =
+                layers.find(|l| store.layer_dir(&l.chain_id).ok().as_ref() == Some(final_dir))
+            {
+                fsutil::write_json(&tmp_layer.join("layer.json"), l)?;
+            }
+            if final_dir.exists() {
+                continue; // registered meanwhile by an identical layer
+            }
+            fs::rename(tmp_layer, final_dir).ctx("rename into", final_dir)?;
+            log::debug!("layer extracted to {}", final_dir.display());
+        }
+        Ok(())
+    }
+}
+
+/// Writes the image records, then the tags in one go. If any of it fails, the records
+/// this call created are removed again, so no image of the batch stays registered.
+fn write_records(store: &Store, staged: &[Staged]) -> Result<Vec<String>, StoreError> {
+    let mut created: Vec<PathBuf> = Vec::new();
+    let result = (|| {
+        let mut ids = Vec::new();
         let mut index = store.tags()?;
-        for t in tags {
-            index.insert(t, id.clone());
+        for s in staged {
+            let id = digest_hex(&s.config_digest).unwrap_or_default().to_string();
+            let rec_path = store.root().join("images").join(format!("{id}.json"));
+            let existed = rec_path.exists();
+            let created_at = if existed {
+                fsutil::read_json::<ImageRecord>(&rec_path)
+                    .map(|r| r.created)
+                    .unwrap_or_else(|_| unix_now())
+            } else {
+                unix_now()
+            };
+            let rec = ImageRecord {
+                id: id.clone(),
+                config_digest: s.config_digest.clone(),
+                layers: s.layers.clone(),
+                created: created_at,
+            };
+            fsutil::write_json(&rec_path, &rec)?;
+            if !existed {
+                created.push(rec_path);
+            }
+            for t in &s.tags {
+                index.insert(t.clone(), id.clone());
+            }
+            ids.push(id);
         }
-        store.save_tags(&index)?;
+        if staged.iter().any(|s| !s.tags.is_empty()) {
+            store.save_tags(&index)?;
+        }
+        Ok(ids)
+    })();
+    if result.is_err() {
+        for p in &created {
+            let _ = fs::remove_file(p);
+        }
     }
-    store.image_by_id(&id)
+    result
+}
+
+/// Verifies and registers several images (one archive) all or nothing: every image is
+/// verified and its new layers extracted into a temp dir before anything is moved into
+/// place; if one fails, the temp dir is removed and the store is unchanged. Layers and
+/// blobs are moved in before the records (a crash in between leaves only unreferenced
+/// layers, which `prune` removes). The caller holds the store lock.
+pub fn register_all(store: &Store, srcs: &[ImageSource]) -> Result<Vec<Image>, StoreError> {
+    let work = fsutil::temp_dir(store.root())?;
+    let mut batch = Batch {
+        store,
+        work: work.path(),
+        new_dirs: Vec::new(),
+        blobs: Vec::new(),
+    };
+    let mut staged = Vec::with_capacity(srcs.len());
+    for (n, src) in srcs.iter().enumerate() {
+        let s = batch.stage(src).map_err(|e| {
+            if srcs.len() > 1 {
+                StoreError::bad(
+                    &src.config_path,
+                    format!("image {} of {}: {e}; nothing imported", n + 1, srcs.len()),
+                )
+            } else {
+                e
+            }
+        })?;
+        staged.push(s);
+    }
+    batch.place(&staged)?;
+    let ids = write_records(store, &staged)?;
+    ids.iter().map(|id| store.image_by_id(id)).collect()
 }
