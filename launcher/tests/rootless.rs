@@ -11,6 +11,13 @@ use common::*;
 
 const USER: &str = "strata-rl";
 
+/// The tests share the user, /etc/subuid, /etc/subgid and the mode of /dev/fuse: each
+/// holds this for its whole run.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Creates the user (idempotent) and a world-accessible work dir with copies of the
 /// binaries and the demo image imported into the user's own store.
 fn setup(subids: bool) -> Option<(PathBuf, tempfile::TempDir)> {
@@ -90,6 +97,7 @@ fn as_user(dir: &Path, args: &[&str]) -> Output {
 
 #[test]
 fn rootless_single_and_full_mapping() {
+    let _serial = serial();
     let Some((dir, _keep)) = setup(false) else {
         return;
     };
@@ -177,4 +185,157 @@ fn rootless_single_and_full_mapping() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(stdout(&o), "2\nchowned\n", "{}", show(&o));
+}
+
+/// Sets the permission bits of /dev/fuse for one test and restores the old ones on drop
+/// (tests hold [`serial`] meanwhile).
+struct DevFuseMode {
+    old: u32,
+}
+
+impl DevFuseMode {
+    fn set(mode: u32) -> DevFuseMode {
+        use std::os::unix::fs::PermissionsExt;
+        let old = std::fs::metadata("/dev/fuse")
+            .expect("/dev/fuse must exist for the FUSE driver tests")
+            .permissions()
+            .mode()
+            & 0o7777;
+        std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(mode))
+            .expect("chmod /dev/fuse");
+        DevFuseMode { old }
+    }
+}
+
+impl Drop for DevFuseMode {
+    fn drop(&mut self) {
+        use std::os::unix::fs::PermissionsExt;
+        let restored =
+            std::fs::set_permissions("/dev/fuse", std::fs::Permissions::from_mode(self.old));
+        if let Err(e) = restored {
+            eprintln!("restoring the mode of /dev/fuse to {:o}: {e}", self.old);
+        }
+    }
+}
+
+/// Whether `path` is a mount point in this (the host's) mount namespace.
+fn mounted_anywhere(path: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let p = path.to_str().expect("utf8");
+    info.lines().any(|l| l.contains(p))
+}
+
+#[test]
+fn rootless_fuse_driver() {
+    let _serial = serial();
+    let Some((dir, _keep)) = setup(false) else {
+        return;
+    };
+    let _mode = DevFuseMode::set(0o666);
+    let store = store::Store::open(Some(dir.join("store"))).expect("store");
+    let caller = nix::unistd::User::from_name(USER)
+        .ok()
+        .flatten()
+        .expect("user")
+        .uid
+        .as_raw();
+    let o = as_user(
+        &dir,
+        &[
+            "run",
+            "--driver",
+            "fuse",
+            "--name",
+            "fuse-kept",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "set -e; id -u; echo hi > /etc/fuse-file; mkdir /tmp/d; echo ok",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o), "0\nok\n", "{}", show(&o));
+    let c = store.container("fuse-kept").expect("container");
+    for p in ["etc/fuse-file", "tmp/d"] {
+        let md = std::fs::symlink_metadata(c.upper.join(p))
+            .unwrap_or_else(|e| panic!("{p} not in the upper ({e}): {}", show(&o)));
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::uid(&md),
+            caller,
+            "{p} in the upper must belong to the caller"
+        );
+    }
+    let image = store.resolve_image("demo").expect("image");
+    for l in store.lower_dirs(&image).expect("lowers") {
+        assert!(
+            !l.join("etc/fuse-file").exists(),
+            "write leaked into {}",
+            l.display()
+        );
+    }
+    assert!(!mounted_anywhere(&c.merged), "union left mounted");
+    let rm = as_user(&dir, &["rm", "fuse-kept"]);
+    assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
+    assert!(!c.dir.exists());
+
+    // --rm: nothing left.
+    let o = as_user(
+        &dir,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "fuse-rm",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "touch /x; echo $$",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(stdout(&o).trim(), "1", "{}", show(&o));
+    assert!(
+        store.container("fuse-rm").is_err(),
+        "--rm left the container"
+    );
+    assert!(
+        store.list_containers().expect("list").is_empty(),
+        "containers left behind"
+    );
+}
+
+#[test]
+fn rootless_fuse_unusable_is_one_line() {
+    let _serial = serial();
+    let Some((dir, _keep)) = setup(false) else {
+        return;
+    };
+    let _mode = DevFuseMode::set(0o600);
+    let o = as_user(
+        &dir,
+        &["run", "--rm", "--name", "nofuse", "demo", "/bin/true"],
+    );
+    assert_eq!(o.status.code(), Some(125), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("strata: ") && err.contains("/dev/fuse"),
+        "{err}"
+    );
+    assert!(err.contains("--driver kernel"), "{err}");
+    let store = store::Store::open(Some(dir.join("store"))).expect("store");
+    assert!(
+        store.list_containers().expect("list").is_empty(),
+        "a failed run left a container"
+    );
+    let leftovers = std::fs::read_dir(dir.join("store/containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(leftovers, 0, "a failed run left files under containers/");
+    // The suggested alternative works.
+    let o = as_user(
+        &dir,
+        &["run", "--rm", "--driver", "kernel", "demo", "/bin/true"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }

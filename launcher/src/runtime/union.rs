@@ -2,6 +2,7 @@
 //! dir: kernel overlayfs, or a FUSE daemon speaking fuse-overlayfs' command line
 //! (stratafs via `strata stratafs`, or `$STRATA_FUSE_PROGRAM`).
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -70,15 +71,58 @@ pub fn fuse_program() -> Result<(PathBuf, Vec<String>)> {
     Ok((exe, vec!["stratafs".into()]))
 }
 
-/// Checks that FUSE can be used by this process before anything is created.
+/// Checks that FUSE can be used by this process before anything is created: /dev/fuse
+/// must open read-write (the mode, a missing module or a device cgroup can prevent it).
 pub fn check_fuse_available() -> Result<()> {
-    use nix::unistd::AccessFlags;
-    nix::unistd::access("/dev/fuse", AccessFlags::R_OK | AccessFlags::W_OK).map_err(|e| {
-        anyhow::anyhow!(
-            "/dev/fuse is not usable ({e}); load the fuse module, make /dev/fuse mode 0666, \
-             or use --driver kernel"
-        )
-    })
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/fuse");
+    let Err(e) = opened else {
+        return Ok(());
+    };
+    let rootless = !nix::unistd::geteuid().is_root();
+    let fix = match e.kind() {
+        std::io::ErrorKind::NotFound => "load the fuse module (modprobe fuse)",
+        std::io::ErrorKind::PermissionDenied if rootless => {
+            "make it usable by this user (chmod 0666 /dev/fuse, the usual mode)"
+        }
+        _ => "check the fuse module and the device's permissions",
+    };
+    let alternative = if kernel_overlay_possible(rootless) {
+        ", or use --driver kernel"
+    } else {
+        ""
+    };
+    bail!("cannot open /dev/fuse for the fuse driver: {e}; {fix}{alternative}")
+}
+
+/// Whether kernel overlayfs can plausibly serve `--driver kernel` here: the kernel knows
+/// overlay (or can load it), and rootless, the kernel mounts it in a user namespace
+/// (Linux 5.11 or newer).
+pub fn kernel_overlay_possible(rootless: bool) -> bool {
+    let known = std::fs::read_to_string("/proc/filesystems").is_ok_and(|t| {
+        t.lines()
+            .any(|l| l.split_whitespace().last() == Some("overlay"))
+    }) || Path::new("/sys/module/overlay").exists();
+    if !known {
+        return false;
+    }
+    if !rootless {
+        return true;
+    }
+    let Ok(uts) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    let release = uts.release().to_string_lossy().into_owned();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 11),
+        _ => false,
+    }
 }
 
 /// Mounts the union at `target` in the current mount namespace. With `foreground`, a FUSE
