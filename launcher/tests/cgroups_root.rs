@@ -168,3 +168,84 @@ fn walkdir_like(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The value of `key` in a cgroup `cpu.stat` text.
+fn stat_value(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        if k == key {
+            v.trim().parse().ok()
+        } else {
+            None
+        }
+    })
+}
+
+#[test]
+fn cpu_quota_throttles() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = demo_store();
+    let mut child = std::process::Command::new(strata())
+        .arg("--root")
+        .arg(root)
+        .args([
+            "run",
+            "--rm",
+            "--name",
+            "cpu-throttle",
+            "--driver",
+            "kernel",
+            "--cpus",
+            "0.2",
+            "demo",
+            "/bin/sh",
+            "-c",
+            // A fixed amount of work (about a second of CPU), then idle until killed.
+            "echo up; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo busy-done; sleep 60",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawning strata");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "up");
+    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
+    let c = store
+        .container("cpu-throttle")
+        .expect("container while running");
+    // The cgroup holding the cpu controller: cpu.cfs_quota_us (v1) or cpu.max (v2).
+    let cpu_dir = find_cgroups(&c.id)
+        .into_iter()
+        .find(|d| {
+            d.join("cpu.stat").exists()
+                && (d.join("cpu.cfs_quota_us").exists() || d.join("cpu.max").exists())
+        })
+        .expect("no cpu cgroup for the running container");
+    let quota = if cpu_dir.join("cpu.max").exists() {
+        std::fs::read_to_string(cpu_dir.join("cpu.max")).expect("cpu.max")
+    } else {
+        let q = std::fs::read_to_string(cpu_dir.join("cpu.cfs_quota_us")).expect("quota");
+        let p = std::fs::read_to_string(cpu_dir.join("cpu.cfs_period_us")).expect("period");
+        format!("{} {}", q.trim(), p.trim())
+    };
+    assert_eq!(quota.trim(), "20000 100000", "{}", cpu_dir.display());
+    line.clear();
+    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
+    assert_eq!(line.trim(), "busy-done");
+    let stat = std::fs::read_to_string(cpu_dir.join("cpu.stat")).expect("cpu.stat");
+    let throttled = stat_value(&stat, "nr_throttled");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("kill");
+    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    assert!(
+        throttled.is_some_and(|n| n > 0),
+        "no throttling under --cpus 0.2 in {}:\n{stat}",
+        cpu_dir.display()
+    );
+}
