@@ -18,7 +18,16 @@ pub const MEDIA_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// media type, detecting the compression from its first bytes.
 pub fn open_layer(path: &Path) -> Result<(Box<dyn Read>, &'static str), StoreError> {
     let file = File::open(path).ctx("open layer blob", path)?;
-    let mut r = BufReader::with_capacity(256 * 1024, file);
+    decompress(file, path)
+}
+
+/// Wraps the stored bytes of a layer blob (`path` names it in errors) in a reader of
+/// the uncompressed tar, detecting the compression from the first bytes.
+pub fn decompress<'a, R: Read + 'a>(
+    stored: R,
+    path: &Path,
+) -> Result<(Box<dyn Read + 'a>, &'static str), StoreError> {
+    let mut r = BufReader::with_capacity(256 * 1024, stored);
     let head = r.fill_buf().ctx("read layer blob", path)?;
     if head.starts_with(&[0x1f, 0x8b]) {
         Ok((

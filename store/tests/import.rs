@@ -762,3 +762,48 @@ fn multi_image_archives_all_or_nothing() {
     }
     check_demo_if_root(&store);
 }
+
+/// Blobs are verified in the one pass that extracts them: a layout's files are copied
+/// while read (and left in place), an archive's unpacked blobs are moved; either way the
+/// store holds each blob once, under its digest, with no temp files left.
+#[test]
+fn blobs_stored_once_from_the_extracting_pass() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    for (format, name) in [
+        (ImageFormat::OciLayout, "lay"),
+        (ImageFormat::OciArchive, "img.oci.tar"),
+        (ImageFormat::DockerArchive, "img.docker.tar"),
+    ] {
+        let store = open(&d.join(format!("s-{name}")));
+        let src = two_layer_image(d, "once:1", vec![file("f", name)], format);
+        let before = fs::read_dir(&src).map(|r| r.count()).unwrap_or(0);
+        let imgs = store::import::import(&store, &src, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read_dir(&src).map(|r| r.count()).unwrap_or(0), before);
+        let blobs = store.root().join("blobs/sha256");
+        let names: Vec<String> = fs::read_dir(&blobs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "{name}: {names:?}"); // config + 2 layers
+        for l in &imgs[0].layers {
+            let p = store
+                .blob_path(&l.blob_digest)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let data = fs::read(&p).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(sha(&data), l.blob_digest, "{name}");
+            let mode = fs::metadata(&p)
+                .map(|m| m.permissions().mode() & 0o777)
+                .ok();
+            assert_eq!(mode, Some(0o644), "{name}");
+        }
+        assert!(
+            !dir_has_entries(&store.root().join("tmp")),
+            "{name}: tmp not cleaned"
+        );
+        let _ = fs::remove_dir_all(&src).or_else(|_| fs::remove_file(&src));
+    }
+}

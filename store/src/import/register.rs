@@ -4,12 +4,12 @@
 //! failure or crash never leaves a half-registered image.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use crate::compression::open_layer;
+use crate::compression::decompress;
 use crate::digest::{HashingReader, chain_ids, digest_hex, sha256_digest};
 use crate::error::{IoContext, StoreError};
 use crate::extract::{ExtractOptions, extract_layer};
@@ -46,47 +46,99 @@ pub fn file_digest(path: &Path) -> Result<(String, u64), StoreError> {
     HashingReader::new(f).finish().ctx("read", path)
 }
 
-/// The diffID of a layer blob (decompressing and hashing it) without extracting it.
-fn diff_id_only(path: &Path) -> Result<(String, u64, &'static str), StoreError> {
-    let (r, media) = open_layer(path)?;
-    let (d, n) = HashingReader::new(r)
-        .finish()
-        .map_err(|e| StoreError::bad(path, format!("decompressing layer: {e}")))?;
-    Ok((d, n, media))
+/// A reader that copies everything read through it into `sink`.
+struct Tee<'a, R> {
+    inner: R,
+    sink: Option<&'a mut File>,
 }
 
-/// Extracts a layer blob into `dest` and returns its diffID, size and media type.
-fn extract_blob(path: &Path, dest: &Path) -> Result<(String, u64, &'static str), StoreError> {
-    let (r, media) = open_layer(path)?;
-    let mut hr = HashingReader::new(r);
-    extract_layer(
-        &mut hr as &mut dyn Read,
-        dest,
-        &path.display().to_string(),
-        ExtractOptions::current(),
-    )?;
-    let (d, n) = hr
-        .finish()
-        .map_err(|e| StoreError::bad(path, format!("decompressing layer: {e}")))?;
-    Ok((d, n, media))
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(s) = self.sink.as_mut() {
+            s.write_all(&buf[..n])?;
+        }
+        Ok(n)
+    }
 }
 
-/// Copies a file into the blob store under `digest` (temp + rename), unless present.
-fn store_blob(store: &Store, src: &Path, digest: &str) -> Result<(), StoreError> {
+/// What one pass over a layer blob found in its tar.
+struct Streamed {
+    diff_id: String,
+    tar_size: u64,
+    media: &'static str,
+}
+
+/// Reads the layer blob at `path` once: hashes the bytes as stored (digest) and
+/// decompressed (diffID), copies the stored bytes into `spool` if given, and extracts
+/// the tar into `dest` if given. Returns the digest and size of the stored bytes even
+/// when decompressing or extracting failed (a corrupt blob is a digest mismatch first),
+/// and the tar's outcome.
+fn stream_layer(
+    path: &Path,
+    spool: Option<&mut File>,
+    dest: Option<&Path>,
+) -> Result<(String, u64, Result<Streamed, StoreError>), StoreError> {
+    let f = File::open(path).ctx("open layer blob", path)?;
+    let mut stored = HashingReader::new(Tee {
+        inner: f,
+        sink: spool,
+    });
+    let tar = (|| {
+        let (r, media) = decompress(&mut stored, path)?;
+        let mut tar = HashingReader::new(r);
+        if let Some(dest) = dest {
+            extract_layer(
+                &mut tar as &mut dyn Read,
+                dest,
+                &path.display().to_string(),
+                ExtractOptions::current(),
+            )?;
+        }
+        let (diff_id, tar_size) = tar
+            .finish()
+            .map_err(|e| StoreError::bad(path, format!("decompressing layer: {e}")))?;
+        Ok(Streamed {
+            diff_id,
+            tar_size,
+            media,
+        })
+    })();
+    // Bytes after the end of the compressed stream (or after an error) still count.
+    let (digest, size) = stored.finish().ctx("read layer blob", path)?;
+    Ok((digest, size, tar))
+}
+
+/// Where a verified layer blob comes from when it is moved into the store.
+enum BlobSrc {
+    /// A file of the unpacked archive in the store's tmp/: renamed into place.
+    Move(PathBuf),
+    /// A copy made while reading a file the store does not own.
+    Spooled(tempfile::NamedTempFile),
+}
+
+/// Puts a verified blob into the blob store under `digest`, unless present.
+fn store_blob(store: &Store, src: BlobSrc, digest: &str) -> Result<(), StoreError> {
     let dst = store.blob_path(digest)?;
     if dst.exists() {
         return Ok(());
     }
-    let dir = store.root().join("blobs/sha256");
-    let tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(&dir)
-        .ctx("create temp file in", &dir)?;
-    fs::copy(src, tmp.path()).ctx("copy blob", src)?;
-    tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
-    tmp.persist(&dst)
-        .map_err(|e| StoreError::io("rename into", &dst, e.error))?;
-    Ok(())
+    match src {
+        BlobSrc::Move(p) => {
+            File::open(&p).and_then(|f| f.sync_all()).ctx("fsync", &p)?;
+            fs::rename(&p, &dst).ctx("rename into", &dst)
+        }
+        BlobSrc::Spooled(tmp) => {
+            use std::os::unix::fs::PermissionsExt;
+            tmp.as_file()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+                .ctx("chmod", tmp.path())?;
+            tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
+            tmp.persist(&dst)
+                .map_err(|e| StoreError::io("rename into", &dst, e.error))?;
+            Ok(())
+        }
+    }
 }
 
 /// Verifies and registers `src`. The caller holds the store lock.
@@ -110,8 +162,8 @@ struct Batch<'a> {
     work: &'a Path,
     /// Layer dirs extracted in `work` and where they go, in order.
     new_dirs: Vec<(PathBuf, PathBuf)>,
-    /// Layer blobs to store: digest and source.
-    blobs: Vec<(String, PathBuf)>,
+    /// Layer blobs the store lacks: digest and where the verified bytes are.
+    blobs: Vec<(String, BlobSrc)>,
 }
 
 impl Batch<'_> {
@@ -153,37 +205,76 @@ impl Batch<'_> {
         let pb = crate::progress::layers(src.layers.len() as u64, "importing");
         let mut layers = Vec::new();
         for (i, ls) in src.layers.iter().enumerate() {
-            let (blob_digest, blob_size) = file_digest(&ls.path)?;
-            if let Some(exp) = &ls.expected_digest {
-                if *exp != blob_digest {
-                    return Err(StoreError::DigestMismatch {
-                        what: format!("layer {} blob {}", i + 1, ls.path.display()),
-                        expected: exp.clone(),
-                        actual: blob_digest,
-                    });
-                }
-            }
             let final_dir = store.layer_dir(&chains[i])?;
             let already = final_dir.join("diff").is_dir()
                 || self.new_dirs.iter().any(|(_, f)| *f == final_dir);
-            let (diff_id, size, media) = if already {
-                diff_id_only(&ls.path)?
-            } else {
-                let tmp_layer = self.work.join(format!("layer-{}", self.new_dirs.len()));
-                let diff = tmp_layer.join("diff");
-                fs::create_dir_all(&diff).ctx("create dir", &diff)?;
-                let r = extract_blob(&ls.path, &diff)?;
-                self.new_dirs.push((tmp_layer, final_dir));
-                r
+            let known = |d: &String| {
+                self.blobs.iter().any(|(b, _)| b == d)
+                    || store.blob_path(d).is_ok_and(|p| p.exists())
             };
-            if diff_id != diff_ids[i] {
-                return Err(StoreError::DigestMismatch {
-                    what: format!("diffID of layer {} ({})", i + 1, ls.path.display()),
-                    expected: diff_ids[i].clone(),
-                    actual: diff_id,
-                });
+            let movable = ls.path.starts_with(store.root().join("tmp"));
+            let mut spool = if movable || ls.expected_digest.as_ref().is_some_and(known) {
+                None
+            } else {
+                let dir = store.root().join("blobs/sha256");
+                Some(
+                    tempfile::Builder::new()
+                        .prefix(".tmp-")
+                        .tempfile_in(&dir)
+                        .ctx("create temp file in", &dir)?,
+                )
+            };
+            let tmp_layer = self.work.join(format!("layer-{}", self.new_dirs.len()));
+            let diff = tmp_layer.join("diff");
+            if !already {
+                fs::create_dir_all(&diff).ctx("create dir", &diff)?;
             }
-            self.blobs.push((blob_digest.clone(), ls.path.clone()));
+            let streamed = stream_layer(
+                &ls.path,
+                spool.as_mut().map(|t| t.as_file_mut()),
+                (!already).then_some(diff.as_path()),
+            );
+            let checked = streamed.and_then(|(digest, size, tar)| {
+                if let Some(exp) = ls.expected_digest.as_ref().filter(|e| **e != digest) {
+                    return Err(StoreError::DigestMismatch {
+                        what: format!("layer {} blob {}", i + 1, ls.path.display()),
+                        expected: exp.clone(),
+                        actual: digest,
+                    });
+                }
+                let st = tar?;
+                if st.diff_id != diff_ids[i] {
+                    return Err(StoreError::DigestMismatch {
+                        what: format!("diffID of layer {} ({})", i + 1, ls.path.display()),
+                        expected: diff_ids[i].clone(),
+                        actual: st.diff_id,
+                    });
+                }
+                Ok((digest, size, st))
+            });
+            let (blob_digest, blob_size, st) = match checked {
+                Ok(v) => v,
+                Err(e) => {
+                    // Extracted but not verified: gone at once, not when the batch ends.
+                    fsutil::remove_tree(&tmp_layer)?;
+                    return Err(e);
+                }
+            };
+            if !already {
+                self.new_dirs.push((tmp_layer, final_dir));
+            }
+            if !known(&blob_digest) {
+                let src = match spool.take() {
+                    Some(t) => BlobSrc::Spooled(t),
+                    None => BlobSrc::Move(ls.path.clone()),
+                };
+                self.blobs.push((blob_digest.clone(), src));
+            }
+            let Streamed {
+                diff_id,
+                tar_size: size,
+                media,
+            } = st;
             layers.push(Layer {
                 blob_digest,
                 media_type: media.to_string(),
@@ -204,10 +295,10 @@ impl Batch<'_> {
     }
 
     /// Moves blobs and layer dirs of every staged image into place.
-    fn place(&self, staged: &[Staged]) -> Result<(), StoreError> {
+    fn place(&mut self, staged: &[Staged]) -> Result<(), StoreError> {
         let store = self.store;
-        for (digest, path) in &self.blobs {
-            store_blob(store, path, digest)?;
+        for (digest, src) in self.blobs.drain(..) {
+            store_blob(store, src, &digest)?;
         }
         for s in staged {
             let cfg_blob = store.blob_path(&s.config_digest)?;
