@@ -4,6 +4,15 @@
 //! The destination is a private temp dir no one else writes to, so checking each
 //! ancestor with `lstat` before creating an entry is race-free: nothing is ever
 //! written beneath a symlink, and names with `..` or a leading `/` are refused.
+//!
+//! Owners: every entry is chowned to the tar's uid/gid. Where that is not permitted
+//! (rootless, or an id outside the user namespace: EPERM/EINVAL), the entry stays owned
+//! by the extracting user and the tar's owner and permission bits are recorded the way
+//! containers/storage and fuse-overlayfs do, in `user.containers.override_stat` =
+//! `UID:GID:0MODE` (`:pipe` appended for fifos), so a FUSE layer can present them.
+//! Symlinks (and, on Linux, fifos) cannot carry user xattrs: theirs are not recorded.
+//! Layers written from such a tree (`commit`, `image create`, `export`) take owner and
+//! mode back from the record, and a layer's own `override_stat` xattr is never applied.
 
 use std::ffi::OsStr;
 use std::fs;
@@ -147,6 +156,52 @@ impl Extractor<'_> {
         }
     }
 
+    /// Gives `path` the tar's owner. Where that is not permitted (rootless, ids outside
+    /// the user namespace), records owner and mode as containers/storage does, in
+    /// `user.containers.override_stat` = `UID:GID:0MODE[:TYPE]`, for a FUSE layer
+    /// (fuse-overlayfs, stratafs) to present; symlinks cannot carry user xattrs and
+    /// keep the extracting user as owner.
+    fn own(
+        &self,
+        path: &Path,
+        uid: u64,
+        gid: u64,
+        mode: u32,
+        kind: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let (Ok(u), Ok(g)) = (u32::try_from(uid), u32::try_from(gid)) else {
+            return Err(StoreError::bad(
+                path,
+                format!("owner {uid}:{gid} out of range"),
+            ));
+        };
+        let err = match std::os::unix::fs::lchown(path, Some(u), Some(g)) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        let denied = matches!(err.raw_os_error(), Some(libc::EPERM | libc::EINVAL));
+        if self.opts.as_root || !denied {
+            return Err(StoreError::io("chown", path, err));
+        }
+        if kind == Some("symlink") {
+            log::debug!("{}: symlink owner {uid}:{gid} not recorded", path.display());
+            return Ok(());
+        }
+        let mut value = format!("{uid}:{gid}:0{mode:o}");
+        if let Some(k) = kind {
+            value.push(':');
+            value.push_str(k);
+        }
+        let flags = rustix::fs::XattrFlags::empty();
+        if let Err(e) = rustix::fs::lsetxattr(path, OVERRIDE_STAT, value.as_bytes(), flags) {
+            log::warn!(
+                "{}: owner {uid}:{gid} not recorded ({OVERRIDE_STAT}: {e})",
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
     fn apply_meta(
         &self,
         path: &Path,
@@ -154,14 +209,22 @@ impl Extractor<'_> {
         xattrs: &[(String, Vec<u8>)],
         symlink: bool,
     ) -> Result<(), StoreError> {
-        if self.opts.as_root {
-            let uid = header.uid().unwrap_or(0) as u32;
-            let gid = header.gid().unwrap_or(0) as u32;
-            std::os::unix::fs::lchown(path, Some(uid), Some(gid)).ctx("chown", path)?;
-        }
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let kind = match header.entry_type() {
+            tar::EntryType::Fifo => Some("pipe"),
+            _ if symlink => Some("symlink"),
+            _ => None,
+        };
+        self.own(
+            path,
+            header.uid().unwrap_or(0),
+            header.gid().unwrap_or(0),
+            mode,
+            kind,
+        )?;
         for (name, value) in xattrs {
-            if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") {
-                continue; // never let a layer forge overlay metadata
+            if crate::overlay::is_private_xattr(name) {
+                continue; // never let a layer forge overlay or owner metadata
             }
             if let Err(e) =
                 rustix::fs::lsetxattr(path, name.as_str(), value, rustix::fs::XattrFlags::empty())
@@ -170,7 +233,6 @@ impl Extractor<'_> {
             }
         }
         if !symlink {
-            let mode = header.mode().unwrap_or(0o644) & 0o7777;
             fs::set_permissions(path, fs::Permissions::from_mode(mode)).ctx("chmod", path)?;
         }
         let mtime = FileTime::from_unix_time(header.mtime().unwrap_or(0) as i64, 0);
@@ -217,13 +279,8 @@ impl Extractor<'_> {
                 }
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
                     .ctx("chmod", &path)?;
-                if self.opts.as_root {
-                    let uid = header.uid().unwrap_or(0) as u32;
-                    let gid = header.gid().unwrap_or(0) as u32;
-                    std::os::unix::fs::lchown(&path, Some(uid), Some(gid)).ctx("chown", &path)?;
-                }
                 for (name, value) in &xattrs {
-                    if !name.starts_with("trusted.overlay.") && !name.starts_with("user.overlay.") {
+                    if !crate::overlay::is_private_xattr(name) {
                         let _ = rustix::fs::lsetxattr(
                             &path,
                             name.as_str(),
@@ -332,10 +389,7 @@ impl Extractor<'_> {
         self.dirs
             .sort_by_key(|d| std::cmp::Reverse(d.path.components().count()));
         for d in &self.dirs {
-            if self.opts.as_root {
-                std::os::unix::fs::lchown(&d.path, Some(d.uid as u32), Some(d.gid as u32))
-                    .ctx("chown", &d.path)?;
-            }
+            self.own(&d.path, d.uid, d.gid, d.mode, None)?;
             fs::set_permissions(&d.path, fs::Permissions::from_mode(d.mode))
                 .ctx("chmod", &d.path)?;
             let t = FileTime::from_unix_time(d.mtime as i64, 0);

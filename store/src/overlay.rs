@@ -47,6 +47,19 @@ pub fn is_private_xattr(name: &str) -> bool {
         || name == crate::extract::OVERRIDE_STAT
 }
 
+/// Owner and permission bits recorded in `user.containers.override_stat`
+/// (`UID:GID:MODE[:TYPE]`, MODE octal, possibly with file type bits) by a rootless
+/// extraction or fuse-overlayfs, if the entry has a well-formed one.
+pub fn override_stat(path: &Path) -> Option<(u64, u64, u32)> {
+    let raw = get_xattr(path, crate::extract::OVERRIDE_STAT)?;
+    let text = std::str::from_utf8(&raw).ok()?;
+    let mut parts = text.split(':');
+    let uid = parts.next()?.parse().ok()?;
+    let gid = parts.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
+    Some((uid, gid, mode & 0o7777))
+}
+
 /// Whether a directory is opaque by xattr (`overlay.opaque=y` in `trusted.` or `user.`,
 /// or `user.fuseoverlayfs.opaque=y`). `.wh..wh..opq` inside is checked by [`read_layer_dir`].
 pub fn is_opaque_xattr(path: &Path) -> bool {

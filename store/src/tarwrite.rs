@@ -78,9 +78,16 @@ impl<W: Write> Writer<W> {
         }
     }
 
-    fn header(&self, meta: &fs::Metadata) -> tar::Header {
+    /// A header from `meta`, with the owner and mode a rootless extraction recorded in
+    /// `user.containers.override_stat` when `path` has one.
+    fn header(&self, path: &Path, meta: &fs::Metadata) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
+        if let Some((uid, gid, mode)) = overlay::override_stat(path) {
+            h.set_uid(uid);
+            h.set_gid(gid);
+            h.set_mode(mode);
+        }
         h
     }
 
@@ -215,7 +222,7 @@ impl<W: Write> Writer<W> {
     ) -> io::Result<()> {
         let ft = meta.file_type();
         self.xattrs(path, name)?;
-        let mut h = self.header(meta);
+        let mut h = self.header(path, meta);
         if ft.is_dir() {
             h.set_size(0);
             self.b.append_data(&mut h, name, io::empty())?;
@@ -227,7 +234,7 @@ impl<W: Write> Writer<W> {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 if let Some(first) = self.links.get(&key) {
-                    let mut lh = self.header(meta);
+                    let mut lh = self.header(path, meta);
                     lh.set_entry_type(tar::EntryType::Link);
                     lh.set_size(0);
                     let first = first.clone();
