@@ -5,12 +5,6 @@ mod common;
 
 use common::*;
 
-fn run_kernel(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["run", "--rm", "--driver", "kernel"];
-    all.extend_from_slice(args);
-    run_strata(demo_store(), &all)
-}
-
 #[test]
 fn memory_limit_oom_kills() {
     if skip_unless_root() {
@@ -81,47 +75,37 @@ fn cpu_quota_is_set() {
     );
 }
 
+/// Starts `strata run --rm --name NAME --driver kernel EXTRA... demo sh -c SCRIPT` in
+/// the background, waits for the script's first line `up`, and returns the running
+/// launcher and the container's record.
+fn start_named(name: &str, extra: &[&str], script: &str) -> (Running, store::Container) {
+    let mut args = vec!["run", "--rm", "--name", name, "--driver", "kernel"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["demo", "/bin/sh", "-c", script]);
+    let mut running = Running::start(demo_store(), &args);
+    running.expect_line("up");
+    let store = store::Store::open(Some(demo_store().to_path_buf())).expect("store");
+    let c = store.container(name).expect("container while running");
+    (running, c)
+}
+
 #[test]
 fn sigkill_of_launcher_leaves_nothing() {
     if skip_unless_root() {
         return;
     }
-    let root = demo_store();
-    let mut child = std::process::Command::new(strata())
-        .arg("--root")
-        .arg(root)
-        .args([
-            "run",
-            "--rm",
-            "--name",
-            "killed",
-            "--driver",
-            "kernel",
-            "-m",
-            "64m",
-            "--pids-limit",
-            "50",
-            "demo",
-            "/bin/sh",
-            "-c",
-            "echo up; sleep 60",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning strata");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "up");
-    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
-    let c = store.container("killed").expect("container while running");
+    let (running, c) = start_named(
+        "killed",
+        &["-m", "64m", "--pids-limit", "50"],
+        "echo up; sleep 60",
+    );
     let cgroups = find_cgroups(&c.id);
     assert!(
         !cgroups.is_empty(),
         "no cgroup found for the running container"
     );
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    running.signal(nix::sys::signal::Signal::SIGKILL);
+    let _ = running.finish();
     // The guard cleans up once the container's processes are gone.
     let mut gone = false;
     for _ in 0..500 {
@@ -138,35 +122,7 @@ fn sigkill_of_launcher_leaves_nothing() {
         c.dir.exists(),
         cgroups.iter().filter(|p| p.exists()).collect::<Vec<_>>()
     );
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!info.contains(&c.id));
-}
-
-fn find_cgroups(id: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in walkdir_like(std::path::Path::new("/sys/fs/cgroup")) {
-        if entry.file_name().is_some_and(|n| n == id) {
-            out.push(entry);
-        }
-    }
-    out
-}
-
-fn walkdir_like(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in rd.flatten() {
-            if e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
-                out.push(e.path());
-            }
-        }
-    }
-    out
+    assert!(!mounted(&c.id), "a mount of the container is left");
 }
 
 /// The value of `key` in a cgroup `cpu.stat` text.
@@ -186,36 +142,12 @@ fn cpu_quota_throttles() {
     if skip_unless_root() {
         return;
     }
-    let root = demo_store();
-    let mut child = std::process::Command::new(strata())
-        .arg("--root")
-        .arg(root)
-        .args([
-            "run",
-            "--rm",
-            "--name",
-            "cpu-throttle",
-            "--driver",
-            "kernel",
-            "--cpus",
-            "0.2",
-            "demo",
-            "/bin/sh",
-            "-c",
-            // A fixed amount of work (about a second of CPU), then idle until killed.
-            "echo up; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo busy-done; sleep 60",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning strata");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "up");
-    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
-    let c = store
-        .container("cpu-throttle")
-        .expect("container while running");
+    // A fixed amount of work (about a second of CPU), then idle until killed.
+    let (mut running, c) = start_named(
+        "cpu-throttle",
+        &["--cpus", "0.2"],
+        "echo up; i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo busy-done; sleep 60",
+    );
     // The cgroup holding the cpu controller: cpu.cfs_quota_us (v1) or cpu.max (v2).
     let cpu_dir = find_cgroups(&c.id)
         .into_iter()
@@ -232,17 +164,11 @@ fn cpu_quota_throttles() {
         format!("{} {}", q.trim(), p.trim())
     };
     assert_eq!(quota.trim(), "20000 100000", "{}", cpu_dir.display());
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "busy-done");
+    running.expect_line("busy-done");
     let stat = std::fs::read_to_string(cpu_dir.join("cpu.stat")).expect("cpu.stat");
     let throttled = stat_value(&stat, "nr_throttled");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    assert_eq!(child.wait().expect("wait").code(), Some(143));
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(running.finish().1, 143);
     assert!(
         throttled.is_some_and(|n| n > 0),
         "no throttling under --cpus 0.2 in {}:\n{stat}",

@@ -83,6 +83,24 @@ fn setup(subids: bool) -> Option<(PathBuf, tempfile::TempDir)> {
     Some((dir.path().to_path_buf(), dir))
 }
 
+/// Asserts that `rel` exists under `upper` and belongs to the test user (what uid 0
+/// in the container maps to).
+fn assert_owned_by_caller(upper: &Path, rel: &str) {
+    let caller = nix::unistd::User::from_name(USER)
+        .ok()
+        .flatten()
+        .expect("the test user exists")
+        .uid
+        .as_raw();
+    let md = std::fs::symlink_metadata(upper.join(rel))
+        .unwrap_or_else(|e| panic!("{rel} is not in the upper {}: {e}", upper.display()));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&md),
+        caller,
+        "{rel}, created as 0 inside, must belong to the caller outside"
+    );
+}
+
 fn as_user(dir: &Path, args: &[&str]) -> Output {
     Command::new("runuser")
         .args(["-u", USER, "--"])
@@ -129,18 +147,7 @@ fn rootless_single_and_full_mapping() {
     );
     let store = store::Store::open(Some(dir.join("store"))).expect("store");
     let c = store.container("single").expect("container");
-    let md = std::fs::metadata(c.upper.join("tmp/mine")).expect("file in upper");
-    let uid = std::os::unix::fs::MetadataExt::uid(&md);
-    let caller = nix::unistd::User::from_name(USER)
-        .ok()
-        .flatten()
-        .expect("user")
-        .uid
-        .as_raw();
-    assert_eq!(
-        uid, caller,
-        "file created as 0 inside must belong to the caller outside"
-    );
+    assert_owned_by_caller(&c.upper, "tmp/mine");
     // Limits that cannot be applied are refused, and nothing is left behind.
     let o = as_user(
         &dir,
@@ -183,8 +190,7 @@ fn rootless_single_and_full_mapping() {
             "grep -c . /proc/self/uid_map; chown 1000:1000 /tmp && echo chowned",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o), "2\nchowned\n", "{}", show(&o));
+    assert_ok_output(&o, "2\nchowned\n");
 }
 
 /// Sets the permission bits of /dev/fuse for one test and restores the old ones on drop
@@ -218,13 +224,6 @@ impl Drop for DevFuseMode {
     }
 }
 
-/// Whether `path` is a mount point in this (the host's) mount namespace.
-fn mounted_anywhere(path: &Path) -> bool {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    let p = path.to_str().expect("utf8");
-    info.lines().any(|l| l.contains(p))
-}
-
 #[test]
 fn rootless_fuse_driver() {
     let _serial = serial();
@@ -233,12 +232,6 @@ fn rootless_fuse_driver() {
     };
     let _mode = DevFuseMode::set(0o666);
     let store = store::Store::open(Some(dir.join("store"))).expect("store");
-    let caller = nix::unistd::User::from_name(USER)
-        .ok()
-        .flatten()
-        .expect("user")
-        .uid
-        .as_raw();
     let o = as_user(
         &dir,
         &[
@@ -253,27 +246,16 @@ fn rootless_fuse_driver() {
             "set -e; id -u; echo hi > /etc/fuse-file; mkdir /tmp/d; echo ok",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o), "0\nok\n", "{}", show(&o));
+    assert_ok_output(&o, "0\nok\n");
     let c = store.container("fuse-kept").expect("container");
     for p in ["etc/fuse-file", "tmp/d"] {
-        let md = std::fs::symlink_metadata(c.upper.join(p))
-            .unwrap_or_else(|e| panic!("{p} not in the upper ({e}): {}", show(&o)));
-        assert_eq!(
-            std::os::unix::fs::MetadataExt::uid(&md),
-            caller,
-            "{p} in the upper must belong to the caller"
-        );
+        assert_owned_by_caller(&c.upper, p);
     }
-    let image = store.resolve_image("demo").expect("image");
-    for l in store.lower_dirs(&image).expect("lowers") {
-        assert!(
-            !l.join("etc/fuse-file").exists(),
-            "write leaked into {}",
-            l.display()
-        );
-    }
-    assert!(!mounted_anywhere(&c.merged), "union left mounted");
+    assert_not_in_lowers(&store, "demo", "etc/fuse-file");
+    assert!(
+        !mounted(c.merged.to_str().expect("utf8")),
+        "union left mounted"
+    );
     let rm = as_user(&dir, &["rm", "fuse-kept"]);
     assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
     assert!(!c.dir.exists());
@@ -292,8 +274,7 @@ fn rootless_fuse_driver() {
             "touch /x; echo $$",
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o).trim(), "1", "{}", show(&o));
+    assert_ok_output(&o, "1");
     assert!(
         store.container("fuse-rm").is_err(),
         "--rm left the container"

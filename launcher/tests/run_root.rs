@@ -3,12 +3,7 @@
 mod common;
 
 use common::*;
-
-fn run_kernel(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["run", "--rm", "--driver", "kernel"];
-    all.extend_from_slice(args);
-    run_strata(demo_store(), &all)
-}
+use nix::sys::signal::Signal;
 
 #[test]
 fn pid_hostname_and_uid() {
@@ -23,8 +18,7 @@ fn pid_hostname_and_uid() {
         "-c",
         "echo $$ $(hostname) $(id -u)",
     ]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o).trim(), "1 box1 0", "{}", show(&o));
+    assert_ok_output(&o, "1 box1 0");
 }
 
 #[test]
@@ -50,33 +44,8 @@ fn sigterm_to_launcher_reaches_the_command() {
     if skip_unless_root() {
         return;
     }
-    let mut child = std::process::Command::new(strata())
-        .arg("--root")
-        .arg(demo_store())
-        .args([
-            "run",
-            "--rm",
-            "--driver",
-            "kernel",
-            "demo",
-            "/bin/sh",
-            "-c",
-            "echo up; sleep 60",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning strata");
-    let mut line = String::new();
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "up");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    let st = child.wait().expect("wait");
-    assert_eq!(st.code(), Some(143));
+    let (_, code) = signal_launcher(&[], "echo up; sleep 60", Signal::SIGTERM);
+    assert_eq!(code, 143);
 }
 
 #[test]
@@ -84,35 +53,10 @@ fn trapped_sigterm_is_delivered() {
     if skip_unless_root() {
         return;
     }
-    let mut child = std::process::Command::new(strata())
-        .arg("--root")
-        .arg(demo_store())
-        .args([
-            "run",
-            "--rm",
-            "--driver",
-            "kernel",
-            "demo",
-            "/bin/sh",
-            "-c",
-            "trap 'echo got-term; exit 3' TERM; echo up; while true; do sleep 0.1; done",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning strata");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "up");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .expect("kill");
-    line.clear();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "got-term");
-    assert_eq!(child.wait().expect("wait").code(), Some(3));
+    let script = "trap 'echo got-term; exit 3' TERM; echo up; while true; do sleep 0.1; done";
+    let (rest, code) = signal_launcher(&[], script, Signal::SIGTERM);
+    assert_eq!(rest.trim(), "got-term");
+    assert_eq!(code, 3);
 }
 
 #[test]
@@ -143,17 +87,9 @@ fn writes_land_in_upper_and_rm_cleans_up() {
         std::fs::read_to_string(c.upper.join("etc/newfile")).expect("upper file"),
         "hi\n"
     );
-    let image = store.resolve_image("demo").expect("image");
-    for l in store.lower_dirs(&image).expect("lowers") {
-        assert!(
-            !l.join("etc/newfile").exists(),
-            "write leaked into lower {}",
-            l.display()
-        );
-    }
+    assert_not_in_lowers(&store, "demo", "etc/newfile");
     // Nothing stays mounted on the host.
-    let info = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(!info.contains(c.merged.to_str().expect("utf8")));
+    assert!(!mounted(c.merged.to_str().expect("utf8")));
     let ps = run_strata(root, &["ps"]);
     assert!(stdout(&ps).contains(name), "{}", show(&ps));
     assert!(stdout(&ps).contains("exited (0)"), "{}", show(&ps));
@@ -192,8 +128,7 @@ fn rootfs_layout() {
         && ! touch /sys/x 2>/dev/null && ! echo 1 > /proc/sys/kernel/domainname \
         && test ! -s /proc/kcore && ip -o link | cut -d: -f2 | tr -d ' ' && echo done";
     let o = run_kernel(&["demo", "/bin/sh", "-c", script]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o).trim(), "lo\ndone", "{}", show(&o));
+    assert_ok_output(&o, "lo\ndone");
 }
 
 #[test]
@@ -338,8 +273,7 @@ fn init_is_pid_1_and_keeps_exit_codes() {
         return;
     }
     let o = run_kernel(&["--init", "demo", "/bin/sh", "-c", "echo $$ $PPID"]);
-    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(stdout(&o).trim(), "2 1", "{}", show(&o));
+    assert_ok_output(&o, "2 1");
     for (args, want) in [
         (vec!["/bin/sh", "-c", "exit 7"], 7),
         (vec!["/bin/sh", "-c", "kill -TERM $$"], 143),
@@ -357,25 +291,14 @@ fn init_is_pid_1_and_keeps_exit_codes() {
 /// Starts `strata run --rm --driver kernel EXTRA... demo sh -c SCRIPT`, waits for the
 /// first line `up`, sends `sig` to the launcher, and returns the rest of stdout and the
 /// exit code.
-fn signal_launcher(extra: &[&str], script: &str, sig: nix::sys::signal::Signal) -> (String, i32) {
-    let mut child = std::process::Command::new(strata())
-        .arg("--root")
-        .arg(demo_store())
-        .args(["run", "--rm", "--driver", "kernel"])
-        .args(extra)
-        .args(["demo", "/bin/sh", "-c", script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawning strata");
-    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    std::io::BufRead::read_line(&mut out, &mut line).expect("reading");
-    assert_eq!(line.trim(), "up");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).expect("reading");
-    let code = child.wait().expect("wait").code().unwrap_or(-1);
-    (rest, code)
+fn signal_launcher(extra: &[&str], script: &str, sig: Signal) -> (String, i32) {
+    let mut args = vec!["run", "--rm", "--driver", "kernel"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["demo", "/bin/sh", "-c", script]);
+    let mut running = Running::start(demo_store(), &args);
+    running.expect_line("up");
+    running.signal(sig);
+    running.finish()
 }
 
 #[test]
@@ -383,7 +306,6 @@ fn init_forwards_signals() {
     if skip_unless_root() {
         return;
     }
-    use nix::sys::signal::Signal;
     // The command has no handler: SIGTERM kills it (it is not PID 1), 143.
     let (_, code) = signal_launcher(&["--init"], "echo up; sleep 60", Signal::SIGTERM);
     assert_eq!(code, 143);
