@@ -327,3 +327,60 @@ fn init_forwards_signals() {
         assert_eq!(code, 3, "{sig}");
     }
 }
+
+#[test]
+fn fuse_driver_as_root() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = demo_store();
+    let o = run_strata(
+        root,
+        &[
+            "run",
+            "--name",
+            "fuse-root",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "set -e; echo $$; echo hi > /etc/fuse-root",
+        ],
+    );
+    assert_ok_output(&o, "1");
+    let store = store::Store::open(Some(root.to_path_buf())).expect("store");
+    let c = store
+        .container("fuse-root")
+        .expect("container kept without --rm");
+    assert!(
+        c.upper.join("etc/fuse-root").exists(),
+        "write not in the upper"
+    );
+    assert_not_in_lowers(&store, "demo", "etc/fuse-root");
+    assert!(!mounted(&c.id), "a mount of the container is left");
+    let rm = run_strata(root, &["rm", "fuse-root"]);
+    assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
+
+    // SIGTERM to the launcher reaches the command (PID 1, no handler): 143, and the
+    // FUSE mount and its daemon are gone.
+    let mut running = Running::start(
+        root,
+        &[
+            "run",
+            "--rm",
+            "--name",
+            "fuse-term",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "echo up; sleep 60",
+        ],
+    );
+    running.expect_line("up");
+    let c = store
+        .container("fuse-term")
+        .expect("container while running");
+    running.signal(Signal::SIGTERM);
+    assert_eq!(running.finish().1, 143);
+    assert!(!mounted(&c.id), "a mount of the container is left");
+    assert!(!c.dir.exists(), "--rm left {}", c.dir.display());
+}
