@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{DirRef, Lowers, Node, read_layer_dir, read_layer_dir_opaque, redirect_of};
+use crate::overlay::{DirRef, Lowers, Node, lower_of_upper_dir, read_layer_dir};
 use crate::tarwrite::write_merged;
 use crate::{Container, Store};
 
@@ -82,8 +82,8 @@ fn walk_upper(
         if !meta.is_dir() {
             continue;
         }
-        match redirect_of(path, Some(rel))? {
-            Some(target) if !read_layer_dir_opaque(path) => {
+        match lower_of_upper_dir(path, Some(rel))? {
+            (Some(target), true) => {
                 let d = DirRef {
                     upper: Some(path.clone()),
                     lower: Some(target),

@@ -317,11 +317,7 @@ impl Lowers {
         for (name, (path, meta)) in upper.map(|u| u.entries).unwrap_or_default() {
             let below = lower.map(|l| l.join(&name));
             let (data, sub) = if meta.is_dir() {
-                let lower = match redirect_of(&path, lower)? {
-                    Some(r) => Some(r),
-                    None if read_layer_dir_opaque(&path) => None,
-                    None => below,
-                };
+                let (lower, _) = lower_of_upper_dir(&path, lower)?;
                 (
                     path.clone(),
                     Some(DirRef {
@@ -356,9 +352,27 @@ impl Lowers {
     }
 }
 
-/// Whether an upper dir is opaque in any format.
-pub fn read_layer_dir_opaque(dir: &Path) -> bool {
+/// Whether a dir is opaque in any format (xattr or marker file).
+pub fn is_opaque_dir(dir: &Path) -> bool {
     is_opaque_xattr(dir) || dir.join(OPAQUE_MARKER).is_file()
+}
+
+/// Where the lowers show through the upper dir `path`, whose parent's lower path is
+/// `parent_lower`: nowhere if it is opaque (opaque wins over a redirect, as in the
+/// kernel), at its redirect if it is a renamed lower dir, else at the same name.
+/// The flag says whether it was renamed.
+pub fn lower_of_upper_dir(
+    path: &Path,
+    parent_lower: Option<&Path>,
+) -> Result<(Option<PathBuf>, bool), StoreError> {
+    if is_opaque_dir(path) {
+        return Ok((None, false));
+    }
+    if let Some(r) = redirect_of(path, parent_lower)? {
+        return Ok((Some(r), true));
+    }
+    let same = parent_lower.zip(path.file_name()).map(|(p, n)| p.join(n));
+    Ok((same, false))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{self, DirRef, Lowers, OPAQUE_MARKER, read_layer_dir, redirect_of};
+use crate::overlay::{self, DirRef, Lowers, OPAQUE_MARKER, lower_of_upper_dir, read_layer_dir};
 
 /// How to treat overlay metadata found in the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +169,8 @@ impl<W: Write> Writer<W> {
             if !meta.is_dir() {
                 continue;
             }
-            match redirect_of(path, Some(rel))? {
-                Some(target) if !overlay::read_layer_dir_opaque(path) => {
+            match lower_of_upper_dir(path, Some(rel))? {
+                (Some(target), true) => {
                     self.marker(&name.join(OPAQUE_MARKER), path)?;
                     let d = DirRef {
                         upper: Some(path.clone()),

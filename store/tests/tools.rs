@@ -183,49 +183,21 @@ fn container_diff_commit_export_via_kernel_overlay() {
     let store = open(dir.path());
     let demo = build_demo_image(&dir.path().join("demo.tar"), ImageFormat::DockerArchive)
         .unwrap_or_else(|e| panic!("{e}"));
-    store::import::import(&store, &demo, None).unwrap_or_else(|e| panic!("{e}"));
-    let img = store
-        .resolve_image("demo")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let c = store
-        .create_container(&img, Some("box"), "box")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lowers = store
-        .container_lower_dirs(&c)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lowerdir = lowers
-        .iter()
-        .map(|p| p.display().to_string())
-        .collect::<Vec<_>>()
-        .join(":");
-    let opts = format!(
-        "lowerdir={lowerdir},upperdir={},workdir={}",
-        c.upper.display(),
-        c.work.display()
+    let (img, c, _) = change_in_container(
+        &store,
+        &demo,
+        "demo",
+        "box",
+        "",
+        "echo changed > etc/motd; echo new > added; rm etc/passwd; rm -rf opt/app; mkdir opt/app; echo fresh > opt/app/only",
     );
-    run(Command::new("mount")
-        .args(["-t", "overlay", "overlay", "-o", &opts])
-        .arg(&c.merged));
-    let m = c.merged.display().to_string();
-    let changed = std::panic::catch_unwind(|| {
-        sh(&format!(
-            "cd {m}; echo changed > etc/motd; echo new > added; rm etc/passwd; rm -rf opt/app; mkdir opt/app; echo fresh > opt/app/only"
-        ))
-    });
-    run(Command::new("umount").arg(&c.merged));
-    assert!(changed.is_ok());
     assert_eq!(
         fs::read_to_string(c.init_layer.join("etc/hostname"))
             .ok()
             .as_deref(),
         Some("box\n")
     );
-    let changes: Vec<String> = store
-        .container_changes(&c)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|ch| format!("{} {}", ch.kind.letter(), ch.path))
-        .collect();
+    let changes = diff_lines(&store, &c);
     for want in [
         "A /added",
         "C /etc/motd",
@@ -245,11 +217,7 @@ fn container_diff_commit_export_via_kernel_overlay() {
     let top = store
         .blob_path(&new.layers[new.layers.len() - 1].blob_digest)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut names = Vec::new();
-    let mut ar = tar::Archive::new(fs::File::open(&top).unwrap_or_else(|e| panic!("{e}")));
-    for e in ar.entries().unwrap_or_else(|e| panic!("{e}")).flatten() {
-        names.push(String::from_utf8_lossy(&e.path_bytes()).into_owned());
-    }
+    let (names, _, _) = tar_listing(&top);
     assert!(names.iter().any(|n| n == "etc/.wh.passwd"), "{names:?}");
     assert!(
         names.iter().any(|n| n == "opt/app/.wh..wh..opq"),
@@ -267,19 +235,7 @@ fn container_diff_commit_export_via_kernel_overlay() {
     store
         .export_container_to_file(&c, &out)
         .unwrap_or_else(|e| panic!("{e}"));
-    let mut files = std::collections::BTreeMap::new();
-    let mut ar = tar::Archive::new(fs::File::open(&out).unwrap_or_else(|e| panic!("{e}")));
-    for e in ar.entries().unwrap_or_else(|e| panic!("{e}")).flatten() {
-        let mut e = e;
-        let name = String::from_utf8_lossy(&e.path_bytes())
-            .trim_end_matches('/')
-            .to_string();
-        let mut s = String::new();
-        if e.header().entry_type().is_file() {
-            let _ = e.read_to_string(&mut s);
-        }
-        files.insert(name, s);
-    }
+    let (_, _, files) = tar_listing(&out);
     assert_eq!(files.get("etc/motd").map(String::as_str), Some("changed\n"));
     assert_eq!(files.get("etc/hostname").map(String::as_str), Some("box\n"));
     assert!(files.contains_key("bin/busybox") || files.contains_key("bin/sh"));
@@ -389,6 +345,51 @@ fn tar_listing(
     (names, keys, data)
 }
 
+/// `strata diff` output as `K /path` lines.
+fn diff_lines(store: &Store, c: &store::Container) -> Vec<String> {
+    store
+        .container_changes(c)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .iter()
+        .map(|ch| format!("{} {}", ch.kind.letter(), ch.path))
+        .collect()
+}
+
+/// Imports `archive`, creates container `name` of `image`, mounts kernel overlayfs
+/// over it (`opts` appended to the mount options), runs `script` in the merged dir,
+/// snapshots the merged tree (without /etc) and unmounts.
+fn change_in_container(
+    store: &Store,
+    archive: &Path,
+    image: &str,
+    name: &str,
+    opts: &str,
+    script: &str,
+) -> (store::Image, store::Container, Vec<String>) {
+    store::import::import(store, archive, None).unwrap_or_else(|e| panic!("{e}"));
+    let img = store.resolve_image(image).unwrap_or_else(|e| panic!("{e}"));
+    let c = store
+        .create_container(&img, Some(name), name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lowers = store
+        .container_lower_dirs(&c)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rest = format!(
+        ",upperdir={},workdir={}{opts}",
+        c.upper.display(),
+        c.work.display()
+    );
+    mount_overlay(&lowers, &rest, &c.merged);
+    let m = c.merged.display().to_string();
+    let changed = std::panic::catch_unwind(|| {
+        sh(&format!("cd {m}\n{script}"));
+        snapshot(&c.merged, &["etc"])
+    });
+    run(Command::new("umount").arg(&c.merged));
+    let snap = changed.unwrap_or_else(|_| panic!("changing the merged tree failed"));
+    (img, c, snap)
+}
+
 #[test]
 fn renamed_lower_dirs_commit_diff_export_via_kernel_overlay() {
     use fixtures::images::{Compression, Entry, ImageSpec, LayerSpec, write_image};
@@ -453,35 +454,17 @@ fn renamed_lower_dirs_commit_diff_export_via_kernel_overlay() {
         ImageFormat::DockerArchive,
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    store::import::import(&store, &archive, None).unwrap_or_else(|e| panic!("{e}"));
-    let img = store
-        .resolve_image("ren:1")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let c = store
-        .create_container(&img, Some("mv"), "mv")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let lowers = store
-        .container_lower_dirs(&c)
-        .unwrap_or_else(|e| panic!("{e}"));
-    let rest = format!(
-        ",upperdir={},workdir={},redirect_dir=on,index=on,metacopy=on",
-        c.upper.display(),
-        c.work.display()
+    let (_, c, before) = change_in_container(
+        &store,
+        &archive,
+        "ren:1",
+        "mv",
+        ",redirect_dir=on,index=on,metacopy=on",
+        "mv a a2; rm a2/x; echo added > a2/added; echo mod > a2/sub/y
+         rm -rf n; mv d n
+         mkdir e; mv b e/b2; mv a2/sub e/sub2
+         chmod 600 top.txt a2/keep",
     );
-    mount_overlay(&lowers, &rest, &c.merged);
-    let m = c.merged.display().to_string();
-    let changed = std::panic::catch_unwind(|| {
-        sh(&format!(
-            "cd {m}
-             mv a a2; rm a2/x; echo added > a2/added; echo mod > a2/sub/y
-             rm -rf n; mv d n
-             mkdir e; mv b e/b2; mv a2/sub e/sub2
-             chmod 600 top.txt a2/keep"
-        ));
-        snapshot(&c.merged, &["etc"])
-    });
-    run(Command::new("umount").arg(&c.merged));
-    let before = changed.unwrap_or_else(|_| panic!("changing the merged tree failed"));
     for want in [
         "a2/keep file 600 keep",
         "a2/z file 644 z",
@@ -516,12 +499,7 @@ fn renamed_lower_dirs_commit_diff_export_via_kernel_overlay() {
     );
 
     // diff
-    let changes: Vec<String> = store
-        .container_changes(&c)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .iter()
-        .map(|ch| format!("{} {}", ch.kind.letter(), ch.path))
-        .collect();
+    let changes = diff_lines(&store, &c);
     for want in [
         "D /a",
         "A /a2",
