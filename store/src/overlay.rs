@@ -72,6 +72,11 @@ pub fn is_opaque_xattr(path: &Path) -> bool {
     .any(|n| get_xattr(path, n).as_deref() == Some(b"y"))
 }
 
+/// Whether `path` is a regular file (a `.wh.` marker), not following a symlink.
+fn is_marker(path: &Path) -> bool {
+    fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+}
+
 /// Whether `meta` is an overlay whiteout (char device 0/0).
 pub fn is_whiteout(meta: &fs::Metadata) -> bool {
     meta.file_type().is_char_device() && meta.rdev() == 0
@@ -172,7 +177,7 @@ impl Lowers {
                 let p = src.join(name);
                 let mut marker = OsString::from(".wh.");
                 marker.push(name);
-                if src.join(&marker).is_file() {
+                if is_marker(&src.join(&marker)) {
                     break;
                 }
                 let Ok(meta) = fs::symlink_metadata(&p) else {
@@ -182,7 +187,7 @@ impl Lowers {
                     // A whiteout or non-directory hides everything below it.
                     break;
                 }
-                let opaque = is_opaque_xattr(&p) || p.join(OPAQUE_MARKER).is_file();
+                let opaque = is_opaque_xattr(&p) || is_marker(&p.join(OPAQUE_MARKER));
                 next.push(p);
                 if opaque {
                     break;
@@ -196,17 +201,26 @@ impl Lowers {
         cur
     }
 
-    /// The top-most entry at `rel` in the merged view, if any.
+    /// The top-most entry at `rel` in the merged view, if any (a few `lstat`s per
+    /// layer, not a listing: `diff` asks this for every entry of the upper).
     pub fn lookup(&self, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
         let (parent, name) = (rel.parent()?, rel.file_name()?);
+        let mut marker = OsString::from(".wh.");
+        marker.push(name);
         for src in self.dir_sources(parent) {
-            let l = read_layer_dir(&src).ok()?;
-            if let Some(e) = l.entries.get(name) {
-                return Some(e.clone());
-            }
-            if l.whiteouts.contains(name) {
+            if is_marker(&src.join(&marker)) {
                 return None;
             }
+            let p = src.join(name);
+            let Ok(meta) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            let xattr_whiteout =
+                meta.is_file() && meta.len() == 0 && overlay_xattr(&p, "whiteout").is_some();
+            if is_whiteout(&meta) || xattr_whiteout {
+                return None;
+            }
+            return Some((p, meta));
         }
         None
     }
@@ -354,7 +368,7 @@ impl Lowers {
 
 /// Whether a dir is opaque in any format (xattr or marker file).
 pub fn is_opaque_dir(dir: &Path) -> bool {
-    is_opaque_xattr(dir) || dir.join(OPAQUE_MARKER).is_file()
+    is_opaque_xattr(dir) || is_marker(&dir.join(OPAQUE_MARKER))
 }
 
 /// Where the lowers show through the upper dir `path`, whose parent's lower path is

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
@@ -242,7 +242,11 @@ impl<W: Write> Writer<W> {
                 }
                 self.links.insert(key, name.to_path_buf());
             }
-            let f = fs::File::open(data)?;
+            // The entry was lstat'ed as a regular file: never follow a symlink put there since.
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(data)?;
             let len = f.metadata()?.len();
             h.set_size(len);
             self.b.append_data(&mut h, name, f.take(len))?;
