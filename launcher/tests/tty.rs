@@ -175,4 +175,13 @@ fn tty_input_owner_and_exit_code() {
     let (out, code) = run_on_pty(&args, winsize(24, 80), &[]);
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), "1000:1000", "{out}");
+    // -t without -i: what is typed does not reach the container's terminal (which would
+    // echo it), as in podman.
+    let script = "echo ask; sleep 0.5; echo end";
+    let args = [
+        "run", "--rm", "-t", "--driver", "kernel", "demo", "/bin/sh", "-c", script,
+    ];
+    let (out, code) = run_on_pty(&args, winsize(24, 80), &[("ask", Action::Type("typed\n"))]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out, "ask\nend\n", "{out}");
 }

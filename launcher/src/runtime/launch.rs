@@ -189,6 +189,7 @@ fn run_blocked(
         container_pid,
         &sfd,
         master.as_ref().map(|m| m.as_fd()),
+        spec.interactive,
     );
     drop(raw);
     // The launcher cleans up itself; tell the guard it has nothing to do.
@@ -197,16 +198,18 @@ fn run_blocked(
     r
 }
 
-/// Waits for the setup process while forwarding signals and relaying the pty.
+/// Waits for the setup process while forwarding signals and relaying the pty (the
+/// launcher's stdin only with `interactive`, as `-t` without `-i` does in podman).
 fn monitor(
     setup_pid: Pid,
     container: Pid,
     sfd: &SignalFd,
     master: Option<BorrowedFd<'_>>,
+    interactive: bool,
 ) -> Result<i32> {
     let mut forced: Option<Signal> = None;
     let stdin = std::io::stdin();
-    let mut stdin_open = master.is_some();
+    let mut stdin_open = master.is_some() && interactive;
     let mut master_open = master.is_some();
     loop {
         let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
