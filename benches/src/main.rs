@@ -1,12 +1,17 @@
 //! Runs the same workloads on stratafs, kernel overlayfs, fuse-overlayfs and the plain
 //! directory, over the same deterministic layers, and prints one table: the median
 //! seconds of several runs and each one's ratio to kernel overlayfs, measured in the same
-//! run. Also writes the table as Markdown under `benches/results/`.
+//! run, plus the FUSE daemons' peak memory. Also writes the table as Markdown and a chart
+//! of the ratios as SVG under `benches/results/` (`quick.*` or `latest.*`).
 //!
 //! `cargo run --release -p benches` (root) for the full sizes; `-- --quick` for a short
-//! pass (what CI runs as a smoke test; it never asserts speed).
+//! pass (what CI runs as a smoke test; it never asserts speed). The launcher workload
+//! runs the release `strata` binary next to this one.
 
+mod chart;
+mod cproject;
 mod impls;
+mod launch;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -19,6 +24,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use fixtures::bench_trees::{self, BenchSizes};
 use impls::{Impl, RunDirs};
+use launch::Launcher;
 use workloads::Workload;
 
 #[derive(Parser)]
@@ -30,7 +36,7 @@ struct Args {
     /// Runs per implementation and workload (median reported).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only workloads whose name contains this.
+    /// Only workloads whose name contains this ("memory" for the daemons' memory).
     #[arg(long)]
     only: Option<String>,
     /// Where to build the trees (same disk as the layers you care about).
@@ -54,8 +60,40 @@ fn main() -> ExitCode {
     }
 }
 
-/// One table row: the label and, per implementation, median seconds or why it failed.
-type Row = (String, BTreeMap<&'static str, Result<f64, String>>);
+/// One measurement in the table.
+enum Cell {
+    /// Median seconds.
+    Secs(f64),
+    /// The workload does not apply to this implementation.
+    NotApplicable,
+    /// It could not run: why.
+    Failed(String),
+}
+
+impl Cell {
+    fn secs(&self) -> Option<f64> {
+        match self {
+            Cell::Secs(t) => Some(*t),
+            _ => None,
+        }
+    }
+}
+
+impl From<Result<f64>> for Cell {
+    fn from(r: Result<f64>) -> Cell {
+        match r {
+            Ok(t) => Cell::Secs(t),
+            Err(e) => Cell::Failed(format!("{e:#}")),
+        }
+    }
+}
+
+/// One table row: the label and a cell per implementation.
+type Row = (String, BTreeMap<&'static str, Cell>);
+
+/// Peak RSS (KiB) of one FUSE daemon: right after mounting, after a stat walk of the wide
+/// dir, after a stat walk of the small-file tree.
+type Memory = [u64; 3];
 
 /// What every measurement shares: the scratch dir, the layers and the sizes.
 struct Setup<'a> {
@@ -113,14 +151,19 @@ fn fresh_dirs(
     })
 }
 
+fn median(mut times: Vec<f64>) -> Result<f64> {
+    if times.is_empty() {
+        bail!("no runs");
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    Ok(times[times.len() / 2])
+}
+
 /// Times one (workload, implementation): median seconds over `runs`, cold (caches
-/// dropped) and, where asked, warm (a pass before the timed one). Also the daemon's
-/// peak RSS after the run.
-fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<(f64, Option<u64>)> {
-    let (sizes, runs) = (set.sizes, set.runs);
-    let mut times = Vec::with_capacity(runs);
-    let mut rss = None;
-    for _ in 0..runs {
+/// dropped) or warm (a pass before the timed one), each run on a fresh upper.
+fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<f64> {
+    let mut times = Vec::with_capacity(set.runs);
+    for _ in 0..set.runs {
         let dirs = fresh_dirs(
             set.base,
             set.lowers,
@@ -129,19 +172,53 @@ fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<(f64,
         )?;
         let m = impls::mount(imp, &dirs)?;
         if warm {
-            (w.run)(&m.root, sizes)?;
+            (w.run)(&m.root, set.sizes)?;
         } else {
             drop_caches();
         }
         let t = Instant::now();
-        (w.run)(&m.root, sizes)?;
+        (w.run)(&m.root, set.sizes)?;
         times.push(t.elapsed().as_secs_f64());
-        if let Some(pid) = m.daemon {
-            rss = impls::peak_rss_kib(pid);
-        }
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    Ok((times[times.len() / 2], rss))
+    median(times)
+}
+
+/// Times `strata run --rm demo true` through `imp`: median seconds over `runs`.
+fn measure_launch(l: &Launcher, imp: Impl, runs: usize, warm: bool) -> Result<f64> {
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        if warm {
+            l.run_once(imp)?;
+        } else {
+            drop_caches();
+        }
+        times.push(l.run_once(imp)?);
+    }
+    median(times)
+}
+
+/// The FUSE daemon's peak RSS after mounting and after a stat walk of `wide` and of
+/// `tree`, each walk on a fresh mount with caches dropped first.
+fn measure_memory(imp: Impl, set: &Setup<'_>) -> Result<Memory> {
+    let mut out = [0; 3];
+    for (i, sub) in ["wide", "tree"].into_iter().enumerate() {
+        let dirs = fresh_dirs(set.base, set.lowers, set.flat, false)?;
+        let m = impls::mount(imp, &dirs)?;
+        let pid = m
+            .daemon
+            .with_context(|| format!("no {} daemon found for {}", imp.name(), m.root.display()))?;
+        let rss = || {
+            impls::peak_rss_kib(pid)
+                .with_context(|| format!("no VmHWM in /proc/{pid}/status ({})", imp.name()))
+        };
+        if i == 0 {
+            out[0] = rss()?;
+        }
+        drop_caches();
+        workloads::stat_walk(&m.root.join(sub))?;
+        out[i + 1] = rss()?;
+    }
+    Ok(out)
 }
 
 fn run(args: Args) -> Result<()> {
@@ -149,23 +226,30 @@ fn run(args: Args) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (kernel overlayfs mounts, dropping caches)");
     }
+    let selected = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    let strata = if selected(launch::NAME) {
+        Some(launch::strata_binary()?)
+    } else {
+        None
+    };
     let sizes = if args.quick {
         BenchSizes::QUICK
     } else {
         BenchSizes::FULL
     };
-    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 });
+    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 }).max(1);
     std::fs::create_dir_all(&args.scratch)
         .with_context(|| format!("mkdir {}", args.scratch.display()))?;
     let tmp = tempfile::Builder::new()
         .prefix("strata-bench")
         .tempdir_in(&args.scratch)
-        .context("scratch dir")?;
+        .with_context(|| format!("make a scratch dir in {}", args.scratch.display()))?;
     let base = tmp.path();
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
     eprintln!("building trees under {} ...", base.display());
     bench_trees::write_lower(&bottom, sizes)?;
     bench_trees::write_top(&top, sizes)?;
+    cproject::generate(&top, sizes.c_files)?;
     sh(Command::new("cp")
         .args(["-a", "--reflink=auto"])
         .arg(&bottom)
@@ -174,6 +258,10 @@ fn run(args: Args) -> Result<()> {
         .args(["-a", "--reflink=auto", "-T"])
         .arg(&top)
         .arg(&flat))?;
+    let launcher = match strata {
+        Some(s) => Some(Launcher::prepare(s, base)?),
+        None => None,
+    };
     let lowers = vec![top.clone(), bottom.clone()];
     let setup = Setup {
         base,
@@ -184,13 +272,8 @@ fn run(args: Args) -> Result<()> {
     };
 
     let mut rows: Vec<Row> = Vec::new();
-    let mut rss: BTreeMap<&'static str, u64> = BTreeMap::new();
     for w in workloads::ALL {
-        if args
-            .only
-            .as_ref()
-            .is_some_and(|o| !w.name.contains(o.as_str()))
-        {
+        if !selected(w.name) {
             continue;
         }
         let passes: &[bool] = if w.warm_too { &[false, true] } else { &[false] };
@@ -198,53 +281,137 @@ fn run(args: Args) -> Result<()> {
             let label = format!("{} ({})", w.name, if warm { "warm" } else { "cold" });
             let mut cols = BTreeMap::new();
             for imp in Impl::ALL {
-                let r = match imp.unavailable() {
-                    Some(why) => Err(why),
-                    None => measure(w, imp, &setup, warm).map_err(|e| format!("{e:#}")),
+                let cell = match imp.unavailable() {
+                    Some(why) => Cell::Failed(why),
+                    None => measure(w, imp, &setup, warm).into(),
                 };
-                if let (Ok((_, Some(k))), true) = (
-                    &r,
-                    w.name.starts_with("stat every") || w.name.starts_with("readdir wide"),
-                ) {
-                    let e = rss.entry(imp.name()).or_insert(0);
-                    *e = (*e).max(*k);
+                if let Cell::Failed(e) = &cell {
+                    eprintln!("  {label} on {}: {e}", imp.name());
                 }
-                cols.insert(imp.name(), r.map(|(t, _)| t));
+                cols.insert(imp.name(), cell);
             }
             eprintln!("  {label}: done");
             rows.push((label, cols));
         }
     }
-    let table = render(&rows, &rss, &sizes, runs);
+    if let Some(l) = &launcher {
+        for warm in [false, true] {
+            let label = format!("{} ({})", launch::NAME, if warm { "warm" } else { "cold" });
+            let mut cols = BTreeMap::new();
+            for imp in Impl::ALL {
+                let cell = match (imp, imp.unavailable()) {
+                    (Impl::Native, _) => Cell::NotApplicable,
+                    (_, Some(why)) => Cell::Failed(why),
+                    _ => measure_launch(l, imp, runs, warm).into(),
+                };
+                if let Cell::Failed(e) = &cell {
+                    eprintln!("  {label} on {}: {e}", imp.name());
+                }
+                cols.insert(imp.name(), cell);
+            }
+            eprintln!("  {label}: done");
+            rows.push((label, cols));
+        }
+    }
+    let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
+    if selected("memory") {
+        for imp in [Impl::FuseOverlayfs, Impl::Stratafs] {
+            let m = match imp.unavailable() {
+                Some(why) => Err(why),
+                None => measure_memory(imp, &setup).map_err(|e| format!("{e:#}")),
+            };
+            if let Err(e) = &m {
+                eprintln!("  daemon memory of {}: {e}", imp.name());
+            }
+            memory.push((imp.name(), m));
+        }
+        eprintln!("  daemon memory: done");
+    }
+
+    let stem = if args.quick { "quick" } else { "latest" };
+    let table = render(&rows, &memory, &sizes, runs, stem);
     println!("{table}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
-    let name = if args.quick { "quick.md" } else { "latest.md" };
-    std::fs::write(out.join(name), &table)
-        .with_context(|| format!("write {}", out.join(name).display()))?;
-    eprintln!("table written to {}", out.join(name).display());
+    let md = out.join(format!("{stem}.md"));
+    std::fs::write(&md, &table).with_context(|| format!("write {}", md.display()))?;
+    let svg = out.join(format!("{stem}.svg"));
+    write_chart(&svg, &rows, &sizes, runs)?;
+    eprintln!(
+        "table written to {}, chart to {}",
+        md.display(),
+        svg.display()
+    );
     Ok(())
+}
+
+/// The machine: kernel release and CPU count.
+fn machine() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!("kernel {}, {cpus} cpus", kernel.trim())
+}
+
+/// The sizes in words.
+fn sizes_text(s: &BenchSizes) -> String {
+    format!(
+        "{} dirs x {} files, {}-entry dir, {} MiB file, untar {} files, create {} files, C project of {} files",
+        s.dirs,
+        s.files_per_dir,
+        s.wide_entries,
+        s.big_size >> 20,
+        s.untar_files,
+        s.create_files,
+        s.c_files + 1
+    )
+}
+
+/// The implementations drawn as bars (kernel overlayfs is the 1x line).
+const CHART_SERIES: [Impl; 3] = [Impl::Native, Impl::FuseOverlayfs, Impl::Stratafs];
+
+fn write_chart(path: &Path, rows: &[Row], sizes: &BenchSizes, runs: usize) -> Result<()> {
+    let chart_rows: Vec<chart::ChartRow> = rows
+        .iter()
+        .map(|(label, cols)| {
+            let kernel = cols.get("kernel").and_then(Cell::secs).filter(|k| *k > 0.0);
+            chart::ChartRow {
+                label: label.clone(),
+                ratios: CHART_SERIES
+                    .iter()
+                    .map(|imp| Some(cols.get(imp.name())?.secs()? / kernel?))
+                    .collect(),
+            }
+        })
+        .collect();
+    let names: Vec<&str> = CHART_SERIES.iter().map(|i| i.name()).collect();
+    chart::write_svg(
+        path,
+        "Time relative to kernel overlayfs (median of each workload)",
+        &format!(
+            "{}; {}; median of {runs} runs",
+            machine(),
+            sizes_text(sizes)
+        ),
+        &names,
+        &chart_rows,
+    )
 }
 
 fn render(
     rows: &[Row],
-    rss: &BTreeMap<&'static str, u64>,
+    memory: &[(&'static str, Result<Memory, String>)],
     sizes: &BenchSizes,
     runs: usize,
+    stem: &str,
 ) -> String {
     let mut s = String::new();
-    let machine = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let _ = writeln!(
         s,
-        "Median seconds of {runs} runs ({} dirs x {} files, {}-entry dir, {} MiB file; kernel {}, {} cpus); (x) = ratio to kernel overlayfs\n",
-        sizes.dirs,
-        sizes.files_per_dir,
-        sizes.wide_entries,
-        sizes.big_size >> 20,
-        machine.trim(),
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
+        "Median seconds of {runs} runs ({}; {}); (x) = ratio to kernel overlayfs\n",
+        sizes_text(sizes),
+        machine()
     );
     let _ = write!(s, "| workload |");
     for imp in Impl::ALL {
@@ -253,11 +420,11 @@ fn render(
     let _ = writeln!(s);
     let _ = writeln!(s, "|---|{}", "---:|".repeat(Impl::ALL.len()));
     for (label, cols) in rows {
-        let kernel = cols.get("kernel").and_then(|r| r.as_ref().ok()).copied();
+        let kernel = cols.get("kernel").and_then(Cell::secs);
         let _ = write!(s, "| {label} |");
         for imp in Impl::ALL {
             match cols.get(imp.name()) {
-                Some(Ok(t)) => match kernel {
+                Some(Cell::Secs(t)) => match kernel {
                     Some(k) if k > 0.0 => {
                         let _ = write!(s, " {t:.4} ({:.2}x) |", t / k);
                     }
@@ -265,9 +432,12 @@ fn render(
                         let _ = write!(s, " {t:.4} |");
                     }
                 },
-                Some(Err(e)) => {
+                Some(Cell::NotApplicable) => {
+                    let _ = write!(s, " n/a |");
+                }
+                Some(Cell::Failed(e)) => {
                     let short: String = e.chars().take(60).collect();
-                    let _ = write!(s, " failed: {short} |");
+                    let _ = write!(s, " failed: {} |", short.replace('|', "/"));
                 }
                 None => {
                     let _ = write!(s, " - |");
@@ -276,13 +446,47 @@ fn render(
         }
         let _ = writeln!(s);
     }
-    if !rss.is_empty() {
+    if rows
+        .iter()
+        .any(|(label, _)| label.starts_with(launch::NAME))
+    {
         let _ = writeln!(
             s,
-            "\nDaemon peak RSS after the stat walk and the wide readdir:"
+            "\nThe launcher row runs `strata run --rm demo true` with `--driver kernel`, \
+         `--driver fuse` (stratafs) and `--driver fuse` with `STRATA_FUSE_PROGRAM=fuse-overlayfs`."
         );
-        for (k, v) in rss {
-            let _ = writeln!(s, "* {k}: {} MiB", v / 1024);
+    }
+    let _ = writeln!(s, "\n![time relative to kernel overlayfs]({stem}.svg)");
+    if !memory.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nDaemon peak RSS (VmHWM, MiB; each walk lstats every entry, on a fresh mount, caches dropped):\n"
+        );
+        let _ = writeln!(
+            s,
+            "| daemon | after mount | after walking the {}-entry dir | after walking {} files in {} dirs |",
+            sizes.wide_entries,
+            sizes.dirs * sizes.files_per_dir,
+            sizes.dirs
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        for (name, m) in memory {
+            match m {
+                Ok(m) => {
+                    let mib = |k: u64| k as f64 / 1024.0;
+                    let _ = writeln!(
+                        s,
+                        "| {name} | {:.1} | {:.1} | {:.1} |",
+                        mib(m[0]),
+                        mib(m[1]),
+                        mib(m[2])
+                    );
+                }
+                Err(e) => {
+                    let short: String = e.chars().take(80).collect();
+                    let _ = writeln!(s, "| {name} | failed: {} | | |", short.replace('|', "/"));
+                }
+            }
         }
     }
     s

@@ -38,6 +38,14 @@ fn walk(dir: &Path, stat: bool, count: &mut u64) -> Result<()> {
     Ok(())
 }
 
+/// Walks `dir` recursively and lstats every entry (as `find -ls` would); returns how
+/// many entries it saw.
+pub fn stat_walk(dir: &Path) -> Result<u64> {
+    let mut n = 0;
+    walk(dir, true, &mut n)?;
+    Ok(n)
+}
+
 fn find(root: &Path, _: &BenchSizes) -> Result<()> {
     let mut n = 0;
     walk(&root.join("tree"), false, &mut n)
@@ -126,7 +134,7 @@ fn copy_up_big(root: &Path, _: &BenchSizes) -> Result<()> {
 fn create_empty(root: &Path, s: &BenchSizes) -> Result<()> {
     let dir = root.join("extra/new");
     fs::create_dir_all(&dir).context("mkdir extra/new")?;
-    for i in 0..s.wide_entries / 10 {
+    for i in 0..s.create_files {
         fs::File::create(dir.join(format!("n{i:06}"))).context("create")?;
     }
     Ok(())
@@ -135,8 +143,7 @@ fn create_empty(root: &Path, s: &BenchSizes) -> Result<()> {
 fn untar(root: &Path, s: &BenchSizes) -> Result<()> {
     let mut builder = tar::Builder::new(Vec::new());
     let data = vec![7u8; 2048];
-    let files = (s.dirs * s.files_per_dir / 10).max(200);
-    for i in 0..files {
+    for i in 0..s.untar_files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(0o644);
@@ -200,6 +207,10 @@ fn parallel(root: &Path, s: &BenchSizes) -> Result<()> {
         }
         Ok(())
     })
+}
+
+fn build_c(root: &Path, _: &BenchSizes) -> Result<()> {
+    crate::cproject::build(root)
 }
 
 /// Every workload, in table order.
@@ -287,5 +298,11 @@ pub const ALL: &[Workload] = &[
         writes: true,
         warm_too: false,
         run: parallel,
+    },
+    Workload {
+        name: "build C project (make -j2)",
+        writes: true,
+        warm_too: false,
+        run: build_c,
     },
 ];
