@@ -37,6 +37,9 @@ pub struct OverlayFs {
     passthrough: AtomicBool,
     /// Per-inode I/O mode (passthrough or cached) while passthrough is on.
     modes: IoModes,
+    /// Open handles on a lower file, by handle, with their inode: after a copy-up they
+    /// are moved to the upper copy on next use, so an old reader sees new writes.
+    lower_fhs: DashMap<u64, u64>,
     /// Inode of each open file handle counted in `modes`, for release.
     passed: DashMap<u64, u64>,
 }
@@ -54,6 +57,7 @@ impl OverlayFs {
             passthrough: AtomicBool::new(false),
             modes: IoModes::default(),
             passed: DashMap::new(),
+            lower_fhs: DashMap::new(),
         }
     }
 
@@ -194,6 +198,9 @@ impl OverlayFs {
         } else {
             FopenFlags::empty()
         };
+        if lower {
+            self.lower_fhs.insert(fd.as_raw_fd() as u64, ino);
+        }
         if !self.passthrough.load(Ordering::Relaxed) {
             return reply.opened(FileHandle(fd.into_raw_fd() as u64), cached);
         }
@@ -227,6 +234,24 @@ impl OverlayFs {
                 log::warn!("passthrough disabled: {e}");
                 self.passthrough.store(false, Ordering::Relaxed);
                 reply.opened(fh, cached);
+            }
+        }
+    }
+
+    /// Moves an open handle of a lower file that has since been copied up onto the
+    /// upper copy (in place: the handle's fd number stays), as kernel overlayfs does
+    /// for files opened before a copy-up. One map lookup for handles of lower files.
+    fn follow_copy_up(&self, fh: u64) {
+        let Some(ino) = self.lower_fhs.get(&fh).map(|e| *e) else {
+            return;
+        };
+        if self.ov.is_lower(ino) {
+            return;
+        }
+        if let Ok((upper, false)) = self.ov.open(ino, libc::O_RDONLY) {
+            // SAFETY: both fds are open; dup3 atomically replaces the handle's fd.
+            if unsafe { libc::dup3(upper.as_raw_fd(), fh as i32, libc::O_CLOEXEC) } >= 0 {
+                self.lower_fhs.remove(&fh);
             }
         }
     }
@@ -303,6 +328,7 @@ impl Filesystem for OverlayFs {
             Err(e) => return reply.error(err(e)),
         };
         if let Some(fh) = fh.filter(|_| !node.is_dir) {
+            self.follow_copy_up(fh.0);
             if let Ok(st) = self.ov.stat_open(&node, fh.0 as i32) {
                 return reply.attr(&self.ttl, &self.attr(&st));
             }
@@ -483,31 +509,38 @@ impl Filesystem for OverlayFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mut buf = vec![0u8; size as usize];
-        let mut done = 0usize;
-        while done < buf.len() {
-            // SAFETY: buf is writable for the remaining length; fh is an fd we own.
-            let n = unsafe {
-                libc::pread(
-                    fh.0 as i32,
-                    buf[done..].as_mut_ptr().cast(),
-                    buf.len() - done,
-                    (offset + done as u64) as i64,
-                )
-            };
-            if n < 0 {
-                let e = std::io::Error::last_os_error();
-                if e.raw_os_error() == Some(libc::EINTR) {
-                    continue;
+        self.follow_copy_up(fh.0);
+        READ_BUF.with_borrow_mut(|buf| {
+            // Grown once per thread to the largest read; no allocation per request.
+            if buf.len() < size as usize {
+                buf.resize(size as usize, 0);
+            }
+            let buf = &mut buf[..size as usize];
+            let mut done = 0usize;
+            while done < buf.len() {
+                // SAFETY: buf is writable for the remaining length; fh is an fd we own.
+                let n = unsafe {
+                    libc::pread(
+                        fh.0 as i32,
+                        buf[done..].as_mut_ptr().cast(),
+                        buf.len() - done,
+                        (offset + done as u64) as i64,
+                    )
+                };
+                if n < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.raw_os_error() == Some(libc::EINTR) {
+                        continue;
+                    }
+                    return reply.error(err(e.raw_os_error().unwrap_or(libc::EIO)));
                 }
-                return reply.error(err(e.raw_os_error().unwrap_or(libc::EIO)));
+                if n == 0 {
+                    break;
+                }
+                done += n as usize;
             }
-            if n == 0 {
-                break;
-            }
-            done += n as usize;
-        }
-        reply.data(&buf[..done]);
+            reply.data(&buf[..done]);
+        })
     }
 
     fn write(
@@ -559,6 +592,7 @@ impl Filesystem for OverlayFs {
         if let Some((_, ino)) = self.passed.remove(&fh.0) {
             self.modes.release(ino);
         }
+        self.lower_fhs.remove(&fh.0);
         // SAFETY: fh is the fd handed out by open/create; the kernel releases it once.
         unsafe { libc::close(fh.0 as i32) };
         reply.ok();
@@ -802,6 +836,7 @@ impl Filesystem for OverlayFs {
         whence: i32,
         reply: fuser::ReplyLseek,
     ) {
+        self.follow_copy_up(fh.0);
         // SAFETY: lseek on an fd we own.
         let r = unsafe { libc::lseek(fh.0 as i32, offset, whence) };
         if r < 0 {
@@ -811,6 +846,11 @@ impl Filesystem for OverlayFs {
         }
         reply.offset(r);
     }
+}
+
+thread_local! {
+    /// Each worker thread's buffer for READ replies.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Marks listings kept by inode (no-opendir) apart from those kept by open handle.

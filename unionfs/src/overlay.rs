@@ -1233,6 +1233,12 @@ impl Overlay {
         Ok((f, lower))
     }
 
+    /// Whether `ino` is still served from a lower file (not copied up since).
+    pub fn is_lower(&self, ino: u64) -> bool {
+        self.node(ino)
+            .is_ok_and(|n| matches!(n.state.read().loc, Loc::Lower(..)))
+    }
+
     // ----- xattrs -----
 
     /// getxattr; the overlay's own markers are not visible.

@@ -7,6 +7,7 @@
 mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -119,12 +120,29 @@ fn reader_beside_writer(m: &Path, rel: &str) {
     let fresh = std::fs::read(&f).expect("read after write");
     assert_eq!(&fresh[8192..8199], b"changed", "{}", f.display());
     assert_eq!(fresh.len(), 1 << 20, "{}", f.display());
-    // The first reader keeps reading without error.
+    // The first reader, opened before the copy-up, sees the write too (as kernel
+    // overlayfs since 4.19 shows it), and its fstat the new attributes.
+    // Drop the cached pages so the reads reach the filesystem through this handle.
+    // SAFETY: fadvise on an open fd.
+    let r = unsafe { libc::posix_fadvise(reader.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    assert_eq!(r, 0, "fadvise {}", f.display());
     reader.seek(SeekFrom::Start(0)).expect("seek reader");
     let mut again = Vec::new();
     reader.read_to_end(&mut again).expect("old reader reads on");
     assert_eq!(again.len(), 1 << 20, "{}", f.display());
     assert_eq!(&again[..4096], &head[..], "{}", f.display());
+    assert_eq!(
+        &again[8192..8199],
+        b"changed",
+        "{}: old reader",
+        f.display()
+    );
+    writer.set_len(1 << 21).expect("grow");
+    let len = reader.metadata().expect("fstat old reader").len();
+    assert_eq!(len, 1 << 21, "{}: fstat of the old reader", f.display());
+    let end = reader.seek(SeekFrom::End(0)).expect("seek to end");
+    assert_eq!(end, 1 << 21, "{}: SEEK_END of the old reader", f.display());
+    writer.set_len(1 << 20).expect("shrink");
     drop(writer);
     // Truncate by path while the reader holds it open, then read anew.
     std::fs::OpenOptions::new()
