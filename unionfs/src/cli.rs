@@ -83,6 +83,7 @@ fn canon(path: &Path) -> PathBuf {
 }
 
 fn prepare(cfg: &MountConfig) -> Result<Prepared, String> {
+    crate::sys::raise_nofile_limit();
     let mut lowers = Vec::with_capacity(cfg.lowers.len());
     for l in &cfg.lowers {
         lowers.push(open_layer("lowerdir", l)?);
@@ -276,6 +277,13 @@ fn fuse_config(cfg: &MountConfig, writable: bool) -> fuser::Config {
     c
 }
 
+/// Files kept open for I/O by inode: half of what the fd limit leaves after the
+/// layers and some headroom, within [64, 16384].
+fn open_file_budget(layers: usize) -> usize {
+    let limit = crate::sys::raise_nofile_limit() as usize;
+    (limit.saturating_sub(layers + 256) / 2).clamp(64, 16384)
+}
+
 fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), String> {
     let writable = p.upper.is_some();
     let settings = OverlaySettings {
@@ -283,6 +291,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         user_xattr: cfg.user_xattr || unsafe { libc::geteuid() } != 0,
         static_nlink: cfg.static_nlink,
         fsync: cfg.fsync,
+        open_files: open_file_budget(p.lowers.len()),
     };
     let ov = Overlay::new(p.lowers, p.upper, p.work, settings).map_err(|e| {
         format!(
@@ -290,7 +299,12 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
             describe(&std::io::Error::from_raw_os_error(e))
         )
     })?;
-    let fs = OverlayFs::new(ov, cfg.timeout, crate::idmap::IdMapper::from_config(cfg));
+    let fs = OverlayFs::new(
+        ov,
+        cfg.timeout,
+        crate::idmap::IdMapper::from_config(cfg),
+        cfg.io,
+    );
     let session = fuser::Session::new(fs, &cfg.mountpoint, &fuse_config(cfg, writable))
         .map_err(|e| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e)))?;
     if let Some(ready) = ready {

@@ -16,8 +16,10 @@ use fuser::{
 };
 
 use crate::backing::{Grant, IoModes};
+use crate::files::RealFile;
 use crate::idmap::IdMapper;
 use crate::node::Node;
+use crate::options::IoStrategy;
 use crate::overlay::{ListEntry, NewObject, Overlay};
 use crate::sys::Stat;
 
@@ -42,11 +44,32 @@ pub struct OverlayFs {
     lower_fhs: DashMap<u64, u64>,
     /// Inode of each open file handle counted in `modes`, for release.
     passed: DashMap<u64, u64>,
+    /// What the mount asked for (`io=`).
+    io: IoStrategy,
+    /// The kernel opens files without OPEN requests; I/O names only the inode.
+    no_open: AtomicBool,
+}
+
+/// The real file a read or write goes to: the handle's own fd, or the file kept
+/// open for the inode when the kernel sent no handle (`io=inode`).
+enum IoFile {
+    Handle(i32),
+    Inode(Arc<RealFile>),
+}
+
+impl IoFile {
+    fn raw(&self) -> i32 {
+        match self {
+            IoFile::Handle(fd) => *fd,
+            IoFile::Inode(f) => f.fd.as_raw_fd(),
+        }
+    }
 }
 
 impl OverlayFs {
     /// Wraps an overlay; `ttl` is how long the kernel may cache entries and attributes.
-    pub fn new(ov: Overlay, ttl: Duration, ids: IdMapper) -> OverlayFs {
+    /// `io` says how file I/O reaches the real files.
+    pub fn new(ov: Overlay, ttl: Duration, ids: IdMapper, io: IoStrategy) -> OverlayFs {
         OverlayFs {
             ov: Arc::new(ov),
             ttl,
@@ -58,7 +81,22 @@ impl OverlayFs {
             modes: IoModes::default(),
             passed: DashMap::new(),
             lower_fhs: DashMap::new(),
+            io,
+            no_open: AtomicBool::new(false),
         }
+    }
+
+    /// The real file for I/O on `ino` through handle `fh` (0: none, `io=inode`);
+    /// `write` copies the file up first when it has no handle of its own.
+    fn io_file(&self, ino: INodeNo, fh: FileHandle, write: bool) -> Result<IoFile, Errno> {
+        if fh.0 != 0 {
+            self.follow_copy_up(fh.0);
+            return Ok(IoFile::Handle(fh.0 as i32));
+        }
+        self.ov
+            .real_file(ino.0, write)
+            .map(IoFile::Inode)
+            .map_err(err)
     }
 
     /// Attributes as the mount shows them (ids mapped).
@@ -286,13 +324,25 @@ impl Filesystem for OverlayFs {
         {
             self.no_opendir.store(true, Ordering::Relaxed);
         }
-        // Passthrough lets the kernel read and write the real file directly (page cache
-        // shared with the layer's own files); it needs kernel support and CAP_SYS_ADMIN
-        // for the backing-file ioctl. `STRATAFS_PASSTHROUGH=0` turns it off.
+        // io=inode: opens cost no round trip; the first OPEN is answered ENOSYS and the
+        // kernel sends no more (nor RELEASE), keeping file pages cached across opens.
+        if self.io == IoStrategy::Inode
+            && config
+                .capabilities()
+                .contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
+            && config
+                .add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT)
+                .is_ok()
+        {
+            self.no_open.store(true, Ordering::Relaxed);
+        }
+        // io=passthrough lets the kernel read and write the real file directly (page
+        // cache shared with the layer's own files); it needs kernel support and
+        // CAP_SYS_ADMIN for the backing-file ioctl.
         // SAFETY: geteuid has no failure mode.
         let root = unsafe { libc::geteuid() } == 0;
         if root
-            && std::env::var_os("STRATAFS_PASSTHROUGH").is_none_or(|v| v != "0")
+            && self.io == IoStrategy::Passthrough
             && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
             && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
             && config.set_max_stack_depth(1).is_ok()
@@ -319,7 +369,7 @@ impl Filesystem for OverlayFs {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.ov.nodes.forget(ino.0, nlookup);
+        self.ov.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -327,7 +377,7 @@ impl Filesystem for OverlayFs {
             Ok(n) => n,
             Err(e) => return reply.error(err(e)),
         };
-        if let Some(fh) = fh.filter(|_| !node.is_dir) {
+        if let Some(fh) = fh.filter(|f| f.0 != 0 && !node.is_dir) {
             self.follow_copy_up(fh.0);
             if let Ok(st) = self.ov.stat_open(&node, fh.0 as i32) {
                 return reply.attr(&self.ttl, &self.attr(&st));
@@ -366,10 +416,15 @@ impl Filesystem for OverlayFs {
             (Some(None), _) | (_, Some(None)) => return reply.error(Errno::EINVAL),
             (u, g) => (u.flatten(), g.flatten()),
         };
-        match self
-            .ov
-            .setattr(ino.0, mode, uid, gid, size, fh.map(|f| f.0 as i32), times)
-        {
+        match self.ov.setattr(
+            ino.0,
+            mode,
+            uid,
+            gid,
+            size,
+            fh.filter(|f| f.0 != 0).map(|f| f.0 as i32),
+            times,
+        ) {
             Ok(st) => reply.attr(&self.ttl, &self.attr(&st)),
             Err(e) => reply.error(err(e)),
         }
@@ -492,6 +547,10 @@ impl Filesystem for OverlayFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        if self.no_open.load(Ordering::Relaxed) {
+            // The kernel opens by itself from now on; I/O comes by inode.
+            return reply.error(Errno::ENOSYS);
+        }
         match self.ov.open(ino.0, flags.0) {
             Ok((fd, lower)) => self.reply_open(ino.0, fd, flags.0, lower, reply),
             Err(e) => reply.error(err(e)),
@@ -501,7 +560,7 @@ impl Filesystem for OverlayFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -509,7 +568,11 @@ impl Filesystem for OverlayFs {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.follow_copy_up(fh.0);
+        let file = match self.io_file(ino, fh, false) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        let fd = file.raw();
         READ_BUF.with_borrow_mut(|buf| {
             // Grown once per thread to the largest read; no allocation per request.
             if buf.len() < size as usize {
@@ -518,10 +581,11 @@ impl Filesystem for OverlayFs {
             let buf = &mut buf[..size as usize];
             let mut done = 0usize;
             while done < buf.len() {
-                // SAFETY: buf is writable for the remaining length; fh is an fd we own.
+                // SAFETY: buf is writable for the remaining length; fd is open (held
+                // by `file`).
                 let n = unsafe {
                     libc::pread(
-                        fh.0 as i32,
+                        fd,
                         buf[done..].as_mut_ptr().cast(),
                         buf.len() - done,
                         (offset + done as u64) as i64,
@@ -546,7 +610,7 @@ impl Filesystem for OverlayFs {
     fn write(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -555,9 +619,13 @@ impl Filesystem for OverlayFs {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        // SAFETY: data is readable; fh is an fd we own.
+        let file = match self.io_file(ino, fh, true) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        // SAFETY: data is readable; the fd is open (held by `file`).
         let n =
-            unsafe { libc::pwrite(fh.0 as i32, data.as_ptr().cast(), data.len(), offset as i64) };
+            unsafe { libc::pwrite(file.raw(), data.as_ptr().cast(), data.len(), offset as i64) };
         if n < 0 {
             return reply.error(err(std::io::Error::last_os_error()
                 .raw_os_error()
@@ -601,17 +669,21 @@ impl Filesystem for OverlayFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        // SAFETY: fsync on an fd we own.
+        let file = match self.io_file(ino, fh, false) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        // SAFETY: fsync on an open fd (held by `file`).
         let r = unsafe {
             if datasync {
-                libc::fdatasync(fh.0 as i32)
+                libc::fdatasync(file.raw())
             } else {
-                libc::fsync(fh.0 as i32)
+                libc::fsync(file.raw())
             }
         };
         if r < 0 {
@@ -782,6 +854,11 @@ impl Filesystem for OverlayFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        if self.no_open.load(Ordering::Relaxed) {
+            // Without handles CREATE buys nothing over MKNOD, and costs a RELEASE: the
+            // kernel falls back to MKNOD and an open of its own.
+            return reply.error(Errno::ENOSYS);
+        }
         let obj = NewObject::File {
             mode: mode & !umask & 0o7777,
             flags,
@@ -810,15 +887,19 @@ impl Filesystem for OverlayFs {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        // SAFETY: fallocate on an fd we own.
-        let r = unsafe { libc::fallocate(fh.0 as i32, mode, offset as i64, length as i64) };
+        let file = match self.io_file(ino, fh, true) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        // SAFETY: fallocate on an open fd (held by `file`).
+        let r = unsafe { libc::fallocate(file.raw(), mode, offset as i64, length as i64) };
         if r < 0 {
             return reply.error(err(std::io::Error::last_os_error()
                 .raw_os_error()
@@ -830,15 +911,19 @@ impl Filesystem for OverlayFs {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: fuser::ReplyLseek,
     ) {
-        self.follow_copy_up(fh.0);
-        // SAFETY: lseek on an fd we own.
-        let r = unsafe { libc::lseek(fh.0 as i32, offset, whence) };
+        let file = match self.io_file(ino, fh, false) {
+            Ok(f) => f,
+            Err(e) => return reply.error(e),
+        };
+        // SAFETY: lseek on an open fd (held by `file`); only SEEK_DATA/SEEK_HOLE reach
+        // the daemon, whose answer does not depend on the fd's own offset.
+        let r = unsafe { libc::lseek(file.raw(), offset, whence) };
         if r < 0 {
             return reply.error(err(std::io::Error::last_os_error()
                 .raw_os_error()

@@ -6,6 +6,7 @@
 
 pub mod backing;
 pub mod cli;
+pub mod files;
 pub mod fuse;
 pub mod idmap;
 pub mod layers;

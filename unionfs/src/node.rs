@@ -107,18 +107,20 @@ impl NodeTable {
         );
     }
 
-    /// Drops `n` lookups of `ino`; the node goes when none remain.
-    pub fn forget(&self, ino: u64, n: u64) {
+    /// Drops `n` lookups of `ino`; the node goes when none remain (true then).
+    pub fn forget(&self, ino: u64, n: u64) -> bool {
         if ino == 1 {
-            return;
+            return false;
         }
-        self.map.remove_if(&ino, |_, node| {
-            let prev = node.nlookup.fetch_sub(
-                n.min(node.nlookup.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            prev <= n
-        });
+        self.map
+            .remove_if(&ino, |_, node| {
+                let prev = node.nlookup.fetch_sub(
+                    n.min(node.nlookup.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                prev <= n
+            })
+            .is_some()
     }
 
     /// Number of live nodes (for memory accounting).

@@ -63,6 +63,25 @@ pub struct MountConfig {
     pub user_xattr: bool,
     /// Mount options passed through to the kernel (nodev, nosuid, noexec, ...).
     pub kernel_flags: Vec<String>,
+    /// How file I/O reaches the real files (`io=`).
+    pub io: IoStrategy,
+}
+
+/// How file I/O reaches the real files: the trade between round trips per `open()`
+/// and the daemon staying out of reads and writes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IoStrategy {
+    /// `io=inode` (default): the kernel opens files without asking the daemon
+    /// (FUSE_NO_OPEN_SUPPORT); reads and writes name the inode and the daemon keeps
+    /// the real files open. Best for many opens of small files.
+    #[default]
+    Inode,
+    /// `io=handles`: an OPEN and a RELEASE request per `open()`, one real file each.
+    Handles,
+    /// `io=passthrough`: as `handles`, and upper files opened to write or of 64 KiB
+    /// and more are passed through to the kernel (root, kernel >= 6.9). Best for
+    /// large writes.
+    Passthrough,
 }
 
 /// A command-line problem: the message names the option, the path and the cause.
@@ -85,7 +104,8 @@ pub enum Command {
 pub const USAGE: &str = "usage: stratafs [-f] [-d|--debug] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
 options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=...,
          squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,noacl,fsync=0|1,
-         threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...";
+         threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...
+         io=inode|handles|passthrough (stratafs: how file I/O reaches the real files)";
 
 /// Splits `s` at unescaped `sep`, turning `\X` into `X`.
 pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
@@ -254,6 +274,18 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                 }
             }
             "threads" => cfg.threads = parse_num(&key, &need(&val)?)?,
+            "io" => {
+                cfg.io = match need(&val)?.as_str() {
+                    "inode" => IoStrategy::Inode,
+                    "handles" => IoStrategy::Handles,
+                    "passthrough" => IoStrategy::Passthrough,
+                    v => {
+                        return Err(UsageError(format!(
+                            "io={v}: expected inode, handles or passthrough"
+                        )));
+                    }
+                }
+            }
             "timeout" => {
                 let secs: f64 = parse_num(&key, &need(&val)?)?;
                 if !(0.0..=1e10).contains(&secs) {
@@ -421,6 +453,23 @@ mod tests {
     fn unknown_option_is_named() {
         let e = parse(&argv(&["stratafs", "-o", "lowerdir=/l,bogus=1", "/mnt"])).unwrap_err();
         assert!(e.0.contains("bogus"), "{}", e.0);
+    }
+
+    #[test]
+    fn io_strategy() {
+        let io = |o: &str| {
+            parse(&argv(&["stratafs", "-o", &format!("lowerdir=/l{o}"), "/m"]))
+                .map(|c| match c {
+                    Command::Mount(c) => c.io,
+                    _ => panic!("not a mount"),
+                })
+                .map_err(|e| e.0)
+        };
+        assert_eq!(io(""), Ok(IoStrategy::Inode));
+        assert_eq!(io(",io=handles"), Ok(IoStrategy::Handles));
+        assert_eq!(io(",io=passthrough"), Ok(IoStrategy::Passthrough));
+        let e = io(",io=fast").unwrap_err();
+        assert!(e.contains("io=fast") && e.contains("expected"), "{e}");
     }
 
     #[test]

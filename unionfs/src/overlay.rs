@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use crate::files::{OpenFiles, RealFile};
 use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
 use crate::node::{Loc, Node, NodeState, NodeTable};
 use crate::sys::{self, Stat};
@@ -37,6 +38,8 @@ pub struct OverlaySettings {
     pub static_nlink: bool,
     /// fsync requests reach the disk (fuse-overlayfs' `fsync=1`).
     pub fsync: bool,
+    /// How many real files I/O by inode may keep open (see `files`).
+    pub open_files: usize,
 }
 
 /// The mounted union: layers, node table and the lock that serializes namespace changes.
@@ -52,6 +55,8 @@ pub struct Overlay {
     index: Option<OwnedFd>,
     /// Inode table.
     pub nodes: NodeTable,
+    /// Real files kept open for I/O by inode (no FUSE handles).
+    pub files: OpenFiles,
     settings: OverlaySettings,
     samefs: bool,
     devs: Vec<u64>,
@@ -104,6 +109,7 @@ impl Overlay {
             work,
             index,
             nodes: NodeTable::default(),
+            files: OpenFiles::new(settings.open_files),
             samefs: devs.len() <= 1,
             devs,
             settings,
@@ -619,6 +625,7 @@ impl Overlay {
                 restore_times(ufd, &parent_upath, &pst);
             }
             node.state.write().loc = Loc::Upper;
+            self.files.remove(node.ino);
             return Ok(());
         }
         let tmp = self.tmp_name();
@@ -695,6 +702,8 @@ impl Overlay {
             restore_times(ufd, &parent_upath, &pst);
         }
         node.state.write().loc = Loc::Upper;
+        // An open lower file of this inode would no longer show what the tree shows.
+        self.files.remove(node.ino);
         Ok(())
     }
 
@@ -1231,6 +1240,56 @@ impl Overlay {
         )
         .map_err(errno)?;
         Ok((f, lower))
+    }
+
+    /// The real file of `ino` for I/O without a FUSE handle: kept open across requests
+    /// (see `files`); for `write` the file is copied up first and opened read-write.
+    pub fn real_file(&self, ino: u64, write: bool) -> OvResult<Arc<RealFile>> {
+        if let Some(f) = self.files.get(ino, write) {
+            return Ok(f);
+        }
+        let node = self.node(ino)?;
+        if node.is_dir {
+            return Err(libc::EISDIR);
+        }
+        if write {
+            if !self.writable() {
+                return Err(libc::EROFS);
+            }
+            self.make_writable(&node)?;
+        }
+        let lower = matches!(node.state.read().loc, Loc::Lower(..));
+        let (dir, path) = self.real(&node)?;
+        let fd = if write {
+            sys::open_beneath(dir, &path, libc::O_RDWR, 0)
+                .or_else(|_| sys::open_beneath(dir, &path, libc::O_WRONLY, 0))
+        } else {
+            sys::open_beneath(dir, &path, libc::O_RDONLY, 0)
+        }
+        .map_err(errno)?;
+        let file = self.files.insert(
+            ino,
+            RealFile {
+                fd,
+                writable: write,
+                lower,
+            },
+        );
+        // A copy-up that finished while this lower file was being opened has already
+        // cleared the cache: drop the stale entry (the caller's read still sees data
+        // equal to the copy's).
+        if lower && !matches!(node.state.read().loc, Loc::Lower(..)) {
+            self.files.remove_if_same(ino, &file);
+        }
+        Ok(file)
+    }
+
+    /// Drops `n` kernel references to `ino`; a node no longer referenced goes, with
+    /// any real file kept open for it.
+    pub fn forget(&self, ino: u64, n: u64) {
+        if self.nodes.forget(ino, n) {
+            self.files.remove(ino);
+        }
     }
 
     /// Whether `ino` is still served from a lower file (not copied up since).

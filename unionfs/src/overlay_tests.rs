@@ -77,6 +77,7 @@ fn fixture() -> Fixture {
         user_xattr: unsafe { libc::geteuid() } != 0,
         static_nlink: false,
         fsync: false,
+        open_files: 64,
     };
     let ov = Overlay::new(lowers, Some(upper), Some((work, index)), settings).unwrap();
     Fixture {

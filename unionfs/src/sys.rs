@@ -556,3 +556,28 @@ pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     // handles) that outlive the use.
     unsafe { BorrowedFd::borrow_raw(fd) }
 }
+
+/// Raises the soft limit on open files to the hard limit (a union of many layers
+/// holds one fd per layer, plus the files it keeps open) and returns the new soft
+/// limit; the old one when it cannot be raised.
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is writable memory of the right type.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: raised is a valid rlimit; raising up to the hard limit needs no privilege.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            return raised.rlim_cur;
+        }
+    }
+    lim.rlim_cur
+}

@@ -35,8 +35,16 @@ impl Impl {
     }
 
     /// Runs the daemon on `set` with `options` (a full `-o` value); returns the guard or
-    /// the daemon's stderr.
+    /// the daemon's stderr. For stratafs, env `STRATA_TEST_IO` (inode, handles,
+    /// passthrough) picks its `io=` strategy, so one suite covers each I/O path.
     pub fn mount_with(&self, mnt: &Path, options: &str) -> Result<Mount, String> {
+        let mut options = options.to_string();
+        if self.name == "stratafs" {
+            if let Ok(io) = std::env::var("STRATA_TEST_IO") {
+                options.push_str(&format!(",io={io}"));
+            }
+        }
+        let options = options.as_str();
         let out = Command::new(&self.bin)
             .args(["-o", options])
             .arg(mnt)
