@@ -306,10 +306,11 @@ fn init_forwards_signals() {
     if skip_unless_root() {
         return;
     }
-    // The command has no handler: SIGTERM kills it (it is not PID 1), 143.
-    let (_, code) = signal_launcher(&["--init"], "echo up; sleep 60", Signal::SIGTERM);
+    // The command has no handler: SIGTERM kills it (it is not PID 1), 143. (`exec`:
+    // a shell waiting for a foreground child defers SIGINT until the child exits.)
+    let (_, code) = signal_launcher(&["--init"], "echo up; exec sleep 60", Signal::SIGTERM);
     assert_eq!(code, 143);
-    let (_, code) = signal_launcher(&["--init"], "echo up; sleep 60", Signal::SIGINT);
+    let (_, code) = signal_launcher(&["--init"], "echo up; exec sleep 60", Signal::SIGINT);
     assert_eq!(code, 130);
     // Trapped signals reach the command's handler.
     for (sig, name) in [
