@@ -305,8 +305,21 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
     );
-    let session = fuser::Session::new(fs, &cfg.mountpoint, &fuse_config(cfg, writable))
-        .map_err(|e| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e)))?;
+    let config = fuse_config(cfg, writable);
+    let mount_err =
+        |e: std::io::Error| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e));
+    let allow_other = config.acl == fuser::SessionACL::All;
+    let session = match crate::mount::mount_fuse(cfg, writable, allow_other).map_err(mount_err)? {
+        Some(fd) => {
+            let acl = config.acl;
+            fuser::Session::from_fd(fs, fd, acl, config).map_err(|e| {
+                crate::mount::detach(cfg);
+                mount_err(e)
+            })?
+        }
+        // No privilege to mount: fusermount3 does it.
+        None => fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(mount_err)?,
+    };
     if let Some(ready) = ready {
         let mut f = std::fs::File::from(ready);
         let _ = f.write_all(b"ok");

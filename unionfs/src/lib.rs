@@ -10,6 +10,7 @@ pub mod files;
 pub mod fuse;
 pub mod idmap;
 pub mod layers;
+pub mod mount;
 pub mod node;
 pub mod options;
 pub mod overlay;

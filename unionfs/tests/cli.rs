@@ -46,6 +46,17 @@ fn writable_options(l: &Path, u: &Path, w: &Path) -> String {
 }
 
 /// Checks a mount made by a helper works, unmounts it with umount(8), checks the upper.
+/// The file system type `/proc/self/mountinfo` gives for the mount at `p`.
+fn fs_type(p: &Path) -> Option<String> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = p.to_string_lossy().replace(' ', "\\040");
+    let line = info
+        .lines()
+        .rfind(|l| l.split(' ').nth(4) == Some(want.as_str()))?;
+    let (_, after) = line.split_once(" - ")?;
+    after.split(' ').next().map(str::to_string)
+}
+
 fn check_helper_mount(out: std::process::Output, m: &Path, u: &Path, how: &str) {
     let guard = Mount::adopt(m, true);
     assert!(
@@ -54,6 +65,12 @@ fn check_helper_mount(out: std::process::Output, m: &Path, u: &Path, how: &str) 
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(is_mounted(m), "{how} returned 0 but nothing is mounted");
+    let name = Impl::selected().name;
+    assert_eq!(
+        fs_type(m).as_deref(),
+        Some(format!("fuse.{name}").as_str()),
+        "{how}: the mount's type"
+    );
     assert_eq!(
         fs::read_to_string(m.join("hello")).expect("read through the mount"),
         "from the lower"
@@ -149,6 +166,63 @@ fn mount_t_fuse_name() {
         .output()
         .expect("run mount");
     check_helper_mount(out, &m, &u, &format!("mount -t fuse.{}", imp.name));
+}
+
+/// Unmounting and mounting again at the same path: the old daemon, exiting after the
+/// new mount is up, must not take the new mount with it (fuser 0.18 unmounts its mount
+/// point by path on exit). The old daemon is held stopped across the remount to make
+/// the ordering certain.
+#[test]
+fn a_new_mount_at_the_same_path_outlives_the_old_daemon() {
+    if !prerequisites() {
+        return;
+    }
+    let imp = Impl::selected();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let (l, u, w, m) = simple(tmp.path());
+    let opts = writable_options(&l, &u, &w);
+    let old = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let pgrep = Command::new("pgrep")
+        .args(["-f", "--"])
+        .arg(m.as_os_str())
+        .output()
+        .expect("run pgrep");
+    let pids = String::from_utf8_lossy(&pgrep.stdout).to_string();
+    let pid = match pids.split_whitespace().collect::<Vec<_>>()[..] {
+        [one] => one.to_string(),
+        _ => panic!(
+            "want one daemon serving {}, pgrep says {pids:?}",
+            m.display()
+        ),
+    };
+    let signal = |sig: &str| {
+        let st = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .expect("run kill");
+        assert!(st.success(), "kill {sig} {pid}");
+    };
+    signal("-STOP");
+    old.unmount_with("umount2");
+    let new = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    signal("-CONT");
+    let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+    for _ in 0..100 {
+        if !proc_dir.exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(!proc_dir.exists(), "the old daemon {pid} did not exit");
+    assert!(
+        is_mounted(&m),
+        "the new mount went away when the old daemon exited"
+    );
+    assert_eq!(
+        fs::read_to_string(m.join("hello")).expect("read through the new mount"),
+        "from the lower"
+    );
+    new.unmount();
 }
 
 #[test]
