@@ -23,8 +23,6 @@ pub struct RealFile {
     pub fd: OwnedFd,
     /// Opened for writing (implies the file is in the upper layer).
     pub writable: bool,
-    /// Opened on a lower layer's file (stale once the file is copied up).
-    pub lower: bool,
 }
 
 /// Open real files by inode number.
@@ -104,7 +102,6 @@ mod tests {
         RealFile {
             fd: devnull(),
             writable,
-            lower: !writable,
         }
     }
 

@@ -604,7 +604,10 @@ impl Overlay {
         if node.state.read().loc == Loc::Upper {
             return Ok(());
         }
-        self.copy_up_one(node)
+        self.copy_up_one(node)?;
+        // An open lower file of this inode would no longer show what the tree shows.
+        self.files.remove(node.ino);
+        Ok(())
     }
 
     fn copy_up_one(&self, node: &Node) -> OvResult<()> {
@@ -625,7 +628,6 @@ impl Overlay {
                 restore_times(ufd, &parent_upath, &pst);
             }
             node.state.write().loc = Loc::Upper;
-            self.files.remove(node.ino);
             return Ok(());
         }
         let tmp = self.tmp_name();
@@ -702,8 +704,6 @@ impl Overlay {
             restore_times(ufd, &parent_upath, &pst);
         }
         node.state.write().loc = Loc::Upper;
-        // An open lower file of this inode would no longer show what the tree shows.
-        self.files.remove(node.ino);
         Ok(())
     }
 
@@ -1272,7 +1272,6 @@ impl Overlay {
             RealFile {
                 fd,
                 writable: write,
-                lower,
             },
         );
         // A copy-up that finished while this lower file was being opened has already
