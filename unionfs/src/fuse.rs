@@ -11,8 +11,8 @@ use dashmap::DashMap;
 use fuser::{
     BackingId, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::backing::{Grant, IoModes};
@@ -21,6 +21,7 @@ use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::options::IoStrategy;
 use crate::overlay::{ListEntry, NewObject, Overlay};
+use crate::plus::PlusPolicy;
 use crate::sys::Stat;
 
 /// The FUSE side of a mounted overlay.
@@ -48,6 +49,8 @@ pub struct OverlayFs {
     io: IoStrategy,
     /// The kernel opens files without OPEN requests; I/O names only the inode.
     no_open: AtomicBool,
+    /// Which processes get attributes with their listings.
+    plus: PlusPolicy,
 }
 
 /// The real file a read or write goes to: the handle's own fd, or the file kept
@@ -83,6 +86,7 @@ impl OverlayFs {
             lower_fhs: DashMap::new(),
             io,
             no_open: AtomicBool::new(false),
+            plus: PlusPolicy::default(),
         }
     }
 
@@ -154,6 +158,16 @@ fn kind_of_dtype(t: u8) -> FileType {
         libc::DT_SOCK => FileType::Socket,
         _ => FileType::RegularFile,
     }
+}
+
+/// Attributes carrying only an inode number and a `DT_*` type: what a READDIRPLUS
+/// entry holds when it links no dentry ("." and "..", or node id 0).
+fn bare_attr(ino: u64, d_type: u8) -> FileAttr {
+    // SAFETY: an all-zero struct stat is a valid value.
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    st.st_ino = ino;
+    st.st_mode = u32::from(d_type) << 12;
+    attr(&st)
 }
 
 fn attr(st: &Stat) -> FileAttr {
@@ -294,6 +308,41 @@ impl OverlayFs {
         }
     }
 
+    /// The listing a READDIR(PLUS) at `offset` continues, with its key in `dirs`. It is
+    /// snapshotted when read from the start and kept for the reads that continue it, so
+    /// offsets stay stable across seekdir/telldir.
+    fn listing(
+        &self,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+    ) -> Result<(u64, Arc<Vec<ListEntry>>), Errno> {
+        let key = if fh.0 == 0 {
+            ino.0 | LISTING_BY_INO
+        } else {
+            fh.0
+        };
+        if offset != 0 {
+            if let Some(l) = self.dirs.get(&key) {
+                return Ok((key, l.clone()));
+            }
+        }
+        let l = Arc::new(self.ov.list(ino.0).map_err(err)?);
+        if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
+            self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
+        }
+        self.dirs.insert(key, l.clone());
+        Ok((key, l))
+    }
+
+    /// After a reply from the listing under `key`: a read past its end drops a listing
+    /// kept by inode (no releasedir will come for it).
+    fn listing_read(&self, key: u64, fh: FileHandle, added: bool) {
+        if !added && fh.0 == 0 {
+            self.dirs.remove(&key);
+        }
+    }
+
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let generation = Generation(node.generation.load(Ordering::Relaxed));
         reply.entry(&self.ttl, &self.attr(st), generation);
@@ -307,9 +356,14 @@ impl Filesystem for OverlayFs {
         // Lookups and listings in one directory may run in parallel (the overlay locks
         // per node); symlink targets are cached; directories are opened by the kernel
         // itself with their listings cached (no OPENDIR/RELEASEDIR round trips).
+        // READDIRPLUS hands out attributes with listings: the kernel asks for it on a
+        // directory's first chunk and keeps asking while the listed names get used
+        // (AUTO), so a plain `ls` of a huge directory does not stat every entry.
         for cap in [
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_CACHE_SYMLINKS,
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
             if config.capabilities().contains(cap) {
                 let _ = config.add_capabilities(cap);
@@ -352,9 +406,12 @@ impl Filesystem for OverlayFs {
         Ok(())
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         match self.ov.lookup(parent.0, name) {
-            Ok((node, st)) => self.entry(reply, &node, &st),
+            Ok((node, st)) => {
+                self.plus.looked_up(req.pid(), parent.0, node.is_dir);
+                self.entry(reply, &node, &st)
+            }
             // A negative entry (node id 0) lets the kernel cache "no such name" for the
             // TTL: every change of the tree goes through this mount and updates it.
             Err(libc::ENOENT) => {
@@ -719,31 +776,9 @@ impl Filesystem for OverlayFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        // A listing is snapshotted when read from the start and kept for the reads
-        // that continue it, so offsets stay stable across seekdir/telldir.
-        let key = if fh.0 == 0 {
-            ino.0 | LISTING_BY_INO
-        } else {
-            fh.0
-        };
-        let cached = if offset == 0 {
-            None
-        } else {
-            self.dirs.get(&key).map(|l| l.clone())
-        };
-        let list = match cached {
-            Some(l) => l,
-            None => match self.ov.list(ino.0) {
-                Ok(l) => {
-                    let l = Arc::new(l);
-                    if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
-                        self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
-                    }
-                    self.dirs.insert(key, l.clone());
-                    l
-                }
-                Err(e) => return reply.error(err(e)),
-            },
+        let (key, list) = match self.listing(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
         let mut added = false;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
@@ -757,10 +792,81 @@ impl Filesystem for OverlayFs {
                 break;
             }
         }
-        if !added && fh.0 == 0 {
-            // End of the listing: no releasedir will come for it.
-            self.dirs.remove(&key);
+        self.listing_read(key, fh, added);
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        // Each entry comes with its attributes and counts as one lookup, so a walk that
+        // stats what it lists finds the kernel's dentries ready (one round trip per
+        // listing chunk rather than one per name).
+        let (key, list) = match self.listing(ino, fh, offset) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        // A process not known to stat what it lists gets "." and ".." alone first: the
+        // kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
+        let end = if offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0) {
+            2
+        } else {
+            list.len()
+        };
+        let mut added = false;
+        for (i, e) in list.iter().enumerate().take(end).skip(offset as usize) {
+            added = true;
+            let next = (i + 1) as u64;
+            let full = if i < 2 {
+                // "." and "..": the kernel links no dentry for them (no lookup counted).
+                reply.add(
+                    INodeNo(e.ino),
+                    next,
+                    &e.name,
+                    &self.ttl,
+                    &bare_attr(e.ino, e.d_type),
+                    Generation(0),
+                )
+            } else {
+                match self.ov.lookup(ino.0, &e.name) {
+                    Ok((node, st)) => {
+                        let generation = Generation(node.generation.load(Ordering::Relaxed));
+                        let full = reply.add(
+                            INodeNo(node.ino),
+                            next,
+                            &e.name,
+                            &self.ttl,
+                            &self.attr(&st),
+                            generation,
+                        );
+                        if full {
+                            // Not sent: the kernel will not count this lookup.
+                            self.ov.forget(node.ino, 1);
+                        }
+                        full
+                    }
+                    // Gone since the listing was taken, or unreadable: the name alone
+                    // (node id 0 means "no attributes", not "no such name").
+                    Err(_) => reply.add(
+                        INodeNo(0),
+                        next,
+                        &e.name,
+                        &self.ttl,
+                        &bare_attr(0, e.d_type),
+                        Generation(0),
+                    ),
+                }
+            };
+            if full {
+                break;
+            }
         }
+        self.listing_read(key, fh, added);
         reply.ok();
     }
 

@@ -14,6 +14,7 @@ pub mod mount;
 pub mod node;
 pub mod options;
 pub mod overlay;
+pub mod plus;
 pub mod sys;
 
 #[cfg(test)]
