@@ -66,6 +66,17 @@ pub fn dir_is_opaque_xattr(dir: BorrowedFd<'_>, path: &Path) -> bool {
         .any(|name| matches!(sys::get_xattr(dir, path, name), Ok(Some(v)) if v == b"y"))
 }
 
+/// True when the directory at `path` is opaque in its layer, by xattr or by an
+/// OCI `.wh..wh..opq` marker inside it.
+pub fn dir_is_opaque(dir: BorrowedFd<'_>, path: &Path) -> bool {
+    dir_is_opaque_xattr(dir, path)
+        || sys::lstat_at(
+            dir,
+            &path.join(std::ffi::OsStr::from_bytes_compat(WH_OPAQUE)),
+        )
+        .is_ok()
+}
+
 /// True when the directory may hold xattr-format whiteouts (kernel 6.7+ marks such a
 /// directory with `overlay.opaque=x` or `overlay.whiteouts`).
 fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>, path: &Path) -> bool {
@@ -111,6 +122,9 @@ pub enum LowerEntry {
         ino: u64,
         /// For directories: one past the last lower layer it merges with.
         end: u32,
+        /// For directories: how many lower layers below `end` hold a directory of this
+        /// name (its own opaque marker, which may stop the merge sooner, not counted).
+        dirs: u32,
     },
 }
 
@@ -215,12 +229,15 @@ impl Lowers {
                     Some(LowerEntry::Object {
                         d_type: libc::DT_DIR,
                         end,
+                        dirs,
                         ..
                     }) if *end == u32::MAX => {
                         // A directory above still merging: a non-directory or a whiteout
                         // here ends its merge.
                         if whiteout || ent.d_type != libc::DT_DIR {
                             *end = layer;
+                        } else {
+                            *dirs += 1;
                         }
                     }
                     Some(_) => {}
@@ -236,6 +253,7 @@ impl Lowers {
                                     d_type: ent.d_type,
                                     ino: ent.ino,
                                     end: if is_dir { u32::MAX } else { layer + 1 },
+                                    dirs: 1,
                                 },
                             );
                             if is_dir {

@@ -382,18 +382,26 @@ impl Overlay {
             }
         }
         let (span, entry) = match (&pstate.span, lower_entry) {
-            (Some(span), Some(LowerEntry::Object { layer, end, .. })) => (span, (layer, end)),
+            (
+                Some(span),
+                Some(LowerEntry::Object {
+                    layer, end, dirs, ..
+                }),
+            ) => (span, (layer, end, dirs)),
             _ => return Err(libc::ENOENT),
         };
-        let (layer, end) = entry;
+        let (layer, end, dirs) = entry;
         let lpath = span.path.join(name);
         let lfd = self.lowers.layers[layer as usize].fd();
         let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+        // A directory merges with those below only when there are some and it is not
+        // opaque in its own layer; the span says so (and merged-ness shows in st_nlink).
+        let merges = is_dir && dirs > 1 && !layers::dir_is_opaque(lfd, &lpath);
         let child_span = is_dir.then(|| Span {
             path: lpath.clone(),
             start: layer,
-            end,
+            end: if merges { end } else { layer + 1 },
         });
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let loc = self.lower_loc(layer, lpath, &st, ino)?;
@@ -502,8 +510,13 @@ impl Overlay {
             ino: parent_ino,
             d_type: libc::DT_DIR,
         });
+        let lower_dir = match &st.span {
+            Some(span) => Some(self.lowers.dir(span).map_err(errno)?),
+            None => None,
+        };
         if st.loc == Loc::Upper {
             let ufd = self.upper_fd()?;
+            let udev = self.upper.as_ref().map_or(0, |u| u.dev);
             let upath = self.path_of(&node)?;
             for e in sys::read_dir_at(ufd, &upath).map_err(errno)? {
                 if e.name.starts_with(layers::WH_PREFIX) {
@@ -519,24 +532,37 @@ impl Overlay {
                         continue;
                     }
                 }
+                // A name over a lower object is usually a copy-up, which keeps the lower
+                // inode number (origin): d_ino then matches st_ino, as in the kernel.
+                let shadows = lower_dir.as_ref().is_some_and(|d| {
+                    matches!(d.entries.get(&e.name[..]), Some(LowerEntry::Object { .. }))
+                });
+                let origin = if shadows {
+                    self.origin_of(ufd, &upath.join(OsStr::from_bytes(&e.name)))
+                } else {
+                    None
+                };
                 seen.insert(e.name.clone());
                 out.push(ListEntry {
+                    ino: origin.unwrap_or_else(|| self.compose_ino(udev, e.ino)),
                     name: OsString::from_vec_compat(e.name),
-                    ino: e.ino,
                     d_type: e.d_type,
                 });
             }
         }
-        if let Some(span) = &st.span {
-            let dir = self.lowers.dir(span).map_err(errno)?;
+        if let Some(dir) = &lower_dir {
             for name in &dir.order {
                 if seen.contains(&name[..]) {
                     continue;
                 }
-                if let Some(LowerEntry::Object { d_type, ino, .. }) = dir.entries.get(name) {
+                if let Some(LowerEntry::Object {
+                    d_type, ino, layer, ..
+                }) = dir.entries.get(name)
+                {
+                    let dev = self.lowers.layers[*layer as usize].dev;
                     out.push(ListEntry {
                         name: OsString::from_vec_compat(name.to_vec()),
-                        ino: *ino,
+                        ino: self.compose_ino(dev, *ino),
                         d_type: *d_type,
                     });
                 }

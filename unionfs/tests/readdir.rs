@@ -23,17 +23,21 @@ impl Dir {
     }
 
     fn next(&mut self) -> Option<String> {
+        self.next_with_ino().map(|(name, _)| name)
+    }
+
+    /// The next entry's name and d_ino.
+    fn next_with_ino(&mut self) -> Option<(String, u64)> {
         // SAFETY: `self.0` is an open stream; the entry is copied before the next call.
         unsafe {
             let e = libc::readdir(self.0);
             if e.is_null() {
                 return None;
             }
-            Some(
-                CStr::from_ptr((*e).d_name.as_ptr())
-                    .to_string_lossy()
-                    .into_owned(),
-            )
+            let name = CStr::from_ptr((*e).d_name.as_ptr())
+                .to_string_lossy()
+                .into_owned();
+            Some((name, (*e).d_ino))
         }
     }
 
@@ -97,5 +101,77 @@ fn merged_listings_are_complete_and_seekable() {
         out.replace("\"top\", ", "").replace("\"zz-new\"", "")
     });
     d.compare("after the changes");
+    d.finish();
+}
+
+/// Lists each of `dirs` and lstats every entry right after, as `ls -li` does: name,
+/// whether d_ino is st_ino, and the attributes a walk compares. stratafs sends
+/// attributes with the listings of a process that stats what it lists (READDIRPLUS);
+/// with `fresh_readers` each listing is read by a new thread instead, which gets a
+/// plain listing.
+fn listed_with_attributes(m: &Path, dirs: &[&str], fresh_readers: bool) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let read = |dir: &Path| -> Vec<(String, u64)> {
+        let mut d = Dir::open(dir);
+        std::iter::from_fn(|| d.next_with_ino())
+            .filter(|(n, _)| n != "." && n != "..")
+            .collect()
+    };
+    let mut out = Vec::new();
+    for dir in dirs {
+        let path = m.join(dir);
+        let mut entries = if fresh_readers {
+            std::thread::scope(|s| s.spawn(|| read(&path)).join().expect("reader thread"))
+        } else {
+            read(&path)
+        };
+        entries.sort();
+        for (name, d_ino) in entries {
+            let rel = Path::new(dir).join(&name);
+            let line = match std::fs::symlink_metadata(m.join(&rel)) {
+                Ok(md) => format!(
+                    "{} d_ino==st_ino {} mode {:o} nlink {} size {} uid {}",
+                    rel.display(),
+                    d_ino == md.ino(),
+                    md.mode(),
+                    md.nlink(),
+                    md.size(),
+                    md.uid()
+                ),
+                Err(e) => format!("{} {e}", rel.display()),
+            };
+            out.push(line);
+        }
+    }
+    out.join("\n")
+}
+
+#[test]
+fn listed_inode_numbers_and_attributes_stay_true_through_changes() {
+    let Some(mut d) = Differential::new(layers::standard) else {
+        return;
+    };
+    let before = ["", "d", "opq", "d/sub", "dover", "ren", "ne"];
+    d.compare_with("listing before changes", |m| {
+        listed_with_attributes(m, &before, false)
+    });
+    // Copy-ups (data and metadata), a hard link copied up, a name removed and made
+    // again (a new inode), a lower directory renamed, a file grown: each listing read
+    // again must show the new attributes and keep d_ino equal to st_ino.
+    d.step(Op::Append(p("d/keep"), "more".into()));
+    d.step(Op::Chmod(p("top"), 0o600));
+    d.step(Op::Append(p("h1"), "+".into()));
+    d.step(Op::Unlink(p("mid")));
+    d.step(Op::Write(p("mid"), "new mid".into()));
+    d.step(Op::Rename(p("ren"), p("d/ren2"), 0));
+    d.step(Op::Link(p("d/y"), p("d/y2")));
+    let after = ["", "d", "opq", "d/sub", "dover", "d/ren2", "ne"];
+    d.compare_with("plain listings after changes", |m| {
+        listed_with_attributes(m, &after, true)
+    });
+    d.remount();
+    d.compare_with("listings with attributes after a remount", |m| {
+        listed_with_attributes(m, &after, false)
+    });
     d.finish();
 }
