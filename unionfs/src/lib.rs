@@ -16,6 +16,7 @@ pub mod options;
 pub mod overlay;
 pub mod plus;
 pub mod sys;
+pub mod whiteout;
 
 #[cfg(test)]
 mod overlay_tests;

@@ -16,6 +16,7 @@ use crate::files::{OpenFiles, RealFile};
 use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
 use crate::node::{Loc, Node, NodeState, NodeTable};
 use crate::sys::{self, Stat};
+use crate::whiteout::SharedWhiteout;
 
 /// An errno value: what every overlay operation fails with.
 pub type Errno = i32;
@@ -62,6 +63,7 @@ pub struct Overlay {
     devs: Vec<u64>,
     tmp_counter: AtomicU64,
     ns_lock: Mutex<()>,
+    whiteout: SharedWhiteout,
     xattr_opaque: CString,
     xattr_redirect: CString,
     xattr_origin: CString,
@@ -115,6 +117,7 @@ impl Overlay {
             settings,
             tmp_counter: AtomicU64::new(0),
             ns_lock: Mutex::new(()),
+            whiteout: SharedWhiteout::default(),
             xattr_opaque: mk("overlay.opaque")?,
             xattr_redirect: mk("overlay.redirect")?,
             xattr_origin: mk("stratafs.origin")?,
@@ -756,6 +759,13 @@ impl Overlay {
     fn make_whiteout(&self, upath: &Path) -> OvResult<()> {
         let ufd = self.upper_fd()?;
         let wfd = self.work_fd()?;
+        if self
+            .whiteout
+            .link(wfd, ufd, upath, || self.tmp_name())
+            .map_err(errno)?
+        {
+            return Ok(());
+        }
         let tmp = self.tmp_name();
         match sys::mknod_at(wfd, &tmp, libc::S_IFCHR, 0) {
             Ok(()) => {

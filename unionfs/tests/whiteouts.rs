@@ -76,3 +76,50 @@ fn recreate_over_whiteouts() {
     d.compare_upper("after re-creating names");
     d.finish();
 }
+
+/// The whiteouts (char 0/0) under `dir` in an upper layer: how many, and how many
+/// distinct inodes they use.
+fn whiteout_inodes(dir: &std::path::Path) -> (usize, usize) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    fn walk(dir: &std::path::Path, out: &mut Vec<(u64, u64)>) {
+        for e in std::fs::read_dir(dir).expect("read upper").flatten() {
+            let md = e.metadata().expect("lstat upper entry");
+            if md.file_type().is_char_device() && md.rdev() == 0 {
+                out.push((md.dev(), md.ino()));
+            } else if md.is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut all = Vec::new();
+    walk(dir, &mut all);
+    let n = all.len();
+    all.sort();
+    all.dedup();
+    (n, all.len())
+}
+
+#[test]
+fn whiteouts_share_one_inode_as_the_kernels_do() {
+    let Some(mut d) = Differential::new(layers::standard) else {
+        return;
+    };
+    for f in ["top", "mid", "exec", "d/top", "d/y", "ne/child"] {
+        d.step_expect(Op::Unlink(p(f)), 0);
+    }
+    d.step_expect(Op::Rmdir(p("ne")), 0);
+    d.compare_upper("after removing lower names");
+    let kernel = whiteout_inodes(&d.kernel.upper);
+    let ours = whiteout_inodes(&d.under.upper);
+    assert!(
+        kernel.0 >= 6,
+        "kernel overlayfs left {} whiteouts",
+        kernel.0
+    );
+    if kernel != ours {
+        d.mismatch(format!(
+            "whiteouts (count, distinct inodes): kernel {kernel:?}, stratafs {ours:?}"
+        ));
+    }
+    d.finish();
+}
