@@ -840,50 +840,66 @@ impl Overlay {
         let _g = self.ns_lock.lock();
         let ufd = self.upper_fd()?;
         let upath = self.path_of(&p)?.join(name);
-        let pst = sys::lstat_at(ufd, upath.parent().unwrap_or(Path::new(""))).ok();
-        let had_wh = self.clear_whiteout(&upath)?;
-        let in_lower = had_wh || self.lower_has(&p, name)?;
-        let mut fd = None;
-        let r = match kind {
-            NewObject::File { mode, flags } => {
-                match sys::open_beneath(
+        // A whiteout hides a lower name; only then is one looked for first. Anywhere
+        // else a stray one makes the create fail with EEXIST, and is cleared then.
+        let in_lower = self.lower_has(&p, name)?;
+        let mut had_wh = in_lower && self.clear_whiteout(&upath)?;
+        let create = || -> io::Result<Option<OwnedFd>> {
+            match kind {
+                NewObject::File { mode, flags } => sys::open_beneath(
                     ufd,
                     &upath,
                     (flags & !libc::O_NOCTTY) | libc::O_CREAT | libc::O_EXCL,
                     mode & 0o7777,
-                ) {
-                    Ok(f) => {
-                        fd = Some(f);
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
+                )
+                .map(Some),
+                NewObject::Node { mode, rdev } => {
+                    sys::mknod_at(ufd, &upath, mode, rdev).map(|_| None)
                 }
+                NewObject::Dir { mode } => sys::mkdir_at(ufd, &upath, mode & 0o7777).map(|_| None),
+                NewObject::Symlink { target } => sys::symlink_at(target, ufd, &upath).map(|_| None),
             }
-            NewObject::Node { mode, rdev } => sys::mknod_at(ufd, &upath, mode, rdev),
-            NewObject::Dir { mode } => sys::mkdir_at(ufd, &upath, mode & 0o7777),
-            NewObject::Symlink { target } => sys::symlink_at(target, ufd, &upath),
         };
-        if let Err(e) = r {
-            if had_wh {
-                let _ = self.make_whiteout(&upath);
-            }
-            return Err(errno(e));
+        let mut r = create();
+        if !had_wh
+            && matches!(&r, Err(e) if e.raw_os_error() == Some(libc::EEXIST))
+            && self.clear_whiteout(&upath)?
+        {
+            had_wh = true;
+            r = create();
         }
-        // A set-group-ID directory gives new objects its group, as any filesystem does.
-        let gid = match &pst {
-            Some(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
-            _ => gid,
-        };
-        if let Err(e) = sys::lchown_at(ufd, &upath, uid, gid) {
-            if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) {
+        let fd = match r {
+            Ok(fd) => fd,
+            Err(e) => {
+                if had_wh {
+                    let _ = self.make_whiteout(&upath);
+                }
                 return Err(errno(e));
             }
-        }
+        };
         let is_dir = matches!(kind, NewObject::Dir { .. });
-        if is_dir && in_lower {
+        if is_dir && (in_lower || had_wh) {
             sys::set_xattr(ufd, &upath, &self.xattr_opaque, b"y", 0).map_err(errno)?;
         }
         let mut st = sys::lstat_at(ufd, &upath).map_err(errno)?;
+        // The daemon made it: give it the caller's owner. The group a set-group-ID
+        // parent gave it stays, as on any filesystem; when the group it got is the
+        // caller's, either way it is right and the parent need not be looked at.
+        if st.st_uid != uid || st.st_gid != gid {
+            let parent_upath = upath.parent().unwrap_or(Path::new(""));
+            let gid = match sys::lstat_at(ufd, parent_upath) {
+                Ok(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
+                _ => gid,
+            };
+            if st.st_uid != uid || st.st_gid != gid {
+                match sys::lchown_at(ufd, &upath, uid, gid) {
+                    Ok(()) => st = sys::lstat_at(ufd, &upath).map_err(errno)?,
+                    Err(e)
+                        if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {}
+                    Err(e) => return Err(errno(e)),
+                }
+            }
+        }
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
             parent: p.ino,
