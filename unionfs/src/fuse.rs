@@ -16,6 +16,7 @@ use fuser::{
 };
 
 use crate::backing::{Grant, IoModes};
+use crate::caller::{Caller, has_privilege_bits};
 use crate::files::RealFile;
 use crate::idmap::IdMapper;
 use crate::node::Node;
@@ -51,6 +52,10 @@ pub struct OverlayFs {
     no_open: AtomicBool,
     /// Which processes get attributes with their listings.
     plus: PlusPolicy,
+    /// The kernel leaves clearing set-user-ID and set-group-ID bits on write and
+    /// truncate to us (`FUSE_HANDLE_KILLPRIV_V2`), and stops asking for
+    /// `security.capability` before every write.
+    killpriv: AtomicBool,
 }
 
 /// The real file a read or write goes to: the handle's own fd, or the file kept
@@ -87,6 +92,7 @@ impl OverlayFs {
             io,
             no_open: AtomicBool::new(false),
             plus: PlusPolicy::default(),
+            killpriv: AtomicBool::new(false),
         }
     }
 
@@ -101,6 +107,40 @@ impl OverlayFs {
             .real_file(ino.0, write)
             .map(IoFile::Inode)
             .map_err(err)
+    }
+
+    /// Clears from the file open at `fd` the set-user-ID and set-group-ID bits a write
+    /// or truncate by process `pid` clears (see [`Caller::bits_to_clear`]).
+    fn clear_privilege_bits(&self, fd: i32, pid: u32) -> Result<(), Errno> {
+        let st = crate::sys::fstat(fd).map_err(|e| err(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        let mode = st.st_mode & 0o7777;
+        if !has_privilege_bits(mode) {
+            return Ok(());
+        }
+        let bits = Caller::of(pid).bits_to_clear(mode, self.ids.gid_in(st.st_gid));
+        if bits == 0 {
+            return Ok(());
+        }
+        // SAFETY: fchmod on an fd the caller holds open.
+        if unsafe { libc::fchmod(fd, mode & !bits) } < 0 {
+            return Err(err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO)));
+        }
+        Ok(())
+    }
+
+    /// The mode a truncation by `pid` leaves on inode `ino`, when it clears a
+    /// privilege bit (the kernel no longer says so: `FUSE_HANDLE_KILLPRIV_V2`).
+    fn mode_after_truncate(&self, ino: u64, pid: u32) -> Result<Option<u32>, Errno> {
+        let node = self.ov.node(ino).map_err(err)?;
+        let st = self.ov.stat(&node).map_err(err)?;
+        let mode = st.st_mode & 0o7777;
+        if !has_privilege_bits(mode) {
+            return Ok(None);
+        }
+        let bits = Caller::of(pid).bits_to_clear(mode, self.ids.gid_in(st.st_gid));
+        Ok((bits != 0).then_some(mode & !bits))
     }
 
     /// Attributes as the mount shows them (ids mapped).
@@ -403,6 +443,20 @@ impl Filesystem for OverlayFs {
         {
             self.passthrough.store(true, Ordering::Relaxed);
         }
+        // Privilege bits are cleared here (write flags, truncation), so the kernel
+        // marks inodes it found plain and stops sending a GETXATTR of
+        // `security.capability` before each write. Not with passthrough: its writes
+        // never reach us, and the kernel then clears nothing either.
+        if !self.passthrough.load(Ordering::Relaxed)
+            && config
+                .capabilities()
+                .contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+            && config
+                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
+                .is_ok()
+        {
+            self.killpriv.store(true, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -448,7 +502,7 @@ impl Filesystem for OverlayFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -466,6 +520,16 @@ impl Filesystem for OverlayFs {
     ) {
         let times =
             (atime.is_some() || mtime.is_some()).then(|| [timespec(atime), timespec(mtime)]);
+        // A truncation clears privilege bits as a write does.
+        let mode = match mode {
+            None if size.is_some() && self.killpriv.load(Ordering::Relaxed) => {
+                match self.mode_after_truncate(ino.0, req.pid()) {
+                    Ok(m) => m,
+                    Err(e) => return reply.error(e),
+                }
+            }
+            m => m,
+        };
         let (uid, gid) = match (
             uid.map(|u| self.ids.uid_out(u)),
             gid.map(|g| self.ids.gid_out(g)),
@@ -666,12 +730,12 @@ impl Filesystem for OverlayFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _wf: WriteFlags,
+        wf: WriteFlags,
         _flags: OpenFlags,
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
@@ -680,6 +744,12 @@ impl Filesystem for OverlayFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
+        // The writer lacks CAP_FSETID: privilege bits go before the data changes.
+        if wf.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+            if let Err(e) = self.clear_privilege_bits(file.raw(), req.pid()) {
+                return reply.error(e);
+            }
+        }
         // SAFETY: data is readable; the fd is open (held by `file`).
         let n =
             unsafe { libc::pwrite(file.raw(), data.as_ptr().cast(), data.len(), offset as i64) };

@@ -5,6 +5,7 @@
 //! fuse-overlayfs-compatible command line.
 
 pub mod backing;
+pub mod caller;
 pub mod cli;
 pub mod files;
 pub mod fuse;

@@ -77,3 +77,69 @@ fn new_objects_in_a_setgid_directory_take_its_group() {
     d.step_expect(Op::Symlink(p("file"), p("shared/link")), 0);
     d.finish();
 }
+
+/// Set-user-ID and set-group-ID files anyone may write, and one to set the bit on later.
+fn privileged_files(root: &std::path::Path) -> anyhow::Result<layers::LayerSet> {
+    let set = layers::LayerSet::create(root, 1)?;
+    let l = set.lower(0)?;
+    l.file("suid", b"a", 0o4777)?;
+    l.file("sgid-x", b"a", 0o2777)?;
+    l.file("sgid-nox", b"a", 0o2767)?;
+    l.file("suid-trunc", b"abc", 0o4777)?;
+    l.file("root-writes", b"a", 0o6777)?;
+    l.file("later", b"a", 0o777)?;
+    l.finish()?;
+    Ok(set)
+}
+
+/// Runs `script` with `sh` in `dir` as nobody (no capabilities).
+fn as_nobody(dir: &std::path::Path, script: &str) {
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .args(["sh", "-ec", script])
+        .current_dir(dir)
+        .output()
+        .expect("run setpriv");
+    assert!(
+        out.status.success(),
+        "as nobody in {}: {script}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A write or truncate by a user without CAP_FSETID clears set-user-ID, and
+/// set-group-ID when the group may execute, as on any filesystem; root's writes keep
+/// both. Checked again after the bit is set anew on a file already written.
+#[test]
+fn writes_by_unprivileged_users_clear_setuid_and_setgid() {
+    let Some(mut d) = Differential::new(privileged_files) else {
+        return;
+    };
+    // With io=passthrough the kernel clears the bits itself, by FUSE's own rule:
+    // set-group-ID only when the group may execute, whoever writes; so no sgid-nox.
+    let passthrough = std::env::var("STRATA_TEST_IO").as_deref() == Ok("passthrough");
+    let not_in_group = if passthrough {
+        ""
+    } else {
+        "printf x >> sgid-nox;"
+    };
+    let mounts = [d.km().to_path_buf(), d.um().to_path_buf()];
+    for m in &mounts {
+        as_nobody(
+            m,
+            &format!(
+                "printf x >> suid; printf y >> suid; printf x >> sgid-x; {not_in_group} \
+                 truncate -s 1 suid-trunc; printf x >> later"
+            ),
+        );
+    }
+    d.step(Op::Append(p("root-writes"), p("x")));
+    d.compare("after writes by nobody and root");
+    d.step(Op::Chmod(p("later"), 0o4777));
+    for m in &mounts {
+        as_nobody(m, "printf x >> later; truncate -s 0 later");
+    }
+    d.compare("after the bit was set again and nobody wrote");
+    d.finish();
+}
