@@ -389,6 +389,11 @@ impl OverlayFs {
     }
 }
 
+/// Asks for `cap` when the kernel offers it; true when it is on.
+fn take(config: &mut KernelConfig, cap: InitFlags) -> bool {
+    config.capabilities().contains(cap) && config.add_capabilities(cap).is_ok()
+}
+
 impl Filesystem for OverlayFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(1 << 20);
@@ -405,29 +410,14 @@ impl Filesystem for OverlayFs {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
         ] {
-            if config.capabilities().contains(cap) {
-                let _ = config.add_capabilities(cap);
-            }
+            take(config, cap);
         }
-        if config
-            .capabilities()
-            .contains(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-            && config
-                .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
-                .is_ok()
-        {
+        if take(config, InitFlags::FUSE_NO_OPENDIR_SUPPORT) {
             self.no_opendir.store(true, Ordering::Relaxed);
         }
         // io=inode: opens cost no round trip; the first OPEN is answered ENOSYS and the
         // kernel sends no more (nor RELEASE), keeping file pages cached across opens.
-        if self.io == IoStrategy::Inode
-            && config
-                .capabilities()
-                .contains(InitFlags::FUSE_NO_OPEN_SUPPORT)
-            && config
-                .add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT)
-                .is_ok()
-        {
+        if self.io == IoStrategy::Inode && take(config, InitFlags::FUSE_NO_OPEN_SUPPORT) {
             self.no_open.store(true, Ordering::Relaxed);
         }
         // io=passthrough lets the kernel read and write the real file directly (page
@@ -437,8 +427,7 @@ impl Filesystem for OverlayFs {
         let root = unsafe { libc::geteuid() } == 0;
         if root
             && self.io == IoStrategy::Passthrough
-            && config.capabilities().contains(InitFlags::FUSE_PASSTHROUGH)
-            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+            && take(config, InitFlags::FUSE_PASSTHROUGH)
             && config.set_max_stack_depth(1).is_ok()
         {
             self.passthrough.store(true, Ordering::Relaxed);
@@ -448,12 +437,7 @@ impl Filesystem for OverlayFs {
         // `security.capability` before each write. Not with passthrough: its writes
         // never reach us, and the kernel then clears nothing either.
         if !self.passthrough.load(Ordering::Relaxed)
-            && config
-                .capabilities()
-                .contains(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
-            && config
-                .add_capabilities(InitFlags::FUSE_HANDLE_KILLPRIV_V2)
-                .is_ok()
+            && take(config, InitFlags::FUSE_HANDLE_KILLPRIV_V2)
         {
             self.killpriv.store(true, Ordering::Relaxed);
         }
