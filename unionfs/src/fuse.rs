@@ -1046,7 +1046,7 @@ impl Filesystem for OverlayFs {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -1058,6 +1058,13 @@ impl Filesystem for OverlayFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
+        // The kernel clears nothing itself with FUSE_HANDLE_KILLPRIV_V2 and sends no
+        // flag for fallocate: the caller's own capabilities decide, as for a write.
+        if self.killpriv.load(Ordering::Relaxed) {
+            if let Err(e) = self.clear_privilege_bits(file.raw(), req.pid()) {
+                return reply.error(e);
+            }
+        }
         // SAFETY: fallocate on an open fd (held by `file`).
         let r = unsafe { libc::fallocate(file.raw(), mode, offset as i64, length as i64) };
         if r < 0 {

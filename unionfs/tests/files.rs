@@ -88,6 +88,7 @@ fn privileged_files(root: &std::path::Path) -> anyhow::Result<layers::LayerSet> 
     l.file("suid-trunc", b"abc", 0o4777)?;
     l.file("root-writes", b"a", 0o6777)?;
     l.file("later", b"a", 0o777)?;
+    l.file("falloc", b"a", 0o6777)?;
     l.finish()?;
     Ok(set)
 }
@@ -108,7 +109,7 @@ fn as_nobody(dir: &std::path::Path, script: &str) {
     );
 }
 
-/// A write or truncate by a user without CAP_FSETID clears set-user-ID, and
+/// A write, truncate or fallocate by a user without CAP_FSETID clears set-user-ID, and
 /// set-group-ID when the group may execute, as on any filesystem; root's writes keep
 /// both. Checked again after the bit is set anew on a file already written.
 #[test]
@@ -130,7 +131,7 @@ fn writes_by_unprivileged_users_clear_setuid_and_setgid() {
             m,
             &format!(
                 "printf x >> suid; printf y >> suid; printf x >> sgid-x; {not_in_group} \
-                 truncate -s 1 suid-trunc; printf x >> later"
+                 truncate -s 1 suid-trunc; fallocate -l 8192 falloc; printf x >> later"
             ),
         );
     }
