@@ -109,38 +109,36 @@ impl OverlayFs {
             .map_err(err)
     }
 
-    /// Clears from the file open at `fd` the set-user-ID and set-group-ID bits a write
-    /// or truncate by process `pid` clears (see [`Caller::bits_to_clear`]).
-    fn clear_privilege_bits(&self, fd: i32, pid: u32) -> Result<(), Errno> {
-        let st = crate::sys::fstat(fd).map_err(|e| err(e.raw_os_error().unwrap_or(libc::EIO)))?;
+    /// The mode a write or truncate by process `pid` leaves on a file with attributes
+    /// `st`, when it clears a privilege bit (see [`Caller::bits_to_clear`]); `/proc`
+    /// is read only for files carrying such a bit.
+    fn mode_without_privilege_bits(&self, st: &Stat, pid: u32) -> Option<u32> {
         let mode = st.st_mode & 0o7777;
         if !has_privilege_bits(mode) {
-            return Ok(());
+            return None;
         }
         let bits = Caller::of(pid).bits_to_clear(mode, self.ids.gid_in(st.st_gid));
-        if bits == 0 {
-            return Ok(());
-        }
-        // SAFETY: fchmod on an fd the caller holds open.
-        if unsafe { libc::fchmod(fd, mode & !bits) } < 0 {
-            return Err(err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)));
+        (bits != 0).then_some(mode & !bits)
+    }
+
+    /// Clears, on the file open at `fd`, the privilege bits a write by `pid` clears.
+    fn clear_privilege_bits(&self, fd: i32, pid: u32) -> Result<(), Errno> {
+        let st = crate::sys::fstat(fd).map_err(|e| err(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        if let Some(mode) = self.mode_without_privilege_bits(&st, pid) {
+            // SAFETY: fchmod on an fd the caller holds open.
+            if unsafe { libc::fchmod(fd, mode) } < 0 {
+                return Err(last_err());
+            }
         }
         Ok(())
     }
 
-    /// The mode a truncation by `pid` leaves on inode `ino`, when it clears a
-    /// privilege bit (the kernel no longer says so: `FUSE_HANDLE_KILLPRIV_V2`).
+    /// The mode a truncation by `pid` leaves on inode `ino` (the kernel no longer says
+    /// so with `FUSE_HANDLE_KILLPRIV_V2`).
     fn mode_after_truncate(&self, ino: u64, pid: u32) -> Result<Option<u32>, Errno> {
         let node = self.ov.node(ino).map_err(err)?;
         let st = self.ov.stat(&node).map_err(err)?;
-        let mode = st.st_mode & 0o7777;
-        if !has_privilege_bits(mode) {
-            return Ok(None);
-        }
-        let bits = Caller::of(pid).bits_to_clear(mode, self.ids.gid_in(st.st_gid));
-        Ok((bits != 0).then_some(mode & !bits))
+        Ok(self.mode_without_privilege_bits(&st, pid))
     }
 
     /// Attributes as the mount shows them (ids mapped).
@@ -166,6 +164,13 @@ impl OverlayFs {
 
 fn err(e: i32) -> Errno {
     Errno::from_i32(e)
+}
+
+/// The errno of the last failed libc call.
+fn last_err() -> Errno {
+    err(std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO))
 }
 
 fn ts(sec: i64, nsec: i64) -> SystemTime {
@@ -738,9 +743,7 @@ impl Filesystem for OverlayFs {
         let n =
             unsafe { libc::pwrite(file.raw(), data.as_ptr().cast(), data.len(), offset as i64) };
         if n < 0 {
-            return reply.error(err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)));
+            return reply.error(last_err());
         }
         reply.written(n as u32);
     }
@@ -798,9 +801,7 @@ impl Filesystem for OverlayFs {
             }
         };
         if r < 0 {
-            return reply.error(err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)));
+            return reply.error(last_err());
         }
         reply.ok();
     }
@@ -1068,9 +1069,7 @@ impl Filesystem for OverlayFs {
         // SAFETY: fallocate on an open fd (held by `file`).
         let r = unsafe { libc::fallocate(file.raw(), mode, offset as i64, length as i64) };
         if r < 0 {
-            return reply.error(err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)));
+            return reply.error(last_err());
         }
         reply.ok();
     }
@@ -1092,9 +1091,7 @@ impl Filesystem for OverlayFs {
         // the daemon, whose answer does not depend on the fd's own offset.
         let r = unsafe { libc::lseek(file.raw(), offset, whence) };
         if r < 0 {
-            return reply.error(err(std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO)));
+            return reply.error(last_err());
         }
         reply.offset(r);
     }
