@@ -1,5 +1,6 @@
 //! The implementations compared: the plain directory, kernel overlayfs, fuse-overlayfs
-//! and stratafs, each mounted over the same layers with a fresh upper per run.
+//! and stratafs (default, and with lower files passed through), each mounted over the
+//! same layers with a fresh upper per run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,15 +19,19 @@ pub enum Impl {
     FuseOverlayfs,
     /// stratafs.
     Stratafs,
+    /// stratafs with `io=passthrough-all`: files of 64 KiB and more, lower ones
+    /// included, passed through to the kernel (root only).
+    StratafsPassthrough,
 }
 
 impl Impl {
     /// All implementations, in table order.
-    pub const ALL: [Impl; 4] = [
+    pub const ALL: [Impl; 5] = [
         Impl::Native,
         Impl::Kernel,
         Impl::FuseOverlayfs,
         Impl::Stratafs,
+        Impl::StratafsPassthrough,
     ];
 
     /// Column name.
@@ -36,6 +41,7 @@ impl Impl {
             Impl::Kernel => "kernel",
             Impl::FuseOverlayfs => "fuse-overlayfs",
             Impl::Stratafs => "stratafs",
+            Impl::StratafsPassthrough => "stratafs io=passthrough-all",
         }
     }
 
@@ -44,6 +50,10 @@ impl Impl {
         match self {
             Impl::FuseOverlayfs if !Path::new("/usr/bin/fuse-overlayfs").exists() => {
                 Some("/usr/bin/fuse-overlayfs missing (apt-get install fuse-overlayfs)".into())
+            }
+            // SAFETY: geteuid has no failure mode.
+            Impl::StratafsPassthrough if unsafe { libc::geteuid() } != 0 => {
+                Some("FUSE passthrough needs root".into())
             }
             _ => None,
         }
@@ -167,7 +177,12 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
                 );
             }
         }
-        Impl::Stratafs => {
+        Impl::Stratafs | Impl::StratafsPassthrough => {
+            let opts = if imp == Impl::StratafsPassthrough {
+                format!("{opts},io=passthrough-all")
+            } else {
+                opts
+            };
             let exe = std::env::current_exe().context("current exe")?;
             let out = Command::new(exe)
                 .args(["__stratafs", "-o", &opts])
@@ -182,7 +197,9 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
     wait_mounted(&mnt)?;
     let daemon = match imp {
         Impl::FuseOverlayfs => daemon_pid(&format!("fuse-overlayfs.*{}", mnt.display())),
-        Impl::Stratafs => daemon_pid(&format!("__stratafs.*{}", mnt.display())),
+        Impl::Stratafs | Impl::StratafsPassthrough => {
+            daemon_pid(&format!("__stratafs.*{}", mnt.display()))
+        }
         _ => None,
     };
     Ok(Mounted {

@@ -72,6 +72,7 @@ impl Launcher {
         cmd.arg("--root").arg(&self.store).args(["run", "--rm"]);
         match imp {
             Impl::Native => bail!("the plain directory runs no container"),
+            Impl::StratafsPassthrough => bail!("strata run mounts stratafs with its default io="),
             Impl::Kernel => {
                 cmd.args(["--driver", "kernel"]);
             }

@@ -300,7 +300,7 @@ fn run(args: Args) -> Result<()> {
             let mut cols = BTreeMap::new();
             for imp in Impl::ALL {
                 let cell = match (imp, imp.unavailable()) {
-                    (Impl::Native, _) => Cell::NotApplicable,
+                    (Impl::Native | Impl::StratafsPassthrough, _) => Cell::NotApplicable,
                     (_, Some(why)) => Cell::Failed(why),
                     _ => measure_launch(l, imp, runs, warm).into(),
                 };
@@ -369,7 +369,12 @@ fn sizes_text(s: &BenchSizes) -> String {
 }
 
 /// The implementations drawn as bars (kernel overlayfs is the 1x line).
-const CHART_SERIES: [Impl; 3] = [Impl::Native, Impl::FuseOverlayfs, Impl::Stratafs];
+const CHART_SERIES: [Impl; 4] = [
+    Impl::Native,
+    Impl::FuseOverlayfs,
+    Impl::Stratafs,
+    Impl::StratafsPassthrough,
+];
 
 fn write_chart(path: &Path, rows: &[Row], sizes: &BenchSizes, runs: usize) -> Result<()> {
     let chart_rows: Vec<chart::ChartRow> = rows

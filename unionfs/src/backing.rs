@@ -7,11 +7,13 @@
 //! inode with open files one mode: passed through to one backing id, shared by every
 //! open and closed with the last; or cached, served by the daemon.
 //!
-//! Only upper files are passed through. A lower file's backing would outlive its
-//! copy-up (the kernel cannot move an inode to another backing file while it is
-//! open), and a writer opened after the copy-up would have to share it — writing into
-//! the lower layer. Lower files are immutable and read through the page cache, which
-//! the kernel keeps across opens; cold sequential reads are disk-bound either way.
+//! A lower file's backing file outlives its copy-up (the kernel cannot move an inode
+//! to another backing file while it is open), and a writer, or a reader opened after
+//! the copy-up, must not share it: such an open gets `Grant::Stale`, the daemon gives
+//! the object a second node id (`NodeTable::split`) and fails the open with ESTALE,
+//! and the kernel retries it after a fresh lookup, on a second inode with no backing
+//! yet. Readers opened before the copy-up keep reading the lower file, as a
+//! read-only `MAP_SHARED` mapping does on kernel overlayfs.
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
@@ -22,8 +24,12 @@ use fuser::BackingId;
 enum Mode {
     /// Opens served by the daemon through the page cache.
     Cached { opens: usize },
-    /// Opens passed through with `id`.
-    Passthrough { id: BackingId, opens: usize },
+    /// Opens passed through with `id`, a lower (read-only) file's when `lower`.
+    Passthrough {
+        id: BackingId,
+        opens: usize,
+        lower: bool,
+    },
 }
 
 /// How one open of an inode is to be served (either way counted: release it).
@@ -32,6 +38,9 @@ pub enum Grant<'a> {
     Passthrough(Held<'a>),
     /// Through the daemon and the page cache.
     Cached,
+    /// Not counted: the inode's backing is a lower file this open (to write, or to a
+    /// file copied up since) must not share.
+    Stale,
 }
 
 /// A counted passthrough open's backing id, held (and so not closed by a concurrent
@@ -55,12 +64,15 @@ pub struct IoModes {
 }
 
 impl IoModes {
-    /// Decides how an open of `ino` goes: it joins the inode's current mode; an inode
-    /// without open files is passed through when `wanted()` says it is worth it (a
-    /// backing file registered with `register`), else cached.
+    /// Decides how an open of `ino` goes (its real file a lower one when `lower`): it
+    /// joins the inode's current mode, unless that is a lower backing file and this
+    /// open's file is not; an inode without open files is passed through when
+    /// `wanted()` says it is worth it (a backing file registered with `register`), else
+    /// cached.
     pub fn acquire(
         &self,
         ino: u64,
+        lower: bool,
         wanted: impl FnOnce() -> bool,
         register: impl FnOnce() -> std::io::Result<BackingId>,
     ) -> std::io::Result<Grant<'_>> {
@@ -70,6 +82,7 @@ impl IoModes {
                     *opens += 1;
                     Ok(Grant::Cached)
                 }
+                Mode::Passthrough { lower: true, .. } if !lower => Ok(Grant::Stale),
                 Mode::Passthrough { opens, .. } => {
                     *opens += 1;
                     Ok(Grant::Passthrough(Held(o.into_ref().downgrade())))
@@ -81,7 +94,11 @@ impl IoModes {
                     return Ok(Grant::Cached);
                 }
                 let id = register()?;
-                let mode = Mode::Passthrough { id, opens: 1 };
+                let mode = Mode::Passthrough {
+                    id,
+                    opens: 1,
+                    lower,
+                };
                 Ok(Grant::Passthrough(Held(v.insert(mode).downgrade())))
             }
         }

@@ -286,36 +286,42 @@ impl OverlayFs {
     }
 
     /// Replies to an open (or create) of `ino` whose real file is `fd`, opened with
-    /// `flags`: an upper file is passed through when the kernel allows it and it pays
+    /// `flags`: a file is passed through when the kernel allows it and it pays
     /// (writers, files of 64 KiB and more); the rest is served here, with the page
-    /// cache kept across opens of immutable lower files (see `backing`).
+    /// cache kept across opens of immutable lower files. A lower file passed through
+    /// stays the inode's backing while open; an open that must not share it fails
+    /// with ESTALE after the object gets a second node id (see `backing`).
     fn reply_open(&self, ino: u64, fd: OwnedFd, flags: i32, lower: bool, reply: impl OpenReply) {
         let cached = if lower {
             FopenFlags::FOPEN_KEEP_CACHE
         } else {
             FopenFlags::empty()
         };
-        if lower {
-            self.lower_fhs.insert(fd.as_raw_fd() as u64, ino);
-        }
         if !self.passthrough.load(Ordering::Relaxed) {
-            return reply.opened(FileHandle(fd.into_raw_fd() as u64), cached);
+            return self.opened(ino, fd, lower, cached, reply);
         }
         // Small files read whole stay in the page cache without a round trip; passing
         // them through would cost two ioctls per open and a GETATTR per read (atime).
         let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let wanted = || {
-            !lower
-                && (writing
-                    || crate::sys::fstat(fd.as_raw_fd())
-                        .is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN))
+            if lower
+                && (self.io != IoStrategy::PassthroughAll
+                    || self
+                        .ov
+                        .node(ino)
+                        .map_or(true, |n| n.shared_backing_refused.load(Ordering::Relaxed)))
+            {
+                return false;
+            }
+            writing
+                || crate::sys::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN)
         };
         let grant = self
             .modes
-            .acquire(ino, wanted, || reply.open_backing(fd.as_fd()));
-        let fh = FileHandle(fd.into_raw_fd() as u64);
+            .acquire(ino, lower, wanted, || reply.open_backing(fd.as_fd()));
         match grant {
             Ok(Grant::Passthrough(held)) => {
+                let fh = self.opened_handle(ino, fd, lower);
                 self.passed.insert(fh.0, ino);
                 match held.id() {
                     Some(id) => reply.passthrough(fh, id),
@@ -323,16 +329,36 @@ impl OverlayFs {
                 }
             }
             Ok(Grant::Cached) => {
+                let fh = self.opened_handle(ino, fd, lower);
                 self.passed.insert(fh.0, ino);
                 reply.opened(fh, cached);
             }
+            Ok(Grant::Stale) => match self.ov.split_node(ino) {
+                Ok(_) => reply.error(Errno::ESTALE),
+                Err(e) => reply.error(err(e)),
+            },
             Err(e) => {
                 // No backing file (no privilege, a stacked filesystem): serve I/O here.
                 log::warn!("passthrough disabled: {e}");
                 self.passthrough.store(false, Ordering::Relaxed);
-                reply.opened(fh, cached);
+                self.opened(ino, fd, lower, cached, reply);
             }
         }
+    }
+
+    /// The handle of an open of `ino` served here: its fd, remembered as a lower
+    /// file's when `lower` (to follow a copy-up).
+    fn opened_handle(&self, ino: u64, fd: OwnedFd, lower: bool) -> FileHandle {
+        let fh = fd.into_raw_fd() as u64;
+        if lower {
+            self.lower_fhs.insert(fh, ino);
+        }
+        FileHandle(fh)
+    }
+
+    /// Replies to an open served here, not counted in the I/O modes.
+    fn opened(&self, ino: u64, fd: OwnedFd, lower: bool, flags: FopenFlags, r: impl OpenReply) {
+        r.opened(self.opened_handle(ino, fd, lower), flags);
     }
 
     /// Moves an open handle of a lower file that has since been copied up onto the
@@ -390,7 +416,16 @@ impl OverlayFs {
 
     fn entry(&self, reply: ReplyEntry, node: &Node, st: &Stat) {
         let generation = Generation(node.generation.load(Ordering::Relaxed));
-        reply.entry(&self.ttl, &self.attr(st), generation);
+        let id = self.ov.entry_id(node);
+        if id == node.ino {
+            return reply.entry(&self.ttl, &self.attr(st), generation);
+        }
+        // An alias: fuser sends the attributes' inode number as the node id, so these
+        // carry the alias; expired at once, they are fetched again (GETATTR reports
+        // the object's own inode number) before anything reads them.
+        let mut a = self.attr(st);
+        a.ino = INodeNo(id);
+        reply.entry_with_ttls(&Duration::ZERO, &self.ttl, &a, generation);
     }
 }
 
@@ -431,7 +466,7 @@ impl Filesystem for OverlayFs {
         // SAFETY: geteuid has no failure mode.
         let root = unsafe { libc::geteuid() } == 0;
         if root
-            && self.io == IoStrategy::Passthrough
+            && self.io.passes_through()
             && take(config, InitFlags::FUSE_PASSTHROUGH)
             && config.set_max_stack_depth(1).is_ok()
         {
@@ -1111,11 +1146,12 @@ const MAX_INO_LISTINGS: usize = 4096;
 /// Files at least this big are passed through when opened read-only.
 const PASSTHROUGH_MIN: i64 = 64 * 1024;
 
-/// What open and create replies share: a plain or a passthrough open.
+/// What open and create replies share: a plain or a passthrough open, or an error.
 trait OpenReply {
     fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingId>;
     fn opened(self, fh: FileHandle, flags: FopenFlags);
     fn passthrough(self, fh: FileHandle, id: &BackingId);
+    fn error(self, e: Errno);
 }
 
 impl OpenReply for ReplyOpen {
@@ -1127,6 +1163,9 @@ impl OpenReply for ReplyOpen {
     }
     fn passthrough(self, fh: FileHandle, id: &BackingId) {
         self.opened_passthrough(fh, FopenFlags::empty(), id);
+    }
+    fn error(self, e: Errno) {
+        ReplyOpen::error(self, e);
     }
 }
 
@@ -1155,6 +1194,9 @@ impl OpenReply for Created {
             FopenFlags::empty(),
             id,
         );
+    }
+    fn error(self, e: Errno) {
+        self.reply.error(e);
     }
 }
 

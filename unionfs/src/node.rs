@@ -3,7 +3,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use dashmap::DashMap;
 use parking_lot::RwLock;
@@ -38,7 +38,8 @@ pub struct NodeState {
 /// One object of the merged tree known to the kernel.
 #[derive(Debug)]
 pub struct Node {
-    /// Node id, also the st_ino reported.
+    /// Node id, also the st_ino reported (an alias, see `NodeTable::split`, is a
+    /// second node id for the same node).
     pub ino: u64,
     /// True for directories.
     pub is_dir: bool,
@@ -49,32 +50,91 @@ pub struct Node {
     pub generation: AtomicU64,
     /// Location and name.
     pub state: RwLock<NodeState>,
+    /// The node id lookups answer with when not `ino` (0: none), see `NodeTable::split`.
+    alias: AtomicU64,
+    /// Set when opens of this object conflicted with a lower file passed through:
+    /// its lower file is not passed through again (served through the page cache).
+    pub shared_backing_refused: AtomicBool,
 }
+
+impl Node {
+    /// A node not (yet) in the table, for an object found at `state`.
+    pub fn detached(ino: u64, is_dir: bool, state: NodeState) -> Node {
+        Node {
+            ino,
+            is_dir,
+            nlookup: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+            state: RwLock::new(state),
+            alias: AtomicU64::new(0),
+            shared_backing_refused: AtomicBool::new(false),
+        }
+    }
+}
+
+/// Alias node ids carry this bit (real inode numbers stay below it: layer indexes
+/// take bits 56 and up only past 63 layers on distinct file systems).
+pub const ALIAS_BIT: u64 = 1 << 62;
 
 /// The node table, keyed by node id.
 #[derive(Debug, Default)]
 pub struct NodeTable {
     map: DashMap<u64, Arc<Node>>,
+    /// Alias node ids, each kept while its node lives (a kernel forgetting it does
+    /// not end it: lookups answering with it may be under way).
+    aliases: DashMap<u64, Arc<Node>>,
+    next_alias: AtomicU64,
 }
 
 impl NodeTable {
-    /// Finds a node by id.
+    /// Finds a node by id (its own or an alias).
     pub fn get(&self, ino: u64) -> Option<Arc<Node>> {
+        if ino & ALIAS_BIT != 0 {
+            if let Some(n) = self.aliases.get(&ino) {
+                return Some(n.clone());
+            }
+        }
         self.map.get(&ino).map(|n| n.clone())
+    }
+
+    /// Gives `node` a second node id that lookups answer with from now on, so the
+    /// kernel makes a second inode for the object. Why: a FUSE inode whose lower file
+    /// is passed through keeps that backing file while it is open, and a writer (or a
+    /// reader after the copy-up) must not share it; the kernel retries an open that
+    /// fails with ESTALE after a fresh lookup, which finds the alias. An existing
+    /// alias is kept. Returns the alias.
+    pub fn split(&self, node: &Arc<Node>) -> u64 {
+        let current = node.alias.load(Ordering::Acquire);
+        if current != 0 && self.aliases.contains_key(&current) {
+            return current;
+        }
+        let id = loop {
+            let id = ALIAS_BIT | self.next_alias.fetch_add(1, Ordering::Relaxed);
+            if !self.map.contains_key(&id) {
+                break id;
+            }
+        };
+        self.aliases.insert(id, node.clone());
+        node.alias.store(id, Ordering::Release);
+        id
+    }
+
+    /// The node id an entry reply for `node` carries: its alias if it has one, else
+    /// its own. (The node's `nlookup` counts the lookups of both.)
+    pub fn entry_id(&self, node: &Node) -> u64 {
+        match node.alias.load(Ordering::Acquire) {
+            0 => node.ino,
+            id => id,
+        }
     }
 
     /// Records a lookup of `ino` with a fresh state: an existing node takes the new
     /// state and one more lookup; else a node is created.
     pub fn looked_up(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
-        let entry = self.map.entry(ino).or_insert_with(|| {
-            Arc::new(Node {
-                ino,
-                is_dir,
-                nlookup: AtomicU64::new(0),
-                generation: AtomicU64::new(0),
-                state: RwLock::new(state.clone()),
-            })
-        });
+        let entry = self
+            .map
+            .entry(ino)
+            .or_insert_with(|| Arc::new(Node::detached(ino, is_dir, state.clone())));
         let node = entry.clone();
         drop(entry);
         *node.state.write() = state;
@@ -89,38 +149,45 @@ impl NodeTable {
         let node = self.looked_up(ino, is_dir, state);
         if existed {
             node.generation.fetch_add(1, Ordering::Relaxed);
+            // The old object's alias is not this object's.
+            let old = node.alias.swap(0, Ordering::AcqRel);
+            if old != 0 {
+                self.aliases.remove(&old);
+            }
         }
         node
     }
 
     /// Inserts the root node.
     pub fn insert_root(&self, state: NodeState) {
-        self.map.insert(
-            1,
-            Arc::new(Node {
-                ino: 1,
-                is_dir: true,
-                nlookup: AtomicU64::new(1),
-                generation: AtomicU64::new(0),
-                state: RwLock::new(state),
-            }),
-        );
+        let root = Node::detached(1, true, state);
+        root.nlookup.store(1, Ordering::Relaxed);
+        self.map.insert(1, Arc::new(root));
     }
 
-    /// Drops `n` lookups of `ino`; the node goes when none remain (true then).
-    pub fn forget(&self, ino: u64, n: u64) -> bool {
+    /// Drops `n` lookups of node id `id` (its own or an alias: a node's `nlookup`
+    /// counts both); returns the node's own id when it goes, none remaining.
+    pub fn forget(&self, id: u64, n: u64) -> Option<u64> {
+        let ino = if id & ALIAS_BIT != 0 {
+            self.aliases.get(&id).map_or(id, |node| node.ino)
+        } else {
+            id
+        };
         if ino == 1 {
-            return false;
+            return None;
         }
-        self.map
-            .remove_if(&ino, |_, node| {
-                let prev = node.nlookup.fetch_sub(
-                    n.min(node.nlookup.load(Ordering::Relaxed)),
-                    Ordering::Relaxed,
-                );
-                prev <= n
-            })
-            .is_some()
+        let (_, node) = self.map.remove_if(&ino, |_, node| {
+            let prev = node.nlookup.fetch_sub(
+                n.min(node.nlookup.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
+            prev <= n
+        })?;
+        let alias = node.alias.load(Ordering::Acquire);
+        if alias != 0 {
+            self.aliases.remove(&alias);
+        }
+        Some(ino)
     }
 
     /// Number of live nodes (for memory accounting).

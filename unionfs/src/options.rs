@@ -82,6 +82,19 @@ pub enum IoStrategy {
     /// and more are passed through to the kernel (root, kernel >= 6.9). Best for
     /// large writes.
     Passthrough,
+    /// `io=passthrough-all`: as `passthrough`, and lower files of 64 KiB and more
+    /// opened to read are passed through too (reads at the lower file system's speed,
+    /// its page cache shared). The trade: a reader opened before the file's copy-up
+    /// keeps reading the lower file's data, as a read-only `MAP_SHARED` mapping does
+    /// on kernel overlayfs (there a `read()` follows the copy-up).
+    PassthroughAll,
+}
+
+impl IoStrategy {
+    /// Whether files may be passed through to the kernel.
+    pub fn passes_through(self) -> bool {
+        matches!(self, IoStrategy::Passthrough | IoStrategy::PassthroughAll)
+    }
 }
 
 /// A command-line problem: the message names the option, the path and the cause.
@@ -105,7 +118,8 @@ pub const USAGE: &str = "usage: stratafs [-f] [-d|--debug] [-o OPT[,OPT...]] [SO
 options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=...,
          squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,noacl,fsync=0|1,
          threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...
-         io=inode|handles|passthrough (stratafs: how file I/O reaches the real files)";
+         io=inode|handles|passthrough|passthrough-all (stratafs: how file I/O
+         reaches the real files)";
 
 /// Splits `s` at unescaped `sep`, turning `\X` into `X`.
 pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
@@ -279,9 +293,10 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                     "inode" => IoStrategy::Inode,
                     "handles" => IoStrategy::Handles,
                     "passthrough" => IoStrategy::Passthrough,
+                    "passthrough-all" => IoStrategy::PassthroughAll,
                     v => {
                         return Err(UsageError(format!(
-                            "io={v}: expected inode, handles or passthrough"
+                            "io={v}: expected inode, handles, passthrough or passthrough-all"
                         )));
                     }
                 }
@@ -468,6 +483,7 @@ mod tests {
         assert_eq!(io(""), Ok(IoStrategy::Inode));
         assert_eq!(io(",io=handles"), Ok(IoStrategy::Handles));
         assert_eq!(io(",io=passthrough"), Ok(IoStrategy::Passthrough));
+        assert_eq!(io(",io=passthrough-all"), Ok(IoStrategy::PassthroughAll));
         let e = io(",io=fast").unwrap_err();
         assert!(e.contains("io=fast") && e.contains("expected"), "{e}");
     }

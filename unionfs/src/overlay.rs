@@ -171,6 +171,19 @@ impl Overlay {
         self.nodes.get(ino).ok_or(libc::ESTALE)
     }
 
+    /// Gives the node of `ino` an alias node id for lookups to answer with (see
+    /// `NodeTable::split`), and stops passing its lower file through.
+    pub fn split_node(&self, ino: u64) -> OvResult<u64> {
+        let node = self.node(ino)?;
+        node.shared_backing_refused.store(true, Ordering::Relaxed);
+        Ok(self.nodes.split(&node))
+    }
+
+    /// The node id an entry reply for `node` carries (its alias, if it has one).
+    pub fn entry_id(&self, node: &Node) -> u64 {
+        self.nodes.entry_id(node)
+    }
+
     /// The node's path in the merged tree (and so in the upper layer).
     pub fn path_of(&self, node: &Node) -> OvResult<PathBuf> {
         let mut names: Vec<OsString> = Vec::new();
@@ -969,13 +982,7 @@ impl Overlay {
         if !dir && is_dir {
             return Err(libc::EISDIR);
         }
-        let tmp_node = Node {
-            ino,
-            is_dir,
-            nlookup: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
-            state: parking_lot::RwLock::new(state.clone()),
-        };
+        let tmp_node = Node::detached(ino, is_dir, state.clone());
         if dir && !self.is_empty_dir_state(&tmp_node)? {
             return Err(libc::ENOTEMPTY);
         }
@@ -1094,13 +1101,7 @@ impl Overlay {
                     return Err(libc::EISDIR);
                 }
                 if dst_dir {
-                    let t = Node {
-                        ino: *dino,
-                        is_dir: true,
-                        nlookup: AtomicU64::new(0),
-                        generation: AtomicU64::new(0),
-                        state: parking_lot::RwLock::new(dstate.clone()),
-                    };
+                    let t = Node::detached(*dino, true, dstate.clone());
                     if !self.is_empty_dir_state(&t)? {
                         return Err(libc::ENOTEMPTY);
                     }
@@ -1338,8 +1339,8 @@ impl Overlay {
     /// Drops `n` kernel references to `ino`; a node no longer referenced goes, with
     /// any real file kept open for it.
     pub fn forget(&self, ino: u64, n: u64) {
-        if self.nodes.forget(ino, n) {
-            self.files.remove(ino);
+        if let Some(gone) = self.nodes.forget(ino, n) {
+            self.files.remove(gone);
         }
     }
 

@@ -8,6 +8,7 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -104,8 +105,10 @@ fn a_running_binary_executes_again_and_after_a_chmod() {
     d.finish();
 }
 
-/// Holds `rel` open for reading while a writer changes it, then truncates it.
-fn reader_beside_writer(m: &Path, rel: &str) {
+/// Holds `rel` open for reading while a writer changes it, then truncates it. The
+/// first reader sees the write when `old_reader_follows` (kernel overlayfs since 4.19;
+/// stratafs but with `io=passthrough-all` on a lower file), else the data from before.
+fn reader_beside_writer(m: &Path, rel: &str, old_reader_follows: bool) {
     let f = m.join(rel);
     let mut reader = std::fs::File::open(&f).expect("open reader");
     let mut head = [0u8; 4096];
@@ -131,12 +134,21 @@ fn reader_beside_writer(m: &Path, rel: &str) {
     reader.read_to_end(&mut again).expect("old reader reads on");
     assert_eq!(again.len(), 1 << 20, "{}", f.display());
     assert_eq!(&again[..4096], &head[..], "{}", f.display());
-    assert_eq!(
-        &again[8192..8199],
-        b"changed",
-        "{}: old reader",
-        f.display()
-    );
+    if old_reader_follows {
+        assert_eq!(
+            &again[8192..8199],
+            b"changed",
+            "{}: old reader",
+            f.display()
+        );
+    } else {
+        assert_ne!(
+            &again[8192..8199],
+            b"changed",
+            "{}: old reader of the lower file",
+            f.display()
+        );
+    }
     writer.set_len(1 << 21).expect("grow");
     let len = reader.metadata().expect("fstat old reader").len();
     assert_eq!(len, 1 << 21, "{}: fstat of the old reader", f.display());
@@ -163,13 +175,58 @@ fn a_reader_beside_a_writer() {
     let Some(mut d) = Differential::new(programs) else {
         return;
     };
-    for m in [d.km().to_path_buf(), d.um().to_path_buf()] {
-        reader_beside_writer(&m, "data");
+    let lower_follows = Impl::io_from_env() != "passthrough-all";
+    for (m, follows) in [
+        (d.km().to_path_buf(), true),
+        (d.um().to_path_buf(), lower_follows),
+    ] {
+        reader_beside_writer(&m, "data", follows);
         let made = std::fs::read(static_binary()).expect("read binary");
         std::fs::write(m.join("made"), &made[..1 << 20]).expect("write made");
-        reader_beside_writer(&m, "made");
+        reader_beside_writer(&m, "made", true);
     }
     d.compare("after reader and writer");
+    d.finish();
+}
+
+/// `io=passthrough-all` passes lower files through too: a writer (and a reader after
+/// the copy-up) gets a second FUSE inode rather than the lower backing file, so the
+/// lower layer is never written; every other open sees what kernel overlayfs shows.
+#[test]
+fn lower_files_passed_through_never_take_writes() {
+    let Some(mut d) = Differential::new(programs) else {
+        return;
+    };
+    d.remount_under_with(",io=passthrough-all");
+    let lower_data = d.under.lowers[0].join("data");
+    let before = std::fs::read(&lower_data).expect("read lower data");
+    for (m, follows) in [(d.km().to_path_buf(), true), (d.um().to_path_buf(), false)] {
+        reader_beside_writer(&m, "data", follows);
+        exec_while_running(&m, "bin/busybox");
+        // A reader of a file copied up (truncated by path) while the first reader of
+        // its lower file stays open: the new reader sees the upper file.
+        let f = m.join("bin/busybox");
+        let old = std::fs::File::open(&f).expect("open binary");
+        let len = old.metadata().expect("fstat").len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .and_then(|w| w.set_len(len / 2))
+            .expect("truncate binary by path");
+        let now = std::fs::read(&f).expect("read truncated binary");
+        assert_eq!(now.len() as u64, len / 2, "{}", f.display());
+        // Stat and fstat report the one inode number throughout.
+        let ino = std::fs::metadata(&f).expect("stat").ino();
+        assert_eq!(old.metadata().expect("fstat").ino(), ino, "{}", f.display());
+    }
+    d.compare("after writes to files read through the lower layer");
+    d.compare_upper("after writes to files read through the lower layer");
+    let after = std::fs::read(&lower_data).expect("read lower data");
+    assert!(
+        before == after,
+        "{}: the lower layer changed",
+        lower_data.display()
+    );
     d.finish();
 }
 

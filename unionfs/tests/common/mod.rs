@@ -245,6 +245,17 @@ impl Differential {
         }
     }
 
+    /// Mounts the side under test again with `extra` options appended (e.g. an `io=`
+    /// strategy the environment does not pick).
+    pub fn remount_under_with(&mut self, extra: &str) {
+        if let Some(m) = self.umount.take() {
+            m.unmount();
+        }
+        let options = format!("{}{extra}", self.under.options());
+        let m = self.imp.mount_with(&self.under.mnt, &options);
+        self.umount = Some(m.unwrap_or_else(|e| panic!("{e}")));
+    }
+
     /// Remounts both sides over their layers as they are now (work dirs kept).
     pub fn remount(&mut self) {
         self.unmount();

@@ -36,10 +36,11 @@ impl Impl {
 
     /// Runs the daemon on `set` with `options` (a full `-o` value); returns the guard or
     /// the daemon's stderr. For stratafs, env `STRATA_TEST_IO` (inode, handles,
-    /// passthrough) picks its `io=` strategy, so one suite covers each I/O path.
+    /// passthrough) picks its `io=` strategy, so one suite covers each I/O path,
+    /// unless `options` names one.
     pub fn mount_with(&self, mnt: &Path, options: &str) -> Result<Mount, String> {
         let mut options = options.to_string();
-        if self.name == "stratafs" {
+        if self.name == "stratafs" && !options.split(',').any(|o| o.starts_with("io=")) {
             if let Ok(io) = std::env::var("STRATA_TEST_IO") {
                 options.push_str(&format!(",io={io}"));
             }
@@ -76,6 +77,11 @@ impl Impl {
     pub fn mount(&self, set: &LayerSet) -> Mount {
         self.mount_with(&set.mnt, &set.options())
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// The `io=` strategy stratafs runs with when no option names one.
+    pub fn io_from_env() -> String {
+        std::env::var("STRATA_TEST_IO").unwrap_or_else(|_| "inode".into())
     }
 }
 
