@@ -15,6 +15,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod daemon_wait;
 pub mod devices;
 pub mod guard;
 pub mod idmap;

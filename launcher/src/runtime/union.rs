@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 
+use super::daemon_wait::{MountWait, wait_for_exit, wait_for_mount};
 use super::spec::Driver;
 
 /// The directories of one union.
@@ -200,27 +201,22 @@ fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<Mount
         .spawn()
         .with_context(|| format!("starting FUSE daemon {}", prog.display()))?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if is_mounted(target) {
-            break;
-        }
-        if let Some(status) = child.try_wait().context("waiting for the FUSE daemon")? {
-            if !foreground && status.success() && is_mounted(target) {
-                break;
-            }
-            if !foreground && status.success() {
-                // Daemonized: the parent returned; give the mount a moment to appear.
-                if wait_mounted(target, deadline) {
-                    break;
-                }
-            }
-            bail!(
-                "FUSE daemon {} exited ({status}) without mounting {}",
-                prog.display(),
-                target.display()
-            );
-        }
-        if Instant::now() > deadline {
+    match wait_for_mount(Some(&mut child), target, deadline)? {
+        MountWait::Mounted => {}
+        // Daemonized: the parent returned; the mount appears when the child serves.
+        MountWait::Exited(status)
+            if !foreground
+                && status.success()
+                && matches!(
+                    wait_for_mount(None, target, deadline),
+                    Ok(MountWait::Mounted)
+                ) => {}
+        MountWait::Exited(status) => bail!(
+            "FUSE daemon {} exited ({status}) without mounting {}",
+            prog.display(),
+            target.display()
+        ),
+        MountWait::TimedOut => {
             let _ = child.kill();
             let _ = child.wait();
             bail!(
@@ -229,7 +225,6 @@ fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<Mount
                 target.display()
             );
         }
-        std::thread::sleep(Duration::from_millis(5));
     }
     if !foreground {
         let _ = child.wait();
@@ -238,16 +233,6 @@ fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<Mount
         target: target.to_path_buf(),
         daemon: if foreground { Some(child) } else { None },
     })
-}
-
-fn wait_mounted(target: &Path, deadline: Instant) -> bool {
-    while Instant::now() < deadline {
-        if is_mounted(target) {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    false
 }
 
 /// Whether `target` is a mount point in this mount namespace.
@@ -278,17 +263,9 @@ impl MountedUnion {
         let r = umount2(&self.target, MntFlags::MNT_DETACH)
             .with_context(|| format!("unmounting {}", self.target.display()));
         if let Some(mut d) = self.daemon.take() {
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                match d.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() > deadline => {
-                        let _ = d.kill();
-                        let _ = d.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-                }
+            if !wait_for_exit(&mut d, Instant::now() + Duration::from_secs(10)) {
+                let _ = d.kill();
+                let _ = d.wait();
             }
         }
         r
