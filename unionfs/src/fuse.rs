@@ -398,7 +398,13 @@ impl OverlayFs {
                 return Ok((key, l.clone()));
             }
         }
-        let l = Arc::new(self.ov.list(ino.0).map_err(err)?);
+        let mut l = self.ov.list(ino.0).map_err(err)?;
+        // Subdirectories first (a listing's order is the filesystem's to choose): the
+        // first READDIRPLUS chunk can then carry them alone (see `readdirplus`).
+        if let Some(entries) = l.get_mut(2..) {
+            entries.sort_by_key(|e| e.d_type != libc::DT_DIR);
+        }
+        let l = Arc::new(l);
         if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
             self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
         }
@@ -901,10 +907,14 @@ impl Filesystem for OverlayFs {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        // A process not known to stat what it lists gets "." and ".." alone first: the
-        // kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
+        // A process not known to stat what it lists gets ".", ".." and the
+        // subdirectories (listed first) alone first: a walk looks those up to descend
+        // anyway; the kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
         let end = if offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0) {
-            2
+            2 + list[2.min(list.len())..]
+                .iter()
+                .take_while(|e| e.d_type == libc::DT_DIR)
+                .count()
         } else {
             list.len()
         };
