@@ -115,8 +115,17 @@ impl NodeTable {
             }
         };
         self.aliases.insert(id, node.clone());
-        node.alias.store(id, Ordering::Release);
-        id
+        match node
+            .alias
+            .compare_exchange(current, id, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => id,
+            Err(won) => {
+                // A concurrent split gave the node its alias first.
+                self.aliases.remove(&id);
+                won
+            }
+        }
     }
 
     /// The node id an entry reply for `node` carries: its alias if it has one, else
@@ -198,5 +207,51 @@ impl NodeTable {
     /// True when only nothing is tracked.
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> NodeState {
+        NodeState {
+            parent: 1,
+            name: "f".into(),
+            loc: Loc::Upper,
+            span: None,
+        }
+    }
+
+    #[test]
+    fn an_alias_names_the_same_node_until_the_node_goes() {
+        let t = NodeTable::default();
+        let n = t.looked_up(7, false, state());
+        assert_eq!(t.entry_id(&n), 7);
+        let a = t.split(&n);
+        assert_ne!(a, 7);
+        assert_eq!(t.split(&n), a, "one alias per node");
+        assert!(Arc::ptr_eq(&t.get(a).expect("alias resolves"), &n));
+        // Lookups now answer with the alias; both ids count in the node.
+        t.looked_up(7, false, state());
+        assert_eq!(t.entry_id(&n), a);
+        // The kernel forgetting every lookup of the alias does not end it.
+        assert_eq!(t.forget(a, 1), None);
+        assert!(t.get(a).is_some());
+        assert_eq!(t.entry_id(&n), a);
+        // The node's last lookup takes the alias with it.
+        assert_eq!(t.forget(7, 1), Some(7));
+        assert!(t.get(7).is_none());
+        assert!(t.get(a).is_none());
+    }
+
+    #[test]
+    fn a_new_object_on_the_inode_number_drops_the_old_alias() {
+        let t = NodeTable::default();
+        let n = t.looked_up(9, false, state());
+        let a = t.split(&n);
+        let m = t.created(9, false, state());
+        assert_eq!(t.entry_id(&m), 9);
+        assert!(t.get(a).is_none());
     }
 }
