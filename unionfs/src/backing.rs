@@ -15,10 +15,46 @@
 //! yet. Readers opened before the copy-up keep reading the lower file, as a
 //! read-only `MAP_SHARED` mapping does on kernel overlayfs.
 
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
-use fuser::BackingId;
+
+/// `FUSE_DEV_IOC_BACKING_CLOSE`: `_IOW(229, 2, uint32_t)`.
+const BACKING_CLOSE: libc::c_ulong = (1 << 30) | (4 << 16) | (229 << 8) | 2;
+
+/// A file registered with the session's FUSE device as a passthrough backing file,
+/// whichever transport replies with its id; unregistered when dropped.
+#[derive(Debug)]
+pub struct BackingFile {
+    device: Arc<OwnedFd>,
+    id: u32,
+}
+
+impl BackingFile {
+    /// Registers `fd` on `device` (needs CAP_SYS_ADMIN and a kernel with passthrough).
+    pub fn open(device: &Arc<OwnedFd>, fd: BorrowedFd<'_>) -> std::io::Result<BackingFile> {
+        let id = fuser::BackingId::create_raw(&**device, fd)?;
+        Ok(BackingFile {
+            device: device.clone(),
+            id,
+        })
+    }
+
+    /// The id replies name the backing file by.
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+}
+
+impl Drop for BackingFile {
+    fn drop(&mut self) {
+        // SAFETY: the ioctl reads a u32 the pointer refers to for the call's duration.
+        unsafe { libc::ioctl(self.device.as_raw_fd(), BACKING_CLOSE, &self.id) };
+    }
+}
 
 #[derive(Debug)]
 enum Mode {
@@ -26,7 +62,7 @@ enum Mode {
     Cached { opens: usize },
     /// Opens passed through with `id`, a lower (read-only) file's when `lower`.
     Passthrough {
-        id: BackingId,
+        id: BackingFile,
         opens: usize,
         lower: bool,
     },
@@ -49,9 +85,9 @@ pub struct Held<'a>(Ref<'a, u64, Mode>);
 
 impl Held<'_> {
     /// The id to reply with.
-    pub fn id(&self) -> Option<&BackingId> {
+    pub fn id(&self) -> Option<u32> {
         match &*self.0 {
-            Mode::Passthrough { id, .. } => Some(id),
+            Mode::Passthrough { id, .. } => Some(id.id()),
             Mode::Cached { .. } => None,
         }
     }
@@ -74,7 +110,7 @@ impl IoModes {
         ino: u64,
         lower: bool,
         wanted: impl FnOnce() -> bool,
-        register: impl FnOnce() -> std::io::Result<BackingId>,
+        register: impl FnOnce() -> std::io::Result<BackingFile>,
     ) -> std::io::Result<Grant<'_>> {
         match self.by_ino.entry(ino) {
             Entry::Occupied(mut o) => match o.get_mut() {

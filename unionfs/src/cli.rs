@@ -2,11 +2,12 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use crate::fuse::OverlayFs;
+use crate::fuse::{FuseAdapter, OverlayFs};
 use crate::layers::Layer;
 use crate::options::{self, Command, MountConfig};
 use crate::overlay::{Overlay, OverlaySettings};
@@ -299,12 +300,13 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
             describe(&std::io::Error::from_raw_os_error(e))
         )
     })?;
-    let fs = OverlayFs::new(
+    let fs = Arc::new(OverlayFs::new(
         ov,
         cfg.timeout,
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
-    );
+    ));
+    let adapter = FuseAdapter(fs.clone());
     let config = fuse_config(cfg, writable);
     let mount_err =
         |e: std::io::Error| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e));
@@ -312,14 +314,19 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     let session = match crate::mount::mount_fuse(cfg, writable, allow_other).map_err(mount_err)? {
         Some(fd) => {
             let acl = config.acl;
-            fuser::Session::from_fd(fs, fd, acl, config).map_err(|e| {
+            fuser::Session::from_fd(adapter, fd, acl, config).map_err(|e| {
                 crate::mount::detach(cfg);
                 mount_err(e)
             })?
         }
         // No privilege to mount: fusermount3 does it.
-        None => fuser::Session::new(fs, &cfg.mountpoint, &config).map_err(mount_err)?,
+        None => fuser::Session::new(adapter, &cfg.mountpoint, &config).map_err(mount_err)?,
     };
+    // INIT is answered by now (fuser's handshake).
+    match session.as_fd().try_clone_to_owned() {
+        Ok(dev) => fs.attach_device(dev),
+        Err(e) => log::warn!("cannot duplicate the FUSE device fd: {e}"),
+    }
     if let Some(ready) = ready {
         let mut f = std::fs::File::from(ready);
         let _ = f.write_all(b"ok");

@@ -1,0 +1,490 @@
+//! The FUSE side of the overlay: request handlers (`ops`) written once over reply
+//! traits (`reply`), served from `/dev/fuse` through fuser (`adapter`) and, where the
+//! kernel offers it, through FUSE-over-io_uring (`crate::ring`).
+
+mod adapter;
+mod ops;
+pub(crate) mod reply;
+
+pub use adapter::FuseAdapter;
+pub(crate) use ops::SetAttr;
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, IntoRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use dashmap::DashMap;
+use fuser::{Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, TimeOrNow};
+
+use crate::backing::{BackingFile, Grant, IoModes};
+use crate::caller::{Caller, has_privilege_bits};
+use crate::files::RealFile;
+use crate::idmap::IdMapper;
+use crate::node::Node;
+use crate::options::IoStrategy;
+use crate::overlay::{ListEntry, NewObject, Overlay};
+use crate::plus::PlusPolicy;
+use crate::sys::Stat;
+use reply::{EntryReply, OpenReply, Who, XattrReply};
+
+/// The FUSE side of a mounted overlay.
+#[derive(Debug)]
+pub struct OverlayFs {
+    ov: Arc<Overlay>,
+    ttl: Duration,
+    /// Directory listings being read, by open handle, or by inode (high bit set) when
+    /// the kernel opens directories without asking (no-opendir).
+    dirs: DashMap<u64, Arc<Vec<ListEntry>>>,
+    next_dir: AtomicU64,
+    /// The kernel opens directories itself and caches their listings.
+    no_opendir: AtomicBool,
+    ids: IdMapper,
+    /// The kernel accepted FUSE passthrough and we may open backing files.
+    passthrough: AtomicBool,
+    /// Per-inode I/O mode (passthrough or cached) while passthrough is on.
+    modes: IoModes,
+    /// Open handles on a lower file, by handle, with their inode: after a copy-up they
+    /// are moved to the upper copy on next use, so an old reader sees new writes.
+    lower_fhs: DashMap<u64, u64>,
+    /// Inode of each open file handle counted in `modes`, for release.
+    passed: DashMap<u64, u64>,
+    /// What the mount asked for (`io=`).
+    io: IoStrategy,
+    /// The kernel opens files without OPEN requests; I/O names only the inode.
+    no_open: AtomicBool,
+    /// Which processes get attributes with their listings.
+    plus: PlusPolicy,
+    /// The kernel leaves clearing set-user-ID and set-group-ID bits on write and
+    /// truncate to us (`FUSE_HANDLE_KILLPRIV_V2`), and stops asking for
+    /// `security.capability` before every write.
+    killpriv: AtomicBool,
+    /// The session's `/dev/fuse`, once the session is up: backing files for
+    /// passthrough are registered on it.
+    device: OnceLock<Arc<OwnedFd>>,
+    /// The kernel agreed to take requests through io_uring queues as well.
+    uring: AtomicBool,
+}
+
+/// The real file a read or write goes to: the handle's own fd, or the file kept
+/// open for the inode when the kernel sent no handle (`io=inode`).
+enum IoFile {
+    Handle(i32),
+    Inode(Arc<RealFile>),
+}
+
+impl IoFile {
+    fn raw(&self) -> i32 {
+        match self {
+            IoFile::Handle(fd) => *fd,
+            IoFile::Inode(f) => f.fd.as_raw_fd(),
+        }
+    }
+}
+
+impl OverlayFs {
+    /// Wraps an overlay; `ttl` is how long the kernel may cache entries and attributes.
+    /// `io` says how file I/O reaches the real files.
+    pub fn new(ov: Overlay, ttl: Duration, ids: IdMapper, io: IoStrategy) -> OverlayFs {
+        OverlayFs {
+            ov: Arc::new(ov),
+            ttl,
+            dirs: DashMap::new(),
+            next_dir: AtomicU64::new(1),
+            no_opendir: AtomicBool::new(false),
+            ids,
+            passthrough: AtomicBool::new(false),
+            modes: IoModes::default(),
+            passed: DashMap::new(),
+            lower_fhs: DashMap::new(),
+            io,
+            no_open: AtomicBool::new(false),
+            plus: PlusPolicy::default(),
+            killpriv: AtomicBool::new(false),
+            device: OnceLock::new(),
+            uring: AtomicBool::new(false),
+        }
+    }
+
+    /// Hands over the session's `/dev/fuse` (a duplicate) once the session is up.
+    pub fn attach_device(&self, dev: OwnedFd) {
+        let _ = self.device.set(Arc::new(dev));
+    }
+
+    /// The kernel agreed, at INIT, to send requests through io_uring queues.
+    pub fn uring_accepted(&self) -> bool {
+        self.uring.load(Ordering::Relaxed)
+    }
+
+    /// The real file for I/O on `ino` through handle `fh` (0: none, `io=inode`);
+    /// `write` copies the file up first when it has no handle of its own.
+    fn io_file(&self, ino: INodeNo, fh: FileHandle, write: bool) -> Result<IoFile, Errno> {
+        if fh.0 != 0 {
+            self.follow_copy_up(fh.0);
+            return Ok(IoFile::Handle(fh.0 as i32));
+        }
+        self.ov
+            .real_file(ino.0, write)
+            .map(IoFile::Inode)
+            .map_err(err)
+    }
+
+    /// The mode a write or truncate by process `pid` leaves on a file with attributes
+    /// `st`, when it clears a privilege bit (see [`Caller::bits_to_clear`]); `/proc`
+    /// is read only for files carrying such a bit.
+    fn mode_without_privilege_bits(&self, st: &Stat, pid: u32) -> Option<u32> {
+        let mode = st.st_mode & 0o7777;
+        if !has_privilege_bits(mode) {
+            return None;
+        }
+        let bits = Caller::of(pid).bits_to_clear(mode, self.ids.gid_in(st.st_gid));
+        (bits != 0).then_some(mode & !bits)
+    }
+
+    /// Clears, on the file open at `fd`, the privilege bits a write by `pid` clears.
+    fn clear_privilege_bits(&self, fd: i32, pid: u32) -> Result<(), Errno> {
+        let st = crate::sys::fstat(fd).map_err(|e| err(e.raw_os_error().unwrap_or(libc::EIO)))?;
+        if let Some(mode) = self.mode_without_privilege_bits(&st, pid) {
+            // SAFETY: fchmod on an fd the caller holds open.
+            if unsafe { libc::fchmod(fd, mode) } < 0 {
+                return Err(last_err());
+            }
+        }
+        Ok(())
+    }
+
+    /// The mode a truncation by `pid` leaves on inode `ino` (the kernel no longer says
+    /// so with `FUSE_HANDLE_KILLPRIV_V2`).
+    fn mode_after_truncate(&self, ino: u64, pid: u32) -> Result<Option<u32>, Errno> {
+        let node = self.ov.node(ino).map_err(err)?;
+        let st = self.ov.stat(&node).map_err(err)?;
+        Ok(self.mode_without_privilege_bits(&st, pid))
+    }
+
+    /// Attributes as the mount shows them (ids mapped).
+    fn attr(&self, st: &Stat) -> FileAttr {
+        let mut a = attr(st);
+        if !self.ids.is_identity() {
+            a.uid = self.ids.uid_in(a.uid);
+            a.gid = self.ids.gid_in(a.gid);
+        }
+        a
+    }
+
+    /// The on-disk owner uid of what a caller creates (overflow id when unmapped).
+    fn disk_uid(&self, uid: u32) -> u32 {
+        self.ids.uid_out(uid).unwrap_or(crate::idmap::OVERFLOW_ID)
+    }
+
+    /// The on-disk owner gid of what a caller creates (overflow id when unmapped).
+    fn disk_gid(&self, gid: u32) -> u32 {
+        self.ids.gid_out(gid).unwrap_or(crate::idmap::OVERFLOW_ID)
+    }
+}
+
+fn err(e: i32) -> Errno {
+    Errno::from_i32(e)
+}
+
+/// The errno of the last failed libc call.
+fn last_err() -> Errno {
+    err(std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO))
+}
+
+fn ts(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::new((-sec) as u64, 0) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+fn kind_of(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn kind_of_dtype(t: u8) -> FileType {
+    match t {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_SOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+/// Attributes carrying only an inode number and a `DT_*` type: what a READDIRPLUS
+/// entry holds when it links no dentry ("." and "..", or node id 0).
+fn bare_attr(ino: u64, d_type: u8) -> FileAttr {
+    // SAFETY: an all-zero struct stat is a valid value.
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    st.st_ino = ino;
+    st.st_mode = u32::from(d_type) << 12;
+    attr(&st)
+}
+
+fn attr(st: &Stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(st.st_ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: ts(st.st_atime, st.st_atime_nsec),
+        mtime: ts(st.st_mtime, st.st_mtime_nsec),
+        ctime: ts(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: kind_of(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn timespec(t: Option<TimeOrNow>) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(TimeOrNow::Now) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(TimeOrNow::SpecificTime(t)) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => libc::timespec {
+                tv_sec: d.as_secs() as i64,
+                tv_nsec: d.subsec_nanos() as i64,
+            },
+            Err(e) => {
+                let d = e.duration();
+                let mut sec = -(d.as_secs() as i64);
+                let mut nsec = -(d.subsec_nanos() as i64);
+                if nsec < 0 {
+                    sec -= 1;
+                    nsec += 1_000_000_000;
+                }
+                libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                }
+            }
+        },
+    }
+}
+
+impl OverlayFs {
+    /// Creates `obj` in `parent` owned by the caller (ids mapped) and replies its entry:
+    /// what mknod, mkdir and symlink share.
+    fn make_entry(
+        &self,
+        req: &Who,
+        parent: INodeNo,
+        name: &OsStr,
+        obj: NewObject<'_>,
+        reply: impl EntryReply,
+    ) {
+        let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
+        match self.ov.make(parent.0, name, obj, uid, gid) {
+            Ok((node, st, _)) => self.entry(reply, &node, &st),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
+    /// Replies to an open (or create) of `ino` whose real file is `fd`, opened with
+    /// `flags`: a file is passed through when the kernel allows it and it pays
+    /// (writers, files of 64 KiB and more); the rest is served here, with the page
+    /// cache kept across opens of immutable lower files. A lower file passed through
+    /// stays the inode's backing while open; an open that must not share it fails
+    /// with ESTALE after the object gets a second node id (see `backing`).
+    fn reply_open(&self, ino: u64, fd: OwnedFd, flags: i32, lower: bool, reply: impl OpenReply) {
+        let cached = if lower {
+            FopenFlags::FOPEN_KEEP_CACHE
+        } else {
+            FopenFlags::empty()
+        };
+        if !self.passthrough.load(Ordering::Relaxed) {
+            return self.opened(ino, fd, lower, cached, reply);
+        }
+        // Small files read whole stay in the page cache without a round trip; passing
+        // them through would cost two ioctls per open and a GETATTR per read (atime).
+        let writing = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let wanted = || {
+            if lower
+                && (self.io != IoStrategy::PassthroughAll
+                    || self
+                        .ov
+                        .node(ino)
+                        .map_or(true, |n| n.shared_backing_refused.load(Ordering::Relaxed)))
+            {
+                return false;
+            }
+            writing
+                || crate::sys::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN)
+        };
+        let grant = self
+            .modes
+            .acquire(ino, lower, wanted, || self.open_backing(fd.as_fd()));
+        match grant {
+            Ok(Grant::Passthrough(held)) => {
+                let fh = self.opened_handle(ino, fd, lower);
+                self.passed.insert(fh.0, ino);
+                match held.id() {
+                    Some(id) => reply.passthrough(fh, id),
+                    None => reply.opened(fh, cached),
+                }
+            }
+            Ok(Grant::Cached) => {
+                let fh = self.opened_handle(ino, fd, lower);
+                self.passed.insert(fh.0, ino);
+                reply.opened(fh, cached);
+            }
+            Ok(Grant::Stale) => match self.ov.split_node(ino) {
+                Ok(_) => reply.error(Errno::ESTALE),
+                Err(e) => reply.error(err(e)),
+            },
+            Err(e) => {
+                // No backing file (no privilege, a stacked filesystem): serve I/O here.
+                log::warn!("passthrough disabled: {e}");
+                self.passthrough.store(false, Ordering::Relaxed);
+                self.opened(ino, fd, lower, cached, reply);
+            }
+        }
+    }
+
+    /// The handle of an open of `ino` served here: its fd, remembered as a lower
+    /// file's when `lower` (to follow a copy-up).
+    fn opened_handle(&self, ino: u64, fd: OwnedFd, lower: bool) -> FileHandle {
+        let fh = fd.into_raw_fd() as u64;
+        if lower {
+            self.lower_fhs.insert(fh, ino);
+        }
+        FileHandle(fh)
+    }
+
+    /// Replies to an open served here, not counted in the I/O modes.
+    fn opened(&self, ino: u64, fd: OwnedFd, lower: bool, flags: FopenFlags, r: impl OpenReply) {
+        r.opened(self.opened_handle(ino, fd, lower), flags);
+    }
+
+    /// Moves an open handle of a lower file that has since been copied up onto the
+    /// upper copy (in place: the handle's fd number stays), as kernel overlayfs does
+    /// for files opened before a copy-up. One map lookup for handles of lower files.
+    fn follow_copy_up(&self, fh: u64) {
+        let Some(ino) = self.lower_fhs.get(&fh).map(|e| *e) else {
+            return;
+        };
+        if self.ov.is_lower(ino) {
+            return;
+        }
+        if let Ok((upper, false)) = self.ov.open(ino, libc::O_RDONLY) {
+            // SAFETY: both fds are open; dup3 atomically replaces the handle's fd.
+            if unsafe { libc::dup3(upper.as_raw_fd(), fh as i32, libc::O_CLOEXEC) } >= 0 {
+                self.lower_fhs.remove(&fh);
+            }
+        }
+    }
+
+    /// The listing a READDIR(PLUS) at `offset` continues, with its key in `dirs`. It is
+    /// snapshotted when read from the start and kept for the reads that continue it, so
+    /// offsets stay stable across seekdir/telldir.
+    fn listing(
+        &self,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+    ) -> Result<(u64, Arc<Vec<ListEntry>>), Errno> {
+        let key = if fh.0 == 0 {
+            ino.0 | LISTING_BY_INO
+        } else {
+            fh.0
+        };
+        if offset != 0 {
+            if let Some(l) = self.dirs.get(&key) {
+                return Ok((key, l.clone()));
+            }
+        }
+        let mut l = self.ov.list(ino.0).map_err(err)?;
+        // Subdirectories first (a listing's order is the filesystem's to choose): the
+        // first READDIRPLUS chunk can then carry them alone (see `readdirplus`).
+        if let Some(entries) = l.get_mut(2..) {
+            entries.sort_by_key(|e| e.d_type != libc::DT_DIR);
+        }
+        let l = Arc::new(l);
+        if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
+            self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
+        }
+        self.dirs.insert(key, l.clone());
+        Ok((key, l))
+    }
+
+    /// After a reply from the listing under `key`: a read past its end drops a listing
+    /// kept by inode (no releasedir will come for it).
+    fn listing_read(&self, key: u64, fh: FileHandle, added: bool) {
+        if !added && fh.0 == 0 {
+            self.dirs.remove(&key);
+        }
+    }
+
+    /// Registers `fd` as a backing file on the session's device.
+    fn open_backing(&self, fd: BorrowedFd<'_>) -> std::io::Result<BackingFile> {
+        let dev = self
+            .device
+            .get()
+            .ok_or_else(|| std::io::Error::other("no FUSE device attached"))?;
+        BackingFile::open(dev, fd)
+    }
+
+    fn entry(&self, reply: impl EntryReply, node: &Node, st: &Stat) {
+        let generation = Generation(node.generation.load(Ordering::Relaxed));
+        let id = self.ov.entry_id(node);
+        if id == node.ino {
+            return reply.entry(&self.ttl, &self.attr(st), generation);
+        }
+        // An alias: fuser sends the attributes' inode number as the node id, so these
+        // carry the alias; expired at once, they are fetched again (GETATTR reports
+        // the object's own inode number) before anything reads them.
+        let mut a = self.attr(st);
+        a.ino = INodeNo(id);
+        reply.entry_with_ttls(&Duration::ZERO, &self.ttl, &a, generation);
+    }
+}
+
+thread_local! {
+    /// Each worker thread's buffer for READ replies.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Marks listings kept by inode (no-opendir) apart from those kept by open handle.
+const LISTING_BY_INO: u64 = 1 << 63;
+
+/// Listings by inode abandoned mid-way are dropped beyond this many.
+const MAX_INO_LISTINGS: usize = 4096;
+
+/// Files at least this big are passed through when opened read-only.
+const PASSTHROUGH_MIN: i64 = 64 * 1024;
+
+fn xattr_reply(reply: impl XattrReply, v: &[u8], size: u32) {
+    if size == 0 {
+        reply.size(v.len() as u32);
+    } else if v.len() > size as usize {
+        reply.error(Errno::ERANGE);
+    } else {
+        reply.data(v);
+    }
+}

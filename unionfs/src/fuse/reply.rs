@@ -1,0 +1,336 @@
+//! What each request handler answers with, whatever carries the answer to the kernel:
+//! one trait per kind of reply, implemented by fuser's reply types (requests read from
+//! `/dev/fuse`) and by the io_uring transport's (`crate::ring`).
+
+use std::ffi::OsStr;
+use std::time::Duration;
+
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+};
+
+/// The process a request comes from, as the kernel names it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Who {
+    pub uid: u32,
+    pub gid: u32,
+    pub pid: u32,
+}
+
+impl Who {
+    pub fn uid(&self) -> u32 {
+        self.uid
+    }
+    pub fn gid(&self) -> u32 {
+        self.gid
+    }
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+}
+
+impl From<&Request> for Who {
+    fn from(r: &Request) -> Who {
+        Who {
+            uid: r.uid(),
+            gid: r.gid(),
+            pid: r.pid(),
+        }
+    }
+}
+
+/// Every reply can be an error instead.
+pub(crate) trait Reply {
+    fn error(self, e: Errno);
+}
+
+/// A name's entry (LOOKUP, MKNOD, MKDIR, SYMLINK, LINK).
+pub(crate) trait EntryReply: Reply {
+    /// `attr_ttl` first, as fuser has it.
+    fn entry_with_ttls(
+        self,
+        attr_ttl: &Duration,
+        entry_ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+    );
+    fn entry(self, ttl: &Duration, a: &FileAttr, g: Generation)
+    where
+        Self: Sized,
+    {
+        self.entry_with_ttls(ttl, ttl, a, g);
+    }
+}
+
+/// Attributes (GETATTR, SETATTR).
+pub(crate) trait AttrReply: Reply {
+    fn attr(self, ttl: &Duration, a: &FileAttr);
+}
+
+/// Bytes (READ, READLINK).
+pub(crate) trait DataReply: Reply {
+    fn data(self, d: &[u8]);
+}
+
+/// Success alone.
+pub(crate) trait EmptyReply: Reply {
+    fn ok(self);
+}
+
+/// Bytes written.
+pub(crate) trait WriteReply: Reply {
+    fn written(self, n: u32);
+}
+
+/// An xattr value or list, or its size when asked with size 0.
+pub(crate) trait XattrReply: Reply {
+    fn size(self, n: u32);
+    fn data(self, d: &[u8]);
+}
+
+/// An offset (LSEEK).
+pub(crate) trait LseekReply: Reply {
+    fn offset(self, o: i64);
+}
+
+/// File system statistics, as `statfs(2)` gives them.
+pub(crate) trait StatfsReply: Reply {
+    #[allow(clippy::too_many_arguments)]
+    fn statfs(
+        self,
+        blocks: u64,
+        bfree: u64,
+        bavail: u64,
+        files: u64,
+        ffree: u64,
+        bsize: u32,
+        namelen: u32,
+        frsize: u32,
+    );
+}
+
+/// A READDIR chunk: `add` is true once the chunk is full (the entry not added).
+pub(crate) trait DirReply: Reply {
+    fn add(&mut self, ino: INodeNo, offset: u64, kind: FileType, name: &OsStr) -> bool;
+    fn ok(self);
+}
+
+/// A READDIRPLUS chunk: `add` is true once the chunk is full (the entry not added).
+pub(crate) trait DirPlusReply: Reply {
+    fn add(
+        &mut self,
+        ino: INodeNo,
+        offset: u64,
+        name: &OsStr,
+        ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+    ) -> bool;
+    fn ok(self);
+}
+
+/// An open (OPEN, OPENDIR): a handle served by the daemon, or passed through to a
+/// backing file registered with the device (its id).
+pub(crate) trait OpenReply: Reply {
+    fn opened(self, fh: FileHandle, flags: FopenFlags);
+    fn passthrough(self, fh: FileHandle, backing_id: u32);
+}
+
+/// A CREATE: the new entry and its open.
+pub(crate) trait CreateReply: Reply {
+    fn created(self, ttl: &Duration, a: &FileAttr, g: Generation, fh: FileHandle, f: FopenFlags);
+    #[allow(clippy::too_many_arguments)]
+    fn created_passthrough(
+        self,
+        ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+        fh: FileHandle,
+        f: FopenFlags,
+        backing_id: u32,
+    );
+}
+
+/// A create's reply with the new entry it carries, answered as an open.
+pub(crate) struct Created<R> {
+    pub reply: R,
+    pub ttl: Duration,
+    pub attr: FileAttr,
+    pub generation: Generation,
+}
+
+impl<R: CreateReply> Reply for Created<R> {
+    fn error(self, e: Errno) {
+        self.reply.error(e);
+    }
+}
+
+impl<R: CreateReply> OpenReply for Created<R> {
+    fn opened(self, fh: FileHandle, flags: FopenFlags) {
+        self.reply
+            .created(&self.ttl, &self.attr, self.generation, fh, flags);
+    }
+    fn passthrough(self, fh: FileHandle, backing_id: u32) {
+        let f = FopenFlags::empty();
+        self.reply
+            .created_passthrough(&self.ttl, &self.attr, self.generation, fh, f, backing_id);
+    }
+}
+
+// fuser's replies, for requests read from /dev/fuse.
+
+macro_rules! fuser_error {
+    ($($t:ty),*) => {$(
+        impl Reply for $t {
+            fn error(self, e: Errno) {
+                <$t>::error(self, e);
+            }
+        }
+    )*};
+}
+
+fuser_error!(
+    ReplyEntry,
+    ReplyAttr,
+    ReplyData,
+    ReplyEmpty,
+    ReplyWrite,
+    ReplyXattr,
+    ReplyLseek,
+    ReplyStatfs,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyOpen,
+    ReplyCreate
+);
+
+impl EntryReply for ReplyEntry {
+    fn entry_with_ttls(
+        self,
+        attr_ttl: &Duration,
+        entry_ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+    ) {
+        ReplyEntry::entry_with_ttls(self, attr_ttl, entry_ttl, a, g);
+    }
+}
+
+impl AttrReply for ReplyAttr {
+    fn attr(self, ttl: &Duration, a: &FileAttr) {
+        ReplyAttr::attr(self, ttl, a);
+    }
+}
+
+impl DataReply for ReplyData {
+    fn data(self, d: &[u8]) {
+        ReplyData::data(self, d);
+    }
+}
+
+impl EmptyReply for ReplyEmpty {
+    fn ok(self) {
+        ReplyEmpty::ok(self);
+    }
+}
+
+impl WriteReply for ReplyWrite {
+    fn written(self, n: u32) {
+        ReplyWrite::written(self, n);
+    }
+}
+
+impl XattrReply for ReplyXattr {
+    fn size(self, n: u32) {
+        ReplyXattr::size(self, n);
+    }
+    fn data(self, d: &[u8]) {
+        ReplyXattr::data(self, d);
+    }
+}
+
+impl LseekReply for ReplyLseek {
+    fn offset(self, o: i64) {
+        ReplyLseek::offset(self, o);
+    }
+}
+
+impl StatfsReply for ReplyStatfs {
+    fn statfs(
+        self,
+        blocks: u64,
+        bfree: u64,
+        bavail: u64,
+        files: u64,
+        ffree: u64,
+        bsize: u32,
+        namelen: u32,
+        frsize: u32,
+    ) {
+        ReplyStatfs::statfs(
+            self, blocks, bfree, bavail, files, ffree, bsize, namelen, frsize,
+        );
+    }
+}
+
+impl DirReply for ReplyDirectory {
+    fn add(&mut self, ino: INodeNo, offset: u64, kind: FileType, name: &OsStr) -> bool {
+        ReplyDirectory::add(self, ino, offset, kind, name)
+    }
+    fn ok(self) {
+        ReplyDirectory::ok(self);
+    }
+}
+
+impl DirPlusReply for ReplyDirectoryPlus {
+    fn add(
+        &mut self,
+        ino: INodeNo,
+        offset: u64,
+        name: &OsStr,
+        ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+    ) -> bool {
+        ReplyDirectoryPlus::add(self, ino, offset, name, ttl, a, g)
+    }
+    fn ok(self) {
+        ReplyDirectoryPlus::ok(self);
+    }
+}
+
+impl OpenReply for ReplyOpen {
+    fn opened(self, fh: FileHandle, flags: FopenFlags) {
+        ReplyOpen::opened(self, fh, flags);
+    }
+    fn passthrough(self, fh: FileHandle, backing_id: u32) {
+        // SAFETY: the id is open on this session's device and stays open while the
+        // file is (the daemon's `IoModes` owns it); `into_raw` keeps fuser from
+        // closing it.
+        let id = unsafe { self.wrap_backing(backing_id) };
+        self.opened_passthrough(fh, FopenFlags::empty(), &id);
+        id.into_raw();
+    }
+}
+
+impl CreateReply for ReplyCreate {
+    fn created(self, ttl: &Duration, a: &FileAttr, g: Generation, fh: FileHandle, f: FopenFlags) {
+        ReplyCreate::created(self, ttl, a, g, fh, f);
+    }
+    fn created_passthrough(
+        self,
+        ttl: &Duration,
+        a: &FileAttr,
+        g: Generation,
+        fh: FileHandle,
+        f: FopenFlags,
+        backing_id: u32,
+    ) {
+        // SAFETY: as for `ReplyOpen::passthrough` above.
+        let id = unsafe { self.wrap_backing(backing_id) };
+        ReplyCreate::created_passthrough(self, ttl, a, g, fh, f, &id);
+        id.into_raw();
+    }
+}
