@@ -306,11 +306,28 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
     ));
+    // io_uring queues are set up before INIT so the kernel is only told yes when they
+    // can be served.
+    let rings = if cfg.no_io_uring {
+        None
+    } else {
+        match crate::ring::prepare() {
+            Ok(r) => {
+                fs.offer_uring();
+                Some(r)
+            }
+            Err(e) => {
+                log::info!("FUSE over io_uring not used: {e}");
+                None
+            }
+        }
+    };
     let adapter = FuseAdapter(fs.clone());
     let config = fuse_config(cfg, writable);
     let mount_err =
         |e: std::io::Error| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e));
     let allow_other = config.acl == fuser::SessionACL::All;
+    let config_acl = config.acl;
     let session = match crate::mount::mount_fuse(cfg, writable, allow_other).map_err(mount_err)? {
         Some(fd) => {
             let acl = config.acl;
@@ -326,6 +343,31 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     match session.as_fd().try_clone_to_owned() {
         Ok(dev) => fs.attach_device(dev),
         Err(e) => log::warn!("cannot duplicate the FUSE device fd: {e}"),
+    }
+    if let Some(rings) = rings.filter(|_| fs.uring_accepted()) {
+        let access = crate::ring::Access {
+            // SAFETY: geteuid has no failure mode.
+            owner_only: (config_acl == fuser::SessionACL::Owner)
+                .then(|| unsafe { libc::geteuid() }),
+        };
+        let started = session.as_fd().try_clone_to_owned().and_then(|dev| {
+            crate::ring::start(
+                rings,
+                fs.clone(),
+                dev,
+                access,
+                crate::fuse::ring_payload_size(),
+            )
+        });
+        if let Err(e) = started {
+            // The kernel now waits for every queue: without them the mount would hang.
+            crate::mount::detach(cfg);
+            return Err(format!(
+                "serving {} through io_uring: {} (mount with -o noio_uring to avoid it)",
+                cfg.mountpoint.display(),
+                describe(&e)
+            ));
+        }
     }
     if let Some(ready) = ready {
         let mut f = std::fs::File::from(ready);

@@ -16,6 +16,7 @@ pub mod node;
 pub mod options;
 pub mod overlay;
 pub mod plus;
+pub mod ring;
 pub mod sys;
 pub mod whiteout;
 

@@ -65,6 +65,9 @@ pub struct MountConfig {
     pub kernel_flags: Vec<String>,
     /// How file I/O reaches the real files (`io=`).
     pub io: IoStrategy,
+    /// `noio_uring`: never take requests through FUSE-over-io_uring queues, even
+    /// where the kernel offers them (`io_uring`, the default, takes them).
+    pub no_io_uring: bool,
 }
 
 /// How file I/O reaches the real files: the trade between round trips per `open()`
@@ -119,7 +122,8 @@ options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=.
          squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,noacl,fsync=0|1,
          threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...
          io=inode|handles|passthrough|passthrough-all (stratafs: how file I/O
-         reaches the real files)";
+         reaches the real files), io_uring|noio_uring (stratafs: requests through
+         per-CPU io_uring queues where the kernel offers them; default io_uring)";
 
 /// Splits `s` at unescaped `sep`, turning `\X` into `X`.
 pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
@@ -288,6 +292,8 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                 }
             }
             "threads" => cfg.threads = parse_num(&key, &need(&val)?)?,
+            "io_uring" => cfg.no_io_uring = false,
+            "noio_uring" => cfg.no_io_uring = true,
             "io" => {
                 cfg.io = match need(&val)?.as_str() {
                     "inode" => IoStrategy::Inode,
@@ -484,6 +490,14 @@ mod tests {
         assert_eq!(io(",io=handles"), Ok(IoStrategy::Handles));
         assert_eq!(io(",io=passthrough"), Ok(IoStrategy::Passthrough));
         assert_eq!(io(",io=passthrough-all"), Ok(IoStrategy::PassthroughAll));
+        let no_ring =
+            |o: &str| match parse(&argv(&["stratafs", "-o", &format!("lowerdir=/l{o}"), "/m"])) {
+                Ok(Command::Mount(c)) => Some(c.no_io_uring),
+                _ => None,
+            };
+        assert_eq!(no_ring(""), Some(false));
+        assert_eq!(no_ring(",noio_uring"), Some(true));
+        assert_eq!(no_ring(",noio_uring,io_uring"), Some(false));
         let e = io(",io=fast").unwrap_err();
         assert!(e.contains("io=fast") && e.contains("expected"), "{e}");
     }

@@ -63,6 +63,8 @@ pub struct OverlayFs {
     /// The session's `/dev/fuse`, once the session is up: backing files for
     /// passthrough are registered on it.
     device: OnceLock<Arc<OwnedFd>>,
+    /// io_uring queues are set up, ready to be offered at INIT.
+    uring_ready: AtomicBool,
     /// The kernel agreed to take requests through io_uring queues as well.
     uring: AtomicBool,
 }
@@ -103,6 +105,7 @@ impl OverlayFs {
             plus: PlusPolicy::default(),
             killpriv: AtomicBool::new(false),
             device: OnceLock::new(),
+            uring_ready: AtomicBool::new(false),
             uring: AtomicBool::new(false),
         }
     }
@@ -110,6 +113,11 @@ impl OverlayFs {
     /// Hands over the session's `/dev/fuse` (a duplicate) once the session is up.
     pub fn attach_device(&self, dev: OwnedFd) {
         let _ = self.device.set(Arc::new(dev));
+    }
+
+    /// io_uring queues are set up: INIT may agree to them.
+    pub fn offer_uring(&self) {
+        self.uring_ready.store(true, Ordering::Relaxed);
     }
 
     /// The kernel agreed, at INIT, to send requests through io_uring queues.
@@ -465,9 +473,19 @@ impl OverlayFs {
     }
 }
 
-thread_local! {
-    /// Each worker thread's buffer for READ replies.
-    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+/// The largest write the kernel may send (and read it may ask for) in one request.
+pub(crate) const MAX_WRITE: u32 = 1 << 20;
+
+/// Readahead the kernel may do per file, asked for at INIT.
+pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
+
+/// The payload buffer an io_uring entry needs: the kernel's `max_payload_sz` for
+/// what INIT settles (fuser derives `max_pages` from max_write and max_readahead).
+pub fn ring_payload_size() -> usize {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let max_pages = (MAX_WRITE.max(MAX_READAHEAD) as usize - 1) / page + 1;
+    (8192usize).max(MAX_WRITE as usize).max(max_pages * page)
 }
 
 /// Marks listings kept by inode (no-opendir) apart from those kept by open handle.

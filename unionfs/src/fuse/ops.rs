@@ -36,8 +36,8 @@ pub(crate) struct SetAttr {
 #[allow(clippy::too_many_arguments)]
 impl OverlayFs {
     pub(crate) fn init(&self, config: &mut KernelConfig) -> std::io::Result<()> {
-        let _ = config.set_max_write(1 << 20);
-        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_READAHEAD);
         // Lookups and listings in one directory may run in parallel (the overlay locks
         // per node); symlink targets are cached; directories are opened by the kernel
         // itself with their listings cached (no OPENDIR/RELEASEDIR round trips).
@@ -80,6 +80,12 @@ impl OverlayFs {
             && take(config, InitFlags::FUSE_HANDLE_KILLPRIV_V2)
         {
             self.killpriv.store(true, Ordering::Relaxed);
+        }
+        // Requests through per-CPU io_uring queues once they are registered (see
+        // `crate::ring`); offered by the kernel only with the fuse module's
+        // `enable_uring` on.
+        if self.uring_ready.load(Ordering::Relaxed) && take(config, InitFlags::FUSE_OVER_IO_URING) {
+            self.uring.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -305,12 +311,7 @@ impl OverlayFs {
             Err(e) => return reply.error(e),
         };
         let fd = file.raw();
-        READ_BUF.with_borrow_mut(|buf| {
-            // Grown once per thread to the largest read; no allocation per request.
-            if buf.len() < size as usize {
-                buf.resize(size as usize, 0);
-            }
-            let buf = &mut buf[..size as usize];
+        reply.read_with(size as usize, |buf| {
             let mut done = 0usize;
             while done < buf.len() {
                 // SAFETY: buf is writable for the remaining length; fd is open (held
@@ -328,14 +329,14 @@ impl OverlayFs {
                     if e.raw_os_error() == Some(libc::EINTR) {
                         continue;
                     }
-                    return reply.error(err(e.raw_os_error().unwrap_or(libc::EIO)));
+                    return Err(err(e.raw_os_error().unwrap_or(libc::EIO)));
                 }
                 if n == 0 {
                     break;
                 }
                 done += n as usize;
             }
-            reply.data(&buf[..done]);
+            Ok(done)
         })
     }
 

@@ -72,6 +72,28 @@ pub(crate) trait AttrReply: Reply {
 /// Bytes (READ, READLINK).
 pub(crate) trait DataReply: Reply {
     fn data(self, d: &[u8]);
+
+    /// Replies with what `read` puts in a buffer of `size` bytes (it says how many):
+    /// by default through a per-thread buffer, grown once to the largest read.
+    fn read_with(self, size: usize, read: impl FnOnce(&mut [u8]) -> Result<usize, Errno>)
+    where
+        Self: Sized,
+    {
+        READ_BUF.with_borrow_mut(|buf| {
+            if buf.len() < size {
+                buf.resize(size, 0);
+            }
+            match read(&mut buf[..size]) {
+                Ok(n) => self.data(&buf[..n.min(size)]),
+                Err(e) => self.error(e),
+            }
+        })
+    }
+}
+
+thread_local! {
+    /// Each worker thread's buffer for READ replies.
+    static READ_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Success alone.

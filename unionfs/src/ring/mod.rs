@@ -1,0 +1,68 @@
+//! FUSE over io_uring (kernel 6.14+, `enable_uring` on the fuse module): requests and
+//! replies pass through per-CPU io_uring queues instead of `read`/`write` on
+//! `/dev/fuse`, a round trip of ~8 us instead of ~20-25 us on this project's test
+//! VM, since the caller's CPU serves its own request. INIT, FORGET and INTERRUPT stay
+//! on `/dev/fuse` (fuser serves them, and the rest until every queue is registered).
+
+mod abi;
+mod answer;
+mod dispatch;
+mod queue;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+pub use dispatch::Access;
+
+use crate::fuse::OverlayFs;
+
+/// The queues, set up and waiting for the kernel to agree to them at INIT.
+pub struct Prepared {
+    queues: Vec<queue::Queue>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Prepared({} queues)", self.queues.len())
+    }
+}
+
+/// Sets up one io_uring per possible CPU; an error means this process cannot use
+/// io_uring (disabled by `kernel.io_uring_disabled`, a seccomp filter...).
+pub fn prepare() -> io::Result<Prepared> {
+    let queues = queue::prepare(queue::possible_cpus(), queue::DEPTH)?;
+    Ok(Prepared { queues })
+}
+
+/// Starts serving the queues on `device` once INIT agreed to them. `payload_size` is
+/// the largest request or reply the session allows. A queue that fails leaves the
+/// kernel waiting on it: the error is logged and the process exits, which ends the
+/// session (the mount's users get ENOTCONN rather than hang).
+pub fn start(
+    p: Prepared,
+    fs: Arc<OverlayFs>,
+    device: OwnedFd,
+    access: Access,
+    payload_size: usize,
+) -> io::Result<()> {
+    let shared = Arc::new(queue::Shared {
+        fs,
+        device: Arc::new(device),
+        access,
+        payload_size,
+        depth: queue::DEPTH,
+    });
+    for q in p.queues {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("stratafs-ring".into())
+            .spawn(move || {
+                if let Err(e) = queue::serve(q, &shared) {
+                    log::error!("FUSE io_uring queue failed: {e}; ending the session");
+                    std::process::exit(1);
+                }
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,288 @@
+//! One io_uring queue per possible CPU, each served by a thread pinned to its CPU: the
+//! kernel hands a request to the queue of the CPU its caller runs on, so request and
+//! reply cross no CPU boundary and wake no thread elsewhere.
+//!
+//! Each queue registers `depth` entries (a 288-byte header and a payload buffer as big
+//! as the largest request or reply) with REGISTER; a request arrives as the completion
+//! of an entry's command, and the reply goes back with COMMIT_AND_FETCH, which also
+//! arms the entry for the next request.
+
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+
+use io_uring::{IoUring, cqueue, opcode, squeue, types};
+
+use super::abi::{self, CmdReq, EntInOut, InHeader, OutHeader, read};
+use super::answer::Outcome;
+use super::dispatch::{Access, dispatch};
+use crate::fuse::OverlayFs;
+
+/// Requests one queue holds at once (libfuse's default too).
+pub const DEPTH: usize = 8;
+
+/// A queue's io_uring, set up before INIT agrees to the ring (so that a system where
+/// io_uring is disabled never ends up with a ring it cannot serve).
+pub struct Queue {
+    qid: u16,
+    ring: IoUring<squeue::Entry128, cqueue::Entry>,
+}
+
+/// Sets up one io_uring per possible CPU.
+pub fn prepare(queues: usize, depth: usize) -> io::Result<Vec<Queue>> {
+    (0..queues)
+        .map(|q| {
+            let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
+                .setup_cqsize(2 * (depth as u32 + 1))
+                .build(2 * depth as u32)?;
+            Ok(Queue {
+                qid: q as u16,
+                ring,
+            })
+        })
+        .collect()
+}
+
+/// What every queue thread shares.
+pub struct Shared {
+    pub fs: Arc<OverlayFs>,
+    pub device: Arc<OwnedFd>,
+    pub access: Access,
+    pub payload_size: usize,
+    pub depth: usize,
+}
+
+/// One registered entry: its buffers, which the kernel writes between a command's
+/// submission and its completion (so only raw pointers are kept across).
+struct Entry {
+    header: Box<[u8]>,
+    payload: Box<[u8]>,
+    iov: [libc::iovec; 2],
+}
+
+impl Entry {
+    fn new(payload_size: usize) -> Box<Entry> {
+        let mut e = Box::new(Entry {
+            header: vec![0u8; abi::HEADER_SIZE].into_boxed_slice(),
+            // Zeroed pages are only faulted in as requests use them.
+            payload: vec![0u8; payload_size].into_boxed_slice(),
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2],
+        });
+        e.iov = [
+            libc::iovec {
+                iov_base: e.header.as_mut_ptr().cast(),
+                iov_len: e.header.len(),
+            },
+            libc::iovec {
+                iov_base: e.payload.as_mut_ptr().cast(),
+                iov_len: e.payload.len(),
+            },
+        ];
+        e
+    }
+}
+
+/// A FUSE io_uring command on `device` for entry `idx` of queue `qid`.
+fn command(
+    device: i32,
+    qid: u16,
+    op: u32,
+    commit_id: u64,
+    idx: usize,
+    iov: Option<u64>,
+) -> squeue::Entry128 {
+    let req = CmdReq {
+        qid,
+        commit_id,
+        ..Default::default()
+    };
+    let mut cmd = [0u8; 80];
+    cmd[..std::mem::size_of::<CmdReq>()].copy_from_slice(abi::bytes(&req));
+    let mut sqe = opcode::UringCmd80::new(types::Fd(device), op)
+        .cmd(cmd)
+        .addr(iov)
+        .build()
+        .user_data(idx as u64);
+    if iov.is_some() {
+        // The iovec count goes in the SQE's `len` (offset 24), which io-uring 0.7's
+        // UringCmd80 has no setter for.
+        // SAFETY: an Entry128 is a 128-byte io_uring_sqe; bytes 24..28 are its u32 `len`.
+        unsafe {
+            let p = (&mut sqe as *mut squeue::Entry128).cast::<u8>().add(24);
+            p.cast::<u32>().write_unaligned(2);
+        }
+    }
+    sqe
+}
+
+/// Serves queue `q` until the mount goes. Runs on its own thread.
+pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
+    pin_to_cpu(usize::from(q.qid));
+    let dev = shared.device.as_raw_fd();
+    let mut entries: Vec<Box<Entry>> = (0..shared.depth)
+        .map(|_| Entry::new(shared.payload_size))
+        .collect();
+    for (i, e) in entries.iter().enumerate() {
+        let iov = e.iov.as_ptr() as u64;
+        let sqe = command(dev, q.qid, abi::URING_CMD_REGISTER, 0, i, Some(iov));
+        // SAFETY: the entry's buffers and iovecs live (boxed, never moved) as long as
+        // this function, which outlives every command on them (it returns only once
+        // the kernel completed them all, or the process ends).
+        unsafe { q.ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+    }
+    // Names and small arguments are copied here before the reply overwrites them.
+    let mut scratch: Vec<u8> = Vec::with_capacity(2 * 4096 + 64 * 1024);
+    let mut live = shared.depth;
+    let mut done_cqes: Vec<(usize, i32)> = Vec::with_capacity(2 * shared.depth);
+    while live > 0 {
+        match q.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+        done_cqes.clear();
+        done_cqes.extend(
+            q.ring
+                .completion()
+                .map(|c| (c.user_data() as usize, c.result())),
+        );
+        for &(idx, res) in &done_cqes {
+            let Some(e) = entries.get_mut(idx) else {
+                continue;
+            };
+            let sqe = if res < 0 {
+                match -res {
+                    // The mount went away (unmounted, or aborted): this entry is done.
+                    libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED | libc::ENODEV => {
+                        live -= 1;
+                        continue;
+                    }
+                    // Not taken: arm the entry again.
+                    libc::EAGAIN | libc::EINTR => command(
+                        dev,
+                        q.qid,
+                        abi::URING_CMD_REGISTER,
+                        0,
+                        idx,
+                        Some(e.iov.as_ptr() as u64),
+                    ),
+                    err => {
+                        return Err(io::Error::other(format!(
+                            "queue {}: {}",
+                            q.qid,
+                            io::Error::from_raw_os_error(err)
+                        )));
+                    }
+                }
+            } else {
+                let commit_id = answer(e, shared, &mut scratch);
+                command(
+                    dev,
+                    q.qid,
+                    abi::URING_CMD_COMMIT_AND_FETCH,
+                    commit_id,
+                    idx,
+                    None,
+                )
+            };
+            // SAFETY: as for REGISTER above.
+            unsafe { q.ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+        }
+    }
+    Ok(())
+}
+
+/// Serves the request the kernel put in `e`; its reply goes in `e`. Returns the id the
+/// commit names.
+fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> u64 {
+    let (head, rest) = e.header.split_at_mut(abi::HEADER_IN_OUT);
+    let (op_in, ent) = rest.split_at_mut(abi::HEADER_OP_IN);
+    let h: InHeader = read(head).unwrap_or_default();
+    let ent_io: EntInOut = read(ent).unwrap_or_default();
+    let used = (ent_io.payload_sz as usize).min(e.payload.len());
+    let mut done = Outcome::default();
+    match h.opcode {
+        // Big inputs with (at most) an 8-byte reply: read in place, reply aside.
+        abi::WRITE | abi::SETXATTR => {
+            let mut small = [0u8; 16];
+            let (input, out) = (&e.payload[..used], &mut small[..]);
+            dispatch(&shared.fs, shared.access, &h, op_in, input, out, &mut done);
+            let n = done.len.min(small.len());
+            e.payload[..n].copy_from_slice(&small[..n]);
+        }
+        _ => {
+            scratch.clear();
+            scratch.extend_from_slice(&e.payload[..used]);
+            let out = &mut e.payload[..];
+            dispatch(
+                &shared.fs,
+                shared.access,
+                &h,
+                op_in,
+                scratch,
+                out,
+                &mut done,
+            );
+        }
+    }
+    let len = if done.error == 0 { done.len } else { 0 };
+    let oh = OutHeader {
+        len: (std::mem::size_of::<OutHeader>() + len) as u32,
+        error: done.error,
+        unique: h.unique,
+    };
+    head[..std::mem::size_of::<OutHeader>()].copy_from_slice(abi::bytes(&oh));
+    let ent_out = EntInOut {
+        payload_sz: len as u32,
+        ..ent_io
+    };
+    ent.copy_from_slice(abi::bytes(&ent_out));
+    ent_io.commit_id
+}
+
+/// Runs the calling thread on `cpu` only (an offline CPU is left as is).
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity only touch it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// How many CPUs the kernel may ever run (`num_possible_cpus()`): the queues the
+/// kernel expects, one per possible CPU, before it uses any.
+pub fn possible_cpus() -> usize {
+    std::fs::read_to_string("/sys/devices/system/cpu/possible")
+        .ok()
+        .and_then(|s| parse_cpu_list_max(s.trim()))
+        .map(|max| max + 1)
+        .unwrap_or_else(|| {
+            // SAFETY: sysconf has no memory-safety preconditions.
+            unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize
+        })
+}
+
+/// The highest CPU in a list such as `0-3,8-11`.
+fn parse_cpu_list_max(s: &str) -> Option<usize> {
+    s.split(',')
+        .filter_map(|r| r.rsplit('-').next()?.trim().parse::<usize>().ok())
+        .max()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse() {
+        assert_eq!(parse_cpu_list_max("0-1"), Some(1));
+        assert_eq!(parse_cpu_list_max("0"), Some(0));
+        assert_eq!(parse_cpu_list_max("0-3,8-11"), Some(11));
+        assert_eq!(parse_cpu_list_max(""), None);
+        assert!(possible_cpus() >= 1);
+    }
+}
