@@ -19,10 +19,11 @@ pub struct ChartRow {
 }
 
 /// Colours of the series, in order (cycled if there are more).
-const COLOURS: [RGBColor; 4] = [
+const COLOURS: [RGBColor; 5] = [
     RGBColor(150, 150, 150),
     RGBColor(230, 140, 30),
     RGBColor(40, 110, 200),
+    RGBColor(150, 60, 170),
     RGBColor(60, 160, 80),
 ];
 

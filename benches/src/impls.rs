@@ -1,6 +1,6 @@
 //! The implementations compared: the plain directory, kernel overlayfs, fuse-overlayfs
-//! and stratafs (default, and with lower files passed through), each mounted over the
-//! same layers with a fresh upper per run.
+//! and stratafs (on /dev/fuse, through io_uring queues, and with lower files passed
+//! through), each mounted over the same layers with a fresh upper per run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,8 +17,11 @@ pub enum Impl {
     Kernel,
     /// fuse-overlayfs: the peer stratafs replaces.
     FuseOverlayfs,
-    /// stratafs.
+    /// stratafs on `/dev/fuse` alone (`noio_uring`): what a stock kernel gives.
     Stratafs,
+    /// stratafs through FUSE-over-io_uring queues (the fuse module's `enable_uring`
+    /// turned on for its mounts; kernel 6.14+, root).
+    StratafsUring,
     /// stratafs with `io=passthrough-all`: files of 64 KiB and more, lower ones
     /// included, passed through to the kernel (root only).
     StratafsPassthrough,
@@ -26,11 +29,12 @@ pub enum Impl {
 
 impl Impl {
     /// All implementations, in table order.
-    pub const ALL: [Impl; 5] = [
+    pub const ALL: [Impl; 6] = [
         Impl::Native,
         Impl::Kernel,
         Impl::FuseOverlayfs,
         Impl::Stratafs,
+        Impl::StratafsUring,
         Impl::StratafsPassthrough,
     ];
 
@@ -41,6 +45,7 @@ impl Impl {
             Impl::Kernel => "kernel",
             Impl::FuseOverlayfs => "fuse-overlayfs",
             Impl::Stratafs => "stratafs",
+            Impl::StratafsUring => "stratafs io_uring",
             Impl::StratafsPassthrough => "stratafs io=passthrough-all",
         }
     }
@@ -55,6 +60,9 @@ impl Impl {
             Impl::StratafsPassthrough if unsafe { libc::geteuid() } != 0 => {
                 Some("FUSE passthrough needs root".into())
             }
+            Impl::StratafsUring if !UringParam::available() => Some(format!(
+                "{ENABLE_URING} missing or not writable (kernel 6.14+, root)"
+            )),
             _ => None,
         }
     }
@@ -177,12 +185,16 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
                 );
             }
         }
-        Impl::Stratafs | Impl::StratafsPassthrough => {
-            let opts = if imp == Impl::StratafsPassthrough {
-                format!("{opts},io=passthrough-all")
-            } else {
-                opts
+        Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough => {
+            let opts = match imp {
+                Impl::StratafsPassthrough => format!("{opts},io=passthrough-all,noio_uring"),
+                Impl::StratafsUring => opts,
+                _ => format!("{opts},noio_uring"),
             };
+            // The kernel reads the parameter at INIT, over once the daemon is up.
+            let _uring = (imp == Impl::StratafsUring)
+                .then(|| UringParam::set(true))
+                .transpose()?;
             let exe = std::env::current_exe().context("current exe")?;
             let out = Command::new(exe)
                 .args(["__stratafs", "-o", &opts])
@@ -197,7 +209,7 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
     wait_mounted(&mnt)?;
     let daemon = match imp {
         Impl::FuseOverlayfs => daemon_pid(&format!("fuse-overlayfs.*{}", mnt.display())),
-        Impl::Stratafs | Impl::StratafsPassthrough => {
+        Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough => {
             daemon_pid(&format!("__stratafs.*{}", mnt.display()))
         }
         _ => None,
@@ -207,6 +219,43 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
         mounted: true,
         daemon,
     })
+}
+
+/// The fuse module's switch for FUSE over io_uring, read by the kernel at each
+/// mount's INIT.
+const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// The fuse module's `enable_uring` set one way for as long as this lives, then put
+/// back as it was.
+pub struct UringParam {
+    was: String,
+}
+
+impl UringParam {
+    /// The parameter exists and may be written here.
+    pub fn available() -> bool {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(ENABLE_URING)
+            .is_ok()
+    }
+
+    /// Sets the parameter to `on`.
+    pub fn set(on: bool) -> Result<UringParam> {
+        let was = std::fs::read_to_string(ENABLE_URING)
+            .with_context(|| format!("read {ENABLE_URING}"))?;
+        std::fs::write(ENABLE_URING, if on { "Y" } else { "N" })
+            .with_context(|| format!("write {ENABLE_URING}"))?;
+        Ok(UringParam {
+            was: was.trim().to_string(),
+        })
+    }
+}
+
+impl Drop for UringParam {
+    fn drop(&mut self) {
+        let _ = std::fs::write(ENABLE_URING, &self.was);
+    }
 }
 
 /// Peak resident memory (VmHWM) of a process, in KiB.

@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use fixtures::images::{DEMO_TAG, ImageFormat, build_demo_image};
 
-use crate::impls::Impl;
+use crate::impls::{Impl, UringParam};
 
 /// Row name of the launcher workload.
 pub const NAME: &str = "strata run --rm demo true";
@@ -80,11 +80,18 @@ impl Launcher {
                 cmd.args(["--driver", "fuse"])
                     .env("STRATA_FUSE_PROGRAM", "/usr/bin/fuse-overlayfs");
             }
-            Impl::Stratafs => {
+            Impl::Stratafs | Impl::StratafsUring => {
                 cmd.args(["--driver", "fuse"])
                     .env_remove("STRATA_FUSE_PROGRAM");
             }
         }
+        // strata mounts stratafs with its defaults: io_uring where the kernel offers
+        // it, so the parameter decides which column this is.
+        let _uring = match imp {
+            Impl::StratafsUring => Some(UringParam::set(true)?),
+            Impl::Stratafs if UringParam::available() => Some(UringParam::set(false)?),
+            _ => None,
+        };
         cmd.args([DEMO_TAG, "true"])
             .stdin(Stdio::null())
             .stdout(Stdio::null());

@@ -315,7 +315,7 @@ fn run(args: Args) -> Result<()> {
     }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
-        for imp in [Impl::FuseOverlayfs, Impl::Stratafs] {
+        for imp in [Impl::FuseOverlayfs, Impl::Stratafs, Impl::StratafsUring] {
             let m = match imp.unavailable() {
                 Some(why) => Err(why),
                 None => measure_memory(imp, &setup).map_err(|e| format!("{e:#}")),
@@ -369,10 +369,11 @@ fn sizes_text(s: &BenchSizes) -> String {
 }
 
 /// The implementations drawn as bars (kernel overlayfs is the 1x line).
-const CHART_SERIES: [Impl; 4] = [
+const CHART_SERIES: [Impl; 5] = [
     Impl::Native,
     Impl::FuseOverlayfs,
     Impl::Stratafs,
+    Impl::StratafsUring,
     Impl::StratafsPassthrough,
 ];
 
@@ -451,6 +452,14 @@ fn render(
         }
         let _ = writeln!(s);
     }
+    let _ = writeln!(
+        s,
+        "\n`stratafs` serves requests on `/dev/fuse` (`noio_uring`), as on a stock kernel; \
+         `stratafs io_uring` through per-CPU FUSE-over-io_uring queues, the bench turning the \
+         fuse module's `enable_uring` on for its mounts (kernel 6.14+, off by default); \
+         `stratafs io=passthrough-all` on `/dev/fuse` with files of 64 KiB and more passed \
+         through."
+    );
     if rows
         .iter()
         .any(|(label, _)| label.starts_with(launch::NAME))
@@ -458,7 +467,8 @@ fn render(
         let _ = writeln!(
             s,
             "\nThe launcher row runs `strata run --rm demo true` with `--driver kernel`, \
-         `--driver fuse` (stratafs) and `--driver fuse` with `STRATA_FUSE_PROGRAM=fuse-overlayfs`."
+         `--driver fuse` (stratafs, the fuse module's `enable_uring` off, then on for the \
+         io_uring column) and `--driver fuse` with `STRATA_FUSE_PROGRAM=fuse-overlayfs`."
         );
     }
     let _ = writeln!(s, "\n![time relative to kernel overlayfs]({stem}.svg)");

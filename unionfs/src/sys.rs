@@ -313,37 +313,98 @@ fn proc_path(dir: BorrowedFd<'_>, path: &Path) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-/// `lgetxattr`; `None` when the attribute is absent.
-pub fn get_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<Option<Vec<u8>>> {
-    let p = proc_path(dir, path)?;
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: buf writable for its length.
+/// `getxattrat(2)`'s syscall number (Linux 6.13; the same on every architecture).
+const SYS_GETXATTRAT: libc::c_long = 464;
+
+/// `struct xattr_args` of `getxattrat(2)`.
+#[repr(C)]
+struct XattrArgs {
+    value: u64,
+    size: u32,
+    flags: u32,
+}
+
+/// The kernel has `getxattrat(2)` (until it says ENOSYS).
+static HAS_GETXATTRAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// One `lgetxattr` of `path` beneath `dir` into `buf` (empty: the size): through
+/// `getxattrat(2)`, which resolves the path from the fd as `*at` calls do, or else
+/// through the `/proc/self/fd` spelling (a procfs walk per call).
+fn getxattr_once(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &CStr,
+    buf: &mut [u8],
+) -> io::Result<usize> {
+    use std::sync::atomic::Ordering::Relaxed;
+    if HAS_GETXATTRAT.load(Relaxed) {
+        let rel = cpath(path)?;
+        // An empty path is the fd's own directory, `.` (see `cpath`).
+        let flags = libc::AT_SYMLINK_NOFOLLOW;
+        let mut args = XattrArgs {
+            value: buf.as_mut_ptr() as u64,
+            size: buf.len() as u32,
+            flags: 0,
+        };
+        // SAFETY: valid fd, NUL-terminated path and name; args points at `buf`, writable
+        // for the size it gives, and is as big as the size passed.
         let n = unsafe {
-            libc::lgetxattr(
-                p.as_ptr(),
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dir.as_raw_fd(),
+                rel.as_ptr(),
+                flags,
                 name.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
             )
         };
         if n >= 0 {
-            buf.truncate(n as usize);
-            return Ok(Some(buf));
+            return Ok(n as usize);
         }
         let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
-            Some(libc::ERANGE) => {
-                // SAFETY: size query with a null buffer.
-                let need =
-                    unsafe { libc::lgetxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
-                if need < 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                buf.resize(need as usize + 1, 0);
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err);
+        }
+        HAS_GETXATTRAT.store(false, Relaxed);
+    }
+    let p = proc_path(dir, path)?;
+    // SAFETY: buf writable for its length (a null pointer with length 0 asks the size).
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            if buf.is_empty() {
+                std::ptr::null_mut()
+            } else {
+                buf.as_mut_ptr().cast()
+            },
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// `lgetxattr`; `None` when the attribute is absent.
+pub fn get_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        match getxattr_once(dir, path, name, &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
             }
-            _ => return Err(err),
+            Err(err) => match err.raw_os_error() {
+                Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+                Some(libc::ERANGE) => {
+                    let need = getxattr_once(dir, path, name, &mut [])?;
+                    buf.resize(need + 1, 0);
+                }
+                _ => return Err(err),
+            },
         }
     }
 }

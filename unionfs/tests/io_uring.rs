@@ -102,10 +102,10 @@ fn requests_go_through_io_uring_queues_with_kernel_results() {
     };
     let pid = daemon_of(d.um()).expect("the stratafs daemon of the mount");
     let before: u64 = ring_completions(pid).iter().sum();
-    assert_eq!(
-        ring_completions(pid).len(),
-        possible_cpus(),
-        "one io_uring queue per possible CPU"
+    let rings = ring_completions(pid).len();
+    assert!(
+        rings >= possible_cpus() && rings % possible_cpus() == 0,
+        "{rings} io_urings: expected the same number of serving threads for each possible CPU"
     );
     // Every kind of request the ring carries: names, data both ways, attributes,
     // xattrs, listings, links, renames, and errors.

@@ -28,10 +28,14 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-/// Sets up one io_uring per possible CPU; an error means this process cannot use
+/// Sets up the io_urings of every possible CPU's queue; an error means this process cannot use
 /// io_uring (disabled by `kernel.io_uring_disabled`, a seccomp filter...).
 pub fn prepare() -> io::Result<Prepared> {
-    let queues = queue::prepare(queue::possible_cpus(), queue::DEPTH)?;
+    let queues = queue::prepare(
+        queue::possible_cpus(),
+        queue::THREADS_PER_QUEUE,
+        queue::ENTRIES_PER_THREAD,
+    )?;
     Ok(Prepared { queues })
 }
 
@@ -51,7 +55,7 @@ pub fn start(
         device: Arc::new(device),
         access,
         payload_size,
-        depth: queue::DEPTH,
+        depth: queue::ENTRIES_PER_THREAD,
     });
     for q in p.queues {
         let shared = shared.clone();

@@ -1,11 +1,14 @@
-//! One io_uring queue per possible CPU, each served by a thread pinned to its CPU: the
-//! kernel hands a request to the queue of the CPU its caller runs on, so request and
-//! reply cross no CPU boundary and wake no thread elsewhere.
+//! One FUSE queue per possible CPU, served by threads pinned to that CPU: the kernel
+//! hands a request to the queue of the CPU its caller runs on, so request and reply
+//! cross no CPU boundary and wake no thread elsewhere.
 //!
-//! Each queue registers `depth` entries (a 288-byte header and a payload buffer as big
-//! as the largest request or reply) with REGISTER; a request arrives as the completion
-//! of an entry's command, and the reply goes back with COMMIT_AND_FETCH, which also
-//! arms the entry for the next request.
+//! Each thread has its own io_uring and registers one entry (a 288-byte header and a
+//! payload buffer as big as the largest request or reply) on its CPU's queue with
+//! REGISTER; a request arrives as the completion of the entry's command, and the reply
+//! goes back with COMMIT_AND_FETCH, which also arms the entry for the next request.
+//! The kernel gives a request to an entry that is armed, so with one entry per thread
+//! a request never waits behind another one blocked on the disk while a thread of its
+//! queue is idle.
 
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -18,29 +21,36 @@ use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
 use crate::fuse::OverlayFs;
 
-/// Requests one queue holds at once (libfuse's default too).
-pub const DEPTH: usize = 8;
+/// Threads serving each CPU's queue: requests one queue serves at once (a CPU's
+/// callers, and the kernel's readahead and writeback on their behalf).
+pub const THREADS_PER_QUEUE: usize = 4;
 
-/// A queue's io_uring, set up before INIT agrees to the ring (so that a system where
-/// io_uring is disabled never ends up with a ring it cannot serve).
+/// Entries each thread registers (see the module's doc for why one).
+pub const ENTRIES_PER_THREAD: usize = 1;
+
+/// One serving thread's io_uring on queue `qid`, set up before INIT agrees to the
+/// ring (so that a system where io_uring is disabled never ends up with a ring it
+/// cannot serve).
 pub struct Queue {
     qid: u16,
     ring: IoUring<squeue::Entry128, cqueue::Entry>,
 }
 
-/// Sets up one io_uring per possible CPU.
-pub fn prepare(queues: usize, depth: usize) -> io::Result<Vec<Queue>> {
-    (0..queues)
-        .map(|q| {
+/// Sets up `per_queue` io_urings for each of `queues` queues.
+pub fn prepare(queues: usize, per_queue: usize, depth: usize) -> io::Result<Vec<Queue>> {
+    let mut out = Vec::with_capacity(queues * per_queue);
+    for q in 0..queues {
+        for _ in 0..per_queue {
             let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
                 .setup_cqsize(2 * (depth as u32 + 1))
                 .build(2 * depth as u32)?;
-            Ok(Queue {
+            out.push(Queue {
                 qid: q as u16,
                 ring,
-            })
-        })
-        .collect()
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// What every queue thread shares.
