@@ -19,13 +19,17 @@ pub(crate) struct Who {
     pub pid: u32,
 }
 
+/// Spelled as fuser's `Request` spells them, so handlers read the same either way.
 impl Who {
+    /// The caller's file system uid.
     pub fn uid(&self) -> u32 {
         self.uid
     }
+    /// The caller's file system gid.
     pub fn gid(&self) -> u32 {
         self.gid
     }
+    /// The caller's thread id.
     pub fn pid(&self) -> u32 {
         self.pid
     }
