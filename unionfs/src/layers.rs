@@ -1,15 +1,16 @@
 //! The layer stack: layer roots as fds, whiteout and opaque markers in every known format,
 //! and the merged listing of a directory across the (immutable) lower layers, cached.
 
-use std::collections::HashMap;
 use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 
+use crate::names::NameMap;
 use crate::sys;
 
 /// One layer directory, held open as an `O_PATH` fd.
@@ -128,13 +129,25 @@ pub enum LowerEntry {
     },
 }
 
-/// The merged lower listing of one directory.
+/// The merged lower listing of one directory: every name seen, whiteouts included (to
+/// hide names), packed in one buffer with an index by name.
 #[derive(Debug, Default)]
 pub struct LowerDir {
-    /// Name → what it resolves to (whiteouts included, to hide names).
-    pub entries: HashMap<Box<[u8]>, LowerEntry>,
-    /// Visible names in listing order.
-    pub order: Vec<Box<[u8]>>,
+    entries: NameMap<LowerEntry>,
+}
+
+impl LowerDir {
+    /// What `name` resolves to in the lowers, if any layer has it.
+    pub fn get(&self, name: &[u8]) -> Option<LowerEntry> {
+        self.entries.get(name).copied()
+    }
+
+    /// The visible names (not whiteouts) with what they resolve to, in listing order.
+    pub fn visible(&self) -> impl Iterator<Item = (&[u8], &LowerEntry)> + '_ {
+        self.entries
+            .iter()
+            .filter(|(_, e)| matches!(e, LowerEntry::Object { .. }))
+    }
 }
 
 /// The lower layers and the cache of their merged directory listings. Lowers are
@@ -177,9 +190,8 @@ impl Lowers {
 
     fn scan(&self, span: &Span) -> io::Result<LowerDir> {
         let mut out = LowerDir::default();
-        // Directory entries still open for merging with layers below.
-        let mut open_dirs: Vec<Box<[u8]>> = Vec::new();
         let mut stop = span.end;
+        let mut path_buf = Vec::new();
         for layer in span.start..span.end {
             let l = &self.layers[layer as usize];
             let fd = match sys::open_beneath(
@@ -196,36 +208,43 @@ impl Lowers {
                 }
                 Err(e) => return Err(e),
             };
-            let list = sys::read_dir_fd(fd)?;
             let mut opaque = dir_is_opaque_xattr(l.fd(), &span.path);
-            let xwh = list.iter().any(|e| e.d_type == libc::DT_REG)
-                && dir_has_xattr_whiteouts(l.fd(), &span.path);
-            for ent in list {
-                if ent.name.as_slice() == WH_OPAQUE {
-                    opaque = true;
-                    continue;
+            // Regular files may be xattr whiteouts only where the directory says so.
+            let mut xwh = None;
+            let entry_path = |buf: &mut Vec<u8>, name: &[u8]| -> PathBuf {
+                buf.clear();
+                buf.extend_from_slice(span.path.as_os_str().as_bytes());
+                if !buf.is_empty() {
+                    buf.push(b'/');
                 }
-                let (name, whiteout): (Box<[u8]>, bool) = if ent.name.starts_with(WH_PREFIX) {
-                    (ent.name[WH_PREFIX.len()..].into(), true)
+                buf.extend_from_slice(name);
+                PathBuf::from(std::ffi::OsStr::from_bytes_compat(buf))
+            };
+            sys::for_each_dir_entry(fd, |name, ino, d_type| {
+                if name == WH_OPAQUE {
+                    opaque = true;
+                    return Ok(());
+                }
+                let (name, whiteout) = if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
+                    (hidden, true)
                 } else {
-                    let wh = match ent.d_type {
+                    let wh = match d_type {
                         libc::DT_CHR | libc::DT_UNKNOWN => {
-                            let p = span
-                                .path
-                                .join(std::ffi::OsStr::from_bytes_compat(&ent.name));
+                            let p = entry_path(&mut path_buf, name);
                             matches!(sys::lstat_at(l.fd(), &p), Ok(st) if is_chr_whiteout(&st))
                         }
-                        libc::DT_REG if xwh => {
-                            let p = span
-                                .path
-                                .join(std::ffi::OsStr::from_bytes_compat(&ent.name));
-                            is_xattr_whiteout(l.fd(), &p)
+                        libc::DT_REG
+                            if *xwh.get_or_insert_with(|| {
+                                dir_has_xattr_whiteouts(l.fd(), &span.path)
+                            }) =>
+                        {
+                            is_xattr_whiteout(l.fd(), &entry_path(&mut path_buf, name))
                         }
                         _ => false,
                     };
-                    (ent.name.into_boxed_slice(), wh)
+                    (name, wh)
                 };
-                match out.entries.get_mut(&name) {
+                match out.entries.get_mut(name) {
                     Some(LowerEntry::Object {
                         d_type: libc::DT_DIR,
                         end,
@@ -234,43 +253,38 @@ impl Lowers {
                     }) if *end == u32::MAX => {
                         // A directory above still merging: a non-directory or a whiteout
                         // here ends its merge.
-                        if whiteout || ent.d_type != libc::DT_DIR {
+                        if whiteout || d_type != libc::DT_DIR {
                             *end = layer;
                         } else {
                             *dirs += 1;
                         }
+                        Ok(())
                     }
-                    Some(_) => {}
+                    Some(_) => Ok(()),
+                    None if whiteout => out.entries.insert_new(name, LowerEntry::Whiteout),
                     None => {
-                        if whiteout {
-                            out.entries.insert(name, LowerEntry::Whiteout);
-                        } else {
-                            let is_dir = ent.d_type == libc::DT_DIR;
-                            out.entries.insert(
-                                name.clone(),
-                                LowerEntry::Object {
-                                    layer,
-                                    d_type: ent.d_type,
-                                    ino: ent.ino,
-                                    end: if is_dir { u32::MAX } else { layer + 1 },
-                                    dirs: 1,
-                                },
-                            );
-                            if is_dir {
-                                open_dirs.push(name.clone());
-                            }
-                            out.order.push(name);
-                        }
+                        let is_dir = d_type == libc::DT_DIR;
+                        out.entries.insert_new(
+                            name,
+                            LowerEntry::Object {
+                                layer,
+                                d_type,
+                                ino,
+                                end: if is_dir { u32::MAX } else { layer + 1 },
+                                dirs: 1,
+                            },
+                        )
                     }
                 }
-            }
+            })?;
             if opaque {
                 stop = layer + 1;
                 break;
             }
         }
-        for name in open_dirs {
-            if let Some(LowerEntry::Object { end, .. }) = out.entries.get_mut(&name) {
+        // Directories still merging at the bottom merge down to where the span stops.
+        for e in out.entries.values_mut() {
+            if let LowerEntry::Object { end, .. } = e {
                 if *end == u32::MAX {
                     *end = stop;
                 }

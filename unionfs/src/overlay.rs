@@ -2,6 +2,7 @@
 //! operation with copy-up, whiteouts, opaque directories and redirects. Plain Rust over
 //! fd-relative syscalls; the FUSE adapter (`fuse.rs`) only translates requests.
 
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -14,6 +15,7 @@ use parking_lot::Mutex;
 
 use crate::files::{OpenFiles, RealFile};
 use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
+use crate::names::NameList;
 use crate::node::{Loc, Node, NodeState, NodeTable};
 use crate::sys::{self, Stat};
 use crate::whiteout::SharedWhiteout;
@@ -70,11 +72,12 @@ pub struct Overlay {
     xattr_nlink: CString,
 }
 
-/// One entry of a merged directory listing.
-#[derive(Debug, Clone)]
+/// A merged directory listing: "." and ".." first, then every visible name, packed.
+pub type Listing = NameList<ListEntry>;
+
+/// What a merged directory listing says of one name besides the name.
+#[derive(Debug, Clone, Copy)]
 pub struct ListEntry {
-    /// Entry name.
-    pub name: OsString,
     /// Inode number hint.
     pub ino: u64,
     /// `DT_*` type.
@@ -352,13 +355,7 @@ impl Overlay {
             None
         };
         let lower_entry = match &pstate.span {
-            Some(span) => self
-                .lowers
-                .dir(span)
-                .map_err(errno)?
-                .entries
-                .get(name.as_bytes())
-                .copied(),
+            Some(span) => self.lowers.dir(span).map_err(errno)?.get(name.as_bytes()),
             None => None,
         };
         if let (Some(ppath), Ok(ufd)) = (&ppath, self.upper_fd()) {
@@ -507,29 +504,26 @@ impl Overlay {
     }
 
     /// The whole merged listing of a directory (for one opendir).
-    pub fn list(&self, ino: u64) -> OvResult<Vec<ListEntry>> {
+    pub fn list(&self, ino: u64) -> OvResult<Listing> {
         let node = self.node(ino)?;
         if !node.is_dir {
             return Err(libc::ENOTDIR);
         }
         let st = node.state.read().clone();
-        let mut out = Vec::new();
-        let mut seen: std::collections::HashSet<Vec<u8>> = std::collections::HashSet::new();
+        let mut out = Listing::default();
         let parent_ino = if ino == 1 { 1 } else { st.parent };
-        out.push(ListEntry {
-            name: ".".into(),
-            ino,
-            d_type: libc::DT_DIR,
-        });
-        out.push(ListEntry {
-            name: "..".into(),
-            ino: parent_ino,
-            d_type: libc::DT_DIR,
-        });
+        let dir = libc::DT_DIR;
+        let push = |out: &mut Listing, name: &[u8], ino: u64, d_type: u8| {
+            out.push(name, ListEntry { ino, d_type }).map_err(errno)
+        };
+        push(&mut out, b".", ino, dir)?;
+        push(&mut out, b"..", parent_ino, dir)?;
         let lower_dir = match &st.span {
             Some(span) => Some(self.lowers.dir(span).map_err(errno)?),
             None => None,
         };
+        // Upper names (and whiteouts) hide lower ones; none to check without an upper.
+        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         if st.loc == Loc::Upper {
             let ufd = self.upper_fd()?;
             let udev = self.upper.as_ref().map_or(0, |u| u.dev);
@@ -550,37 +544,30 @@ impl Overlay {
                 }
                 // A name over a lower object is usually a copy-up, which keeps the lower
                 // inode number (origin): d_ino then matches st_ino, as in the kernel.
-                let shadows = lower_dir.as_ref().is_some_and(|d| {
-                    matches!(d.entries.get(&e.name[..]), Some(LowerEntry::Object { .. }))
-                });
+                let shadows = lower_dir
+                    .as_ref()
+                    .is_some_and(|d| matches!(d.get(&e.name), Some(LowerEntry::Object { .. })));
                 let origin = if shadows {
                     self.origin_of(ufd, &upath.join(OsStr::from_bytes(&e.name)))
                 } else {
                     None
                 };
-                seen.insert(e.name.clone());
-                out.push(ListEntry {
-                    ino: origin.unwrap_or_else(|| self.compose_ino(udev, e.ino)),
-                    name: OsString::from_vec_compat(e.name),
-                    d_type: e.d_type,
-                });
+                let ino = origin.unwrap_or_else(|| self.compose_ino(udev, e.ino));
+                push(&mut out, &e.name, ino, e.d_type)?;
+                seen.insert(e.name);
             }
         }
         if let Some(dir) = &lower_dir {
-            for name in &dir.order {
-                if seen.contains(&name[..]) {
+            for (name, e) in dir.visible() {
+                if !seen.is_empty() && seen.contains(name) {
                     continue;
                 }
-                if let Some(LowerEntry::Object {
+                if let LowerEntry::Object {
                     d_type, ino, layer, ..
-                }) = dir.entries.get(name)
+                } = *e
                 {
-                    let dev = self.lowers.layers[*layer as usize].dev;
-                    out.push(ListEntry {
-                        name: OsString::from_vec_compat(name.to_vec()),
-                        ino: self.compose_ino(dev, *ino),
-                        d_type: *d_type,
-                    });
+                    let dev = self.lowers.layers[layer as usize].dev;
+                    push(&mut out, name, self.compose_ino(dev, ino), d_type)?;
                 }
             }
         }
@@ -595,11 +582,7 @@ impl Overlay {
         let span = parent.state.read().span.clone();
         Ok(match span {
             Some(span) => matches!(
-                self.lowers
-                    .dir(&span)
-                    .map_err(errno)?
-                    .entries
-                    .get(name.as_bytes()),
+                self.lowers.dir(&span).map_err(errno)?.get(name.as_bytes()),
                 Some(LowerEntry::Object { .. })
             ),
             None => false,
@@ -1032,29 +1015,26 @@ impl Overlay {
         if let Some(span) = &st.span {
             let d = self.lowers.dir(span).map_err(errno)?;
             let ufd = self.upper_fd().ok();
-            for name in &d.order {
-                if matches!(d.entries.get(name), Some(LowerEntry::Object { .. })) {
-                    // hidden by an upper whiteout?
-                    if st.loc == Loc::Upper {
-                        if let Some(ufd) = ufd {
-                            let p = self.node(st.parent)?;
-                            let up = self
-                                .path_of(&p)?
-                                .join(&st.name)
-                                .join(OsStr::from_bytes(name));
-                            if matches!(sys::lstat_at(ufd, &up), Ok(s) if layers::is_chr_whiteout(&s))
-                            {
-                                continue;
-                            }
-                            let mut wh = OsString::from(".wh.");
-                            wh.push(OsStr::from_bytes(name));
-                            if sys::lstat_at(ufd, &up.with_file_name(wh)).is_ok() {
-                                continue;
-                            }
+            for (name, _) in d.visible() {
+                // hidden by an upper whiteout?
+                if st.loc == Loc::Upper {
+                    if let Some(ufd) = ufd {
+                        let p = self.node(st.parent)?;
+                        let up = self
+                            .path_of(&p)?
+                            .join(&st.name)
+                            .join(OsStr::from_bytes(name));
+                        if matches!(sys::lstat_at(ufd, &up), Ok(s) if layers::is_chr_whiteout(&s)) {
+                            continue;
+                        }
+                        let mut wh = OsString::from(".wh.");
+                        wh.push(OsStr::from_bytes(name));
+                        if sys::lstat_at(ufd, &up.with_file_name(wh)).is_ok() {
+                            continue;
                         }
                     }
-                    return Ok(false);
                 }
+                return Ok(false);
             }
         }
         Ok(true)
@@ -1525,15 +1505,6 @@ fn clear_dir(fd: BorrowedFd<'_>, path: &Path) {
 pub fn remove_tree(fd: BorrowedFd<'_>, path: &Path) {
     clear_dir(fd, path);
     let _ = sys::unlink_at(fd, path, true);
-}
-
-trait FromVecCompat {
-    fn from_vec_compat(v: Vec<u8>) -> OsString;
-}
-impl FromVecCompat for OsString {
-    fn from_vec_compat(v: Vec<u8>) -> OsString {
-        std::os::unix::ffi::OsStringExt::from_vec(v)
-    }
 }
 
 /// Removes `path` beneath `fd`, whether a file or a directory tree.

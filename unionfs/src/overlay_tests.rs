@@ -20,8 +20,8 @@ fn names(ov: &Overlay, ino: u64) -> Vec<String> {
     let mut v: Vec<String> = ov
         .list(ino)
         .unwrap()
-        .into_iter()
-        .map(|e| e.name.to_string_lossy().into_owned())
+        .iter()
+        .map(|(name, _)| String::from_utf8_lossy(name).into_owned())
         .filter(|n| n != "." && n != "..")
         .collect();
     v.sort();

@@ -483,6 +483,24 @@ pub fn read_dir_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<DirEntry>
 
 /// Reads every entry of an open directory fd (consumed).
 pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
+    let mut out = Vec::new();
+    for_each_dir_entry(fd, |name, ino, d_type| {
+        out.push(DirEntry {
+            name: name.to_vec(),
+            ino,
+            d_type,
+        });
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Calls `f(name, d_ino, d_type)` for every entry of an open directory fd (consumed)
+/// except `.` and `..`, with no allocation per entry; stops at the first error.
+pub fn for_each_dir_entry(
+    fd: OwnedFd,
+    mut f: impl FnMut(&[u8], u64, u8) -> io::Result<()>,
+) -> io::Result<()> {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
     // SAFETY: raw is a directory fd we own; fdopendir takes ownership.
@@ -493,20 +511,25 @@ pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
         unsafe { libc::close(raw) };
         return Err(err);
     }
-    let mut out = Vec::new();
+    struct Dir(*mut libc::DIR);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            // SAFETY: closes the DIR* (and its fd) exactly once.
+            unsafe { libc::closedir(self.0) };
+        }
+    }
+    let dir = Dir(dirp);
     loop {
         // SAFETY: errno reset before readdir to tell end from error.
         unsafe { *libc::__errno_location() = 0 };
-        // SAFETY: dirp is a valid DIR*.
-        let ent = unsafe { libc::readdir64(dirp) };
+        // SAFETY: dir.0 is a valid DIR*.
+        let ent = unsafe { libc::readdir64(dir.0) };
         if ent.is_null() {
             let errno = io::Error::last_os_error();
-            // SAFETY: closes dirp and its fd.
-            unsafe { libc::closedir(dirp) };
             if errno.raw_os_error().unwrap_or(0) != 0 {
                 return Err(errno);
             }
-            return Ok(out);
+            return Ok(());
         }
         // SAFETY: ent is valid until the next readdir call.
         let ent = unsafe { &*ent };
@@ -515,11 +538,7 @@ pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
         if name == b"." || name == b".." {
             continue;
         }
-        out.push(DirEntry {
-            name: name.to_vec(),
-            ino: ent.d_ino,
-            d_type: ent.d_type,
-        });
+        f(name, ent.d_ino, ent.d_type)?;
     }
 }
 

@@ -24,7 +24,7 @@ use crate::files::RealFile;
 use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::options::IoStrategy;
-use crate::overlay::{ListEntry, NewObject, Overlay};
+use crate::overlay::{Listing, NewObject, Overlay};
 use crate::plus::PlusPolicy;
 use crate::sys::Stat;
 use reply::{EntryReply, OpenReply, Who, XattrReply};
@@ -36,7 +36,7 @@ pub struct OverlayFs {
     ttl: Duration,
     /// Directory listings being read, by open handle, or by inode (high bit set) when
     /// the kernel opens directories without asking (no-opendir).
-    dirs: DashMap<u64, Arc<Vec<ListEntry>>>,
+    dirs: DashMap<u64, Arc<Listing>>,
     next_dir: AtomicU64,
     /// The kernel opens directories itself and caches their listings.
     no_opendir: AtomicBool,
@@ -416,7 +416,7 @@ impl OverlayFs {
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-    ) -> Result<(u64, Arc<Vec<ListEntry>>), Errno> {
+    ) -> Result<(u64, Arc<Listing>), Errno> {
         let key = if fh.0 == 0 {
             ino.0 | LISTING_BY_INO
         } else {
@@ -430,9 +430,7 @@ impl OverlayFs {
         let mut l = self.ov.list(ino.0).map_err(err)?;
         // Subdirectories first (a listing's order is the filesystem's to choose): the
         // first READDIRPLUS chunk can then carry them alone (see `readdirplus`).
-        if let Some(entries) = l.get_mut(2..) {
-            entries.sort_by_key(|e| e.d_type != libc::DT_DIR);
-        }
+        l.sort_by_key(2, |e| e.d_type != libc::DT_DIR);
         let l = Arc::new(l);
         if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
             self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);

@@ -2,6 +2,7 @@
 //! each takes the caller (`Who`) and a reply of the kind the operation answers with.
 
 use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 
@@ -439,13 +440,14 @@ impl OverlayFs {
             Err(e) => return reply.error(e),
         };
         let mut added = false;
-        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+        for i in (offset as usize)..list.len() {
+            let (name, e) = list.get(i);
             added = true;
             if reply.add(
                 INodeNo(e.ino),
                 (i + 1) as u64,
                 kind_of_dtype(e.d_type),
-                &e.name,
+                OsStr::from_bytes(name),
             ) {
                 break;
             }
@@ -473,15 +475,18 @@ impl OverlayFs {
         // subdirectories (listed first) alone first: a walk looks those up to descend
         // anyway; the kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
         let end = if offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0) {
-            2 + list[2.min(list.len())..]
-                .iter()
-                .take_while(|e| e.d_type == libc::DT_DIR)
+            list.iter()
+                .skip(2)
+                .take_while(|(_, e)| e.d_type == libc::DT_DIR)
                 .count()
+                + 2.min(list.len())
         } else {
             list.len()
         };
         let mut added = false;
-        for (i, e) in list.iter().enumerate().take(end).skip(offset as usize) {
+        for i in (offset as usize)..end {
+            let (name, e) = list.get(i);
+            let name = OsStr::from_bytes(name);
             added = true;
             let next = (i + 1) as u64;
             let full = if i < 2 {
@@ -489,19 +494,19 @@ impl OverlayFs {
                 reply.add(
                     INodeNo(e.ino),
                     next,
-                    &e.name,
+                    name,
                     &self.ttl,
                     &bare_attr(e.ino, e.d_type),
                     Generation(0),
                 )
             } else {
-                match self.ov.lookup(ino.0, &e.name) {
+                match self.ov.lookup(ino.0, name) {
                     Ok((node, st)) => {
                         let generation = Generation(node.generation.load(Ordering::Relaxed));
                         let full = reply.add(
                             INodeNo(node.ino),
                             next,
-                            &e.name,
+                            name,
                             &self.ttl,
                             &self.attr(&st),
                             generation,
@@ -517,7 +522,7 @@ impl OverlayFs {
                     Err(_) => reply.add(
                         INodeNo(0),
                         next,
-                        &e.name,
+                        name,
                         &self.ttl,
                         &bare_attr(0, e.d_type),
                         Generation(0),
