@@ -180,15 +180,51 @@ impl Lowers {
 
     /// The merged listing of `span`, from the cache or computed now.
     pub fn dir(&self, span: &Span) -> io::Result<Arc<LowerDir>> {
+        self.dir_with(span, |_, _| Ok(()))
+    }
+
+    /// As [`Lowers::dir`], also passing each visible name to `visible` in listing order
+    /// as soon as it is known (while the layers are read when not cached), so a listing
+    /// can be served before the scan of a large directory ends. A directory's entry may
+    /// come before its merge end is settled (`end` is then `u32::MAX`).
+    pub fn dir_with(
+        &self,
+        span: &Span,
+        mut visible: impl FnMut(&[u8], &LowerEntry) -> io::Result<()>,
+    ) -> io::Result<Arc<LowerDir>> {
         if let Some(d) = self.cache.get(span) {
-            return Ok(d.clone());
+            let d = d.clone();
+            for (name, e) in d.visible() {
+                visible(name, e)?;
+            }
+            return Ok(d);
         }
-        let d = Arc::new(self.scan(span)?);
+        let d = Arc::new(self.scan(span, visible)?);
         self.cache.insert(span.clone(), d.clone());
         Ok(d)
     }
 
-    fn scan(&self, span: &Span) -> io::Result<LowerDir> {
+    /// True when the listing of `span` would be read from the layers, and its
+    /// directories take more than `bytes` on disk (a cheap measure of their entries).
+    pub fn scan_exceeds(&self, span: &Span, bytes: u64) -> bool {
+        if self.cache.contains_key(span) {
+            return false;
+        }
+        let mut total = 0u64;
+        for layer in span.start..span.end {
+            let l = &self.layers[layer as usize];
+            if let Ok(st) = sys::lstat_at(l.fd(), &span.path) {
+                total += st.st_size as u64;
+            }
+        }
+        total > bytes
+    }
+
+    fn scan(
+        &self,
+        span: &Span,
+        mut visible: impl FnMut(&[u8], &LowerEntry) -> io::Result<()>,
+    ) -> io::Result<LowerDir> {
         let mut out = LowerDir::default();
         let mut stop = span.end;
         let mut path_buf = Vec::new();
@@ -264,16 +300,16 @@ impl Lowers {
                     None if whiteout => out.entries.insert_new(name, LowerEntry::Whiteout),
                     None => {
                         let is_dir = d_type == libc::DT_DIR;
-                        out.entries.insert_new(
-                            name,
-                            LowerEntry::Object {
-                                layer,
-                                d_type,
-                                ino,
-                                end: if is_dir { u32::MAX } else { layer + 1 },
-                                dirs: 1,
-                            },
-                        )
+                        let entry = LowerEntry::Object {
+                            layer,
+                            d_type,
+                            ino,
+                            end: if is_dir { u32::MAX } else { layer + 1 },
+                            dirs: 1,
+                        };
+                        // A name first seen as an object stays the visible one.
+                        visible(name, &entry)?;
+                        out.entries.insert_new(name, entry)
                     }
                 }
             })?;

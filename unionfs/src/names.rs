@@ -42,6 +42,29 @@ impl<T> NameList<T> {
         Ok(self.items.len() - 1)
     }
 
+    /// Moves every entry of `other` to the end of this list (`other` is left empty).
+    pub fn append(&mut self, other: &mut NameList<T>) -> io::Result<()> {
+        if u32::try_from(self.bytes.len() + other.bytes.len()).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::OutOfMemory,
+                "over 4 GiB of names",
+            ));
+        }
+        let base = self.bytes.len() as u32;
+        self.bytes.append(&mut other.bytes);
+        self.items.extend(other.items.drain(..).map(|mut it| {
+            it.start += base;
+            it
+        }));
+        Ok(())
+    }
+
+    /// Removes every entry (keeping the memory for reuse).
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+        self.items.clear();
+    }
+
     /// How many names.
     pub fn len(&self) -> usize {
         self.items.len()

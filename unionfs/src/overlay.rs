@@ -2,7 +2,6 @@
 //! operation with copy-up, whiteouts, opaque directories and redirects. Plain Rust over
 //! fd-relative syscalls; the FUSE adapter (`fuse.rs`) only translates requests.
 
-use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -15,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::files::{OpenFiles, RealFile};
 use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
-use crate::names::NameList;
+use crate::names::{NameList, NameMap};
 use crate::node::{Loc, Node, NodeState, NodeTable};
 use crate::sys::{self, Stat};
 use crate::whiteout::SharedWhiteout;
@@ -282,8 +281,10 @@ impl Overlay {
     }
 
     fn origin_of(&self, fd: BorrowedFd<'_>, path: &Path) -> Option<u64> {
-        match sys::get_xattr(fd, path, &self.xattr_origin) {
-            Ok(Some(v)) => std::str::from_utf8(&v).ok()?.parse().ok(),
+        // A decimal inode number: 20 digits at most.
+        let mut buf = [0u8; 32];
+        match sys::get_xattr_into(fd, path, &self.xattr_origin, &mut buf) {
+            Ok(Some(n)) => std::str::from_utf8(buf.get(..n)?).ok()?.parse().ok(),
             _ => None,
         }
     }
@@ -505,73 +506,111 @@ impl Overlay {
 
     /// The whole merged listing of a directory (for one opendir).
     pub fn list(&self, ino: u64) -> OvResult<Listing> {
+        let mut out = Listing::default();
+        self.list_with(ino, &mut |name, e| out.push(name, e).map(drop))?;
+        Ok(out)
+    }
+
+    /// True when listing `ino` would read lower directories of more than `bytes` (not
+    /// cached yet): worth serving while it is read.
+    pub fn list_is_large(&self, ino: u64, bytes: u64) -> bool {
+        let Ok(node) = self.node(ino) else {
+            return false;
+        };
+        let span = node.state.read().span.clone();
+        span.is_some_and(|s| self.lowers.scan_exceeds(&s, bytes))
+    }
+
+    /// The merged listing of a directory, one entry at a time to `emit` as soon as it is
+    /// known: ".", "..", the upper names, then the lower names not hidden (as the lowers
+    /// are read). An error from `emit` stops the listing.
+    pub fn list_with(
+        &self,
+        ino: u64,
+        emit: &mut dyn FnMut(&[u8], ListEntry) -> io::Result<()>,
+    ) -> OvResult<()> {
         let node = self.node(ino)?;
         if !node.is_dir {
             return Err(libc::ENOTDIR);
         }
         let st = node.state.read().clone();
-        let mut out = Listing::default();
         let parent_ino = if ino == 1 { 1 } else { st.parent };
         let dir = libc::DT_DIR;
-        let push = |out: &mut Listing, name: &[u8], ino: u64, d_type: u8| {
-            out.push(name, ListEntry { ino, d_type }).map_err(errno)
+        emit(b".", ListEntry { ino, d_type: dir }).map_err(errno)?;
+        emit(
+            b"..",
+            ListEntry {
+                ino: parent_ino,
+                d_type: dir,
+            },
+        )
+        .map_err(errno)?;
+        // The upper's names (and whiteouts) hide lower ones, if there are lower ones.
+        let merged = st.span.is_some();
+        let mut hidden: NameMap<()> = NameMap::default();
+        let mut hide = |name: &[u8]| {
+            if merged && hidden.get(name).is_none() {
+                hidden.insert_new(name, ())?;
+            }
+            Ok::<(), io::Error>(())
         };
-        push(&mut out, b".", ino, dir)?;
-        push(&mut out, b"..", parent_ino, dir)?;
-        let lower_dir = match &st.span {
-            Some(span) => Some(self.lowers.dir(span).map_err(errno)?),
-            None => None,
-        };
-        // Upper names (and whiteouts) hide lower ones; none to check without an upper.
-        let mut seen: HashSet<Vec<u8>> = HashSet::new();
         if st.loc == Loc::Upper {
             let ufd = self.upper_fd()?;
             let udev = self.upper.as_ref().map_or(0, |u| u.dev);
-            let upath = self.path_of(&node)?;
-            for e in sys::read_dir_at(ufd, &upath).map_err(errno)? {
-                if e.name.starts_with(layers::WH_PREFIX) {
-                    if e.name.as_slice() != layers::WH_OPAQUE {
-                        seen.insert(e.name[layers::WH_PREFIX.len()..].to_vec());
+            let mut path = self.path_of(&node)?;
+            let fd = sys::open_beneath(ufd, &path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+                .map_err(errno)?;
+            sys::for_each_dir_entry(fd, |name, ino, d_type| {
+                if let Some(target) = name.strip_prefix(layers::WH_PREFIX) {
+                    if name != layers::WH_OPAQUE {
+                        hide(target)?;
                     }
-                    continue;
+                    return Ok(());
                 }
-                if e.d_type == libc::DT_CHR || e.d_type == libc::DT_UNKNOWN {
-                    let p = upath.join(OsStr::from_bytes(&e.name));
-                    if matches!(sys::lstat_at(ufd, &p), Ok(s) if layers::is_chr_whiteout(&s)) {
-                        seen.insert(e.name);
-                        continue;
-                    }
-                }
-                // A name over a lower object is usually a copy-up, which keeps the lower
-                // inode number (origin): d_ino then matches st_ino, as in the kernel.
-                let shadows = lower_dir
-                    .as_ref()
-                    .is_some_and(|d| matches!(d.get(&e.name), Some(LowerEntry::Object { .. })));
-                let origin = if shadows {
-                    self.origin_of(ufd, &upath.join(OsStr::from_bytes(&e.name)))
-                } else {
+                path.push(OsStr::from_bytes(name));
+                let whiteout = (d_type == libc::DT_CHR || d_type == libc::DT_UNKNOWN)
+                    && matches!(sys::lstat_at(ufd, &path), Ok(s) if layers::is_chr_whiteout(&s));
+                // A copied-up object keeps its lower inode number (origin), wherever it
+                // was renamed to: d_ino then matches st_ino, as in the kernel.
+                let origin = if whiteout {
                     None
+                } else {
+                    self.origin_of(ufd, &path)
                 };
-                let ino = origin.unwrap_or_else(|| self.compose_ino(udev, e.ino));
-                push(&mut out, &e.name, ino, e.d_type)?;
-                seen.insert(e.name);
-            }
-        }
-        if let Some(dir) = &lower_dir {
-            for (name, e) in dir.visible() {
-                if !seen.is_empty() && seen.contains(name) {
-                    continue;
+                path.pop();
+                hide(name)?;
+                if whiteout {
+                    return Ok(());
                 }
-                if let LowerEntry::Object {
-                    d_type, ino, layer, ..
-                } = *e
-                {
-                    let dev = self.lowers.layers[layer as usize].dev;
-                    push(&mut out, name, self.compose_ino(dev, ino), d_type)?;
-                }
-            }
+                let ino = origin.unwrap_or_else(|| self.compose_ino(udev, ino));
+                emit(name, ListEntry { ino, d_type })
+            })
+            .map_err(errno)?;
         }
-        Ok(out)
+        if let Some(span) = &st.span {
+            self.lowers
+                .dir_with(span, |name, e| {
+                    if !hidden.is_empty() && hidden.get(name).is_some() {
+                        return Ok(());
+                    }
+                    if let LowerEntry::Object {
+                        d_type, ino, layer, ..
+                    } = *e
+                    {
+                        let dev = self.lowers.layers[layer as usize].dev;
+                        emit(
+                            name,
+                            ListEntry {
+                                ino: self.compose_ino(dev, ino),
+                                d_type,
+                            },
+                        )?;
+                    }
+                    Ok(())
+                })
+                .map_err(errno)?;
+        }
+        Ok(())
     }
 
     fn is_empty_dir(&self, node: &Node) -> OvResult<bool> {

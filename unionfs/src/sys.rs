@@ -409,6 +409,21 @@ pub fn get_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<Op
     }
 }
 
+/// A short xattr value of `path` beneath `dir` read into `buf` (no allocation): its
+/// length, `None` when absent or unsupported; ERANGE when longer than `buf`.
+pub fn get_xattr_into(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &CStr,
+    buf: &mut [u8],
+) -> io::Result<Option<usize>> {
+    match getxattr_once(dir, path, name, buf) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// `lsetxattr`.
 pub fn set_xattr(
     dir: BorrowedFd<'_>,

@@ -8,7 +8,7 @@ use std::ffi::CStr;
 use std::path::Path;
 
 use common::*;
-use fixtures::layers;
+use fixtures::layers::{self, LayerSet};
 
 /// An open directory stream; closed on drop.
 struct Dir(*mut libc::DIR);
@@ -66,8 +66,13 @@ impl Drop for Dir {
 /// Reads `rel` in two goes around a telldir, seeks back and reads again, while `during`
 /// changes the tree; returns what a user would see, sorted where order is free.
 fn probe(m: &Path, rel: &str, during: impl Fn(&Path)) -> String {
+    probe_after(m, rel, 3, during)
+}
+
+/// [`probe`] with the telldir after `head` entries.
+fn probe_after(m: &Path, rel: &str, head: usize, during: impl Fn(&Path)) -> String {
     let mut d = Dir::open(&m.join(rel));
-    let head: Vec<String> = (0..3).filter_map(|_| d.next()).collect();
+    let head: Vec<String> = (0..head).filter_map(|_| d.next()).collect();
     let pos = d.tell();
     during(m);
     let tail = d.rest();
@@ -173,5 +178,78 @@ fn listed_inode_numbers_and_attributes_stay_true_through_changes() {
     d.compare_with("listings with attributes after a remount", |m| {
         listed_with_attributes(m, &after, false)
     });
+    d.finish();
+}
+
+/// Two lowers sharing `big/`, a directory of 6000 names below (large enough that
+/// stratafs lists it on a thread of its own while the kernel reads it, when its lowers
+/// were not read yet), where the top lower whites out every 97th name and adds 300.
+fn large_dir(root: &Path) -> anyhow::Result<LayerSet> {
+    let set = LayerSet::create(root, 2)?;
+    let bottom = set.lower(1)?;
+    bottom
+        .dir("big/sub", 0o755)?
+        .file("big/sub/x", b"x", 0o644)?;
+    for i in 0..6000 {
+        bottom.file(&format!("big/n{i:05}"), b"", 0o644)?;
+    }
+    bottom.finish()?;
+    let top = set.lower(0)?;
+    top.file("big/sub/y", b"y", 0o644)?;
+    for i in (0..6000).step_by(97) {
+        top.whiteout(&format!("big/n{i:05}"))?;
+    }
+    for i in 0..300 {
+        top.file(&format!("big/t{i:03}"), b"t", 0o644)?;
+    }
+    top.finish()?;
+    Ok(set)
+}
+
+#[test]
+fn large_listings_read_while_scanned_are_complete_and_seekable() {
+    let Some(mut d) = Differential::new(large_dir) else {
+        return;
+    };
+    // Each remount starts a daemon that has not read the lowers: the listing is served
+    // while the lowers are read. Positions are taken early and deep into the listing.
+    for head in [3, 2500, 6100] {
+        d.remount();
+        d.compare_with(&format!("readdir of /big, telldir after {head}"), |m| {
+            probe_after(m, "big", head, |_| {})
+        });
+    }
+    d.remount();
+    d.compare_with("plain listing of /big, then lstat of each", |m| {
+        listed_with_attributes(m, &["big"], true)
+    });
+    // Upper names, upper whiteouts and copy-ups merged in.
+    d.step(Op::Write(p("big/u-new"), "u".into()));
+    d.step(Op::Unlink(p("big/n00001")));
+    d.step(Op::Unlink(p("big/t007")));
+    d.step(Op::Append(p("big/n00002"), "+".into()));
+    d.step(Op::Rename(p("big/n00003"), p("big/u-moved"), 0));
+    d.step(Op::Mkdir(p("big/u-dir"), 0o755));
+    for head in [3, 4000] {
+        d.remount();
+        d.compare_with(
+            &format!("readdir of /big over an upper, telldir after {head}"),
+            |m| probe_after(m, "big", head, |_| {}),
+        );
+    }
+    d.remount();
+    d.compare_with("plain listing of /big over an upper, then lstat", |m| {
+        listed_with_attributes(m, &["big"], true)
+    });
+    // A change while a listing is being read.
+    d.remount();
+    d.compare_with("readdir of /big while changing it", |m| {
+        let out = probe_after(m, "big", 10, |m| {
+            let _ = std::fs::write(m.join("big/zz-new"), "n");
+            let _ = std::fs::remove_file(m.join("big/n05999"));
+        });
+        out.replace("\"n05999\", ", "").replace(", \"zz-new\"", "")
+    });
+    d.compare("after the changes");
     d.finish();
 }

@@ -3,6 +3,7 @@
 //! kernel offers it, through FUSE-over-io_uring (`crate::ring`).
 
 mod adapter;
+mod listing;
 mod ops;
 pub(crate) mod reply;
 
@@ -24,9 +25,10 @@ use crate::files::RealFile;
 use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::options::IoStrategy;
-use crate::overlay::{Listing, NewObject, Overlay};
+use crate::overlay::{NewObject, Overlay};
 use crate::plus::PlusPolicy;
 use crate::sys::Stat;
+use listing::DirListing;
 use reply::{EntryReply, OpenReply, Who, XattrReply};
 
 /// The FUSE side of a mounted overlay.
@@ -36,7 +38,7 @@ pub struct OverlayFs {
     ttl: Duration,
     /// Directory listings being read, by open handle, or by inode (high bit set) when
     /// the kernel opens directories without asking (no-opendir).
-    dirs: DashMap<u64, Arc<Listing>>,
+    dirs: DashMap<u64, Arc<DirListing>>,
     next_dir: AtomicU64,
     /// The kernel opens directories itself and caches their listings.
     no_opendir: AtomicBool,
@@ -410,13 +412,15 @@ impl OverlayFs {
 
     /// The listing a READDIR(PLUS) at `offset` continues, with its key in `dirs`. It is
     /// snapshotted when read from the start and kept for the reads that continue it, so
-    /// offsets stay stable across seekdir/telldir.
+    /// offsets stay stable across seekdir/telldir. With `may_stream`, the listing of a
+    /// large directory whose lowers are not cached yet is served while being read.
     fn listing(
         &self,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-    ) -> Result<(u64, Arc<Listing>), Errno> {
+        may_stream: bool,
+    ) -> Result<(u64, Arc<DirListing>), Errno> {
         let key = if fh.0 == 0 {
             ino.0 | LISTING_BY_INO
         } else {
@@ -427,11 +431,16 @@ impl OverlayFs {
                 return Ok((key, l.clone()));
             }
         }
-        let mut l = self.ov.list(ino.0).map_err(err)?;
-        // Subdirectories first (a listing's order is the filesystem's to choose): the
-        // first READDIRPLUS chunk can then carry them alone (see `readdirplus`).
-        l.sort_by_key(2, |e| e.d_type != libc::DT_DIR);
-        let l = Arc::new(l);
+        let l = if may_stream && self.ov.list_is_large(ino.0, LARGE_LISTING_BYTES) {
+            let ov = self.ov.clone();
+            DirListing::filled_in_background(move |emit| ov.list_with(ino.0, emit))
+        } else {
+            let mut l = self.ov.list(ino.0).map_err(err)?;
+            // Subdirectories first (a listing's order is the filesystem's to choose):
+            // the first READDIRPLUS chunk can then carry them alone (see `readdirplus`).
+            l.sort_by_key(2, |e| e.d_type != libc::DT_DIR);
+            DirListing::complete(l)
+        };
         if fh.0 == 0 && self.dirs.len() >= MAX_INO_LISTINGS {
             self.dirs.retain(|k, _| k & LISTING_BY_INO == 0);
         }
@@ -491,6 +500,10 @@ const LISTING_BY_INO: u64 = 1 << 63;
 
 /// Listings by inode abandoned mid-way are dropped beyond this many.
 const MAX_INO_LISTINGS: usize = 4096;
+
+/// Lower directories taking more than this on disk (ext4: some 2000 short names) are
+/// listed on a thread of their own, served to the kernel while being read.
+const LARGE_LISTING_BYTES: u64 = 64 << 10;
 
 /// Files at least this big are passed through when opened read-only.
 const PASSTHROUGH_MIN: i64 = 64 * 1024;

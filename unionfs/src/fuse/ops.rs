@@ -435,25 +435,25 @@ impl OverlayFs {
         offset: u64,
         mut reply: impl DirReply,
     ) {
-        let (key, list) = match self.listing(ino, fh, offset) {
+        let (key, list) = match self.listing(ino, fh, offset, true) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        let mut added = false;
-        for i in (offset as usize)..list.len() {
-            let (name, e) = list.get(i);
-            added = true;
-            if reply.add(
+        let added = list.read(offset as usize, None, |i, name, e| {
+            reply.add(
                 INodeNo(e.ino),
                 (i + 1) as u64,
                 kind_of_dtype(e.d_type),
                 OsStr::from_bytes(name),
-            ) {
-                break;
+            )
+        });
+        match added {
+            Ok(added) => {
+                self.listing_read(key, fh, added);
+                reply.ok();
             }
+            Err(e) => reply.error(e),
         }
-        self.listing_read(key, fh, added);
-        reply.ok();
     }
 
     pub(crate) fn readdirplus(
@@ -467,74 +467,66 @@ impl OverlayFs {
         // Each entry comes with its attributes and counts as one lookup, so a walk that
         // stats what it lists finds the kernel's dentries ready (one round trip per
         // listing chunk rather than one per name).
-        let (key, list) = match self.listing(ino, fh, offset) {
-            Ok(l) => l,
-            Err(e) => return reply.error(e),
-        };
         // A process not known to stat what it lists gets ".", ".." and the
         // subdirectories (listed first) alone first: a walk looks those up to descend
         // anyway; the kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
-        let end = if offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0) {
-            list.iter()
-                .skip(2)
-                .take_while(|(_, e)| e.d_type == libc::DT_DIR)
-                .count()
-                + 2.min(list.len())
-        } else {
-            list.len()
+        let names_only = offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0);
+        let (key, list) = match self.listing(ino, fh, offset, names_only) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        let mut added = false;
-        for i in (offset as usize)..end {
-            let (name, e) = list.get(i);
+        // A listing still being read is not sorted: "." and ".." alone then.
+        let end = names_only.then(|| 2 + list.leading_dirs().unwrap_or(0));
+        let added = list.read(offset as usize, end, |i, name, e| {
             let name = OsStr::from_bytes(name);
-            added = true;
             let next = (i + 1) as u64;
-            let full = if i < 2 {
+            if i < 2 {
                 // "." and "..": the kernel links no dentry for them (no lookup counted).
-                reply.add(
+                return reply.add(
                     INodeNo(e.ino),
                     next,
                     name,
                     &self.ttl,
                     &bare_attr(e.ino, e.d_type),
                     Generation(0),
-                )
-            } else {
-                match self.ov.lookup(ino.0, name) {
-                    Ok((node, st)) => {
-                        let generation = Generation(node.generation.load(Ordering::Relaxed));
-                        let full = reply.add(
-                            INodeNo(node.ino),
-                            next,
-                            name,
-                            &self.ttl,
-                            &self.attr(&st),
-                            generation,
-                        );
-                        if full {
-                            // Not sent: the kernel will not count this lookup.
-                            self.ov.forget(node.ino, 1);
-                        }
-                        full
-                    }
-                    // Gone since the listing was taken, or unreadable: the name alone
-                    // (node id 0 means "no attributes", not "no such name").
-                    Err(_) => reply.add(
-                        INodeNo(0),
+                );
+            }
+            match self.ov.lookup(ino.0, name) {
+                Ok((node, st)) => {
+                    let generation = Generation(node.generation.load(Ordering::Relaxed));
+                    let full = reply.add(
+                        INodeNo(node.ino),
                         next,
                         name,
                         &self.ttl,
-                        &bare_attr(0, e.d_type),
-                        Generation(0),
-                    ),
+                        &self.attr(&st),
+                        generation,
+                    );
+                    if full {
+                        // Not sent: the kernel will not count this lookup.
+                        self.ov.forget(node.ino, 1);
+                    }
+                    full
                 }
-            };
-            if full {
-                break;
+                // Gone since the listing was taken, or unreadable: the name alone
+                // (node id 0 means "no attributes", not "no such name").
+                Err(_) => reply.add(
+                    INodeNo(0),
+                    next,
+                    name,
+                    &self.ttl,
+                    &bare_attr(0, e.d_type),
+                    Generation(0),
+                ),
             }
+        });
+        match added {
+            Ok(added) => {
+                self.listing_read(key, fh, added);
+                reply.ok();
+            }
+            Err(e) => reply.error(e),
         }
-        self.listing_read(key, fh, added);
-        reply.ok();
     }
 
     pub(crate) fn releasedir(&self, fh: FileHandle, reply: impl EmptyReply) {
