@@ -144,6 +144,9 @@ fn daemon_pid(pattern: &str) -> Option<u32> {
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
+/// Environment variable with `-o` options added to every stratafs mount of the bench.
+pub const EXTRA_STRATAFS_OPTIONS: &str = "STRATA_BENCH_STRATAFS_OPTIONS";
+
 /// Mounts `imp` over `dirs` (the native column just uses the flat copy).
 pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
     let opts = format!(
@@ -186,11 +189,17 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
             }
         }
         Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough => {
-            let opts = match imp {
+            let mut opts = match imp {
                 Impl::StratafsPassthrough => format!("{opts},io=passthrough-all,noio_uring"),
                 Impl::StratafsUring => opts,
                 _ => format!("{opts},noio_uring"),
             };
+            // Options to try on every stratafs column (e.g. threads=4).
+            if let Some(extra) = std::env::var_os(EXTRA_STRATAFS_OPTIONS).filter(|e| !e.is_empty())
+            {
+                opts.push(',');
+                opts.push_str(&extra.to_string_lossy());
+            }
             // The kernel reads the parameter at INIT, over once the daemon is up.
             let _uring = (imp == Impl::StratafsUring)
                 .then(|| UringParam::set(true))
