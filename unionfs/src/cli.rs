@@ -344,12 +344,12 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         Ok(dev) => fs.attach_device(dev),
         Err(e) => log::warn!("cannot duplicate the FUSE device fd: {e}"),
     }
+    // Who may use the mount besides what the kernel checks (fuser's session ACL).
+    let access = crate::ring::Access {
+        // SAFETY: geteuid has no failure mode.
+        owner_only: (config_acl == fuser::SessionACL::Owner).then(|| unsafe { libc::geteuid() }),
+    };
     if let Some(rings) = rings.filter(|_| fs.uring_accepted()) {
-        let access = crate::ring::Access {
-            // SAFETY: geteuid has no failure mode.
-            owner_only: (config_acl == fuser::SessionACL::Owner)
-                .then(|| unsafe { libc::geteuid() }),
-        };
         let started = session.as_fd().try_clone_to_owned().and_then(|dev| {
             crate::ring::start(
                 rings,
@@ -375,9 +375,20 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         drop(f);
         redirect_stdio();
     }
-    session
-        .run()
-        .map_err(|e| format!("serving {}: {}", cfg.mountpoint.display(), describe(&e)))
+    // fuser mounted and answered INIT; the device is served with the ring's decoder
+    // from here on. `session` lives until the end (fusermount's mount is undone when
+    // it is dropped).
+    let served = session.as_fd().try_clone_to_owned().and_then(|dev| {
+        crate::ring::serve_device(
+            fs.clone(),
+            dev,
+            access,
+            cfg.threads.max(1),
+            crate::fuse::ring_payload_size(),
+        )
+    });
+    drop(session);
+    served.map_err(|e| format!("serving {}: {}", cfg.mountpoint.display(), describe(&e)))
 }
 
 fn redirect_stdio() {

@@ -113,28 +113,26 @@ impl DirListing {
         self.grown.notify_all();
     }
 
-    /// Passes the entries from `start` (before `end`, when given) to `add` with their
-    /// index, waiting for a listing still being filled, until `add` returns true (the
-    /// reply is full) or the listing ends. Returns whether any entry was passed; an
+    /// Passes the entries from `start` to `add` with their index, waiting for a listing
+    /// still being filled, until `add` returns true (the reply is full) or the listing
+    /// ends. Returns whether any entry was passed; an
     /// error when the listing stopped on one before any entry could be.
     pub(crate) fn read(
         &self,
         start: usize,
-        end: Option<usize>,
         mut add: impl FnMut(usize, &[u8], &ListEntry) -> bool,
     ) -> Result<bool, Errno> {
         let mut i = start;
         let mut f = self.filling.lock();
         loop {
-            let stop = end.map_or(f.list.len(), |e| e.min(f.list.len()));
-            while i < stop {
+            while i < f.list.len() {
                 let (name, e) = f.list.get(i);
                 if add(i, name, e) {
                     return Ok(true);
                 }
                 i += 1;
             }
-            if f.done || end.is_some_and(|e| i >= e) {
+            if f.done {
                 return match f.error {
                     Some(e) if i == start => Err(Errno::from_i32(e)),
                     _ => Ok(i > start),
@@ -142,21 +140,5 @@ impl DirListing {
             }
             self.grown.wait(&mut f);
         }
-    }
-
-    /// Entries from index 2 on (after "." and "..") that are directories, in a row:
-    /// counted on a complete listing only (None while it is being filled).
-    pub(crate) fn leading_dirs(&self) -> Option<usize> {
-        let f = self.filling.lock();
-        if !f.done {
-            return None;
-        }
-        Some(
-            f.list
-                .iter()
-                .skip(2)
-                .take_while(|(_, e)| e.d_type == libc::DT_DIR)
-                .count(),
-        )
     }
 }

@@ -439,7 +439,7 @@ impl OverlayFs {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        let added = list.read(offset as usize, None, |i, name, e| {
+        let added = list.read(offset as usize, |i, name, e| {
             reply.add(
                 INodeNo(e.ino),
                 (i + 1) as u64,
@@ -467,17 +467,19 @@ impl OverlayFs {
         // Each entry comes with its attributes and counts as one lookup, so a walk that
         // stats what it lists finds the kernel's dentries ready (one round trip per
         // listing chunk rather than one per name).
-        // A process not known to stat what it lists gets ".", ".." and the
-        // subdirectories (listed first) alone first: a walk looks those up to descend
-        // anyway; the kernel then reads the rest as a plain listing (READDIRPLUS_AUTO).
+        // A process not known to stat what it lists gets attributes for ".", ".." and
+        // the subdirectories alone (a walk looks those up to descend anyway) and the
+        // other names bare, so a small directory is listed in one round trip plus the
+        // one that finds its end; the kernel reads what does not fit as a plain
+        // listing (READDIRPLUS_AUTO). Where bare names cannot be sent (fuser), the
+        // chunk ends before the first one and the plain listing carries the rest
+        // (subdirectories are listed first for that).
         let names_only = offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0);
         let (key, list) = match self.listing(ino, fh, offset, names_only) {
             Ok(l) => l,
             Err(e) => return reply.error(e),
         };
-        // A listing still being read is not sorted: "." and ".." alone then.
-        let end = names_only.then(|| 2 + list.leading_dirs().unwrap_or(0));
-        let added = list.read(offset as usize, end, |i, name, e| {
+        let added = list.read(offset as usize, |i, name, e| {
             let name = OsStr::from_bytes(name);
             let next = (i + 1) as u64;
             if i < 2 {
@@ -490,6 +492,9 @@ impl OverlayFs {
                     &bare_attr(e.ino, e.d_type),
                     Generation(0),
                 );
+            }
+            if names_only && e.d_type != libc::DT_DIR {
+                return reply.add_name(e.ino, next, name, e.d_type);
             }
             match self.ov.lookup(ino.0, name) {
                 Ok((node, st)) => {
@@ -508,16 +513,8 @@ impl OverlayFs {
                     }
                     full
                 }
-                // Gone since the listing was taken, or unreadable: the name alone
-                // (node id 0 means "no attributes", not "no such name").
-                Err(_) => reply.add(
-                    INodeNo(0),
-                    next,
-                    name,
-                    &self.ttl,
-                    &bare_attr(0, e.d_type),
-                    Generation(0),
-                ),
+                // Gone since the listing was taken, or unreadable: the name alone.
+                Err(_) => reply.add_name(e.ino, next, name, e.d_type),
             }
         });
         match added {

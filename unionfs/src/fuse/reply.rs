@@ -154,6 +154,10 @@ pub(crate) trait DirPlusReply: Reply {
         a: &FileAttr,
         g: Generation,
     ) -> bool;
+    /// Adds `name` (inode `ino`, type `d_type`) without attributes: the kernel lists it
+    /// but links no dentry and counts no lookup (node id 0 in the entry). True when the
+    /// chunk is full or the transport cannot say it, which ends the chunk there.
+    fn add_name(&mut self, ino: u64, offset: u64, name: &OsStr, d_type: u8) -> bool;
     fn ok(self);
 }
 
@@ -321,6 +325,11 @@ impl DirPlusReply for ReplyDirectoryPlus {
         g: Generation,
     ) -> bool {
         ReplyDirectoryPlus::add(self, ino, offset, name, ttl, a, g)
+    }
+    fn add_name(&mut self, _: u64, _: u64, _: &OsStr, _: u8) -> bool {
+        // fuser writes the attributes' inode number as both the node id and the
+        // entry's d_ino, so an entry without attributes would list d_ino 0.
+        true
     }
     fn ok(self) {
         ReplyDirectoryPlus::ok(self);

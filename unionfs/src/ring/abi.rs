@@ -167,6 +167,12 @@ pod! {
     FallocateIn { fh: u64, offset: u64, length: u64, mode: u32, padding: u32 }
     /// `fuse_lseek_in`.
     LseekIn { fh: u64, offset: u64, whence: u32, padding: u32 }
+    /// `fuse_forget_in`.
+    ForgetIn { nlookup: u64 }
+    /// `fuse_batch_forget_in`, followed by `count` of `ForgetOne`.
+    BatchForgetIn { count: u32, dummy: u32 }
+    /// `fuse_forget_one`.
+    ForgetOne { nodeid: u64, nlookup: u64 }
 }
 
 /// Bytes of the ring entry's header buffer: `in_out`, `op_in`, `EntInOut`.

@@ -331,6 +331,18 @@ impl DirPlusReply for Answer<'_> {
         };
         !self.append(&[abi::bytes(&e), abi::bytes(&d)], name)
     }
+    fn add_name(&mut self, ino: u64, offset: u64, name: &OsStr, d_type: u8) -> bool {
+        // Node id 0: the kernel lists the name and links nothing.
+        let name = name.as_bytes();
+        let e = abi::EntryOut::default();
+        let d = abi::Dirent {
+            ino,
+            off: offset,
+            namelen: name.len() as u32,
+            typ: u32::from(d_type),
+        };
+        !self.append(&[abi::bytes(&e), abi::bytes(&d)], name)
+    }
     fn ok(self) {
         self.listing_done();
     }

@@ -2,10 +2,13 @@
 //! replies pass through per-CPU io_uring queues instead of `read`/`write` on
 //! `/dev/fuse`, a round trip of ~8 us instead of ~20-25 us on this project's test
 //! VM, since the caller's CPU serves its own request. INIT, FORGET and INTERRUPT stay
-//! on `/dev/fuse` (fuser serves them, and the rest until every queue is registered).
+//! on `/dev/fuse`, and so does everything until every queue is registered; fuser
+//! answers INIT, `device` serves the device after it with the same decoder and
+//! replies (and serves it alone where the ring is not used).
 
 mod abi;
 mod answer;
+mod device;
 mod dispatch;
 mod queue;
 
@@ -13,6 +16,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
+pub use device::serve as serve_device;
 pub use dispatch::Access;
 
 use crate::fuse::OverlayFs;

@@ -1,0 +1,195 @@
+//! Serves `/dev/fuse` itself once fuser has mounted and answered INIT: one request per
+//! `read`, decoded and answered by the same code as a ring entry's (`dispatch`,
+//! `Answer`), its reply written with one `writev`. One decoder for both transports,
+//! and replies fuser cannot write (a READDIRPLUS entry listed without attributes yet
+//! with its true d_ino) on both.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
+
+use fuser::INodeNo;
+
+use super::abi::{self, InHeader, OutHeader, read};
+use super::answer::Outcome;
+use super::dispatch::{Access, dispatch};
+use crate::fuse::OverlayFs;
+
+// Requests served here alone (the ring never carries them).
+const FORGET: u32 = 2;
+const INTERRUPT: u32 = 36;
+const NOTIFY_REPLY: u32 = 41;
+const BATCH_FORGET: u32 = 42;
+
+/// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
+const DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
+
+/// Bytes of an opcode's own structure (`in_args[0]`) ahead of its names and data, as
+/// the kernel sends it on `/dev/fuse` for what INIT settled (no FUSE_SETXATTR_EXT).
+/// Opcodes with none, or answered ENOSYS, take 0.
+fn op_in_size(opcode: u32) -> usize {
+    match opcode {
+        abi::GETATTR | abi::MKNOD | abi::RENAME2 | abi::FSYNC | abi::FSYNCDIR | abi::CREATE => 16,
+        abi::SETATTR => 88,
+        abi::MKDIR
+        | abi::RENAME
+        | abi::LINK
+        | abi::OPEN
+        | abi::OPENDIR
+        | abi::SETXATTR
+        | abi::GETXATTR
+        | abi::LISTXATTR
+        | abi::ACCESS
+        | FORGET
+        | INTERRUPT
+        | BATCH_FORGET => 8,
+        abi::RELEASE | abi::RELEASEDIR | abi::FLUSH | abi::LSEEK => 24,
+        abi::FALLOCATE => 32,
+        abi::READ | abi::WRITE | abi::READDIR | abi::READDIRPLUS => 40,
+        _ => 0,
+    }
+}
+
+/// Serves the session on `device` with `threads` threads (each on a clone of the
+/// device when more than one, as fuser does) until the mount goes away.
+pub fn serve(
+    fs: Arc<OverlayFs>,
+    device: OwnedFd,
+    access: Access,
+    threads: usize,
+    payload_size: usize,
+) -> io::Result<()> {
+    let mut fds = Vec::with_capacity(threads.max(1));
+    for _ in 1..threads.max(1) {
+        fds.push(clone_device(&device)?);
+    }
+    fds.push(device);
+    let workers: Vec<_> = fds
+        .into_iter()
+        .map(|fd| {
+            let fs = fs.clone();
+            std::thread::Builder::new()
+                .name("stratafs-dev".into())
+                .spawn(move || serve_one(&fs, &fd, access, payload_size))
+        })
+        .collect::<io::Result<_>>()?;
+    let mut result = Ok(());
+    for w in workers {
+        let r = w
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("a /dev/fuse thread panicked")));
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result
+}
+
+/// A new `/dev/fuse` fd reading the same session's requests.
+fn clone_device(device: &OwnedFd) -> io::Result<OwnedFd> {
+    // SAFETY: open with a NUL-terminated path; the fd is owned below.
+    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just opened and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut source = device.as_raw_fd() as u32;
+    // SAFETY: the ioctl reads one u32 (the session's fd) from the pointer.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), DEV_IOC_CLONE, &mut source) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// One thread's loop: read a request, answer it, until the device says the mount is
+/// gone (ENODEV) or the session is destroyed.
+fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) -> io::Result<()> {
+    // A request: its headers, then at most a write's data (the kernel's minimum is
+    // 8 KiB); a reply: at most a read's data or a listing chunk.
+    let mut input = vec![0u8; payload_size + 4096].into_boxed_slice();
+    let mut out = vec![0u8; payload_size].into_boxed_slice();
+    let mut op_in = [0u8; abi::HEADER_OP_IN];
+    loop {
+        // SAFETY: reads into the buffer's own memory, at most its length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), input.as_mut_ptr().cast(), input.len()) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Interrupted, or the request was withdrawn before we read it.
+                Some(libc::EINTR | libc::EAGAIN | libc::ENOENT) => continue,
+                Some(libc::ENODEV) => return Ok(()),
+                _ => return Err(e),
+            }
+        }
+        let request = &input[..n as usize];
+        let Some(h) = read::<InHeader>(request) else {
+            continue;
+        };
+        let end = request
+            .len()
+            .saturating_sub(usize::from(h.total_extlen) * 8)
+            .max(size_of::<InHeader>());
+        let body = &request[size_of::<InHeader>()..end];
+        match h.opcode {
+            FORGET => {
+                if let Some(f) = read::<abi::ForgetIn>(body) {
+                    fs.forget(INodeNo(h.nodeid), f.nlookup);
+                }
+                continue;
+            }
+            BATCH_FORGET => {
+                let count = read::<abi::BatchForgetIn>(body).map_or(0, |b| b.count as usize);
+                let each = size_of::<abi::ForgetOne>();
+                let rest = body
+                    .get(size_of::<abi::BatchForgetIn>()..)
+                    .unwrap_or_default();
+                for one in rest.chunks_exact(each).take(count) {
+                    if let Some(f) = read::<abi::ForgetOne>(one) {
+                        fs.forget(INodeNo(f.nodeid), f.nlookup);
+                    }
+                }
+                continue;
+            }
+            // Nothing here blocks long enough to be worth interrupting; no reply.
+            INTERRUPT | NOTIFY_REPLY => continue,
+            _ => {}
+        }
+        let size = op_in_size(h.opcode).min(body.len());
+        op_in.fill(0);
+        op_in[..size].copy_from_slice(&body[..size]);
+        let mut done = Outcome::default();
+        dispatch(fs, access, &h, &op_in, &body[size..], &mut out, &mut done);
+        reply(fd.as_raw_fd(), h.unique, &done, &out);
+        if h.opcode == abi::DESTROY {
+            return Ok(());
+        }
+    }
+}
+
+/// Writes the reply to request `unique`: the header, then the payload on success.
+fn reply(fd: RawFd, unique: u64, done: &Outcome, out: &[u8]) {
+    let len = if done.error == 0 { done.len } else { 0 };
+    let head = OutHeader {
+        len: (size_of::<OutHeader>() + len) as u32,
+        error: done.error,
+        unique,
+    };
+    let head = abi::bytes(&head);
+    let iov = [
+        libc::iovec {
+            iov_base: head.as_ptr() as *mut libc::c_void,
+            iov_len: head.len(),
+        },
+        libc::iovec {
+            iov_base: out.as_ptr() as *mut libc::c_void,
+            iov_len: len,
+        },
+    ];
+    // SAFETY: both iovecs point into live buffers of the given lengths.
+    let r = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
+    if r < 0 {
+        // ENOENT: the request was interrupted and is gone; nothing to do either way.
+        log::debug!("reply to request {unique}: {}", io::Error::last_os_error());
+    }
+}
