@@ -1,6 +1,7 @@
 //! The FUSE side of the overlay: request handlers (`ops`) written once over reply
-//! traits (`reply`), served from `/dev/fuse` through fuser (`adapter`) and, where the
-//! kernel offers it, through FUSE-over-io_uring (`crate::ring`).
+//! traits (`reply`), served by `crate::ring` from `/dev/fuse` and, where the kernel
+//! offers it, through FUSE-over-io_uring queues; fuser mounts and answers INIT
+//! (`adapter`).
 
 mod adapter;
 mod listing;
@@ -471,7 +472,7 @@ impl OverlayFs {
         if id == node.ino {
             return reply.entry(&self.ttl, &self.attr(st), generation);
         }
-        // An alias: fuser sends the attributes' inode number as the node id, so these
+        // An alias: a reply sends the attributes' inode number as the node id, so these
         // carry the alias; expired at once, they are fetched again (GETATTR reports
         // the object's own inode number) before anything reads them.
         let mut a = self.attr(st);

@@ -471,9 +471,8 @@ impl OverlayFs {
         // the subdirectories alone (a walk looks those up to descend anyway) and the
         // other names bare, so a small directory is listed in one round trip plus the
         // one that finds its end; the kernel reads what does not fit as a plain
-        // listing (READDIRPLUS_AUTO). Where bare names cannot be sent (fuser), the
-        // chunk ends before the first one and the plain listing carries the rest
-        // (subdirectories are listed first for that).
+        // listing (READDIRPLUS_AUTO); subdirectories are listed first, so a large
+        // directory's come with attributes too.
         let names_only = offset == 0 && !self.plus.wants_attributes(req.pid(), ino.0);
         let (key, list) = match self.listing(ino, fh, offset, names_only) {
             Ok(l) => l,

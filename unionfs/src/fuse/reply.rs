@@ -1,15 +1,11 @@
-//! What each request handler answers with, whatever carries the answer to the kernel:
-//! one trait per kind of reply, implemented by fuser's reply types (requests read from
-//! `/dev/fuse`) and by the io_uring transport's (`crate::ring`).
+//! What each request handler answers with: one trait per kind of reply, so handlers
+//! state what they answer and `crate::ring::answer` writes it out (into a ring entry,
+//! or for a `writev` on `/dev/fuse`).
 
 use std::ffi::OsStr;
 use std::time::Duration;
 
-use fuser::{
-    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request,
-};
+use fuser::{Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo};
 
 /// The process a request comes from, as the kernel names it.
 #[derive(Debug, Clone, Copy)]
@@ -32,16 +28,6 @@ impl Who {
     /// The caller's thread id.
     pub fn pid(&self) -> u32 {
         self.pid
-    }
-}
-
-impl From<&Request> for Who {
-    fn from(r: &Request) -> Who {
-        Who {
-            uid: r.uid(),
-            gid: r.gid(),
-            pid: r.pid(),
-        }
     }
 }
 
@@ -156,7 +142,7 @@ pub(crate) trait DirPlusReply: Reply {
     ) -> bool;
     /// Adds `name` (inode `ino`, type `d_type`) without attributes: the kernel lists it
     /// but links no dentry and counts no lookup (node id 0 in the entry). True when the
-    /// chunk is full or the transport cannot say it, which ends the chunk there.
+    /// chunk is full.
     fn add_name(&mut self, ino: u64, offset: u64, name: &OsStr, d_type: u8) -> bool;
     fn ok(self);
 }
@@ -206,166 +192,5 @@ impl<R: CreateReply> OpenReply for Created<R> {
         let f = FopenFlags::empty();
         self.reply
             .created_passthrough(&self.ttl, &self.attr, self.generation, fh, f, backing_id);
-    }
-}
-
-// fuser's replies, for requests read from /dev/fuse.
-
-macro_rules! fuser_error {
-    ($($t:ty),*) => {$(
-        impl Reply for $t {
-            fn error(self, e: Errno) {
-                <$t>::error(self, e);
-            }
-        }
-    )*};
-}
-
-fuser_error!(
-    ReplyEntry,
-    ReplyAttr,
-    ReplyData,
-    ReplyEmpty,
-    ReplyWrite,
-    ReplyXattr,
-    ReplyLseek,
-    ReplyStatfs,
-    ReplyDirectory,
-    ReplyDirectoryPlus,
-    ReplyOpen,
-    ReplyCreate
-);
-
-impl EntryReply for ReplyEntry {
-    fn entry_with_ttls(
-        self,
-        attr_ttl: &Duration,
-        entry_ttl: &Duration,
-        a: &FileAttr,
-        g: Generation,
-    ) {
-        ReplyEntry::entry_with_ttls(self, attr_ttl, entry_ttl, a, g);
-    }
-}
-
-impl AttrReply for ReplyAttr {
-    fn attr(self, ttl: &Duration, a: &FileAttr) {
-        ReplyAttr::attr(self, ttl, a);
-    }
-}
-
-impl DataReply for ReplyData {
-    fn data(self, d: &[u8]) {
-        ReplyData::data(self, d);
-    }
-}
-
-impl EmptyReply for ReplyEmpty {
-    fn ok(self) {
-        ReplyEmpty::ok(self);
-    }
-}
-
-impl WriteReply for ReplyWrite {
-    fn written(self, n: u32) {
-        ReplyWrite::written(self, n);
-    }
-}
-
-impl XattrReply for ReplyXattr {
-    fn size(self, n: u32) {
-        ReplyXattr::size(self, n);
-    }
-    fn data(self, d: &[u8]) {
-        ReplyXattr::data(self, d);
-    }
-}
-
-impl LseekReply for ReplyLseek {
-    fn offset(self, o: i64) {
-        ReplyLseek::offset(self, o);
-    }
-}
-
-impl StatfsReply for ReplyStatfs {
-    fn statfs(
-        self,
-        blocks: u64,
-        bfree: u64,
-        bavail: u64,
-        files: u64,
-        ffree: u64,
-        bsize: u32,
-        namelen: u32,
-        frsize: u32,
-    ) {
-        ReplyStatfs::statfs(
-            self, blocks, bfree, bavail, files, ffree, bsize, namelen, frsize,
-        );
-    }
-}
-
-impl DirReply for ReplyDirectory {
-    fn add(&mut self, ino: INodeNo, offset: u64, kind: FileType, name: &OsStr) -> bool {
-        ReplyDirectory::add(self, ino, offset, kind, name)
-    }
-    fn ok(self) {
-        ReplyDirectory::ok(self);
-    }
-}
-
-impl DirPlusReply for ReplyDirectoryPlus {
-    fn add(
-        &mut self,
-        ino: INodeNo,
-        offset: u64,
-        name: &OsStr,
-        ttl: &Duration,
-        a: &FileAttr,
-        g: Generation,
-    ) -> bool {
-        ReplyDirectoryPlus::add(self, ino, offset, name, ttl, a, g)
-    }
-    fn add_name(&mut self, _: u64, _: u64, _: &OsStr, _: u8) -> bool {
-        // fuser writes the attributes' inode number as both the node id and the
-        // entry's d_ino, so an entry without attributes would list d_ino 0.
-        true
-    }
-    fn ok(self) {
-        ReplyDirectoryPlus::ok(self);
-    }
-}
-
-impl OpenReply for ReplyOpen {
-    fn opened(self, fh: FileHandle, flags: FopenFlags) {
-        ReplyOpen::opened(self, fh, flags);
-    }
-    fn passthrough(self, fh: FileHandle, backing_id: u32) {
-        // SAFETY: the id is open on this session's device and stays open while the
-        // file is (the daemon's `IoModes` owns it); `into_raw` keeps fuser from
-        // closing it.
-        let id = unsafe { self.wrap_backing(backing_id) };
-        self.opened_passthrough(fh, FopenFlags::empty(), &id);
-        id.into_raw();
-    }
-}
-
-impl CreateReply for ReplyCreate {
-    fn created(self, ttl: &Duration, a: &FileAttr, g: Generation, fh: FileHandle, f: FopenFlags) {
-        ReplyCreate::created(self, ttl, a, g, fh, f);
-    }
-    fn created_passthrough(
-        self,
-        ttl: &Duration,
-        a: &FileAttr,
-        g: Generation,
-        fh: FileHandle,
-        f: FopenFlags,
-        backing_id: u32,
-    ) {
-        // SAFETY: as for `ReplyOpen::passthrough` above.
-        let id = unsafe { self.wrap_backing(backing_id) };
-        ReplyCreate::created_passthrough(self, ttl, a, g, fh, f, &id);
-        id.into_raw();
     }
 }
