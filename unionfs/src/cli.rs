@@ -311,7 +311,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     let rings = if cfg.no_io_uring {
         None
     } else {
-        match crate::ring::prepare() {
+        match crate::transport::prepare() {
             Ok(r) => {
                 fs.offer_uring();
                 Some(r)
@@ -345,13 +345,13 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         Err(e) => log::warn!("cannot duplicate the FUSE device fd: {e}"),
     }
     // Who may use the mount besides what the kernel checks (fuser's session ACL).
-    let access = crate::ring::Access {
+    let access = crate::transport::Access {
         // SAFETY: geteuid has no failure mode.
         owner_only: (config_acl == fuser::SessionACL::Owner).then(|| unsafe { libc::geteuid() }),
     };
     if let Some(rings) = rings.filter(|_| fs.uring_accepted()) {
         let started = session.as_fd().try_clone_to_owned().and_then(|dev| {
-            crate::ring::start(
+            crate::transport::start(
                 rings,
                 fs.clone(),
                 dev,
@@ -379,7 +379,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     // from here on. `session` lives until the end (fusermount's mount is undone when
     // it is dropped).
     let served = session.as_fd().try_clone_to_owned().and_then(|dev| {
-        crate::ring::serve_device(
+        crate::transport::serve_device(
             fs.clone(),
             dev,
             access,

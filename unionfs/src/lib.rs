@@ -17,8 +17,8 @@ pub mod node;
 pub mod options;
 pub mod overlay;
 pub mod plus;
-pub mod ring;
 pub mod sys;
+pub mod transport;
 pub mod whiteout;
 
 #[cfg(test)]

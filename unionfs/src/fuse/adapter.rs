@@ -1,6 +1,6 @@
 //! `fuser::Filesystem` for the handshake alone: fuser mounts and answers INIT (with
 //! what `OverlayFs::init` asks for); every request after it is served by
-//! `crate::ring` (its `/dev/fuse` loop, or its io_uring queues).
+//! `crate::transport` (its `/dev/fuse` loop, or its io_uring queues).
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! The FUSE side of the overlay: request handlers (`ops`) written once over reply
-//! traits (`reply`), served by `crate::ring` from `/dev/fuse` and, where the kernel
+//! traits (`reply`), served by `crate::transport` from `/dev/fuse` and, where the kernel
 //! offers it, through FUSE-over-io_uring queues; fuser mounts and answers INIT
 //! (`adapter`).
 

@@ -83,7 +83,7 @@ impl OverlayFs {
             self.killpriv.store(true, Ordering::Relaxed);
         }
         // Requests through per-CPU io_uring queues once they are registered (see
-        // `crate::ring`); offered by the kernel only with the fuse module's
+        // `crate::transport`); offered by the kernel only with the fuse module's
         // `enable_uring` on.
         if self.uring_ready.load(Ordering::Relaxed) && take(config, InitFlags::FUSE_OVER_IO_URING) {
             self.uring.store(true, Ordering::Relaxed);

@@ -1,6 +1,6 @@
 //! What each request handler answers with: one trait per kind of reply, so handlers
-//! state what they answer and `crate::ring::answer` writes it out (into a ring entry,
-//! or for a `writev` on `/dev/fuse`).
+//! state what they answer and `crate::transport::answer` writes it out (into a ring
+//! entry, or for a `writev` on `/dev/fuse`).
 
 use std::ffi::OsStr;
 use std::time::Duration;

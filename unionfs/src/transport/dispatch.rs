@@ -1,6 +1,6 @@
-//! Decodes one request taken from a ring entry and runs its handler (`fuse::ops`).
-//! In a ring entry the opcode's own structure (`in_args[0]`) sits in the header's
-//! `op_in` and the rest of the arguments (names, data) in the payload.
+//! Decodes one request and runs its handler (`fuse::ops`). The opcode's own structure
+//! (`in_args[0]`) comes apart from the rest of the arguments (names, data): a ring
+//! entry carries it in the header's `op_in`, and `device` splits it off what it read.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -92,7 +92,7 @@ pub fn dispatch(
     }
     if run(fs, h, op_in, input, a).is_none() {
         // Too short for its opcode: no handler ran, `done` still says EIO.
-        log::warn!("malformed request (opcode {}) from the ring", h.opcode);
+        log::warn!("malformed request (opcode {})", h.opcode);
     }
 }
 

@@ -1,10 +1,13 @@
-//! FUSE over io_uring (kernel 6.14+, `enable_uring` on the fuse module): requests and
-//! replies pass through per-CPU io_uring queues instead of `read`/`write` on
-//! `/dev/fuse`, a round trip of ~8 us instead of ~20-25 us on this project's test
-//! VM, since the caller's CPU serves its own request. INIT, FORGET and INTERRUPT stay
-//! on `/dev/fuse`, and so does everything until every queue is registered; fuser
-//! answers INIT, `device` serves the device after it with the same decoder and
-//! replies (and serves it alone where the ring is not used).
+//! Carries requests from the kernel to the handlers (`crate::fuse`) and their replies
+//! back, decoded (`dispatch`) and written (`answer`) by the same code on both ways in:
+//!
+//! * `/dev/fuse` (`device`): one request per `read`, its reply in one `writev`, after
+//!   fuser has mounted and answered INIT;
+//! * FUSE over io_uring (`queue`; kernel 6.14+, `enable_uring` on the fuse module):
+//!   per-CPU queues, a round trip of ~8 us instead of ~20-25 us on this project's
+//!   test VM, since the caller's CPU serves its own request. INIT, FORGET and
+//!   INTERRUPT stay on `/dev/fuse`, and so does everything until every queue is
+//!   registered.
 
 mod abi;
 mod answer;

@@ -1,5 +1,5 @@
-//! Replies written straight into a ring entry's payload buffer: what the handlers in
-//! `fuse::ops` answer with when a request came through io_uring.
+//! Replies written straight into a payload buffer (a ring entry's, or the one a
+//! `/dev/fuse` thread writes out): what the handlers in `fuse::ops` answer with.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

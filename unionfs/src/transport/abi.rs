@@ -1,4 +1,4 @@
-//! The kernel's FUSE structures the io_uring transport reads and writes itself
+//! The kernel's FUSE structures the transports read and write themselves
 //! (`include/uapi/linux/fuse.h`, protocol 7.42+): fuser keeps its own private.
 
 use std::mem::size_of;
