@@ -202,6 +202,16 @@ mod tests {
         assert_eq!(size_of::<ReleaseIn>(), 24);
         assert_eq!(size_of::<FallocateIn>(), 32);
         assert_eq!(size_of::<LseekIn>(), 24);
+        assert_eq!(size_of::<GetattrIn>(), 16);
+        assert_eq!(size_of::<MknodIn>(), 16);
+        assert_eq!(size_of::<CreateIn>(), 16);
+        assert_eq!(size_of::<FsyncIn>(), 16);
+        assert_eq!(size_of::<Rename2In>(), 16);
+        assert_eq!(size_of::<OpenIn>(), 8);
+        assert_eq!(size_of::<SetxattrIn>(), 8);
+        assert_eq!(size_of::<ForgetIn>(), 8);
+        assert_eq!(size_of::<BatchForgetIn>(), 8);
+        assert_eq!(size_of::<ForgetOne>(), 16);
         assert_eq!(HEADER_SIZE, 288);
     }
 

@@ -25,27 +25,34 @@ const BATCH_FORGET: u32 = 42;
 const DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
 
 /// Bytes of an opcode's own structure (`in_args[0]`) ahead of its names and data, as
-/// the kernel sends it on `/dev/fuse` for what INIT settled (no FUSE_SETXATTR_EXT).
-/// Opcodes with none, or answered ENOSYS, take 0.
+/// the kernel sends it on `/dev/fuse` for what INIT settled (no FUSE_SETXATTR_EXT, so
+/// SETXATTR's is the two-field one). Opcodes with none, or answered ENOSYS, take 0.
 fn op_in_size(opcode: u32) -> usize {
+    use abi::*;
     match opcode {
-        abi::GETATTR | abi::MKNOD | abi::RENAME2 | abi::FSYNC | abi::FSYNCDIR | abi::CREATE => 16,
-        abi::SETATTR => 88,
-        abi::MKDIR
-        | abi::RENAME
-        | abi::LINK
-        | abi::OPEN
-        | abi::OPENDIR
-        | abi::SETXATTR
-        | abi::GETXATTR
-        | abi::LISTXATTR
-        | abi::ACCESS
-        | FORGET
-        | INTERRUPT
-        | BATCH_FORGET => 8,
-        abi::RELEASE | abi::RELEASEDIR | abi::FLUSH | abi::LSEEK => 24,
-        abi::FALLOCATE => 32,
-        abi::READ | abi::WRITE | abi::READDIR | abi::READDIRPLUS => 40,
+        GETATTR => size_of::<GetattrIn>(),
+        SETATTR => size_of::<SetattrIn>(),
+        MKNOD => size_of::<MknodIn>(),
+        MKDIR => size_of::<MkdirIn>(),
+        RENAME => size_of::<RenameIn>(),
+        RENAME2 => size_of::<Rename2In>(),
+        LINK => size_of::<LinkIn>(),
+        OPEN | OPENDIR => size_of::<OpenIn>(),
+        READ | READDIR | READDIRPLUS => size_of::<ReadIn>(),
+        WRITE => size_of::<WriteIn>(),
+        RELEASE | RELEASEDIR => size_of::<ReleaseIn>(),
+        FSYNC | FSYNCDIR => size_of::<FsyncIn>(),
+        SETXATTR => size_of::<SetxattrIn>(),
+        GETXATTR | LISTXATTR => size_of::<GetxattrIn>(),
+        CREATE => size_of::<CreateIn>(),
+        FALLOCATE => size_of::<FallocateIn>(),
+        LSEEK => size_of::<LseekIn>(),
+        FORGET => size_of::<ForgetIn>(),
+        BATCH_FORGET => size_of::<BatchForgetIn>(),
+        // `fuse_flush_in` (fh, two u32, lock_owner), `fuse_access_in` (mask, padding),
+        // `fuse_interrupt_in` (unique): read by no handler here.
+        FLUSH => 24,
+        ACCESS | INTERRUPT => 8,
         _ => 0,
     }
 }
