@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+use crate::requests::{self, Requests};
+
 /// One implementation under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Impl {
@@ -75,6 +77,18 @@ pub struct Mounted {
     mounted: bool,
     /// The FUSE daemon's pid, for its memory use.
     pub daemon: Option<u32>,
+    /// Where a stratafs daemon writes its request counts (`-o stats`).
+    stats: Option<PathBuf>,
+}
+
+impl Mounted {
+    /// The requests a stratafs daemon has served so far (None for the others).
+    pub fn requests(&self) -> Result<Option<Requests>> {
+        match (self.daemon, &self.stats) {
+            (Some(pid), Some(path)) => requests::snapshot(pid, path).map(Some),
+            _ => Ok(None),
+        }
+    }
 }
 
 impl Drop for Mounted {
@@ -156,12 +170,14 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
         dirs.work.display()
     );
     let mnt = dirs.mnt.clone();
+    let stats = dirs.work.with_file_name("stratafs-stats.tsv");
     match imp {
         Impl::Native => {
             return Ok(Mounted {
                 root: dirs.flat.clone(),
                 mounted: false,
                 daemon: None,
+                stats: None,
             });
         }
         Impl::Kernel => {
@@ -194,6 +210,7 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
                 Impl::StratafsUring => opts,
                 _ => format!("{opts},noio_uring"),
             };
+            opts.push_str(&format!(",stats={}", stats.display()));
             // Options to try on every stratafs column (e.g. threads=4).
             if let Some(extra) = std::env::var_os(EXTRA_STRATAFS_OPTIONS).filter(|e| !e.is_empty())
             {
@@ -223,10 +240,16 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
         }
         _ => None,
     };
+    let stats = matches!(
+        imp,
+        Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough
+    )
+    .then_some(stats);
     Ok(Mounted {
         root: mnt,
         mounted: true,
         daemon,
+        stats,
     })
 }
 

@@ -12,6 +12,7 @@ mod chart;
 mod cproject;
 mod impls;
 mod launch;
+mod requests;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use clap::Parser;
 use fixtures::bench_trees::{self, BenchSizes};
 use impls::{Impl, RunDirs};
 use launch::Launcher;
+use requests::Requests;
 use workloads::Workload;
 
 #[derive(Parser)]
@@ -90,6 +92,9 @@ impl From<Result<f64>> for Cell {
 
 /// One table row: the label and a cell per implementation.
 type Row = (String, BTreeMap<&'static str, Cell>);
+
+/// One workload's requests served per stratafs column, in its last timed pass.
+type Served = (String, BTreeMap<&'static str, Requests>);
 
 /// Peak RSS (KiB) of one FUSE daemon: right after mounting, after a stat walk of the wide
 /// dir, after a stat walk of the small-file tree.
@@ -160,9 +165,16 @@ fn median(mut times: Vec<f64>) -> Result<f64> {
 }
 
 /// Times one (workload, implementation): median seconds over `runs`, cold (caches
-/// dropped) or warm (a pass before the timed one), each run on a fresh upper.
-fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<f64> {
+/// dropped) or warm (a pass before the timed one), each run on a fresh upper; and, for
+/// stratafs, the requests its daemon served during the last timed pass.
+fn measure(
+    w: &Workload,
+    imp: Impl,
+    set: &Setup<'_>,
+    warm: bool,
+) -> Result<(f64, Option<Requests>)> {
     let mut times = Vec::with_capacity(set.runs);
+    let mut served = None;
     for _ in 0..set.runs {
         let dirs = fresh_dirs(
             set.base,
@@ -176,11 +188,15 @@ fn measure(w: &Workload, imp: Impl, set: &Setup<'_>, warm: bool) -> Result<f64> 
         } else {
             drop_caches();
         }
+        let before = m.requests()?;
         let t = Instant::now();
         (w.run)(&m.root, set.sizes)?;
         times.push(t.elapsed().as_secs_f64());
+        if let (Some(before), Some(after)) = (before, m.requests()?) {
+            served = Some(after.since(&before));
+        }
     }
-    median(times)
+    Ok((median(times)?, served))
 }
 
 /// Times `strata run --rm demo true` through `imp`: median seconds over `runs`.
@@ -272,6 +288,7 @@ fn run(args: Args) -> Result<()> {
     };
 
     let mut rows: Vec<Row> = Vec::new();
+    let mut served: Vec<Served> = Vec::new();
     for w in workloads::ALL {
         if !selected(w.name) {
             continue;
@@ -280,10 +297,19 @@ fn run(args: Args) -> Result<()> {
         for &warm in passes {
             let label = format!("{} ({})", w.name, if warm { "warm" } else { "cold" });
             let mut cols = BTreeMap::new();
+            let mut requests = BTreeMap::new();
             for imp in Impl::ALL {
                 let cell = match imp.unavailable() {
                     Some(why) => Cell::Failed(why),
-                    None => measure(w, imp, &setup, warm).into(),
+                    None => match measure(w, imp, &setup, warm) {
+                        Ok((secs, r)) => {
+                            if let Some(r) = r {
+                                requests.insert(imp.name(), r);
+                            }
+                            Cell::Secs(secs)
+                        }
+                        Err(e) => Cell::Failed(format!("{e:#}")),
+                    },
                 };
                 if let Cell::Failed(e) = &cell {
                     eprintln!("  {label} on {}: {e}", imp.name());
@@ -291,6 +317,7 @@ fn run(args: Args) -> Result<()> {
                 cols.insert(imp.name(), cell);
             }
             eprintln!("  {label}: done");
+            served.push((label.clone(), requests));
             rows.push((label, cols));
         }
     }
@@ -329,7 +356,8 @@ fn run(args: Args) -> Result<()> {
     }
 
     let stem = if args.quick { "quick" } else { "latest" };
-    let table = render(&rows, &memory, &sizes, runs, stem);
+    let mut table = render(&rows, &memory, &sizes, runs, stem);
+    table.push_str(&render_requests(&rows, &served));
     println!("{table}");
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
@@ -503,6 +531,55 @@ fn render(
                 }
             }
         }
+    }
+    s
+}
+
+/// The columns whose round trips are set against their time.
+const REQUEST_COLUMNS: [Impl; 2] = [Impl::Stratafs, Impl::StratafsUring];
+
+/// The round trips of each workload's timed pass on stratafs, and what each one costs
+/// beyond kernel overlayfs's time: (stratafs - kernel) / round trips.
+fn render_requests(rows: &[Row], served: &[Served]) -> String {
+    let mut s = String::new();
+    if served.iter().all(|(_, r)| r.is_empty()) {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "\nFUSE round trips per timed pass (counted by the daemon, `-o stats`), and the time \
+         each adds: (stratafs - kernel overlayfs) / round trips:\n"
+    );
+    let _ = write!(s, "| workload | round trips | most frequent |");
+    for imp in REQUEST_COLUMNS {
+        let _ = write!(s, " us per round trip, {} |", imp.name());
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(s, "|---|---:|---|{}", "---:|".repeat(REQUEST_COLUMNS.len()));
+    for (label, requests) in served {
+        let Some(first) = requests.get(Impl::Stratafs.name()) else {
+            continue;
+        };
+        let cols = rows.iter().find(|(l, _)| l == label).map(|(_, c)| c);
+        let secs = |imp: Impl| cols.and_then(|c| c.get(imp.name())).and_then(Cell::secs);
+        let _ = write!(
+            s,
+            "| {label} | {} | {} |",
+            first.round_trips,
+            first.most_frequent(3)
+        );
+        for imp in REQUEST_COLUMNS {
+            let r = requests.get(imp.name()).map(|r| r.round_trips);
+            match (secs(imp), secs(Impl::Kernel), r) {
+                (Some(t), Some(k), Some(n)) if n > 0 => {
+                    let _ = write!(s, " {:.1} |", (t - k) / n as f64 * 1e6);
+                }
+                _ => {
+                    let _ = write!(s, " - |");
+                }
+            }
+        }
+        let _ = writeln!(s);
     }
     s
 }

@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use nix::sys::signal::{SigSet, Signal};
+
 use crate::fuse::{FuseAdapter, OverlayFs};
 use crate::layers::Layer;
 use crate::options::{self, Command, MountConfig};
 use crate::overlay::{Overlay, OverlaySettings};
 use crate::sys;
+use crate::transport::Tallies;
 
 /// Runs stratafs with `args` (argv, including argv[0]) exactly as the `stratafs` binary
 /// does: parses options, mounts, daemonizes unless `-f`, serves until unmounted.
@@ -286,6 +289,16 @@ fn open_file_budget(layers: usize) -> usize {
 }
 
 fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), String> {
+    let tallies = Tallies::new();
+    if let Some(path) = &cfg.stats {
+        // Written once now, so a path that cannot be written fails the mount.
+        tallies
+            .sum()
+            .write_to(path)
+            .map_err(|e| format!("stats={}: {}", path.display(), describe(&e)))?;
+        // Before any thread starts, so that every one inherits SIGUSR1 blocked.
+        write_stats_on_signal(path.clone(), tallies.clone());
+    }
     let writable = p.upper.is_some();
     let settings = OverlaySettings {
         // SAFETY: geteuid has no failure mode.
@@ -357,6 +370,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
                 dev,
                 access,
                 crate::fuse::ring_payload_size(),
+                tallies.clone(),
             )
         });
         if let Err(e) = started {
@@ -385,10 +399,41 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
             access,
             cfg.threads.max(1),
             crate::fuse::ring_payload_size(),
+            &tallies,
         )
     });
     drop(session);
+    if let Some(path) = &cfg.stats {
+        write_stats(path, &tallies);
+    }
     served.map_err(|e| format!("serving {}: {}", cfg.mountpoint.display(), describe(&e)))
+}
+
+/// `-o stats=PATH`: SIGUSR1 (blocked in every thread, waited for by one) writes the
+/// counts so far, so a benchmark can read them between two passes on one mount.
+fn write_stats_on_signal(path: PathBuf, tallies: Arc<Tallies>) {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGUSR1);
+    if let Err(e) = set.thread_block() {
+        log::warn!("stats: cannot block SIGUSR1: {e}; counts written at unmount only");
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("stratafs-stats".into())
+        .spawn(move || {
+            while set.wait().is_ok() {
+                write_stats(&path, &tallies);
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("stats: cannot start the SIGUSR1 thread: {e}");
+    }
+}
+
+fn write_stats(path: &Path, tallies: &Tallies) {
+    if let Err(e) = tallies.sum().write_to(path) {
+        log::warn!("stats: cannot write {}: {e}", path.display());
+    }
 }
 
 fn redirect_stdio() {

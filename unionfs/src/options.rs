@@ -68,6 +68,9 @@ pub struct MountConfig {
     /// `noio_uring`: never take requests through FUSE-over-io_uring queues, even
     /// where the kernel offers them (`io_uring`, the default, takes them).
     pub no_io_uring: bool,
+    /// `stats=PATH`: where the requests served per opcode are written, at unmount and
+    /// on SIGUSR1 (an absolute path).
+    pub stats: Option<PathBuf>,
 }
 
 /// How file I/O reaches the real files: the trade between round trips per `open()`
@@ -123,7 +126,9 @@ options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=.
          threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...
          io=inode|handles|passthrough|passthrough-all (stratafs: how file I/O
          reaches the real files), io_uring|noio_uring (stratafs: requests through
-         per-CPU io_uring queues where the kernel offers them; default io_uring)";
+         per-CPU io_uring queues where the kernel offers them; default io_uring),
+         stats=PATH (stratafs: requests served per opcode, written to PATH at
+         unmount and on SIGUSR1)";
 
 /// Splits `s` at unescaped `sep`, turning `\X` into `X`.
 pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
@@ -270,6 +275,14 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                     Some(unescape(raw_val.ok_or_else(|| {
                         UsageError("workdir: needs a value".into())
                     })?))
+            }
+            "stats" => {
+                let rv = raw_val.ok_or_else(|| UsageError("stats: needs a value".into()))?;
+                let p = unescape(rv);
+                cfg.stats = Some(
+                    std::path::absolute(&p)
+                        .map_err(|e| UsageError(format!("stats={}: {e}", p.display())))?,
+                );
             }
             "uidmapping" => cfg.uid_mapping = parse_mapping(&key, &need(&val)?)?,
             "gidmapping" => cfg.gid_mapping = parse_mapping(&key, &need(&val)?)?,

@@ -458,6 +458,25 @@ fn unknown_option() {
     );
 }
 
+#[test]
+fn stats_file_that_cannot_be_written() {
+    let Some((tmp, l, u, w, m)) = bad_input_setup() else {
+        return;
+    };
+    if Impl::selected().name != "stratafs" {
+        eprintln!("skipped: stats= is stratafs' own option");
+        return;
+    }
+    let path = tmp.path().join("missing").join("stats.tsv");
+    let shown = path.display().to_string();
+    rejects(
+        &format!("{},stats={shown}", writable_options(&l, &u, &w)),
+        &m,
+        &["stats", &shown],
+        &["no such file"],
+    );
+}
+
 /// `\:` and `\,` escape colons and commas in layer paths, and the generic options a
 /// mount helper passes are accepted without a word on stderr.
 #[test]

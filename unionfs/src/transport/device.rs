@@ -7,12 +7,14 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use fuser::INodeNo;
 
 use super::abi::{self, InHeader, OutHeader, read};
 use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
+use super::tally::{Tallies, Tally};
 use crate::fuse::OverlayFs;
 
 // Requests served here alone (the ring never carries them).
@@ -58,13 +60,15 @@ fn op_in_size(opcode: u32) -> usize {
 }
 
 /// Serves the session on `device` with `threads` threads (each on a clone of the
-/// device when more than one, as fuser does) until the mount goes away.
+/// device when more than one, as fuser does) until the mount goes away, counting
+/// what they serve in `tallies`.
 pub fn serve(
     fs: Arc<OverlayFs>,
     device: OwnedFd,
     access: Access,
     threads: usize,
     payload_size: usize,
+    tallies: &Tallies,
 ) -> io::Result<()> {
     let mut fds = Vec::with_capacity(threads.max(1));
     for _ in 1..threads.max(1) {
@@ -75,9 +79,10 @@ pub fn serve(
         .into_iter()
         .map(|fd| {
             let fs = fs.clone();
+            let tally = tallies.register();
             std::thread::Builder::new()
                 .name("stratafs-dev".into())
-                .spawn(move || serve_one(&fs, &fd, access, payload_size))
+                .spawn(move || serve_one(&fs, &fd, access, payload_size, &tally))
         })
         .collect::<io::Result<_>>()?;
     let mut result = Ok(());
@@ -111,7 +116,13 @@ fn clone_device(device: &OwnedFd) -> io::Result<OwnedFd> {
 
 /// One thread's loop: read a request, answer it, until the device says the mount is
 /// gone (ENODEV) or the session is destroyed.
-fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) -> io::Result<()> {
+fn serve_one(
+    fs: &OverlayFs,
+    fd: &OwnedFd,
+    access: Access,
+    payload_size: usize,
+    tally: &Tally,
+) -> io::Result<()> {
     // A request: its headers, then at most a write's data (the kernel's minimum is
     // 8 KiB); a reply: at most a read's data or a listing chunk.
     let mut input = vec![0u8; payload_size + 4096].into_boxed_slice();
@@ -129,6 +140,7 @@ fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) 
                 _ => return Err(e),
             }
         }
+        let started = Instant::now();
         let request = &input[..n as usize];
         let Some(h) = read::<InHeader>(request) else {
             continue;
@@ -143,6 +155,7 @@ fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) 
                 if let Some(f) = read::<abi::ForgetIn>(body) {
                     fs.forget(INodeNo(h.nodeid), f.nlookup);
                 }
+                tally.add(h.opcode, started.elapsed());
                 continue;
             }
             BATCH_FORGET => {
@@ -156,6 +169,7 @@ fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) 
                         fs.forget(INodeNo(f.nodeid), f.nlookup);
                     }
                 }
+                tally.add(h.opcode, started.elapsed());
                 continue;
             }
             // Nothing here blocks long enough to be worth interrupting; no reply.
@@ -168,6 +182,7 @@ fn serve_one(fs: &OverlayFs, fd: &OwnedFd, access: Access, payload_size: usize) 
         let mut done = Outcome::default();
         dispatch(fs, access, &h, &op_in, &body[size..], &mut out, &mut done);
         reply(fd.as_raw_fd(), h.unique, &done, &out);
+        tally.add(h.opcode, started.elapsed());
         if h.opcode == abi::DESTROY {
             return Ok(());
         }
@@ -196,7 +211,13 @@ fn reply(fd: RawFd, unique: u64, done: &Outcome, out: &[u8]) {
     // SAFETY: both iovecs point into live buffers of the given lengths.
     let r = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
     if r < 0 {
+        let e = io::Error::last_os_error();
         // ENOENT: the request was interrupted and is gone; nothing to do either way.
-        log::debug!("reply to request {unique}: {}", io::Error::last_os_error());
+        // Anything else is a reply the kernel refused: its caller got an error.
+        if e.raw_os_error() == Some(libc::ENOENT) {
+            log::debug!("reply to request {unique}: {e}");
+        } else {
+            log::warn!("reply to request {unique} refused by the kernel: {e}");
+        }
     }
 }

@@ -14,6 +14,7 @@ mod answer;
 mod device;
 mod dispatch;
 mod queue;
+mod tally;
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use device::serve as serve_device;
 pub use dispatch::Access;
+pub use tally::{Tallies, Totals};
 
 use crate::fuse::OverlayFs;
 
@@ -46,8 +48,8 @@ pub fn prepare() -> io::Result<Prepared> {
     Ok(Prepared { queues })
 }
 
-/// Starts serving the queues on `device` once INIT agreed to them. `payload_size` is
-/// the largest request or reply the session allows. A queue that fails leaves the
+/// Starts serving the queues on `device` once INIT agreed to them, counting what they
+/// serve in `tallies`. `payload_size` is the largest request or reply the session allows. A queue that fails leaves the
 /// kernel waiting on it: the error is logged and the process exits, which ends the
 /// session (the mount's users get ENOTCONN rather than hang).
 pub fn start(
@@ -56,6 +58,7 @@ pub fn start(
     device: OwnedFd,
     access: Access,
     payload_size: usize,
+    tallies: Arc<Tallies>,
 ) -> io::Result<()> {
     let shared = Arc::new(queue::Shared {
         fs,
@@ -63,6 +66,7 @@ pub fn start(
         access,
         payload_size,
         depth: queue::ENTRIES_PER_THREAD,
+        tallies,
     });
     for q in p.queues {
         let shared = shared.clone();

@@ -13,12 +13,14 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
+use std::time::Instant;
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::abi::{self, CmdReq, EntInOut, InHeader, OutHeader, read};
 use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
+use super::tally::Tallies;
 use crate::fuse::OverlayFs;
 
 /// Threads serving each CPU's queue: requests one queue serves at once (a CPU's
@@ -60,6 +62,8 @@ pub struct Shared {
     pub access: Access,
     pub payload_size: usize,
     pub depth: usize,
+    /// Where each thread counts what it serves.
+    pub tallies: Arc<Tallies>,
 }
 
 /// One registered entry: its buffers, which the kernel writes between a command's
@@ -131,6 +135,7 @@ fn command(
 /// Serves queue `q` until the mount goes. Runs on its own thread.
 pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
     pin_to_cpu(usize::from(q.qid));
+    let tally = shared.tallies.register();
     let dev = shared.device.as_raw_fd();
     let mut entries: Vec<Box<Entry>> = (0..shared.depth)
         .map(|_| Entry::new(shared.payload_size))
@@ -188,7 +193,9 @@ pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
                     }
                 }
             } else {
-                let commit_id = answer(e, shared, &mut scratch);
+                let started = Instant::now();
+                let (commit_id, opcode) = answer(e, shared, &mut scratch);
+                tally.add(opcode, started.elapsed());
                 command(
                     dev,
                     q.qid,
@@ -206,8 +213,8 @@ pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
 }
 
 /// Serves the request the kernel put in `e`; its reply goes in `e`. Returns the id the
-/// commit names.
-fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> u64 {
+/// commit names and the request's opcode.
+fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> (u64, u32) {
     let (head, rest) = e.header.split_at_mut(abi::HEADER_IN_OUT);
     let (op_in, ent) = rest.split_at_mut(abi::HEADER_OP_IN);
     let h: InHeader = read(head).unwrap_or_default();
@@ -250,7 +257,7 @@ fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> u64 {
         ..ent_io
     };
     ent.copy_from_slice(abi::bytes(&ent_out));
-    ent_io.commit_id
+    (ent_io.commit_id, h.opcode)
 }
 
 /// Runs the calling thread on `cpu` only (an offline CPU is left as is).

@@ -1,0 +1,117 @@
+//! `-o stats=PATH`: the daemon counts the requests it serves per opcode and writes them
+//! to PATH on SIGUSR1 (the mount carries on) and at unmount.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The count of `name` in a stats table (`NAME<TAB>count<TAB>busy_us` lines).
+fn count_of(table: &str, name: &str) -> u64 {
+    table
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split('\t');
+            (f.next() == Some(name)).then(|| f.next()?.parse().ok())?
+        })
+        .unwrap_or(0)
+}
+
+/// The pid of the stratafs daemon serving `mnt` (its command line names the mount point).
+fn daemon_of(mnt: &Path) -> Option<i32> {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_ours = args.first().is_some_and(|a| a.ends_with(b"stratafs"))
+            && args.iter().any(|a| *a == want);
+        is_ours.then_some(pid)
+    })
+}
+
+/// Waits for the daemon to write `path` (it was removed first).
+fn wait_for(path: &Path, what: &str) -> String {
+    let start = Instant::now();
+    loop {
+        if let Ok(t) = fs::read_to_string(path) {
+            return t;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no stats written to {} {what}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn requests_are_counted_on_signal_and_at_unmount() {
+    if !privileged_or_skip() {
+        return;
+    }
+    let imp = Impl::selected();
+    if imp.name != "stratafs" {
+        eprintln!("skipped: stats= is stratafs' own option");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| tmp.path().join(d));
+    for d in [&l, &u, &w, &m] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    fs::write(l.join("present"), "x").expect("write lower");
+    let stats = tmp.path().join("stats.tsv");
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},stats={}",
+        l.display(),
+        u.display(),
+        w.display(),
+        stats.display()
+    );
+    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let pid = daemon_of(&m).expect("the daemon's pid");
+
+    // 100 names looked up once each: 100 LOOKUPs the kernel waited on.
+    for i in 0..100 {
+        assert!(fs::symlink_metadata(m.join(format!("missing{i}"))).is_err());
+    }
+    fs::remove_file(&stats).expect("remove the table written at mount");
+    // SAFETY: kill has no memory-safety preconditions.
+    assert_eq!(
+        unsafe { libc::kill(pid, libc::SIGUSR1) },
+        0,
+        "signal the daemon"
+    );
+    let table = wait_for(&stats, "on SIGUSR1");
+    let lookups = count_of(&table, "LOOKUP");
+    assert!(
+        (100..110).contains(&lookups),
+        "100 missing names looked up, table says {lookups} LOOKUPs:\n{table}"
+    );
+    assert!(
+        count_of(&table, "ROUND_TRIPS") >= lookups,
+        "round trips include the lookups:\n{table}"
+    );
+    assert_eq!(
+        fs::read_to_string(m.join("present")).expect("the mount outlives SIGUSR1"),
+        "x"
+    );
+
+    // 50 more; the table at unmount has them all.
+    for i in 100..150 {
+        assert!(fs::symlink_metadata(m.join(format!("missing{i}"))).is_err());
+    }
+    fs::remove_file(&stats).expect("remove the table written on SIGUSR1");
+    mount.unmount();
+    let table = wait_for(&stats, "at unmount");
+    let lookups = count_of(&table, "LOOKUP");
+    assert!(
+        (150..170).contains(&lookups),
+        "150 missing names looked up in all, table at unmount says {lookups}:\n{table}"
+    );
+}
