@@ -27,8 +27,8 @@ fn daemon_of(mnt: &Path) -> Option<i32> {
         let pid: i32 = e.file_name().to_str()?.parse().ok()?;
         let cmdline = fs::read(e.path().join("cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        let is_ours = args.first().is_some_and(|a| a.ends_with(b"stratafs"))
-            && args.iter().any(|a| *a == want);
+        let is_ours =
+            args.first().is_some_and(|a| a.ends_with(b"stratafs")) && args.contains(&want);
         is_ours.then_some(pid)
     })
 }
