@@ -253,9 +253,7 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
     })
 }
 
-/// The fuse module's switch for FUSE over io_uring, read by the kernel at each
-/// mount's INIT.
-const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+use unionfs::transport::ENABLE_URING;
 
 /// The fuse module's `enable_uring` set one way for as long as this lives, then put
 /// back as it was.

@@ -325,9 +325,13 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         None
     } else {
         match crate::transport::prepare() {
-            Ok(r) => {
+            Ok(Some(r)) => {
                 fs.offer_uring();
                 Some(r)
+            }
+            Ok(None) => {
+                log::debug!("FUSE over io_uring not offered by the kernel (enable_uring)");
+                None
             }
             Err(e) => {
                 log::info!("FUSE over io_uring not used: {e}");

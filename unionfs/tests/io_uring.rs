@@ -1,6 +1,6 @@
 //! FUSE over io_uring: with the fuse module's `enable_uring` on, stratafs serves
 //! requests through per-CPU io_uring queues, with the same results as kernel overlayfs;
-//! `noio_uring` keeps it on /dev/fuse.
+//! `noio_uring`, or the module's `enable_uring` off, keeps it on /dev/fuse.
 
 mod common;
 
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use fixtures::layers;
 
-const ENABLE_URING: &str = "/sys/module/fuse/parameters/enable_uring";
+use unionfs::transport::ENABLE_URING;
 
 /// Turns the fuse module's `enable_uring` on (it is read when a mount starts) and back
 /// to what it was when dropped.
@@ -151,5 +151,28 @@ fn requests_go_through_io_uring_queues_with_kernel_results() {
     );
     d.step_expect(Op::Write(p("ring/b"), "through /dev/fuse".into()), 0);
     d.compare("after requests through /dev/fuse");
+
+    // The module's `enable_uring` off: the kernel will not offer the queues, so the
+    // daemon sets none up (no rings, threads or buffers), and serves on /dev/fuse.
+    fs::write(ENABLE_URING, "N").unwrap_or_else(|e| panic!("write {ENABLE_URING}: {e}"));
+    d.remount_under_with("");
+    let pid = daemon_of(d.um()).expect("the stratafs daemon of the mount");
+    assert!(
+        ring_completions(pid).is_empty(),
+        "io_uring queues set up while the kernel does not offer them (enable_uring=N)"
+    );
+    let ring_threads = fs::read_dir(format!("/proc/{pid}/task"))
+        .expect("the daemon's threads")
+        .flatten()
+        .filter(|t| {
+            fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == "stratafs-ring")
+        })
+        .count();
+    assert_eq!(
+        ring_threads, 0,
+        "io_uring queue threads with enable_uring=N"
+    );
+    d.step_expect(Op::Write(p("ring/c"), "through /dev/fuse again".into()), 0);
+    d.compare("after requests with enable_uring off");
     d.finish();
 }

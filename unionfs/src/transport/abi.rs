@@ -37,6 +37,11 @@ pub const FALLOCATE: u32 = 43;
 pub const READDIRPLUS: u32 = 44;
 pub const RENAME2: u32 = 45;
 pub const LSEEK: u32 = 46;
+// One-way messages (no reply awaited), served on `/dev/fuse` alone.
+pub const FORGET: u32 = 2;
+pub const INTERRUPT: u32 = 36;
+pub const NOTIFY_REPLY: u32 = 41;
+pub const BATCH_FORGET: u32 = 42;
 
 // SETATTR `valid` bits.
 pub const FATTR_MODE: u32 = 1 << 0;

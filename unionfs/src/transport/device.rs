@@ -11,17 +11,11 @@ use std::time::Instant;
 
 use fuser::INodeNo;
 
-use super::abi::{self, InHeader, OutHeader, read};
+use super::abi::{self, BATCH_FORGET, FORGET, INTERRUPT, InHeader, NOTIFY_REPLY, OutHeader, read};
 use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
 use super::tally::{Tallies, Tally};
 use crate::fuse::OverlayFs;
-
-// Requests served here alone (the ring never carries them).
-const FORGET: u32 = 2;
-const INTERRUPT: u32 = 36;
-const NOTIFY_REPLY: u32 = 41;
-const BATCH_FORGET: u32 = 42;
 
 /// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
 const DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;

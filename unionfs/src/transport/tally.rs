@@ -76,7 +76,11 @@ fn opcode_name(opcode: usize) -> Option<&'static str> {
 /// Whether the kernel waits for a reply to this opcode (FORGETs and INTERRUPT are
 /// one-way messages, not round trips).
 fn is_round_trip(opcode: usize) -> bool {
-    !matches!(opcode, 2 | 36 | 41 | 42)
+    use super::abi::{BATCH_FORGET, FORGET, INTERRUPT, NOTIFY_REPLY};
+    !matches!(
+        u32::try_from(opcode),
+        Ok(FORGET | INTERRUPT | NOTIFY_REPLY | BATCH_FORGET)
+    )
 }
 
 /// One serving thread's counts; only that thread writes them.
