@@ -138,32 +138,56 @@ impl NodeTable {
     }
 
     /// Records a lookup of `ino` with a fresh state: an existing node takes the new
-    /// state and one more lookup; else a node is created.
+    /// state and one more lookup; else a node is created. An existing node of the other
+    /// type (directory / not) is a removed object's whose inode number the upper file
+    /// system gave a new object: it is replaced as by [`Self::created`].
     pub fn looked_up(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
-        let entry = self
-            .map
-            .entry(ino)
-            .or_insert_with(|| Arc::new(Node::detached(ino, is_dir, state.clone())));
-        let node = entry.clone();
-        drop(entry);
-        *node.state.write() = state;
-        node.nlookup.fetch_add(1, Ordering::Relaxed);
-        node
+        self.record(ino, is_dir, state, false)
     }
 
-    /// Records a newly created object: if its inode number still names a node the
-    /// kernel knows, that node gets a new generation.
+    /// Records a newly created object. If its inode number still names a node the
+    /// kernel knows (a removed object the kernel still holds: an open O_PATH fd, a
+    /// FORGET not yet served), that node stands for the removed object and keeps doing
+    /// so for whoever holds it; the table gets a fresh node of the new object's type, a
+    /// generation past the old one's (the kernel then drops its stale inode) and the old
+    /// lookups (the kernel forgets them by this id).
     pub fn created(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
-        let existed = self.map.contains_key(&ino);
-        let node = self.looked_up(ino, is_dir, state);
-        if existed {
-            node.generation.fetch_add(1, Ordering::Relaxed);
-            // The old object's alias is not this object's.
-            let old = node.alias.swap(0, Ordering::AcqRel);
-            if old != 0 {
-                self.aliases.remove(&old);
+        self.record(ino, is_dir, state, true)
+    }
+
+    fn record(&self, ino: u64, is_dir: bool, state: NodeState, new_object: bool) -> Arc<Node> {
+        let node = match self.map.entry(ino) {
+            dashmap::Entry::Vacant(v) => {
+                let node = Arc::new(Node::detached(ino, is_dir, state));
+                v.insert(Arc::clone(&node));
+                node
             }
-        }
+            dashmap::Entry::Occupied(mut o) => {
+                let old = o.get();
+                if new_object || old.is_dir != is_dir {
+                    let node = Arc::new(Node::detached(ino, is_dir, state));
+                    node.nlookup
+                        .store(old.nlookup.load(Ordering::Relaxed), Ordering::Relaxed);
+                    node.generation.store(
+                        old.generation.load(Ordering::Relaxed) + 1,
+                        Ordering::Relaxed,
+                    );
+                    // The old object's alias is not this object's.
+                    let alias = old.alias.load(Ordering::Acquire);
+                    if alias != 0 {
+                        self.aliases.remove(&alias);
+                    }
+                    o.insert(Arc::clone(&node));
+                    node
+                } else {
+                    let node = Arc::clone(old);
+                    drop(o);
+                    *node.state.write() = state;
+                    node
+                }
+            }
+        };
+        node.nlookup.fetch_add(1, Ordering::Relaxed);
         node
     }
 
@@ -253,5 +277,28 @@ mod tests {
         let m = t.created(9, false, state());
         assert_eq!(t.entry_id(&m), 9);
         assert!(t.get(a).is_none());
+    }
+
+    #[test]
+    fn a_new_object_of_another_type_on_the_inode_number_gets_its_own_node() {
+        let t = NodeTable::default();
+        let file = t.looked_up(9, false, state());
+        t.looked_up(9, false, state());
+        let dir = t.created(9, true, state());
+        assert!(
+            dir.is_dir && !file.is_dir,
+            "each node keeps its object's type"
+        );
+        assert!(!Arc::ptr_eq(&dir, &file));
+        assert!(Arc::ptr_eq(&t.get(9).expect("the new node"), &dir));
+        assert_eq!(dir.generation.load(Ordering::Relaxed), 1);
+        // The kernel forgets the old inode's two lookups and the new one's by one id.
+        assert_eq!(t.forget(9, 2), None);
+        assert_eq!(t.forget(9, 1), Some(9));
+        // A lookup finding another type than the node it meets (no create seen).
+        t.looked_up(5, true, state());
+        let f = t.looked_up(5, false, state());
+        assert!(!f.is_dir);
+        assert_eq!(f.generation.load(Ordering::Relaxed), 1);
     }
 }

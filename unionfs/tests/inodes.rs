@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use common::ext4::Ext4;
 use common::*;
 use fixtures::layers;
 
@@ -87,5 +88,74 @@ fn st_ino_stable_across_copy_up_and_remount_and_one_st_dev() {
     d.remount();
     check(&mut d, "after remount", &before);
     d.compare("after remount");
+    d.finish();
+}
+
+/// Opens `p` with O_PATH: the kernel keeps the object's inode (and, through FUSE, its
+/// node id) while the daemon is asked for nothing (no OPEN, so it holds no upper fd
+/// that would keep the upper inode allocated).
+fn hold(p: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open O_PATH {}: {e}", p.display()))
+}
+
+/// The upper file system hands a removed object's inode number to the next object made
+/// while the kernel still holds the removed one (an O_PATH fd here; in the random test
+/// that found it, a FORGET not yet served): the new object, of another type, must
+/// behave as what it is — a directory that can be filled and listed, a fifo that can be
+/// linked. The upper is a fresh ext4, which gives the freed number to the next object.
+#[test]
+fn a_removed_objects_inode_number_taken_by_another_type() {
+    if !privileged_or_skip() {
+        return;
+    }
+    let fs = Ext4::new(64);
+    let Some(mut d) = Differential::with_layers(layers::standard, |_| {
+        layers::standard(&fs.path().join("under"))
+    }) else {
+        return;
+    };
+    let upper_ino = |d: &Differential, r: &str| {
+        std::fs::symlink_metadata(d.under.upper.join(r))
+            .map(|m| m.ino())
+            .ok()
+    };
+    d.step_expect(Op::Mkdir(p("reuse"), 0o755), 0);
+    let mut reused = [0; 2];
+    for i in 0..3 {
+        // A symlink's number to a directory.
+        let (s, g) = (format!("reuse/s{i}"), format!("reuse/g{i}"));
+        d.step_expect(Op::Symlink(p("target"), s.clone()), 0);
+        let freed = upper_ino(&d, &s);
+        let held = [hold(&d.km().join(&s)), hold(&d.um().join(&s))];
+        d.step_expect(Op::Unlink(s.clone()), 0);
+        d.step_expect(Op::Mkdir(g.clone(), 0o755), 0);
+        reused[0] += usize::from(upper_ino(&d, &g) == freed);
+        d.step_expect(Op::Write(format!("{g}/inner"), p("in the new dir")), 0);
+        d.step_expect(Op::ListDir(g.clone()), 0);
+        drop(held);
+
+        // A directory's number to a fifo.
+        let (e, f) = (format!("reuse/e{i}"), format!("reuse/f{i}"));
+        d.step_expect(Op::Mkdir(e.clone(), 0o755), 0);
+        let freed = upper_ino(&d, &e);
+        let held = [hold(&d.km().join(&e)), hold(&d.um().join(&e))];
+        d.step_expect(Op::Rmdir(e.clone()), 0);
+        d.step_expect(Op::Mkfifo(f.clone()), 0);
+        reused[1] += usize::from(upper_ino(&d, &f) == freed);
+        d.step_expect(Op::Link(f.clone(), format!("{f}.link")), 0);
+        drop(held);
+    }
+    assert!(
+        reused.iter().all(|&n| n > 0),
+        "scenario: the fresh ext4 upper did not reuse a freed inode number \
+         (symlink -> dir {}, dir -> fifo {} of 3)",
+        reused[0],
+        reused[1]
+    );
     d.finish();
 }

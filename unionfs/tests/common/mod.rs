@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unused_imports)] // each test file uses a part
 
+pub mod ext4;
 pub mod mount;
 pub mod ops;
 pub mod sys;
