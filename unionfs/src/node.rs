@@ -155,10 +155,14 @@ impl NodeTable {
         self.record(ino, is_dir, state, true)
     }
 
+    /// The lookup is counted under the table's lock on `ino`, so a FORGET served
+    /// meanwhile (it takes the node out when the count reaches zero) either comes first
+    /// and this makes a node, or sees the count with this lookup in it.
     fn record(&self, ino: u64, is_dir: bool, state: NodeState, new_object: bool) -> Arc<Node> {
-        let node = match self.map.entry(ino) {
+        match self.map.entry(ino) {
             dashmap::Entry::Vacant(v) => {
                 let node = Arc::new(Node::detached(ino, is_dir, state));
+                node.nlookup.store(1, Ordering::Relaxed);
                 v.insert(Arc::clone(&node));
                 node
             }
@@ -166,12 +170,10 @@ impl NodeTable {
                 let old = o.get();
                 if new_object || old.is_dir != is_dir {
                     let node = Arc::new(Node::detached(ino, is_dir, state));
-                    node.nlookup
-                        .store(old.nlookup.load(Ordering::Relaxed), Ordering::Relaxed);
-                    node.generation.store(
-                        old.generation.load(Ordering::Relaxed) + 1,
-                        Ordering::Relaxed,
-                    );
+                    let lookups = old.nlookup.load(Ordering::Relaxed) + 1;
+                    node.nlookup.store(lookups, Ordering::Relaxed);
+                    let generation = old.generation.load(Ordering::Relaxed) + 1;
+                    node.generation.store(generation, Ordering::Relaxed);
                     // The old object's alias is not this object's.
                     let alias = old.alias.load(Ordering::Acquire);
                     if alias != 0 {
@@ -181,14 +183,13 @@ impl NodeTable {
                     node
                 } else {
                     let node = Arc::clone(old);
+                    node.nlookup.fetch_add(1, Ordering::Relaxed);
                     drop(o);
                     *node.state.write() = state;
                     node
                 }
             }
-        };
-        node.nlookup.fetch_add(1, Ordering::Relaxed);
-        node
+        }
     }
 
     /// Inserts the root node.
@@ -300,5 +301,33 @@ mod tests {
         let f = t.looked_up(5, false, state());
         assert!(!f.is_dir);
         assert_eq!(f.generation.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_lookup_racing_a_forget_of_the_same_node_keeps_it_in_the_table() {
+        let t = Arc::new(NodeTable::default());
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    for _ in 0..300_000 {
+                        let n = t.looked_up(7, false, state());
+                        // This thread's lookup is counted: the node cannot have gone.
+                        let found = t.get(7).is_some_and(|m| Arc::ptr_eq(&m, &n));
+                        t.forget(7, 1);
+                        if !found {
+                            return false;
+                        }
+                    }
+                    true
+                })
+            })
+            .collect();
+        for th in threads {
+            assert!(
+                th.join().expect("thread"),
+                "a looked-up node left the table"
+            );
+        }
     }
 }
