@@ -145,20 +145,26 @@ fn random_sequences_match_kernel_overlayfs() {
 /// The implementation under test gets the layers in each whiteout/opaque format, the
 /// kernel always in its own (char 0/0): modifying names around foreign-format markers
 /// must behave the same (no marker may resurface or leak into the view).
+/// `STRATA_RANDOM_FORMAT_SEEDS` (default 1) seeds per format.
 #[test]
 fn random_sequences_over_every_whiteout_format() {
     let ops = env_or("STRATA_RANDOM_OPS", 250);
+    let per_format = env_or("STRATA_RANDOM_FORMAT_SEEDS", 1);
+    let formats = WhiteoutFormat::ALL;
     let mut failed = Vec::new();
-    for (seed, format) in WhiteoutFormat::ALL.into_iter().enumerate() {
-        let d = Differential::with_layers(
-            |r| layers::whiteout_formats(r, WhiteoutFormat::Char),
-            |r| layers::whiteout_formats(r, format),
-        );
-        let Some((_, report)) = run_seed(d, &FORMATS, 100 + seed as u64, ops) else {
-            return;
-        };
-        if let Some(r) = report {
-            failed.push(format!("{format:?} (seed {}): {r}", 100 + seed));
+    for round in 0..per_format {
+        for (i, format) in formats.into_iter().enumerate() {
+            let seed = 100 + i as u64 + round * formats.len() as u64;
+            let d = Differential::with_layers(
+                |r| layers::whiteout_formats(r, WhiteoutFormat::Char),
+                |r| layers::whiteout_formats(r, format),
+            );
+            let Some((_, report)) = run_seed(d, &FORMATS, seed, ops) else {
+                return;
+            };
+            if let Some(r) = report {
+                failed.push(format!("{format:?} (seed {seed}): {r}"));
+            }
         }
     }
     assert!(failed.is_empty(), "{}", failed.join("\n\n"));
