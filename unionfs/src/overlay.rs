@@ -987,10 +987,14 @@ impl Overlay {
     pub fn remove(&self, parent: u64, name: &OsStr, dir: bool) -> OvResult<()> {
         let p = self.node(parent)?;
         let (mut ino, mut state, mut st) = self.resolve(&p, name)?;
-        let hardlinked = st.st_mode & libc::S_IFMT == libc::S_IFREG && st.st_nlink > 1;
+        // A lower name of a hard-linked file whose other name was copied up resolves to
+        // the index copy, whose own link count no longer counts the lower names.
+        let hardlinked = st.st_mode & libc::S_IFMT == libc::S_IFREG
+            && (st.st_nlink > 1 || matches!(state.loc, Loc::Index(_)));
         if hardlinked && !dir && state.loc != Loc::Upper && self.writable() {
-            // As the kernel with index=on: copy a hard-linked file up before removing
-            // one name, so the link count the other names show stays right.
+            // As the kernel with index=on: copy a hard-linked file up (link it up from
+            // the index) before removing one name, so the link count the other names
+            // show stays right.
             let node = self.nodes.looked_up(ino, false, state.clone());
             let r = self.copy_up(&node);
             self.nodes.forget(ino, 1);
