@@ -34,11 +34,15 @@ pub fn privileged_or_skip() -> bool {
             .is_ok_and(|s| s.success());
     let imp = Impl::selected();
     let bin = imp.bin.exists();
-    if root && fuse && overlay && bin {
+    // Unmounting FUSE mounts goes through fusermount3 (package fuse3, `scripts/deps`).
+    let fusermount = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("fusermount3").is_file()));
+    if root && fuse && overlay && bin && fusermount {
         return true;
     }
     let why = format!(
-        "needs root ({root}), /dev/fuse ({fuse}), kernel overlayfs ({overlay}), {} ({bin})",
+        "needs root ({root}), /dev/fuse ({fuse}), kernel overlayfs ({overlay}), {} ({bin}), \
+         fusermount3 ({fusermount}; scripts/deps installs it)",
         imp.bin.display()
     );
     assert!(
