@@ -319,6 +319,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
     ));
+    fs.set_posix_acl(!cfg.noacl);
     // io_uring queues are set up before INIT so the kernel is only told yes when they
     // can be served.
     let rings = if cfg.no_io_uring {

@@ -20,6 +20,11 @@ pub enum Loc {
     /// A lower hard-linked file one of whose names was already copied up: the shared
     /// copy in the work dir's index (this name is not copied up yet).
     Index(PathBuf),
+    /// An upper object whose last name went while the kernel still held it (an open
+    /// file unlinked or renamed over, a removed directory), or a lower object's copy
+    /// made after its name went: kept in the work dir under this name until the kernel
+    /// forgets the node, so open files keep working as on any file system.
+    Orphan(PathBuf),
 }
 
 /// Mutable part of a node, changed by lookups, copy-up and rename.
@@ -200,8 +205,8 @@ impl NodeTable {
     }
 
     /// Drops `n` lookups of node id `id` (its own or an alias: a node's `nlookup`
-    /// counts both); returns the node's own id when it goes, none remaining.
-    pub fn forget(&self, id: u64, n: u64) -> Option<u64> {
+    /// counts both); returns the node when it goes, none remaining.
+    pub fn forget(&self, id: u64, n: u64) -> Option<Arc<Node>> {
         let ino = if id & ALIAS_BIT != 0 {
             self.aliases.get(&id).map_or(id, |node| node.ino)
         } else {
@@ -221,7 +226,7 @@ impl NodeTable {
         if alias != 0 {
             self.aliases.remove(&alias);
         }
-        Some(ino)
+        Some(node)
     }
 
     /// Number of live nodes (for memory accounting).
@@ -261,11 +266,11 @@ mod tests {
         t.looked_up(7, false, state());
         assert_eq!(t.entry_id(&n), a);
         // The kernel forgetting every lookup of the alias does not end it.
-        assert_eq!(t.forget(a, 1), None);
+        assert!(t.forget(a, 1).is_none());
         assert!(t.get(a).is_some());
         assert_eq!(t.entry_id(&n), a);
         // The node's last lookup takes the alias with it.
-        assert_eq!(t.forget(7, 1), Some(7));
+        assert_eq!(t.forget(7, 1).map(|n| n.ino), Some(7));
         assert!(t.get(7).is_none());
         assert!(t.get(a).is_none());
     }
@@ -294,8 +299,8 @@ mod tests {
         assert!(Arc::ptr_eq(&t.get(9).expect("the new node"), &dir));
         assert_eq!(dir.generation.load(Ordering::Relaxed), 1);
         // The kernel forgets the old inode's two lookups and the new one's by one id.
-        assert_eq!(t.forget(9, 2), None);
-        assert_eq!(t.forget(9, 1), Some(9));
+        assert!(t.forget(9, 2).is_none());
+        assert_eq!(t.forget(9, 1).map(|n| n.ino), Some(9));
         // A lookup finding another type than the node it meets (no create seen).
         t.looked_up(5, true, state());
         let f = t.looked_up(5, false, state());

@@ -192,6 +192,10 @@ impl Overlay {
         let mut cur = node.state.read().clone();
         let mut ino = node.ino;
         while ino != 1 {
+            if cur.name.is_empty() {
+                // A node whose name went (see `Loc::Orphan`): no path in the tree.
+                return Err(libc::ENOENT);
+            }
             names.push(cur.name.clone());
             ino = cur.parent;
             cur = self.node(ino)?.state.read().clone();
@@ -213,7 +217,43 @@ impl Overlay {
             Loc::Upper => Ok((self.upper_fd()?, self.path_of(node)?)),
             Loc::Lower(layer, path) => Ok((self.lowers.layers[layer as usize].fd(), path)),
             Loc::Index(key) => Ok((self.index.as_ref().ok_or(libc::EROFS)?.as_fd(), key)),
+            Loc::Orphan(name) => Ok((self.work_fd()?, name)),
         }
+    }
+
+    /// True for a node that no name in the tree reaches any more (the root has no
+    /// name but is always reached).
+    fn unnamed(node: &Node) -> bool {
+        node.ino != 1 && node.state.read().name.is_empty()
+    }
+
+    /// After `parent/name` stopped naming the object of `ino` (unlink, rmdir, a rename
+    /// over it): a node the kernel still holds by that name keeps its object reachable.
+    /// An upper object that had no other name was moved to `orphan` in the work dir by
+    /// the caller; a lower one stays where it is; either way the node has no name now,
+    /// so nothing done through it (a write's copy-up) lands on the name again.
+    fn detach(&self, ino: u64, parent: u64, name: &OsStr, orphan: Option<PathBuf>) {
+        let Some(node) = self.nodes.get(ino) else {
+            return;
+        };
+        let mut st = node.state.write();
+        if st.parent != parent || st.name != name {
+            return;
+        }
+        if let Some(o) = orphan {
+            // (A directory keeps its span: only its link count uses it now, as the
+            // kernel lists nothing of a removed directory.)
+            st.loc = Loc::Orphan(o);
+        }
+        st.name = OsString::new();
+    }
+
+    /// Whether the kernel holds the node of `ino` beyond `own` lookups of the caller's:
+    /// then an upper object losing its last name must be kept for it (it may be open).
+    fn held(&self, ino: u64, own: u64) -> bool {
+        self.nodes
+            .get(ino)
+            .is_some_and(|n| n.nlookup.load(Ordering::Relaxed) > own)
     }
 
     /// The merged view's link count of an indexed hard-linked file: the lower count at
@@ -305,6 +345,22 @@ impl Overlay {
     }
 
     fn fix_stat(&self, node: &Node, st: &mut Stat) {
+        {
+            let s = node.state.read();
+            if matches!(s.loc, Loc::Orphan(_)) {
+                // The work dir's link is no name: no name is left (st_nlink 0, as the
+                // kernel shows an open file whose last name went). A removed directory
+                // shows what kernel overlayfs shows over ext4: size 0, and the link
+                // count of a merged directory (1) if it merged lower ones.
+                st.st_ino = node.ino;
+                st.st_nlink = 0;
+                if node.is_dir {
+                    st.st_size = 0;
+                    st.st_nlink = s.span.is_some() as _;
+                }
+                return;
+            }
+        }
         let indexed = matches!(node.state.read().loc, Loc::Index(_));
         if (st.st_nlink > 1 || indexed) && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             // The index holds one link of a copied-up hard-linked file: not a name.
@@ -647,7 +703,7 @@ impl Overlay {
                 // A live lower name of an indexed file joins the shared copy, as the
                 // kernel copies it up; a node whose name is gone writes the copy itself.
                 Loc::Index(_) => !st.name.is_empty(),
-                Loc::Upper => false,
+                Loc::Upper | Loc::Orphan(_) => false,
             }
         };
         if needs_copy_up {
@@ -658,14 +714,23 @@ impl Overlay {
 
     /// Makes sure `node` (and its ancestors) exist in the upper layer.
     pub fn copy_up(&self, node: &Node) -> OvResult<()> {
-        if node.state.read().loc == Loc::Upper {
+        if matches!(node.state.read().loc, Loc::Upper | Loc::Orphan(_)) {
+            return Ok(());
+        }
+        if Self::unnamed(node) {
+            // A lower object written after its name went: its copy has no name either.
+            let _g = self.ns_lock.lock();
+            if matches!(node.state.read().loc, Loc::Lower(..)) {
+                self.copy_up_one(node)?;
+                self.files.remove(node.ino);
+            }
             return Ok(());
         }
         let parent = node.state.read().parent;
         let p = self.node(parent)?;
         self.copy_up(&p)?;
         let _g = self.ns_lock.lock();
-        if node.state.read().loc == Loc::Upper {
+        if matches!(node.state.read().loc, Loc::Upper | Loc::Orphan(_)) {
             return Ok(());
         }
         self.copy_up_one(node)?;
@@ -678,10 +743,16 @@ impl Overlay {
         let (lfd, lpath) = self.real(node)?;
         let ufd = self.upper_fd()?;
         let wfd = self.work_fd()?;
-        let upath = self.path_of(node)?;
+        // A node with no name gets its copy in the work dir, where it stays.
+        let orphan = Self::unnamed(node);
+        let upath = if orphan {
+            PathBuf::new()
+        } else {
+            self.path_of(node)?
+        };
         let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
-        let indexed = matches!(node.state.read().loc, Loc::Index(_));
-        let hardlinked = st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
+        let indexed = !orphan && matches!(node.state.read().loc, Loc::Index(_));
+        let hardlinked = !orphan && st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
         if indexed {
             // Another name of this file was copied up: this name joins that copy. Like
             // every copy-up, it leaves the parent's times as they were.
@@ -698,7 +769,11 @@ impl Overlay {
         let fmt = st.st_mode & libc::S_IFMT;
         let perm = st.st_mode & 0o7777;
         let parent_upath = upath.parent().map(Path::to_path_buf).unwrap_or_default();
-        let pst = sys::lstat_at(ufd, &parent_upath).ok();
+        let pst = if orphan {
+            None
+        } else {
+            sys::lstat_at(ufd, &parent_upath).ok()
+        };
         let res = (|| -> io::Result<()> {
             match fmt {
                 libc::S_IFREG => {
@@ -757,7 +832,9 @@ impl Overlay {
                     let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
                 }
             }
-            sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
+            if !orphan {
+                sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
+            }
             Ok(())
         })();
         if let Err(e) = res {
@@ -767,7 +844,7 @@ impl Overlay {
         if let Some(pst) = pst {
             restore_times(ufd, &parent_upath, &pst);
         }
-        node.state.write().loc = Loc::Upper;
+        node.state.write().loc = if orphan { Loc::Orphan(tmp) } else { Loc::Upper };
         Ok(())
     }
 
@@ -852,7 +929,9 @@ impl Overlay {
 
     // ----- creation -----
 
-    /// What `create`, `mknod`, `mkdir` and `symlink` make.
+    /// What `create`, `mknod`, `mkdir` and `symlink` make, for a caller with ids
+    /// `uid`/`gid` (as stored) and umask `umask` (applied by the upper file system as
+    /// for the caller, so a default ACL on the parent takes its place).
     pub fn make(
         &self,
         parent: u64,
@@ -860,6 +939,7 @@ impl Overlay {
         kind: NewObject<'_>,
         uid: u32,
         gid: u32,
+        umask: u32,
     ) -> OvResult<(Arc<Node>, Stat, Option<OwnedFd>)> {
         Self::check_name(name)?;
         let p = self.node(parent)?;
@@ -885,13 +965,17 @@ impl Overlay {
                     ufd,
                     &upath,
                     (flags & !libc::O_NOCTTY) | libc::O_CREAT | libc::O_EXCL,
-                    mode & 0o7777,
+                    sys::caller_umask(umask, mode & 0o7777),
                 )
                 .map(Some),
                 NewObject::Node { mode, rdev } => {
-                    sys::mknod_at(ufd, &upath, mode, rdev).map(|_| None)
+                    let perm = sys::caller_umask(umask, mode & 0o7777);
+                    sys::mknod_at(ufd, &upath, (mode & libc::S_IFMT) | perm, rdev).map(|_| None)
                 }
-                NewObject::Dir { mode } => sys::mkdir_at(ufd, &upath, mode & 0o7777).map(|_| None),
+                NewObject::Dir { mode } => {
+                    sys::mkdir_at(ufd, &upath, sys::caller_umask(umask, mode & 0o7777))
+                        .map(|_| None)
+                }
                 NewObject::Symlink { target } => sys::symlink_at(target, ufd, &upath).map(|_| None),
             }
         };
@@ -997,7 +1081,7 @@ impl Overlay {
             // show stays right.
             let node = self.nodes.looked_up(ino, false, state.clone());
             let r = self.copy_up(&node);
-            self.nodes.forget(ino, 1);
+            self.forget(ino, 1);
             r?;
             (ino, state, st) = self.resolve(&p, name)?;
         }
@@ -1017,12 +1101,26 @@ impl Overlay {
         let ufd = self.upper_fd()?;
         let upath = self.path_of(&p)?.join(name);
         let in_lower = self.lower_has(&p, name)?;
+        let mut orphan = None;
         if state.loc == Loc::Upper {
+            let wfd = self.work_fd()?;
             if is_dir {
-                let wfd = self.work_fd()?;
                 let tmp = self.tmp_name();
                 sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
-                remove_tree(wfd, &tmp);
+                if self.held(ino, 0) {
+                    // Kept, emptied of its whiteouts, while the kernel holds it.
+                    clear_dir(wfd, &tmp);
+                    orphan = Some(tmp);
+                } else {
+                    remove_tree(wfd, &tmp);
+                }
+            } else if st.st_nlink <= 1 && self.held(ino, 0) {
+                // The last name of a file the kernel holds (it may be open): moved
+                // to the work dir, not unlinked, until the kernel forgets it. (An
+                // indexed file has its index link besides: unlinked, it lives on.)
+                let tmp = self.tmp_name();
+                sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
+                orphan = Some(tmp);
             } else {
                 sys::unlink_at(ufd, &upath, false).map_err(errno)?;
                 self.adjust_index_nlink(ino, -1);
@@ -1032,6 +1130,7 @@ impl Overlay {
         if in_lower {
             self.make_whiteout(&upath)?;
         }
+        self.detach(ino, p.ino, name, orphan);
         Ok(())
     }
 
@@ -1141,9 +1240,9 @@ impl Overlay {
             )
         });
         let r = self.rename_locked(&p, name, &np, newname, &snode, dnode.as_deref(), exchange);
-        self.nodes.forget(snode.ino, 1);
+        self.forget(snode.ino, 1);
         if let Some(d) = &dnode {
-            self.nodes.forget(d.ino, 1);
+            self.forget(d.ino, 1);
         }
         r
     }
@@ -1173,23 +1272,41 @@ impl Overlay {
         let src_in_lower = self.lower_has(p, name)?;
         let dst_in_lower = self.lower_has(np, newname)?;
         let mut rflags = 0;
+        let mut orphan = None;
         if exchange {
             rflags = libc::RENAME_EXCHANGE;
         } else if let Some(d) = dnode {
-            if d.is_dir && d.state.read().loc == Loc::Upper {
+            let upper = d.state.read().loc == Loc::Upper;
+            if d.is_dir && upper {
                 // The target is empty in the merged view: only whiteouts may be inside.
                 clear_dir(ufd, &to);
+            } else if upper
+                && self.held(d.ino, 1)
+                && sys::lstat_at(ufd, &to).is_ok_and(|st| st.st_nlink == 1)
+            {
+                // The kernel holds the file about to be replaced (it may be open):
+                // a link in the work dir keeps it until the kernel forgets it.
+                let wfd = self.work_fd()?;
+                let tmp = self.tmp_name();
+                sys::link_between(ufd, &to, wfd, &tmp).map_err(errno)?;
+                orphan = Some(tmp);
             }
         } else {
             // No visible target: drop a whiteout that may hold the name.
             self.clear_whiteout(&to)?;
         }
-        sys::rename_between(ufd, &from, ufd, &to, rflags).map_err(errno)?;
+        if let Err(e) = sys::rename_between(ufd, &from, ufd, &to, rflags) {
+            if let (Some(tmp), Ok(wfd)) = (&orphan, self.work_fd()) {
+                let _ = sys::unlink_at(wfd, tmp, false);
+            }
+            return Err(errno(e));
+        }
         if let (false, Some(d)) = (exchange, dnode) {
             if !d.is_dir {
                 self.adjust_index_nlink(d.ino, -1);
                 self.name_gone(d.ino, np.ino, newname);
             }
+            self.detach(d.ino, np.ino, newname, orphan);
         }
         if !exchange && src_in_lower {
             self.make_whiteout(&from)?;
@@ -1363,7 +1480,11 @@ impl Overlay {
     /// any real file kept open for it.
     pub fn forget(&self, ino: u64, n: u64) {
         if let Some(gone) = self.nodes.forget(ino, n) {
-            self.files.remove(gone);
+            self.files.remove(gone.ino);
+            if let (Loc::Orphan(name), Ok(wfd)) = (&gone.state.read().loc, self.work_fd()) {
+                // Its last user is gone: so is the object, as on any file system.
+                let _ = sys::unlink_at(wfd, name, gone.is_dir);
+            }
         }
     }
 

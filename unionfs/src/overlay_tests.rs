@@ -119,8 +119,15 @@ fn unlink_of_lower_name_writes_char_whiteout() {
 #[test]
 fn upper_only_unlink_leaves_no_marker() {
     let f = fixture();
-    f.ov.make(1, OsStr::new("fresh"), NewObject::Dir { mode: 0o755 }, 0, 0)
-        .unwrap();
+    f.ov.make(
+        1,
+        OsStr::new("fresh"),
+        NewObject::Dir { mode: 0o755 },
+        0,
+        0,
+        0o022,
+    )
+    .unwrap();
     f.ov.remove(1, OsStr::new("fresh"), true).unwrap();
     assert!(fs::symlink_metadata(f.root.join("u/fresh")).is_err());
 }
@@ -168,8 +175,15 @@ fn mkdir_over_whiteout_is_opaque() {
     let f = fixture();
     let (d, _) = f.ov.lookup(1, OsStr::new("d")).unwrap();
     f.ov.remove(1, OsStr::new("a"), false).unwrap();
-    f.ov.make(1, OsStr::new("a"), NewObject::Dir { mode: 0o755 }, 0, 0)
-        .unwrap();
+    f.ov.make(
+        1,
+        OsStr::new("a"),
+        NewObject::Dir { mode: 0o755 },
+        0,
+        0,
+        0o022,
+    )
+    .unwrap();
     let (a, _) = f.ov.lookup(1, OsStr::new("a")).unwrap();
     assert!(names(&f.ov, a.ino).is_empty());
     // A directory over a lower directory removed and re-made hides the old contents.
@@ -178,8 +192,15 @@ fn mkdir_over_whiteout_is_opaque() {
     }
     f.ov.remove(d.ino, OsStr::new("sub"), true).unwrap();
     f.ov.remove(1, OsStr::new("d"), true).unwrap();
-    f.ov.make(1, OsStr::new("d"), NewObject::Dir { mode: 0o755 }, 0, 0)
-        .unwrap();
+    f.ov.make(
+        1,
+        OsStr::new("d"),
+        NewObject::Dir { mode: 0o755 },
+        0,
+        0,
+        0o022,
+    )
+    .unwrap();
     let (d2, _) = f.ov.lookup(1, OsStr::new("d")).unwrap();
     assert!(names(&f.ov, d2.ino).is_empty());
 }

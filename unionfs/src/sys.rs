@@ -676,3 +676,37 @@ pub fn raise_nofile_limit() -> u64 {
     }
     lim.rlim_cur
 }
+
+thread_local! {
+    /// The umask this thread last set on its own fs struct; `None` before the first
+    /// create it serves (then the thread unshares its fs struct), `Some(u32::MAX)` if
+    /// it could not.
+    static THREAD_UMASK: std::cell::Cell<Option<u32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Prepares this thread to create an object for a caller whose umask is `mask`, and
+/// returns the mode to pass to the create. The thread gets a umask of its own (an
+/// unshared fs struct, once) set to the caller's, so the upper file system applies
+/// it exactly as for the caller: ignored where the parent has a default ACL, as
+/// kernel overlayfs gives. Where a thread cannot own its umask the mask is applied
+/// to `mode` here instead (no default-ACL exception then).
+pub fn caller_umask(mask: u32, mode: u32) -> u32 {
+    let mask = mask & 0o777;
+    THREAD_UMASK.with(|cur| {
+        let owned = match cur.get() {
+            Some(u32::MAX) => false,
+            Some(m) if m == mask => return mode,
+            Some(_) => true,
+            // SAFETY: unshare(CLONE_FS) only detaches this thread's cwd/root/umask.
+            None => (unsafe { libc::unshare(libc::CLONE_FS) }) == 0,
+        };
+        if !owned {
+            cur.set(Some(u32::MAX));
+            return mode & !mask;
+        }
+        // SAFETY: umask cannot fail; it changes only this thread's (unshared) fs struct.
+        unsafe { libc::umask(mask as libc::mode_t) };
+        cur.set(Some(mask));
+        mode
+    })
+}

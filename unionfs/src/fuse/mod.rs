@@ -70,6 +70,9 @@ pub struct OverlayFs {
     uring_ready: AtomicBool,
     /// The kernel agreed to take requests through io_uring queues as well.
     uring: AtomicBool,
+    /// POSIX ACLs are asked for at INIT (unless `noacl`): the kernel then checks them,
+    /// and leaves the umask to us where a parent's default ACL replaces it.
+    posix_acl: AtomicBool,
 }
 
 /// The real file a read or write goes to: the handle's own fd, or the file kept
@@ -110,7 +113,13 @@ impl OverlayFs {
             device: OnceLock::new(),
             uring_ready: AtomicBool::new(false),
             uring: AtomicBool::new(false),
+            posix_acl: AtomicBool::new(true),
         }
+    }
+
+    /// Whether to ask for POSIX ACLs at INIT (fuse-overlayfs' `noacl` says no).
+    pub fn set_posix_acl(&self, on: bool) {
+        self.posix_acl.store(on, Ordering::Relaxed);
     }
 
     /// Hands over the session's `/dev/fuse` (a duplicate) once the session is up.
@@ -308,10 +317,11 @@ impl OverlayFs {
         parent: INodeNo,
         name: &OsStr,
         obj: NewObject<'_>,
+        umask: u32,
         reply: impl EntryReply,
     ) {
         let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
-        match self.ov.make(parent.0, name, obj, uid, gid) {
+        match self.ov.make(parent.0, name, obj, uid, gid, umask) {
             Ok((node, st, _)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
         }

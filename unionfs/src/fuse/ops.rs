@@ -53,6 +53,13 @@ impl OverlayFs {
         ] {
             take(config, cap);
         }
+        // Creates get the caller's umask unapplied (FUSE_DONT_MASK): the upper file
+        // system applies it, or the parent's default ACL instead (FUSE_POSIX_ACL, which
+        // also has the kernel check ACLs), as kernel overlayfs gives.
+        take(config, InitFlags::FUSE_DONT_MASK);
+        if self.posix_acl.load(Ordering::Relaxed) {
+            take(config, InitFlags::FUSE_POSIX_ACL);
+        }
         if take(config, InitFlags::FUSE_NO_OPENDIR_SUPPORT) {
             self.no_opendir.store(true, Ordering::Relaxed);
         }
@@ -191,7 +198,6 @@ impl OverlayFs {
         rdev: u32,
         reply: impl EntryReply,
     ) {
-        let mode = (mode & libc::S_IFMT) | (mode & 0o7777 & !umask);
         self.make_entry(
             req,
             parent,
@@ -200,6 +206,7 @@ impl OverlayFs {
                 mode,
                 rdev: rdev as u64,
             },
+            umask,
             reply,
         );
     }
@@ -213,15 +220,7 @@ impl OverlayFs {
         umask: u32,
         reply: impl EntryReply,
     ) {
-        self.make_entry(
-            req,
-            parent,
-            name,
-            NewObject::Dir {
-                mode: mode & !umask,
-            },
-            reply,
-        );
+        self.make_entry(req, parent, name, NewObject::Dir { mode }, umask, reply);
     }
 
     pub(crate) fn unlink(&self, parent: INodeNo, name: &OsStr, reply: impl EmptyReply) {
@@ -253,6 +252,7 @@ impl OverlayFs {
             NewObject::Symlink {
                 target: target.as_os_str(),
             },
+            0,
             reply,
         );
     }
@@ -605,7 +605,7 @@ impl OverlayFs {
             return reply.error(Errno::ENOSYS);
         }
         let obj = NewObject::File {
-            mode: mode & !umask & 0o7777,
+            mode: mode & 0o7777,
             flags,
         };
         match self.ov.make(
@@ -614,6 +614,7 @@ impl OverlayFs {
             obj,
             self.disk_uid(req.uid()),
             self.disk_gid(req.gid()),
+            umask,
         ) {
             Ok((node, st, Some(fd))) => {
                 let created = Created {

@@ -16,7 +16,7 @@ use std::path::Path;
 use fixtures::layers::{LayerSet, copy_layer_set};
 
 pub use mount::{Impl, Mount, is_mounted, mount_kernel};
-pub use ops::{Op, p};
+pub use ops::{Caller, Op, p};
 pub use sys::{cpath, errno_of};
 pub use tree::{Snapshot, diff, snapshot};
 
@@ -140,7 +140,26 @@ impl Differential {
     /// Runs `op` on both mounts without comparing trees; records an errno mismatch.
     pub fn run(&mut self, op: &Op) -> (i32, i32) {
         let (k, u) = (op.apply(self.km()), op.apply(self.um()));
-        let op = shorten(&format!("{op:?}"));
+        self.record(format!("{op:?}"), k, u)
+    }
+
+    /// Like [`Self::run`], the operation made by `caller` (see [`Caller`]).
+    pub fn run_as(&mut self, op: &Op, caller: Caller) -> (i32, i32) {
+        let (k, u) = (
+            op.apply_as(self.km(), caller),
+            op.apply_as(self.um(), caller),
+        );
+        self.record(format!("{op:?} as {caller:?}"), k, u)
+    }
+
+    /// Like [`Self::step`], the operation made by `caller`.
+    pub fn step_as(&mut self, op: Op, caller: Caller) {
+        self.run_as(&op, caller);
+        self.compare(&shorten(&format!("after {op:?} as {caller:?}")));
+    }
+
+    fn record(&mut self, op: String, k: i32, u: i32) -> (i32, i32) {
+        let op = shorten(&op);
         self.steps
             .push(format!("{op} -> kernel {k} / {} {u}", self.imp.name));
         if k != u {
@@ -193,7 +212,22 @@ impl Differential {
     /// Compares `probe` run on both mount points (e.g. a full xattr listing).
     pub fn compare_with(&mut self, label: &str, probe: impl Fn(&Path) -> String) {
         let (k, u) = (probe(self.km()), probe(self.um()));
-        if k != u {
+        if k != u && (k.contains('\n') || u.contains('\n')) {
+            // Long outputs: the lines of each that the other lacks, in order.
+            let only = |a: &str, b: &str| {
+                let other: std::collections::BTreeSet<&str> = b.lines().collect();
+                a.lines()
+                    .filter(|l| !other.contains(l))
+                    .collect::<Vec<_>>()
+                    .join("\n    ")
+            };
+            self.mismatches.push(format!(
+                "{label} differs:\n  only in kernel:\n    {}\n  only in {}:\n    {}",
+                only(&k, &u),
+                self.imp.name,
+                only(&u, &k)
+            ));
+        } else if k != u {
             self.mismatches.push(format!(
                 "{label} differs:\n  kernel: {k}\n  {}: {u}",
                 self.imp.name

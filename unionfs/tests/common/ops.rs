@@ -251,3 +251,75 @@ unsafe fn write_fd(fd: libc::c_int, off: Option<u64>, d: &str) -> i32 {
     let c = unsafe { libc::close(fd) };
     if e != 0 { e } else { errno(c as i64) }
 }
+
+/// Who runs an operation: a forked child of the test with this umask and these ids
+/// (real, effective and saved, no supplementary groups), as a program run by another
+/// user, or under another umask, calls the mount. The test process itself (root,
+/// umask 022 in CI) is only one caller among many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// The umask the operation runs under.
+    pub umask: u32,
+    /// uid (real, effective, saved).
+    pub uid: u32,
+    /// gid (real, effective, saved); the only group.
+    pub gid: u32,
+}
+
+impl Caller {
+    /// root with umask `umask`.
+    pub fn root(umask: u32) -> Self {
+        Caller {
+            umask,
+            uid: 0,
+            gid: 0,
+        }
+    }
+
+    /// The unprivileged `nobody` (65534:65534), umask 022.
+    pub fn nobody() -> Self {
+        Caller {
+            umask: 0o022,
+            uid: 65534,
+            gid: 65534,
+        }
+    }
+}
+
+impl Op {
+    /// Runs the operation under mount point `m` in a forked child as `caller`; returns
+    /// 0 or the errno. (glibc's malloc is safe to use in the child of a threaded
+    /// parent, which the operations' path building needs.)
+    pub fn apply_as(&self, m: &Path, caller: Caller) -> i32 {
+        // SAFETY: the child only makes syscalls and allocations (fork-safe in glibc)
+        // and leaves with _exit; the parent waits for it.
+        unsafe {
+            let pid = libc::fork();
+            if pid < 0 {
+                panic!("fork: {}", std::io::Error::last_os_error());
+            }
+            if pid == 0 {
+                let gid = caller.gid;
+                let uid = caller.uid;
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setresgid(gid, gid, gid) != 0
+                    || libc::setresuid(uid, uid, uid) != 0
+                {
+                    libc::_exit(250);
+                }
+                libc::umask(caller.umask as libc::mode_t);
+                let r = self.apply(m);
+                libc::_exit(r.clamp(0, 249));
+            }
+            let mut status = 0;
+            if libc::waitpid(pid, &mut status, 0) != pid {
+                panic!("waitpid: {}", std::io::Error::last_os_error());
+            }
+            assert!(
+                libc::WIFEXITED(status) && libc::WEXITSTATUS(status) != 250,
+                "child for {self:?} as {caller:?} failed to take its ids (status {status})"
+            );
+            libc::WEXITSTATUS(status)
+        }
+    }
+}
