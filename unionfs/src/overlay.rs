@@ -1001,24 +1001,8 @@ impl Overlay {
             sys::set_xattr(ufd, &upath, &self.xattr_opaque, b"y", 0).map_err(errno)?;
         }
         let mut st = sys::lstat_at(ufd, &upath).map_err(errno)?;
-        // The daemon made it: give it the caller's owner. The group a set-group-ID
-        // parent gave it stays, as on any filesystem; when the group it got is the
-        // caller's, either way it is right and the parent need not be looked at.
-        if st.st_uid != uid || st.st_gid != gid {
-            let parent_upath = upath.parent().unwrap_or(Path::new(""));
-            let gid = match sys::lstat_at(ufd, parent_upath) {
-                Ok(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
-                _ => gid,
-            };
-            if st.st_uid != uid || st.st_gid != gid {
-                match sys::lchown_at(ufd, &upath, uid, gid) {
-                    Ok(()) => st = sys::lstat_at(ufd, &upath).map_err(errno)?,
-                    Err(e)
-                        if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {}
-                    Err(e) => return Err(errno(e)),
-                }
-            }
-        }
+        let parent_upath = upath.parent().unwrap_or(Path::new(""));
+        Self::give_creator(ufd, parent_upath, (ufd, &upath), &mut st, uid, gid)?;
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
             parent: p.ino,
@@ -1029,6 +1013,102 @@ impl Overlay {
         let node = self.nodes.created(ino, is_dir, state);
         self.fix_stat(&node, &mut st);
         Ok((node, st, fd))
+    }
+
+    /// The daemon made the object at `at` (attributes `st`) in the upper directory
+    /// `parent` (beneath `ufd`): give it the caller's owner. The group a set-group-ID
+    /// parent gave it stays, as on any filesystem; when the group it got is the
+    /// caller's, either way it is right and the parent need not be looked at.
+    fn give_creator(
+        ufd: BorrowedFd<'_>,
+        parent: &Path,
+        at: (BorrowedFd<'_>, &Path),
+        st: &mut Stat,
+        uid: u32,
+        gid: u32,
+    ) -> OvResult<()> {
+        if st.st_uid == uid && st.st_gid == gid {
+            return Ok(());
+        }
+        let gid = match sys::lstat_at(ufd, parent) {
+            Ok(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
+            _ => gid,
+        };
+        if st.st_uid != uid || st.st_gid != gid {
+            match sys::lchown_at(at.0, at.1, uid, gid) {
+                Ok(()) => *st = sys::lstat_at(at.0, at.1).map_err(errno)?,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {}
+                Err(e) => return Err(errno(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// An O_TMPFILE file in directory `parent`: made by the upper file system in the
+    /// (copied-up) upper directory, so mode, default ACL and group come out as for any
+    /// file made there, then given a name in the work dir (a `Loc::Orphan`) until a
+    /// `linkat` names it or the kernel forgets it. Returns it opened with `flags`.
+    pub fn tmpfile(
+        &self,
+        parent: u64,
+        mode: u32,
+        flags: i32,
+        uid: u32,
+        gid: u32,
+        umask: u32,
+    ) -> OvResult<(Arc<Node>, Stat, OwnedFd)> {
+        let p = self.node(parent)?;
+        if !p.is_dir {
+            return Err(libc::ENOTDIR);
+        }
+        self.copy_up(&p)?;
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        let ppath = self.path_of(&p)?;
+        let acc = match flags & libc::O_ACCMODE {
+            libc::O_WRONLY => libc::O_WRONLY,
+            _ => libc::O_RDWR,
+        };
+        let fd = sys::open_beneath(
+            ufd,
+            &ppath,
+            libc::O_TMPFILE | acc,
+            sys::caller_umask(umask, mode & 0o7777),
+        )
+        .map_err(errno)?;
+        let tmp = self.tmp_name();
+        sys::link_fd_at(fd.as_fd(), wfd, &tmp).map_err(errno)?;
+        let mut st = sys::lstat_at(wfd, &tmp).map_err(errno)?;
+        if let Err(e) = Self::give_creator(ufd, &ppath, (wfd, &tmp), &mut st, uid, gid) {
+            let _ = sys::unlink_at(wfd, &tmp, false);
+            return Err(e);
+        }
+        let ino = self.compose_ino(st.st_dev, st.st_ino);
+        let state = NodeState {
+            parent: p.ino,
+            name: OsString::new(),
+            loc: Loc::Orphan(tmp),
+            span: None,
+        };
+        let node = self.nodes.created(ino, false, state);
+        self.fix_stat(&node, &mut st);
+        Ok((node, st, fd))
+    }
+
+    /// Names an O_TMPFILE file (the kernel allows `linkat` of no other nameless
+    /// object): its work-dir link becomes `dst` in the upper layer.
+    fn adopt_orphan(&self, node: &Node, np: &Node, newname: &OsStr, dst: &Path) -> OvResult<()> {
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        let Loc::Orphan(tmp) = node.state.read().loc.clone() else {
+            return Err(libc::ENOENT);
+        };
+        sys::rename_between(wfd, &tmp, ufd, dst, libc::RENAME_NOREPLACE).map_err(errno)?;
+        let mut s = node.state.write();
+        s.parent = np.ino;
+        s.name = newname.to_os_string();
+        s.loc = Loc::Upper;
+        Ok(())
     }
 
     /// Creates a hard link `newparent/newname` to `ino`.
@@ -1050,6 +1130,17 @@ impl Overlay {
         let ufd = self.upper_fd()?;
         let dst = self.path_of(&np)?.join(newname);
         let had_wh = self.clear_whiteout(&dst)?;
+        if matches!(node.state.read().loc, Loc::Orphan(_)) {
+            if let Err(e) = self.adopt_orphan(&node, &np, newname, &dst) {
+                if had_wh {
+                    let _ = self.make_whiteout(&dst);
+                }
+                return Err(e);
+            }
+            node.nlookup.fetch_add(1, Ordering::Relaxed);
+            let st = self.stat(&node)?;
+            return Ok((node, st));
+        }
         self.ensure_index(&node)?;
         // Link from wherever the object lives now (its upper name or the index).
         let (sfd, src) = self.real(&node)?;

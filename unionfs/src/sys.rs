@@ -645,6 +645,25 @@ fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> io::Resu
     Ok(())
 }
 
+/// Gives the file open at `fd` (an O_TMPFILE file) the name `path` beneath `dir`,
+/// through its `/proc/self/fd` link, which needs no capability.
+pub fn link_fd_at(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let c = cpath(path)?;
+    // SAFETY: valid C strings and fds.
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            proc.as_ptr(),
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })
+    .map(drop)
+}
+
 /// Borrows a raw fd that the caller keeps open for the borrow's duration.
 pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
     // SAFETY: callers only pass fds owned by long-lived structures (layer roots, open

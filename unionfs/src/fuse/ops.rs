@@ -630,6 +630,32 @@ impl OverlayFs {
         }
     }
 
+    /// open(O_TMPFILE): answered with a handle whatever the I/O strategy (an ENOSYS
+    /// here would make the kernel refuse O_TMPFILE from then on).
+    pub(crate) fn tmpfile(
+        &self,
+        req: &Who,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: impl CreateReply,
+    ) {
+        let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
+        match self.ov.tmpfile(parent.0, mode, flags, uid, gid, umask) {
+            Ok((node, st, fd)) => {
+                let created = Created {
+                    reply,
+                    ttl: self.ttl,
+                    attr: self.attr(&st),
+                    generation: Generation(node.generation.load(Ordering::Relaxed)),
+                };
+                self.reply_open(node.ino, fd, flags, false, created);
+            }
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
     pub(crate) fn fallocate(
         &self,
         req: &Who,

@@ -37,6 +37,7 @@ pub const FALLOCATE: u32 = 43;
 pub const READDIRPLUS: u32 = 44;
 pub const RENAME2: u32 = 45;
 pub const LSEEK: u32 = 46;
+pub const TMPFILE: u32 = 51;
 // One-way messages (no reply awaited), served on `/dev/fuse` alone.
 pub const FORGET: u32 = 2;
 pub const INTERRUPT: u32 = 36;

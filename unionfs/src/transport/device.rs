@@ -40,7 +40,7 @@ fn op_in_size(opcode: u32) -> usize {
         FSYNC | FSYNCDIR => size_of::<FsyncIn>(),
         SETXATTR => size_of::<SetxattrIn>(),
         GETXATTR | LISTXATTR => size_of::<GetxattrIn>(),
-        CREATE => size_of::<CreateIn>(),
+        CREATE | TMPFILE => size_of::<CreateIn>(),
         FALLOCATE => size_of::<FallocateIn>(),
         LSEEK => size_of::<LseekIn>(),
         FORGET => size_of::<ForgetIn>(),

@@ -219,6 +219,10 @@ fn run(fs: &OverlayFs, h: &InHeader, op_in: &[u8], input: &[u8], a: Answer<'_>) 
             let n = name(input)?.0;
             fs.create(&who, ino, n, c.mode, c.umask, c.flags as i32, a);
         }
+        abi::TMPFILE => {
+            let c = read::<abi::CreateIn>(op_in)?;
+            fs.tmpfile(&who, ino, c.mode, c.umask, c.flags as i32, a);
+        }
         abi::FALLOCATE => {
             let f = read::<abi::FallocateIn>(op_in)?;
             let fh = FileHandle(f.fh);
@@ -229,7 +233,7 @@ fn run(fs: &OverlayFs, h: &InHeader, op_in: &[u8], input: &[u8], a: Answer<'_>) 
             fs.lseek(ino, FileHandle(l.fh), l.offset as i64, l.whence as i32, a);
         }
         abi::DESTROY => crate::fuse::reply::EmptyReply::ok(a),
-        // Locks, ioctl, poll, copy_file_range, tmpfile, statx...: not implemented,
+        // Locks, ioctl, poll, copy_file_range, statx...: not implemented,
         // as on /dev/fuse (the kernel then falls back, or stops asking).
         _ => a.error(Errno::ENOSYS),
     }

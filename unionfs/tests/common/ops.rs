@@ -64,6 +64,10 @@ pub enum Op {
     Fsync(String, String),
     /// open(dir, O_TMPFILE|O_RDWR), write, then linkat it in as `name` in that dir.
     TmpFile(String, String),
+    /// open(O_WRONLY|O_APPEND), write, then fstat on that descriptor: 0 when it shows
+    /// no set-user-ID / set-group-ID bit any more, ENOTRECOVERABLE when it still does
+    /// (what a writer's own descriptor says after a write that clears them).
+    WriteFstatPriv(String),
 }
 
 /// Shorthand for building ops from `&str` paths.
@@ -197,6 +201,22 @@ impl Op {
                         e = errno(libc::fdatasync(fd) as i64);
                     }
                     libc::close(fd);
+                    e
+                }
+                Op::WriteFstatPriv(r) => {
+                    let fd = libc::open(at(r).as_ptr(), libc::O_WRONLY | libc::O_APPEND | NB);
+                    if fd < 0 {
+                        return errno(-1);
+                    }
+                    let mut e = errno(libc::write(fd, b"w\n".as_ptr().cast(), 2) as i64);
+                    let mut st: libc::stat = std::mem::zeroed();
+                    if e == 0 {
+                        e = errno(libc::fstat(fd, &mut st) as i64);
+                    }
+                    libc::close(fd);
+                    if e == 0 && st.st_mode & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                        e = libc::ENOTRECOVERABLE;
+                    }
                     e
                 }
                 Op::TmpFile(dir, name) => {
