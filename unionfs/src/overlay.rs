@@ -42,6 +42,9 @@ pub struct OverlaySettings {
     pub fsync: bool,
     /// How many real files I/O by inode may keep open (see `files`).
     pub open_files: usize,
+    /// Write whiteouts as `.wh.NAME` files, never char 0/0 (env
+    /// `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`). Not wired yet: see `make_whiteout`.
+    pub whiteout_files: bool,
 }
 
 /// The mounted union: layers, node table and the lock that serializes namespace changes.

@@ -70,6 +70,8 @@ pub struct OverlayFs {
     uring_ready: AtomicBool,
     /// The kernel agreed to take requests through io_uring queues as well.
     uring: AtomicBool,
+    /// `noxattrs=1`: extended attribute requests fail ENOTSUP.
+    no_xattrs: bool,
 }
 
 /// The real file a read or write goes to: the handle's own fd, or the file kept
@@ -110,7 +112,14 @@ impl OverlayFs {
             device: OnceLock::new(),
             uring_ready: AtomicBool::new(false),
             uring: AtomicBool::new(false),
+            no_xattrs: false,
         }
+    }
+
+    /// `noxattrs=1`: every get/set/list/remove of an extended attribute fails ENOTSUP.
+    pub fn without_xattrs(mut self) -> OverlayFs {
+        self.no_xattrs = true;
+        self
     }
 
     /// Hands over the session's `/dev/fuse` (a duplicate) once the session is up.
