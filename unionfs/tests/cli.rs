@@ -659,7 +659,10 @@ fn plugins_are_refused() {
         return;
     }
     rejects(
-        &format!("lowerdir={},plugins=/usr/lib/fuse-overlayfs/x.so", l.display()),
+        &format!(
+            "lowerdir={},plugins=/usr/lib/fuse-overlayfs/x.so",
+            l.display()
+        ),
         &m,
         &["plugins", "/usr/lib/fuse-overlayfs/x.so"],
         &["not supported"],
