@@ -780,8 +780,18 @@ fn no_passthrough_env_keeps_reads_in_the_daemon() {
         );
         let (guard, err) = mount_reporting(&opts, &m, env);
         assert_eq!(fs::read(m.join("big")).expect("read").len(), 1 << 20);
+        // The daemon writes the table as it exits, after the unmount returns.
+        fs::remove_file(&stats).expect("remove the table written at mount");
         guard.unmount();
-        let text = fs::read_to_string(&stats).expect("stats");
+        let mut text = String::new();
+        for _ in 0..1000 {
+            if let Ok(t) = fs::read_to_string(&stats) {
+                text = t;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(!text.is_empty(), "no stats table at unmount");
         let n = text
             .lines()
             .find_map(|l| l.strip_prefix("READ\t"))
