@@ -20,7 +20,14 @@ use crate::transport::Tallies;
 /// does: parses options, mounts, daemonizes unless `-f`, serves until unmounted.
 pub fn main(args: Vec<OsString>) -> ExitCode {
     let cfg = match options::parse(&args) {
-        Ok(Command::Mount(cfg)) => cfg,
+        Ok(Command::Mount(mut cfg)) => {
+            options::apply_env(&mut cfg, |k| std::env::var_os(k));
+            // Once, before daemonizing, so the caller sees them.
+            for line in &cfg.notices {
+                eprintln!("stratafs: {line}");
+            }
+            cfg
+        }
         Ok(Command::Help) => {
             println!("{}", options::USAGE);
             return ExitCode::SUCCESS;
@@ -265,7 +272,9 @@ fn fuse_config(cfg: &MountConfig, writable: bool) -> fuser::Config {
             "async" => M::Async,
             "dirsync" => M::DirSync,
             "noatime" => M::NoAtime,
-            _ => M::Atime,
+            "atime" => M::Atime,
+            // fusermount3 knows the rest of the atime family by name.
+            other => M::CUSTOM(other.to_string()),
         });
     }
     c.mount_options = o;
@@ -306,6 +315,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         static_nlink: cfg.static_nlink,
         fsync: cfg.fsync,
         open_files: open_file_budget(p.lowers.len()),
+        whiteout_files: cfg.whiteout_files,
     };
     let ov = Overlay::new(p.lowers, p.upper, p.work, settings).map_err(|e| {
         format!(
@@ -313,13 +323,18 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
             describe(&std::io::Error::from_raw_os_error(e))
         )
     })?;
-    let fs = Arc::new(OverlayFs::new(
+    let fs = OverlayFs::new(
         ov,
         cfg.timeout,
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
-    ));
-    fs.set_posix_acl(!cfg.noacl);
+    );
+    let fs = Arc::new(if cfg.no_xattrs {
+        fs.without_xattrs()
+    } else {
+        fs
+    });
+    fs.set_posix_acl(!cfg.noacl && !cfg.no_xattrs);
     // io_uring queues are set up before INIT so the kernel is only told yes when they
     // can be served.
     let rings = if cfg.no_io_uring {

@@ -5,13 +5,15 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// One uid/gid mapping range: `container:host:count`.
+/// One uid/gid mapping range, `STORED:SHOWN:COUNT` as fuse-overlayfs reads
+/// `uidmapping=`: the id stored in the layers, then the id shown through the mount
+/// (podman passes its container:host maps so, and may prefix a colon).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapping {
+    /// First id as the layers store it.
+    pub stored: u32,
     /// First id as the mount shows it.
-    pub inside: u32,
-    /// First id on disk.
-    pub outside: u32,
+    pub shown: u32,
     /// Number of ids.
     pub count: u32,
 }
@@ -71,6 +73,13 @@ pub struct MountConfig {
     /// `stats=PATH`: where the requests served per opcode are written, at unmount and
     /// on SIGUSR1 (an absolute path).
     pub stats: Option<PathBuf>,
+    /// `noxattrs=1`: every extended attribute request through the mount fails ENOTSUP.
+    pub no_xattrs: bool,
+    /// Env `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`: whiteouts are written as `.wh.NAME`
+    /// files instead of character devices 0/0.
+    pub whiteout_files: bool,
+    /// One line each for options accepted without effect, said once on stderr.
+    pub notices: Vec<String>,
 }
 
 /// How file I/O reaches the real files: the trade between round trips per `open()`
@@ -121,9 +130,13 @@ pub enum Command {
 
 /// The usage text.
 pub const USAGE: &str = "usage: stratafs [-f] [-d|--debug] [-o OPT[,OPT...]] [SOURCE] MOUNTPOINT
-options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=C:H:N[:...],gidmapping=...,
-         squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,noacl,fsync=0|1,
-         threaded=0|1,timeout=SECONDS,allow_other,default_permissions,ro,rw,...
+options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=STORED:SHOWN:N[:...],
+         gidmapping=...,squash_to_root,squash_to_uid=N,squash_to_gid=N,static_nlink,
+         noacl,noxattrs=0|1,fsync=0|1,volatile,threaded=0|1,timeout=SECONDS,debug,
+         allow_other,default_permissions,ro,rw,noatime,relatime,nodiratime,...
+         accepted for fuse-overlayfs, said on stderr when without effect: xino=,
+         ino32_t,redirect_dir=,writeback=,max_write=,fast_ino=,xattr_permissions=,
+         splice_read,splice_write,splice_move,kernel_cache; refused: plugins=
          io=inode|handles|passthrough|passthrough-all (stratafs: how file I/O
          reaches the real files), io_uring|noio_uring (stratafs: requests through
          per-CPU io_uring queues where the kernel offers them; default io_uring),
@@ -177,26 +190,79 @@ fn unescape(v: &[u8]) -> PathBuf {
     PathBuf::from(OsString::from_vec(parts.concat()))
 }
 
+/// `uidmapping=`/`gidmapping=`: `STORED:SHOWN:COUNT` triples as fuse-overlayfs reads
+/// them; empty fields are skipped, so podman's leading colon (`:0:100000:65536`) is
+/// accepted as fuse-overlayfs accepts it.
 fn parse_mapping(opt: &str, v: &str) -> Result<Vec<IdMapping>, UsageError> {
-    let nums: Result<Vec<u32>, _> = v.split(':').map(str::parse::<u32>).collect();
+    let nums: Result<Vec<u32>, _> = v
+        .split(':')
+        .filter(|f| !f.is_empty())
+        .map(str::parse::<u32>)
+        .collect();
     let nums = nums.map_err(|_| {
         UsageError(format!(
-            "{opt}={v}: expected CONTAINER:HOST:COUNT[:...] numbers"
+            "{opt}={v}: expected STORED:SHOWN:COUNT[:...] numbers (id in the layers, id shown, how many)"
         ))
     })?;
     if nums.is_empty() || nums.len() % 3 != 0 {
         return Err(UsageError(format!(
-            "{opt}={v}: expected CONTAINER:HOST:COUNT triples"
+            "{opt}={v}: expected STORED:SHOWN:COUNT triples (id in the layers, id shown, how many)"
         )));
     }
-    Ok(nums
-        .chunks(3)
-        .map(|c| IdMapping {
-            inside: c[0],
-            outside: c[1],
-            count: c[2],
-        })
-        .collect())
+    let mut out = Vec::with_capacity(nums.len() / 3);
+    for c in nums.chunks(3) {
+        let (stored, shown, count) = (c[0], c[1], c[2]);
+        let last = |first: u32| count.checked_sub(1).and_then(|n| first.checked_add(n));
+        if count == 0 || last(stored).is_none() || last(shown).is_none() {
+            return Err(UsageError(format!(
+                "{opt}={v}: range {stored}:{shown}:{count} is empty or runs past {}",
+                u32::MAX
+            )));
+        }
+        out.push(IdMapping {
+            stored,
+            shown,
+            count,
+        });
+    }
+    Ok(out)
+}
+
+/// A `0|1` switch.
+fn parse_bool(opt: &str, v: &str) -> Result<bool, UsageError> {
+    match v {
+        "0" => Ok(false),
+        "1" => Ok(true),
+        _ => Err(UsageError(format!("{opt}={v}: expected 0 or 1"))),
+    }
+}
+
+/// The environment variables fuse-overlayfs reads that change what stratafs does:
+/// `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT` (whiteouts as `.wh.NAME` files) and
+/// `FUSE_OVERLAYFS_NO_PASSTHROUGH` (no FUSE passthrough: `io=passthrough` and
+/// `io=passthrough-all` run as `io=handles`). `var` looks a name up; being set, to
+/// any value, counts, as in fuse-overlayfs.
+pub fn apply_env(cfg: &mut MountConfig, var: impl Fn(&str) -> Option<OsString>) {
+    if var("FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT").is_some() {
+        cfg.whiteout_files = true;
+    }
+    if var("FUSE_OVERLAYFS_NO_PASSTHROUGH").is_some() && cfg.io.passes_through() {
+        cfg.notices.push(
+            "FUSE_OVERLAYFS_NO_PASSTHROUGH is set: no FUSE passthrough, io=passthrough runs as io=handles"
+                .into(),
+        );
+        cfg.io = IoStrategy::Handles;
+    }
+}
+
+/// Records that option `opt` (as given) is accepted without effect, and why.
+fn notice(cfg: &mut MountConfig, opt: &str, why: &str) {
+    let line = format!("{opt}: accepted, no effect: {why}");
+    let key = opt.split('=').next().unwrap_or(opt);
+    let same = |l: &String| l.split([':', '=']).next() == Some(key);
+    if !cfg.notices.iter().any(same) {
+        cfg.notices.push(line);
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, UsageError> {
@@ -291,13 +357,102 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             "squash_to_gid" => cfg.squash_to_gid = Some(parse_num(&key, &need(&val)?)?),
             "static_nlink" => cfg.static_nlink = true,
             "noacl" => cfg.noacl = true,
-            "fsync" => {
-                cfg.fsync = match need(&val)?.as_str() {
-                    "0" => false,
-                    "1" => true,
-                    v => return Err(UsageError(format!("fsync={v}: expected 0 or 1"))),
+            // `sync=N` is fuse-overlayfs' alias of `fsync=N`; bare `sync` is the mount flag.
+            "fsync" => cfg.fsync = parse_bool(&key, &need(&val)?)?,
+            "sync" if val.is_some() => cfg.fsync = parse_bool(&key, &need(&val)?)?,
+            "volatile" => cfg.fsync = false,
+            "noxattrs" => cfg.no_xattrs = parse_bool(&key, &need(&val)?)?,
+            "debug" => {
+                cfg.debug = true;
+                cfg.foreground = true;
+            }
+            "plugins" => {
+                return Err(UsageError(format!(
+                    "plugins={}: not supported: stratafs has no layer plugins (fuse-overlayfs' \
+                     //PLUGIN//DATA lowers); give every lower as a directory",
+                    val.unwrap_or_default()
+                )));
+            }
+            // fuse-overlayfs' options whose effect stratafs always has, or that have no
+            // meaning for it: accepted, and said once on stderr when without effect.
+            "xino" => match need(&val)?.as_str() {
+                "on" => {}
+                "off" | "auto" => notice(
+                    &mut cfg,
+                    &s,
+                    "st_ino is always stable and unique across layers (as xino=on)",
+                ),
+                v => return Err(UsageError(format!("xino={v}: expected off, auto or on"))),
+            },
+            "ino32_t" => notice(
+                &mut cfg,
+                &s,
+                "st_ino stays 64-bit (stratafs composes inode numbers from device and \
+                 inode; cut to 32 bits they could collide)",
+            ),
+            "redirect_dir" => match need(&val)?.as_str() {
+                "on" | "follow" => {}
+                "off" | "nofollow" => notice(
+                    &mut cfg,
+                    &s,
+                    "renamed lower directories always get a redirect xattr, and redirects \
+                     are followed (as kernel overlayfs with redirect_dir=on)",
+                ),
+                v => {
+                    return Err(UsageError(format!(
+                        "redirect_dir={v}: expected on, off, follow or nofollow"
+                    )));
+                }
+            },
+            "writeback" => {
+                if parse_bool(&key, &need(&val)?)? {
+                    notice(
+                        &mut cfg,
+                        &s,
+                        "stratafs does not use the kernel's writeback cache (writes reach \
+                         the upper file as they are made)",
+                    );
                 }
             }
+            "fast_ino" | "fast_ino_check" => {
+                if parse_bool(&key, &need(&val)?)? {
+                    notice(
+                        &mut cfg,
+                        &s,
+                        "fuse-overlayfs' inode lookup shortcut; stratafs numbers inodes its own way",
+                    );
+                }
+            }
+            "max_write" => {
+                let _: u32 = parse_num(&key, &need(&val)?)?;
+                notice(
+                    &mut cfg,
+                    &s,
+                    "stratafs asks the kernel for writes of up to 1 MiB",
+                );
+            }
+            "xattr_permissions" => match need(&val)?.as_str() {
+                "0" => {}
+                "1" | "2" => notice(
+                    &mut cfg,
+                    &s,
+                    "owners and modes are stored on the files themselves; stratafs neither \
+                     reads nor writes the override_stat xattr",
+                ),
+                v => {
+                    return Err(UsageError(format!(
+                        "xattr_permissions={v}: expected 0, 1 or 2"
+                    )));
+                }
+            },
+            "splice_read" | "splice_write" | "splice_move" => notice(
+                &mut cfg,
+                &s,
+                "stratafs moves file data with pread/pwrite, copy_file_range and FUSE \
+                 passthrough, not splice",
+            ),
+            // What stratafs does anyway: no splice; the page cache is kept across opens.
+            "nosplice_read" | "nosplice_write" | "nosplice_move" | "kernel_cache" => {}
             "threaded" => {
                 let v: u32 = parse_num(&key, &need(&val)?)?;
                 if v == 0 {
@@ -334,7 +489,8 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             "userxattr" => cfg.user_xattr = true,
             "fsname" => cfg.source = val,
             "nodev" | "nosuid" | "noexec" | "dev" | "suid" | "exec" | "sync" | "async"
-            | "dirsync" | "noatime" | "atime" => {
+            | "dirsync" | "noatime" | "atime" | "relatime" | "norelatime" | "strictatime"
+            | "nostrictatime" | "nodiratime" | "diratime" => {
                 // As mount(8): a later option overrides its opposite.
                 let opposite = match key.as_str() {
                     "nodev" => "dev",
@@ -347,6 +503,12 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                     "async" => "sync",
                     "noatime" => "atime",
                     "atime" => "noatime",
+                    "relatime" => "norelatime",
+                    "norelatime" => "relatime",
+                    "strictatime" => "nostrictatime",
+                    "nostrictatime" => "strictatime",
+                    "nodiratime" => "diratime",
+                    "diratime" => "nodiratime",
                     _ => "",
                 };
                 cfg.kernel_flags.retain(|f| f != opposite && *f != key);
@@ -354,14 +516,8 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             }
             // Generic options a mount helper passes, and kernel-overlay feature options
             // whose behaviour stratafs always has: accepted without effect.
-            "relatime"
-            | "norelatime"
-            | "strictatime"
-            | "nostrictatime"
-            | "lazytime"
+            "lazytime"
             | "nolazytime"
-            | "nodiratime"
-            | "diratime"
             | "auto"
             | "noauto"
             | "user"
@@ -381,18 +537,10 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             | "fscontext"
             | "defcontext"
             | "rootcontext"
-            | "redirect_dir"
             | "index"
-            | "xino"
             | "metacopy"
             | "nfs_export"
-            | "volatile"
-            | "plugins"
-            | "fast_ino"
-            | "writeback"
-            | "xattr_permissions"
             | "nosync"
-            | "kernel_cache"
             | "direct_io"
             | "uid"
             | "gid"
@@ -525,15 +673,135 @@ mod tests {
         ]))
         .unwrap();
         let Command::Mount(c) = c else { panic!() };
-        assert_eq!(c.uid_mapping.len(), 2);
-        assert!(
-            parse(&argv(&[
-                "stratafs",
-                "-o",
-                "lowerdir=/l,uidmapping=0:1",
-                "/m"
-            ]))
-            .is_err()
+        assert_eq!(
+            c.uid_mapping,
+            vec![
+                IdMapping {
+                    stored: 0,
+                    shown: 1000,
+                    count: 1
+                },
+                IdMapping {
+                    stored: 1,
+                    shown: 100000,
+                    count: 65536
+                }
+            ]
         );
+        // podman's form: a leading colon.
+        let m = opt(",gidmapping=:0:100000:65536").unwrap().gid_mapping;
+        assert_eq!(
+            m,
+            vec![IdMapping {
+                stored: 0,
+                shown: 100000,
+                count: 65536
+            }]
+        );
+        for bad in ["0:1", "a:b:c", "0:1:0", "1:4294967295:2", "4294967295:0:2"] {
+            let e = opt(&format!(",uidmapping={bad}")).unwrap_err();
+            assert!(e.contains(&format!("uidmapping={bad}")), "{e}");
+        }
+    }
+
+    fn opt(o: &str) -> Result<Box<MountConfig>, String> {
+        match parse(&argv(&["stratafs", "-o", &format!("lowerdir=/l{o}"), "/m"])) {
+            Ok(Command::Mount(c)) => Ok(c),
+            Ok(_) => Err("not a mount".into()),
+            Err(e) => Err(e.0),
+        }
+    }
+
+    #[test]
+    fn fuse_overlayfs_options() {
+        let c = opt(",noxattrs=1,volatile,debug").unwrap();
+        assert!(c.no_xattrs && !c.fsync && c.debug && c.foreground);
+        assert!(c.notices.is_empty(), "{:?}", c.notices);
+        assert!(!opt(",noxattrs=1,noxattrs=0").unwrap().no_xattrs);
+        assert!(!opt(",sync=0").unwrap().fsync);
+        assert_eq!(opt(",sync").unwrap().kernel_flags, vec!["sync".to_string()]);
+        // What stratafs does anyway: silent.
+        let c = opt(
+            ",xino=on,redirect_dir=on,redirect_dir=follow,writeback=0,fast_ino=0,\
+             xattr_permissions=0,kernel_cache,nosplice_read,nosplice_write,nosplice_move",
+        )
+        .unwrap();
+        assert!(c.notices.is_empty(), "{:?}", c.notices);
+        // Without effect: one line each, once.
+        let c = opt(
+            ",xino=off,xino=auto,ino32_t,redirect_dir=off,writeback=1,fast_ino=1,\
+             max_write=131072,xattr_permissions=2,splice_read,splice_write,splice_move",
+        )
+        .unwrap();
+        let keys: Vec<&str> = c
+            .notices
+            .iter()
+            .map(|l| l.split([':', '=']).next().unwrap())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "xino",
+                "ino32_t",
+                "redirect_dir",
+                "writeback",
+                "fast_ino",
+                "max_write",
+                "xattr_permissions",
+                "splice_read",
+                "splice_write",
+                "splice_move"
+            ]
+        );
+        assert!(c.notices.iter().all(|l| l.contains("no effect")));
+        assert!(c.notices[0].starts_with("xino=off: "), "{}", c.notices[0]);
+        // atime family: mount flags, a later one overriding its opposite.
+        assert_eq!(
+            opt(",relatime,nodiratime,strictatime,diratime,nostrictatime")
+                .unwrap()
+                .kernel_flags,
+            ["relatime", "diratime", "nostrictatime"]
+        );
+        for (bad, names) in [
+            (",xino=maybe", "xino=maybe"),
+            (",redirect_dir=sometimes", "redirect_dir=sometimes"),
+            (",noxattrs=yes", "noxattrs=yes"),
+            (",writeback=2", "writeback=2"),
+            (",xattr_permissions=3", "xattr_permissions=3"),
+            (",max_write=big", "max_write=big"),
+            (",fast_ino=x", "fast_ino=x"),
+            (",sync=x", "sync=x"),
+        ] {
+            let e = opt(bad).unwrap_err();
+            assert!(e.contains(names), "{bad}: {e}");
+        }
+        let e = opt(",plugins=/usr/lib/plugin.so").unwrap_err();
+        assert!(
+            e.contains("plugins=/usr/lib/plugin.so") && e.contains("not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn environment() {
+        let env = |names: &'static [&'static str]| {
+            move |k: &str| names.contains(&k).then(|| OsString::from("1"))
+        };
+        let mut c = opt(",io=passthrough").unwrap();
+        apply_env(&mut c, env(&[]));
+        assert!(!c.whiteout_files && c.io == IoStrategy::Passthrough && c.notices.is_empty());
+        apply_env(
+            &mut c,
+            env(&[
+                "FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT",
+                "FUSE_OVERLAYFS_NO_PASSTHROUGH",
+            ]),
+        );
+        assert!(c.whiteout_files);
+        assert_eq!(c.io, IoStrategy::Handles);
+        assert_eq!(c.notices.len(), 1);
+        let mut c = opt("").unwrap();
+        apply_env(&mut c, env(&["FUSE_OVERLAYFS_NO_PASSTHROUGH"]));
+        assert!(c.io == IoStrategy::Inode && c.notices.is_empty());
     }
 }

@@ -42,6 +42,9 @@ pub struct OverlaySettings {
     pub fsync: bool,
     /// How many real files I/O by inode may keep open (see `files`).
     pub open_files: usize,
+    /// Write whiteouts as `.wh.NAME` files, never char 0/0 (env
+    /// `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`). Not wired yet: see `make_whiteout`.
+    pub whiteout_files: bool,
 }
 
 /// The mounted union: layers, node table and the lock that serializes namespace changes.
@@ -871,6 +874,9 @@ impl Overlay {
     fn make_whiteout(&self, upath: &Path) -> OvResult<()> {
         let ufd = self.upper_fd()?;
         let wfd = self.work_fd()?;
+        if self.settings.whiteout_files {
+            return Self::make_wh_file(ufd, upath);
+        }
         if self
             .whiteout
             .link(wfd, ufd, upath, || self.tmp_name())
@@ -887,24 +893,28 @@ impl Overlay {
                 }
                 Ok(())
             }
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
-                // No mknod here (rootless without privileges): the `.wh.NAME` format.
-                match sys::unlink_at(ufd, upath, false) {
-                    Ok(()) => {}
-                    Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
-                    Err(e) => return Err(errno(e)),
-                }
-                let name = upath.file_name().ok_or(libc::EINVAL)?;
-                let mut wh = OsString::from(".wh.");
-                wh.push(name);
-                let whp = upath.with_file_name(wh);
-                let fd = sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600)
-                    .map_err(errno)?;
-                drop(fd);
-                Ok(())
-            }
+            // No mknod here (rootless without privileges): the `.wh.NAME` format.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Self::make_wh_file(ufd, upath),
             Err(e) => Err(errno(e)),
         }
+    }
+
+    /// A whiteout in the `.wh.NAME` format (fuse-overlayfs' where mknod is refused, or
+    /// with `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`), replacing a non-directory at `upath`.
+    fn make_wh_file(ufd: BorrowedFd<'_>, upath: &Path) -> OvResult<()> {
+        match sys::unlink_at(ufd, upath, false) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        let name = upath.file_name().ok_or(libc::EINVAL)?;
+        let mut wh = OsString::from(".wh.");
+        wh.push(name);
+        let whp = upath.with_file_name(wh);
+        let fd = sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600)
+            .map_err(errno)?;
+        drop(fd);
+        Ok(())
     }
 
     /// Removes a whiteout left at `upath` (both formats), so a new object can take the name.

@@ -78,6 +78,7 @@ fn fixture() -> Fixture {
         static_nlink: false,
         fsync: false,
         open_files: 64,
+        whiteout_files: false,
     };
     let ov = Overlay::new(lowers, Some(upper), Some((work, index)), settings).unwrap();
     Fixture {

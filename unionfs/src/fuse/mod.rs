@@ -73,6 +73,8 @@ pub struct OverlayFs {
     /// POSIX ACLs are asked for at INIT (unless `noacl`): the kernel then checks them,
     /// and leaves the umask to us where a parent's default ACL replaces it.
     posix_acl: AtomicBool,
+    /// `noxattrs=1`: extended attribute requests fail ENOTSUP.
+    no_xattrs: bool,
 }
 
 /// The real file a read or write goes to: the handle's own fd, or the file kept
@@ -114,12 +116,19 @@ impl OverlayFs {
             uring_ready: AtomicBool::new(false),
             uring: AtomicBool::new(false),
             posix_acl: AtomicBool::new(true),
+            no_xattrs: false,
         }
     }
 
     /// Whether to ask for POSIX ACLs at INIT (fuse-overlayfs' `noacl` says no).
     pub fn set_posix_acl(&self, on: bool) {
         self.posix_acl.store(on, Ordering::Relaxed);
+    }
+
+    /// `noxattrs=1`: every get/set/list/remove of an extended attribute fails ENOTSUP.
+    pub fn without_xattrs(mut self) -> OverlayFs {
+        self.no_xattrs = true;
+        self
     }
 
     /// Hands over the session's `/dev/fuse` (a duplicate) once the session is up.

@@ -558,6 +558,9 @@ impl OverlayFs {
         flags: i32,
         reply: impl EmptyReply,
     ) {
+        if self.no_xattrs {
+            return reply.error(Errno::ENOTSUP);
+        }
         match self.ov.setxattr(ino.0, name, value, flags) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -565,6 +568,9 @@ impl OverlayFs {
     }
 
     pub(crate) fn getxattr(&self, ino: INodeNo, name: &OsStr, size: u32, reply: impl XattrReply) {
+        if self.no_xattrs {
+            return reply.error(Errno::ENOTSUP);
+        }
         match self.ov.getxattr(ino.0, name) {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(err(e)),
@@ -572,6 +578,9 @@ impl OverlayFs {
     }
 
     pub(crate) fn listxattr(&self, ino: INodeNo, size: u32, reply: impl XattrReply) {
+        if self.no_xattrs {
+            return reply.error(Errno::ENOTSUP);
+        }
         match self.ov.listxattr(ino.0) {
             Ok(v) => xattr_reply(reply, &v, size),
             Err(e) => reply.error(err(e)),
@@ -579,6 +588,9 @@ impl OverlayFs {
     }
 
     pub(crate) fn removexattr(&self, ino: INodeNo, name: &OsStr, reply: impl EmptyReply) {
+        if self.no_xattrs {
+            return reply.error(Errno::ENOTSUP);
+        }
         match self.ov.removexattr(ino.0, name) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
