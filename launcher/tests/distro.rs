@@ -193,6 +193,7 @@ fn rootfs() -> &'static Path {
                 tail(&log, 40)
             );
         }
+        apt_clean(&tmp);
         fs::rename(&tmp, &done).unwrap_or_else(|e| {
             panic!("renaming {} to {}: {e}", tmp.display(), done.display())
         });
@@ -202,6 +203,29 @@ fn rootfs() -> &'static Path {
         );
         done
     })
+}
+
+/// Removes what debootstrap leaves in apt's lists and caches, as Debian's container
+/// images do: the lists so that `apt-get update` in the test really fetches and
+/// writes them, the downloaded .debs to keep the image small.
+fn apt_clean(rootfs: &Path) {
+    for (dir, keep) in [
+        ("var/lib/apt/lists", &["lock"][..]),
+        ("var/cache/apt/archives", &["lock"][..]),
+        ("var/cache/apt", &[][..]),
+    ] {
+        let dir = rootfs.join(dir);
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let is_file = e.file_type().is_ok_and(|t| t.is_file());
+            if is_file && !keep.iter().any(|k| e.file_name() == *k) {
+                fs::remove_file(e.path())
+                    .unwrap_or_else(|err| panic!("removing {}: {err}", e.path().display()));
+            }
+        }
+    }
 }
 
 /// Name prefix of the per-process stores under the temp dir.
@@ -313,8 +337,8 @@ fn apt_get(driver: &str) {
     let elapsed = start.elapsed();
     eprintln!("distro: apt-get on --driver {driver}: {elapsed:.0?}");
     let shown = format!(
-        "strata run --driver {driver} {IMAGE} sh -c \"{SCRIPT}\"\nexit {:?} after {elapsed:.0?}\nstdout (end):\n{}\nstderr (end):\n{}",
-        status.map(|s| s.code()),
+        "strata run --driver {driver} {IMAGE} sh -c \"{SCRIPT}\"\n{} after {elapsed:.0?}\nstdout (end):\n{}\nstderr (end):\n{}",
+        status.map_or("timed out".to_string(), |s| s.to_string()),
         tail(&stdout, 40),
         tail(&stderr, 40)
     );
