@@ -94,9 +94,12 @@ fn mirror_unreachable(mirror: &str) -> Option<String> {
         return Some(format!("{mirror}: not an http:// or https:// URL"));
     };
     let (hostport, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if p.parse::<u16>().is_ok() => (h, p.parse().unwrap()),
-        _ => (hostport, if https { 443 } else { 80 }),
+    let (host, port) = match hostport
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+    {
+        Some(hp) => hp,
+        None => (hostport, if https { 443 } else { 80 }),
     };
     let addrs = match (host, port).to_socket_addrs() {
         Ok(a) => a.collect::<Vec<_>>(),
@@ -332,8 +335,8 @@ fn apt_get(driver: &str) {
         }
         std::thread::sleep(Duration::from_millis(200));
     };
-    let stdout = String::from_utf8_lossy(&out_reader.join().unwrap()).into_owned();
-    let stderr = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    let stdout = String::from_utf8_lossy(&out_reader.join().expect("reading stdout")).into_owned();
+    let stderr = String::from_utf8_lossy(&err_reader.join().expect("reading stderr")).into_owned();
     let elapsed = start.elapsed();
     eprintln!("distro: apt-get on --driver {driver}: {elapsed:.0?}");
     let shown = format!(
