@@ -142,7 +142,7 @@ impl Overlay {
         });
         let (loc, span) = match &self.upper {
             Some(u) => {
-                let opaque = layers::dir_is_opaque_xattr(u.fd(), Path::new(""));
+                let opaque = layers::dir_is_opaque(u.fd(), Path::new(""));
                 (Loc::Upper, if opaque { None } else { span })
             }
             None => (Loc::Lower(0, PathBuf::new()), span),
@@ -408,6 +408,10 @@ impl Overlay {
         if !parent.is_dir {
             return Err(libc::ENOTDIR);
         }
+        if name.as_bytes() == layers::WH_OPAQUE {
+            // The OCI opaque marker is the directory's, never an entry of it.
+            return Err(libc::ENOENT);
+        }
         let pstate = parent.state.read().clone();
         let ppath = if pstate.loc == Loc::Upper {
             Some(self.path_of(parent)?)
@@ -427,7 +431,7 @@ impl Overlay {
                     }
                     let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
                     let mut span = None;
-                    if is_dir && !layers::dir_is_opaque_xattr(ufd, &upath) {
+                    if is_dir && !layers::dir_is_opaque(ufd, &upath) {
                         span = self.child_span(ufd, &upath, &pstate, lower_entry, name);
                     }
                     let ino = match self.origin_of(ufd, &upath) {
@@ -777,9 +781,27 @@ impl Overlay {
         } else {
             sys::lstat_at(ufd, &parent_upath).ok()
         };
+        let times = [
+            libc::timespec {
+                tv_sec: st.st_atime,
+                tv_nsec: st.st_atime_nsec,
+            },
+            libc::timespec {
+                tv_sec: st.st_mtime,
+                tv_nsec: st.st_mtime_nsec,
+            },
+        ];
+        let origin = node.ino.to_string();
+        // Owner first (a chown clears set-user-ID), then mode; EPERM/EINVAL on the
+        // owner (rootless, an unmapped id) leaves the daemon's own.
+        let owner_ok = |r: io::Result<()>| match r {
+            Err(e) if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => Err(e),
+            _ => Ok(()),
+        };
         let res = (|| -> io::Result<()> {
             match fmt {
                 libc::S_IFREG => {
+                    // Everything through the two open files: no path walks.
                     let src = sys::open_beneath(lfd, &lpath, libc::O_RDONLY, 0)?;
                     let dst = sys::open_beneath(
                         wfd,
@@ -792,41 +814,31 @@ impl Overlay {
                         // SAFETY: fsync on an owned fd.
                         unsafe { libc::fsync(dst.as_raw_fd()) };
                     }
+                    owner_ok(sys::fchown(dst.as_fd(), st.st_uid, st.st_gid))?;
+                    sys::fchmod(dst.as_fd(), perm)?;
+                    self.copy_xattrs_fd(src.as_fd(), dst.as_fd());
+                    let _ =
+                        sys::fd_set_xattr(dst.as_fd(), &self.xattr_origin, origin.as_bytes(), 0);
+                    sys::futimens(dst.as_fd(), &times)?;
                 }
-                libc::S_IFDIR => sys::mkdir_at(wfd, &tmp, 0o700)?,
-                libc::S_IFLNK => {
-                    let target = sys::readlink_at(lfd, &lpath)?;
-                    sys::symlink_at(OsStr::from_bytes(&target), wfd, &tmp)?;
+                _ => {
+                    match fmt {
+                        libc::S_IFDIR => sys::mkdir_at(wfd, &tmp, 0o700)?,
+                        libc::S_IFLNK => {
+                            let target = sys::readlink_at(lfd, &lpath)?;
+                            sys::symlink_at(OsStr::from_bytes(&target), wfd, &tmp)?;
+                        }
+                        _ => sys::mknod_at(wfd, &tmp, fmt | 0o600, st.st_rdev)?,
+                    }
+                    owner_ok(sys::lchown_at(wfd, &tmp, st.st_uid, st.st_gid))?;
+                    if fmt != libc::S_IFLNK {
+                        sys::chmod_at(wfd, &tmp, perm)?;
+                    }
+                    self.copy_xattrs(lfd, &lpath, wfd, &tmp);
+                    let _ = sys::set_xattr(wfd, &tmp, &self.xattr_origin, origin.as_bytes(), 0);
+                    sys::utimens_at(wfd, &tmp, &times)?;
                 }
-                _ => sys::mknod_at(wfd, &tmp, fmt | 0o600, st.st_rdev)?,
             }
-            if let Err(e) = sys::lchown_at(wfd, &tmp, st.st_uid, st.st_gid) {
-                if e.raw_os_error() != Some(libc::EPERM) && e.raw_os_error() != Some(libc::EINVAL) {
-                    return Err(e);
-                }
-            }
-            if fmt != libc::S_IFLNK {
-                sys::chmod_at(wfd, &tmp, perm)?;
-            }
-            self.copy_xattrs(lfd, &lpath, wfd, &tmp);
-            let _ = sys::set_xattr(
-                wfd,
-                &tmp,
-                &self.xattr_origin,
-                node.ino.to_string().as_bytes(),
-                0,
-            );
-            let times = [
-                libc::timespec {
-                    tv_sec: st.st_atime,
-                    tv_nsec: st.st_atime_nsec,
-                },
-                libc::timespec {
-                    tv_sec: st.st_mtime,
-                    tv_nsec: st.st_mtime_nsec,
-                },
-            ];
-            sys::utimens_at(wfd, &tmp, &times)?;
             if hardlinked {
                 if let Some(index) = &self.index {
                     let key = index_key(node.ino);
@@ -849,6 +861,24 @@ impl Overlay {
         }
         node.state.write().loc = if orphan { Loc::Orphan(tmp) } else { Loc::Upper };
         Ok(())
+    }
+
+    /// Copies the xattrs a copy-up carries from the open file `src` to `dst`.
+    fn copy_xattrs_fd(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
+        let Ok(list) = sys::fd_list_xattr(src) else {
+            return;
+        };
+        for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+            if is_private_xattr(name) && !name.starts_with(&self.escaped_prefix()) {
+                continue;
+            }
+            let Ok(cname) = CString::new(name) else {
+                continue;
+            };
+            if let Ok(Some(v)) = sys::fd_get_xattr(src, &cname) {
+                let _ = sys::fd_set_xattr(dst, &cname, &v, 0);
+            }
+        }
     }
 
     fn copy_xattrs(&self, sfd: BorrowedFd<'_>, spath: &Path, dfd: BorrowedFd<'_>, dpath: &Path) {
@@ -911,8 +941,8 @@ impl Overlay {
         let mut wh = OsString::from(".wh.");
         wh.push(name);
         let whp = upath.with_file_name(wh);
-        let fd = sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600)
-            .map_err(errno)?;
+        let fd =
+            sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600).map_err(errno)?;
         drop(fd);
         Ok(())
     }

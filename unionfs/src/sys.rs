@@ -729,3 +729,99 @@ pub fn caller_umask(mask: u32, mode: u32) -> u32 {
         mode
     })
 }
+
+/// `fchown` of an open file (a copy-up's new file: no path walk).
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: plain fchown on a valid fd.
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) }).map(drop)
+}
+
+/// `fchmod` of an open file.
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+    // SAFETY: plain fchmod on a valid fd.
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
+}
+
+/// `futimens` of an open file.
+pub fn futimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result<()> {
+    // SAFETY: valid fd and two timespecs.
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop)
+}
+
+/// `fsetxattr` of an open file.
+pub fn fd_set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> io::Result<()> {
+    // SAFETY: valid fd, name and buffer.
+    check(unsafe {
+        libc::fsetxattr(
+            fd.as_raw_fd(),
+            name.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    })
+    .map(drop)
+}
+
+/// `fgetxattr` of an open file, growing the buffer as the value needs; `None` when
+/// absent or unsupported.
+pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: buf writable for its length.
+        let n = unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(Some(buf));
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            Some(libc::ERANGE) => {
+                // SAFETY: a size query.
+                let need = unsafe {
+                    libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0)
+                };
+                if need < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                buf.resize(need as usize + 1, 0);
+            }
+            _ => return Err(err),
+        }
+    }
+}
+
+/// `flistxattr` of an open file: the raw NUL-separated name list (empty when the
+/// file system has no xattrs).
+pub fn fd_list_xattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+    let mut buf = vec![0u8; 512];
+    loop {
+        // SAFETY: buf writable for its length.
+        let n = unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            buf.truncate(n as usize);
+            return Ok(buf);
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            Some(libc::ERANGE) => {
+                // SAFETY: a size query.
+                let need = unsafe { libc::flistxattr(fd.as_raw_fd(), std::ptr::null_mut(), 0) };
+                if need < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                buf.resize(need as usize + 1, 0);
+            }
+            _ => return Err(err),
+        }
+    }
+}

@@ -140,3 +140,57 @@ fn names_over_255_bytes() {
     d.step_expect(Op::Rename(ok, p("d/renamed"), 0), 0);
     d.finish();
 }
+
+/// An upper directory holding an OCI `.wh..wh..opq` entry (an upper made by tools
+/// that write the OCI format, as fuse-overlayfs reads it) is opaque and the entry
+/// invisible; the kernel's reference is the same upper with `trusted.overlay.opaque`.
+#[test]
+fn an_oci_opaque_marker_in_the_upper_makes_the_directory_opaque() {
+    let lower = |root: &std::path::Path, oci: bool| -> anyhow::Result<layers::LayerSet> {
+        let set = layers::LayerSet::create(root, 2)?;
+        let l = set.lower(1)?;
+        l.dir("d", 0o755)?;
+        l.file("d/hidden", b"below the opaque dir\n", 0o644)?;
+        l.dir("d/sub", 0o755)?;
+        l.finish()?;
+        let top = set.lower(0)?;
+        top.dir("d", 0o755)?;
+        top.file("d/also_hidden", b"x", 0o644)?;
+        top.finish()?;
+        let d = set.upper.join("d");
+        std::fs::create_dir(&d)?;
+        std::fs::write(d.join("kept"), b"in the upper\n")?;
+        if oci {
+            std::fs::write(d.join(".wh..wh..opq"), b"")?;
+        } else {
+            let c = std::ffi::CString::new(d.as_os_str().as_encoded_bytes())?;
+            // SAFETY: valid C strings and a value buffer of the length given.
+            let r = unsafe {
+                libc::setxattr(
+                    c.as_ptr(),
+                    c"trusted.overlay.opaque".as_ptr(),
+                    b"y".as_ptr().cast(),
+                    1,
+                    0,
+                )
+            };
+            anyhow::ensure!(r == 0, "setxattr: {}", std::io::Error::last_os_error());
+        }
+        Ok(set)
+    };
+    let Some(mut d) = Differential::with_layers(|r| lower(r, false), |r| lower(r, true)) else {
+        return;
+    };
+    d.step(Op::ListDir(p("d")));
+    d.step(Op::Stat(p("d/hidden")));
+    d.step(Op::Stat(p("d/.wh..wh..opq")));
+    d.step(Op::Rmdir(p("d/sub")));
+    d.step(Op::Write(p("d/new"), p("new\n")));
+    d.step(Op::Unlink(p("d/kept")));
+    d.step(Op::Unlink(p("d/new")));
+    d.step(Op::Rmdir(p("d")));
+    d.step(Op::Mkdir(p("d"), 0o755));
+    d.remount();
+    d.step(Op::ListDir(p("d")));
+    d.finish();
+}

@@ -175,8 +175,10 @@ fn serve_one(
         op_in[..size].copy_from_slice(&body[..size]);
         let mut done = Outcome::default();
         dispatch(fs, access, &h, &op_in, &body[size..], &mut out, &mut done);
-        reply(fd.as_raw_fd(), h.unique, &done, &out);
+        // Counted before the reply goes: the caller it wakes may read the table at once
+        // (as the io_uring queues count before they commit).
         tally.add(h.opcode, started.elapsed());
+        reply(fd.as_raw_fd(), h.unique, &done, &out);
         if h.opcode == abi::DESTROY {
             return Ok(());
         }
