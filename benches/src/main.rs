@@ -40,10 +40,11 @@ struct Args {
     /// Small trees and fewer runs (a smoke pass).
     #[arg(long)]
     quick: bool,
-    /// Runs per implementation and workload (median reported).
+    /// Runs per implementation and workload (median reported; default 5, 1 with `--quick`).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only workloads whose name contains this ("memory" for the daemons' memory).
+    /// Only workloads whose name contains this, or one of these comma-separated names
+    /// ("memory" for the daemons' memory).
     #[arg(long)]
     only: Option<String>,
     /// Where to build the trees (same disk as the layers you care about).
@@ -332,7 +333,11 @@ fn run(args: Args) -> Result<()> {
             impls::FUSE_OVERLAYFS_2_ENV
         );
     }
-    let selected = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    let selected = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.split(',').any(|o| name.contains(o)))
+    };
     let strata = if selected(launch::NAME) {
         Some(launch::strata_binary()?)
     } else {
@@ -343,7 +348,7 @@ fn run(args: Args) -> Result<()> {
     } else {
         BenchSizes::FULL
     };
-    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 }).max(1);
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     std::fs::create_dir_all(&args.scratch)
         .with_context(|| format!("mkdir {}", args.scratch.display()))?;
     let tmp = tempfile::Builder::new()
@@ -353,6 +358,7 @@ fn run(args: Args) -> Result<()> {
     let base = tmp.path();
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
     eprintln!("building trees under {} ...", base.display());
+    let start = Instant::now();
     bench_trees::write_lower(&bottom, sizes)?;
     bench_trees::write_top(&top, sizes)?;
     cproject::generate(&top, sizes.c_files)?;
@@ -373,10 +379,16 @@ fn run(args: Args) -> Result<()> {
         .args(["-a", "--reflink=auto", "-T"])
         .arg(&top)
         .arg(&flat))?;
+    if flat.join(workloads::CHECKOUT).exists() {
+        // The copy's files have new inode numbers and ctimes: refresh its index once,
+        // as a clone would have it.
+        workloads::refresh_checkout(&flat)?;
+    }
     let launcher = match strata {
         Some(s) => Some(Launcher::prepare(s, base)?),
         None => None,
     };
+    eprintln!("  set-up: done in {:.1} s", start.elapsed().as_secs_f64());
     let lowers = vec![top.clone(), bottom.clone()];
     let setup = Setup {
         base,
