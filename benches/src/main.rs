@@ -141,8 +141,17 @@ fn fresh_dirs(
     copy_flat: bool,
 ) -> Result<RunDirs> {
     let run = base.join("run");
-    if run.exists() {
-        sh(Command::new("rm").arg("-rf").arg(&run))?;
+    // A FUSE daemon may still be tidying its work dir after the last unmount: retry.
+    let mut tries = 0;
+    while run.exists() {
+        match sh(Command::new("rm").arg("-rf").arg(&run)) {
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(()) => {}
+        }
     }
     for d in ["upper", "work", "mnt"] {
         std::fs::create_dir_all(run.join(d))
@@ -327,11 +336,7 @@ fn run(args: Args) -> Result<()> {
     if std::env::var("CI").as_deref() == Ok("true")
         && let Err(e) = impls::fuse_overlayfs2()
     {
-        bail!(
-            "CI=true and the fuse-overlayfs 2.0 column cannot run: {e:#} \
-             (run scripts/deps, or set ${})",
-            impls::FUSE_OVERLAYFS_2_ENV
-        );
+        bail!("CI=true and the fuse-overlayfs 2.0 column cannot run: {e:#}");
     }
     let selected = |name: &str| {
         args.only
