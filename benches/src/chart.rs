@@ -19,9 +19,10 @@ pub struct ChartRow {
 }
 
 /// Colours of the series, in order (cycled if there are more).
-const COLOURS: [RGBColor; 5] = [
+const COLOURS: [RGBColor; 6] = [
     RGBColor(150, 150, 150),
     RGBColor(230, 140, 30),
+    RGBColor(200, 50, 50),
     RGBColor(40, 110, 200),
     RGBColor(150, 60, 170),
     RGBColor(60, 160, 80),

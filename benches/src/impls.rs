@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -17,8 +18,11 @@ pub enum Impl {
     Native,
     /// Kernel overlayfs (redirect_dir=on,index=on,xino=on): the limit we chase.
     Kernel,
-    /// fuse-overlayfs: the peer stratafs replaces.
+    /// fuse-overlayfs 1.10 (Debian's, in C): the peer stratafs replaces.
     FuseOverlayfs,
+    /// fuse-overlayfs 2.0 (the Rust rewrite), from `$STRATA_FUSE_OVERLAYFS2` or where
+    /// `scripts/deps` installs it.
+    FuseOverlayfs2,
     /// stratafs on `/dev/fuse` alone (`noio_uring`): what a stock kernel gives.
     Stratafs,
     /// stratafs through FUSE-over-io_uring queues (the fuse module's `enable_uring`
@@ -31,10 +35,11 @@ pub enum Impl {
 
 impl Impl {
     /// All implementations, in table order.
-    pub const ALL: [Impl; 6] = [
+    pub const ALL: [Impl; 7] = [
         Impl::Native,
         Impl::Kernel,
         Impl::FuseOverlayfs,
+        Impl::FuseOverlayfs2,
         Impl::Stratafs,
         Impl::StratafsUring,
         Impl::StratafsPassthrough,
@@ -45,19 +50,49 @@ impl Impl {
         match self {
             Impl::Native => "native",
             Impl::Kernel => "kernel",
-            Impl::FuseOverlayfs => "fuse-overlayfs",
+            Impl::FuseOverlayfs => "fuse-overlayfs 1.10",
+            Impl::FuseOverlayfs2 => "fuse-overlayfs 2.0",
             Impl::Stratafs => "stratafs",
             Impl::StratafsUring => "stratafs io_uring",
             Impl::StratafsPassthrough => "stratafs io=passthrough-all",
         }
     }
 
+    /// True for the fuse-overlayfs columns.
+    pub fn is_fuse_overlayfs(self) -> bool {
+        matches!(self, Impl::FuseOverlayfs | Impl::FuseOverlayfs2)
+    }
+
+    /// True for the stratafs columns.
+    pub fn is_stratafs(self) -> bool {
+        matches!(
+            self,
+            Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough
+        )
+    }
+
+    /// The daemon binary of a fuse-overlayfs column.
+    pub fn fuse_overlayfs_binary(self) -> Result<PathBuf> {
+        match self {
+            Impl::FuseOverlayfs => Ok(PathBuf::from(FUSE_OVERLAYFS_1)),
+            Impl::FuseOverlayfs2 => fuse_overlayfs2(),
+            _ => bail!("{} is not fuse-overlayfs", self.name()),
+        }
+    }
+
+    /// True when this is the fuse-overlayfs 2.0 column and its binary is not there.
+    pub fn not_installed(self) -> bool {
+        self == Impl::FuseOverlayfs2
+            && fuse_overlayfs2().is_err_and(|e| e.to_string().starts_with("not installed"))
+    }
+
     /// Why this implementation cannot run here, if it cannot.
     pub fn unavailable(self) -> Option<String> {
         match self {
-            Impl::FuseOverlayfs if !Path::new("/usr/bin/fuse-overlayfs").exists() => {
-                Some("/usr/bin/fuse-overlayfs missing (apt-get install fuse-overlayfs)".into())
-            }
+            Impl::FuseOverlayfs if !Path::new(FUSE_OVERLAYFS_1).exists() => Some(format!(
+                "{FUSE_OVERLAYFS_1} missing (apt-get install fuse-overlayfs)"
+            )),
+            Impl::FuseOverlayfs2 => fuse_overlayfs2().err().map(|e| format!("{e:#}")),
             // SAFETY: geteuid has no failure mode.
             Impl::StratafsPassthrough if unsafe { libc::geteuid() } != 0 => {
                 Some("FUSE passthrough needs root".into())
@@ -68,6 +103,52 @@ impl Impl {
             _ => None,
         }
     }
+}
+
+/// Debian's fuse-overlayfs (1.10 on bookworm).
+pub const FUSE_OVERLAYFS_1: &str = "/usr/bin/fuse-overlayfs";
+
+/// Where `scripts/deps` installs fuse-overlayfs 2.0.
+pub const FUSE_OVERLAYFS_2: &str =
+    "/usr/local/lib/strata-deps/fuse-overlayfs-2.0/bin/fuse-overlayfs";
+
+/// Environment variable naming the fuse-overlayfs 2.0 binary to use instead.
+pub const FUSE_OVERLAYFS_2_ENV: &str = "STRATA_FUSE_OVERLAYFS2";
+
+/// The fuse-overlayfs 2.x binary: `$STRATA_FUSE_OVERLAYFS2` if set, else where
+/// `scripts/deps` installs it; an error says which was tried and what it said. Looked up
+/// once.
+pub fn fuse_overlayfs2() -> Result<PathBuf> {
+    static FOUND: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    FOUND
+        .get_or_init(|| find_fuse_overlayfs2().map_err(|e| format!("{e:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn find_fuse_overlayfs2() -> Result<PathBuf> {
+    let bin = std::env::var_os(FUSE_OVERLAYFS_2_ENV)
+        .filter(|b| !b.is_empty())
+        .map_or_else(|| PathBuf::from(FUSE_OVERLAYFS_2), PathBuf::from);
+    if !bin.exists() {
+        bail!(
+            "not installed: no {} (scripts/deps installs it; or set ${FUSE_OVERLAYFS_2_ENV})",
+            bin.display()
+        );
+    }
+    let out = Command::new(&bin)
+        .arg("--version")
+        .output()
+        .with_context(|| format!("run {} --version", bin.display()))?;
+    let v = String::from_utf8_lossy(&out.stdout);
+    if !v.contains("version 2.") {
+        bail!(
+            "{} is not fuse-overlayfs 2.x (--version says {:?})",
+            bin.display(),
+            v.trim()
+        );
+    }
+    Ok(bin)
 }
 
 /// A mounted (or prepared) union; unmounts on drop.
@@ -191,15 +272,17 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
                 bail!("mount -t overlay failed ({st})");
             }
         }
-        Impl::FuseOverlayfs => {
-            let out = Command::new("/usr/bin/fuse-overlayfs")
+        Impl::FuseOverlayfs | Impl::FuseOverlayfs2 => {
+            let bin = imp.fuse_overlayfs_binary()?;
+            let out = Command::new(&bin)
                 .args(["-o", &opts])
                 .arg(&mnt)
                 .output()
-                .context("run fuse-overlayfs")?;
+                .with_context(|| format!("run {}", bin.display()))?;
             if !out.status.success() {
                 bail!(
-                    "fuse-overlayfs: {}",
+                    "{}: {}",
+                    imp.name(),
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
@@ -233,18 +316,14 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
         }
     }
     wait_mounted(&mnt)?;
-    let daemon = match imp {
-        Impl::FuseOverlayfs => daemon_pid(&format!("fuse-overlayfs.*{}", mnt.display())),
-        Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough => {
-            daemon_pid(&format!("__stratafs.*{}", mnt.display()))
-        }
-        _ => None,
+    let daemon = if imp.is_fuse_overlayfs() {
+        daemon_pid(&format!("fuse-overlayfs.*{}", mnt.display()))
+    } else if imp.is_stratafs() {
+        daemon_pid(&format!("__stratafs.*{}", mnt.display()))
+    } else {
+        None
     };
-    let stats = matches!(
-        imp,
-        Impl::Stratafs | Impl::StratafsUring | Impl::StratafsPassthrough
-    )
-    .then_some(stats);
+    let stats = imp.is_stratafs().then_some(stats);
     Ok(Mounted {
         root: mnt,
         mounted: true,

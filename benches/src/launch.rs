@@ -1,6 +1,6 @@
 //! The launcher workload: `strata run --rm demo true`, start to exit, with `--driver
-//! kernel`, `--driver fuse` (stratafs) and `--driver fuse` with fuse-overlayfs as
-//! `$STRATA_FUSE_PROGRAM`, on a private store under the scratch dir.
+//! kernel`, `--driver fuse` (stratafs) and `--driver fuse` with fuse-overlayfs (1.10 and
+//! 2.0) as `$STRATA_FUSE_PROGRAM`, on a private store under the scratch dir.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -76,9 +76,9 @@ impl Launcher {
             Impl::Kernel => {
                 cmd.args(["--driver", "kernel"]);
             }
-            Impl::FuseOverlayfs => {
+            Impl::FuseOverlayfs | Impl::FuseOverlayfs2 => {
                 cmd.args(["--driver", "fuse"])
-                    .env("STRATA_FUSE_PROGRAM", "/usr/bin/fuse-overlayfs");
+                    .env("STRATA_FUSE_PROGRAM", imp.fuse_overlayfs_binary()?);
             }
             Impl::Stratafs | Impl::StratafsUring => {
                 cmd.args(["--driver", "fuse"])

@@ -1,8 +1,11 @@
-//! Runs the same workloads on stratafs, kernel overlayfs, fuse-overlayfs and the plain
-//! directory, over the same deterministic layers, and prints one table: the median
-//! seconds of several runs and each one's ratio to kernel overlayfs, measured in the same
-//! run, plus the FUSE daemons' peak memory. Also writes the table as Markdown and a chart
-//! of the ratios as SVG under `benches/results/` (`quick.*` or `latest.*`).
+//! Runs the same workloads on stratafs, kernel overlayfs, fuse-overlayfs (1.10 and 2.0)
+//! and the plain directory, over the same deterministic layers, and prints one table: the
+//! median seconds of several runs and each one's ratio to kernel overlayfs, measured in
+//! the same run, plus the FUSE daemons' peak memory. The runs are interleaved: run 1 on
+//! every file system, then run 2 on every one, and so on, so a disk whose speed drifts
+//! over minutes weighs on every column alike. Also writes the table as Markdown and a
+//! chart of the ratios as SVG: `benches/results/latest.*` for a full run,
+//! `target/bench-results/quick.*` for `--quick` (or `--out DIR`).
 //!
 //! `cargo run --release -p benches` (root) for the full sizes; `-- --quick` for a short
 //! pass (what CI runs as a smoke test; it never asserts speed). The launcher workload
@@ -27,23 +30,30 @@ use fixtures::bench_trees::{self, BenchSizes};
 use impls::{Impl, RunDirs};
 use launch::Launcher;
 use requests::Requests;
-use workloads::Workload;
+use workloads::{Ctx, Warm, Workload};
 
 #[derive(Parser)]
-#[command(about = "stratafs vs kernel overlayfs vs fuse-overlayfs vs native, side by side")]
+#[command(
+    about = "stratafs vs kernel overlayfs vs fuse-overlayfs 1.10 and 2.0 vs native, side by side"
+)]
 struct Args {
     /// Small trees and fewer runs (a smoke pass).
     #[arg(long)]
     quick: bool,
-    /// Runs per implementation and workload (median reported).
+    /// Runs per implementation and workload (median reported; default 5, 1 with `--quick`).
     #[arg(long)]
     runs: Option<usize>,
-    /// Only workloads whose name contains this ("memory" for the daemons' memory).
+    /// Only workloads whose name contains this, or one of these comma-separated names
+    /// ("memory" for the daemons' memory).
     #[arg(long)]
     only: Option<String>,
     /// Where to build the trees (same disk as the layers you care about).
     #[arg(long, default_value = "/var/tmp")]
     scratch: PathBuf,
+    /// Where to write the table and the chart (default: `benches/results/` for a full
+    /// run, `bench-results/` in the target dir for `--quick`, outside the source tree).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -68,6 +78,8 @@ enum Cell {
     Secs(f64),
     /// The workload does not apply to this implementation.
     NotApplicable,
+    /// The implementation is not installed here.
+    NotInstalled,
     /// It could not run: why.
     Failed(String),
 }
@@ -105,8 +117,7 @@ struct Setup<'a> {
     base: &'a Path,
     lowers: &'a [PathBuf],
     flat: &'a Path,
-    sizes: &'a BenchSizes,
-    runs: usize,
+    ctx: &'a Ctx,
 }
 
 fn sh(cmd: &mut Command) -> Result<()> {
@@ -130,8 +141,17 @@ fn fresh_dirs(
     copy_flat: bool,
 ) -> Result<RunDirs> {
     let run = base.join("run");
-    if run.exists() {
-        sh(Command::new("rm").arg("-rf").arg(&run))?;
+    // A FUSE daemon may still be tidying its work dir after the last unmount: retry.
+    let mut tries = 0;
+    while run.exists() {
+        match sh(Command::new("rm").arg("-rf").arg(&run)) {
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Ok(()) => {}
+        }
     }
     for d in ["upper", "work", "mnt"] {
         std::fs::create_dir_all(run.join(d))
@@ -164,53 +184,124 @@ fn median(mut times: Vec<f64>) -> Result<f64> {
     Ok(times[times.len() / 2])
 }
 
-/// Times one (workload, implementation): median seconds over `runs`, cold (caches
-/// dropped) or warm (a pass before the timed one), each run on a fresh upper; and, for
-/// stratafs, the requests its daemon served during the last timed pass.
-fn measure(
+/// Times one pass of one (workload, implementation) on a fresh upper, cold (caches
+/// dropped) or warm (a pass before the timed one); and, for stratafs, the requests its
+/// daemon served during the timed pass.
+fn measure_once(
     w: &Workload,
     imp: Impl,
     set: &Setup<'_>,
     warm: bool,
 ) -> Result<(f64, Option<Requests>)> {
-    let mut times = Vec::with_capacity(set.runs);
-    let mut served = None;
-    for _ in 0..set.runs {
-        let dirs = fresh_dirs(
-            set.base,
-            set.lowers,
-            set.flat,
-            w.writes && imp == Impl::Native,
-        )?;
-        let m = impls::mount(imp, &dirs)?;
-        if warm {
-            (w.run)(&m.root, set.sizes)?;
-        } else {
-            drop_caches();
+    let dirs = fresh_dirs(
+        set.base,
+        set.lowers,
+        set.flat,
+        w.writes && imp == Impl::Native,
+    )?;
+    let m = impls::mount(imp, &dirs)?;
+    if warm {
+        match w.warm {
+            Warm::After(first) => first(&m.root, set.ctx)?,
+            Warm::Rerun | Warm::No => (w.run)(&m.root, set.ctx)?,
         }
-        let before = m.requests()?;
-        let t = Instant::now();
-        (w.run)(&m.root, set.sizes)?;
-        times.push(t.elapsed().as_secs_f64());
-        if let (Some(before), Some(after)) = (before, m.requests()?) {
-            served = Some(after.since(&before));
-        }
+    } else {
+        drop_caches();
     }
-    Ok((median(times)?, served))
+    let before = m.requests()?;
+    let t = Instant::now();
+    (w.run)(&m.root, set.ctx)?;
+    let secs = t.elapsed().as_secs_f64();
+    let served = match (before, m.requests()?) {
+        (Some(before), Some(after)) => Some(after.since(&before)),
+        _ => None,
+    };
+    Ok((secs, served))
 }
 
-/// Times `strata run --rm demo true` through `imp`: median seconds over `runs`.
-fn measure_launch(l: &Launcher, imp: Impl, runs: usize, warm: bool) -> Result<f64> {
-    let mut times = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        if warm {
-            l.run_once(imp)?;
-        } else {
-            drop_caches();
-        }
-        times.push(l.run_once(imp)?);
+/// Times `strata run --rm demo true` through `imp` once, cold or warm (a run first).
+fn measure_launch_once(l: &Launcher, imp: Impl, warm: bool) -> Result<f64> {
+    if warm {
+        l.run_once(imp)?;
+    } else {
+        drop_caches();
     }
-    median(times)
+    l.run_once(imp)
+}
+
+/// What one column of one row has gathered so far.
+#[derive(Default)]
+struct Series {
+    times: Vec<f64>,
+    served: Option<Requests>,
+    failed: Option<String>,
+}
+
+/// Runs one row: for each run index, one pass on every implementation in table order
+/// (interleaved, so drift of the disk over minutes hits every column alike), then
+/// each one's median. `pass` times one pass; `skip` says which cells are not timed.
+fn measure_row(
+    label: &str,
+    runs: usize,
+    skip: impl Fn(Impl) -> Option<Cell>,
+    mut pass: impl FnMut(Impl) -> Result<(f64, Option<Requests>)>,
+) -> (
+    BTreeMap<&'static str, Cell>,
+    BTreeMap<&'static str, Requests>,
+) {
+    let start = Instant::now();
+    let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
+    for _ in 0..runs {
+        for imp in Impl::ALL {
+            if skip(imp).is_some() {
+                continue;
+            }
+            let s = series.entry(imp.name()).or_default();
+            if s.failed.is_some() {
+                continue;
+            }
+            match pass(imp) {
+                Ok((t, r)) => {
+                    s.times.push(t);
+                    if r.is_some() {
+                        s.served = r;
+                    }
+                }
+                Err(e) => s.failed = Some(format!("{e:#}")),
+            }
+        }
+    }
+    let mut cols = BTreeMap::new();
+    let mut requests = BTreeMap::new();
+    for imp in Impl::ALL {
+        let cell = match skip(imp) {
+            Some(cell) => cell,
+            None => {
+                let s = series.remove(imp.name()).unwrap_or_default();
+                if let Some(r) = s.served {
+                    requests.insert(imp.name(), r);
+                }
+                match s.failed {
+                    Some(e) => Cell::Failed(e),
+                    None => median(s.times).into(),
+                }
+            }
+        };
+        if let Cell::Failed(e) = &cell {
+            eprintln!("  {label} on {}: {e}", imp.name());
+        }
+        cols.insert(imp.name(), cell);
+    }
+    eprintln!("  {label}: done in {:.1} s", start.elapsed().as_secs_f64());
+    (cols, requests)
+}
+
+/// The cell of an implementation that cannot run here, if it cannot.
+fn unavailable_cell(imp: Impl) -> Option<Cell> {
+    if imp.not_installed() {
+        return Some(Cell::NotInstalled);
+    }
+    imp.unavailable().map(Cell::Failed)
 }
 
 /// The FUSE daemon's peak RSS after mounting and after a stat walk of `wide` and of
@@ -242,7 +333,16 @@ fn run(args: Args) -> Result<()> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (kernel overlayfs mounts, dropping caches)");
     }
-    let selected = |name: &str| args.only.as_ref().is_none_or(|o| name.contains(o.as_str()));
+    if std::env::var("CI").as_deref() == Ok("true")
+        && let Err(e) = impls::fuse_overlayfs2()
+    {
+        bail!("CI=true and the fuse-overlayfs 2.0 column cannot run: {e:#}");
+    }
+    let selected = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|o| o.split(',').any(|o| name.contains(o)))
+    };
     let strata = if selected(launch::NAME) {
         Some(launch::strata_binary()?)
     } else {
@@ -253,7 +353,7 @@ fn run(args: Args) -> Result<()> {
     } else {
         BenchSizes::FULL
     };
-    let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 }).max(1);
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 5 }).max(1);
     std::fs::create_dir_all(&args.scratch)
         .with_context(|| format!("mkdir {}", args.scratch.display()))?;
     let tmp = tempfile::Builder::new()
@@ -263,9 +363,19 @@ fn run(args: Args) -> Result<()> {
     let base = tmp.path();
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
     eprintln!("building trees under {} ...", base.display());
+    let start = Instant::now();
     bench_trees::write_lower(&bottom, sizes)?;
     bench_trees::write_top(&top, sizes)?;
     cproject::generate(&top, sizes.c_files)?;
+    if workloads::ALL
+        .iter()
+        .any(|w| selected(w.name) && w.name == "git status")
+    {
+        workloads::make_checkout(&bottom)?;
+    }
+    let archive = base.join("untar.tar");
+    std::fs::write(&archive, workloads::untar_archive(&sizes)?)
+        .with_context(|| format!("write {}", archive.display()))?;
     sh(Command::new("cp")
         .args(["-a", "--reflink=auto"])
         .arg(&bottom)
@@ -274,17 +384,22 @@ fn run(args: Args) -> Result<()> {
         .args(["-a", "--reflink=auto", "-T"])
         .arg(&top)
         .arg(&flat))?;
+    if flat.join(workloads::CHECKOUT).exists() {
+        // The copy's files have new inode numbers and ctimes: refresh its index once,
+        // as a clone would have it.
+        workloads::refresh_checkout(&flat)?;
+    }
     let launcher = match strata {
         Some(s) => Some(Launcher::prepare(s, base)?),
         None => None,
     };
+    eprintln!("  set-up: done in {:.1} s", start.elapsed().as_secs_f64());
     let lowers = vec![top.clone(), bottom.clone()];
     let setup = Setup {
         base,
         lowers: &lowers,
         flat: &flat,
-        sizes: &sizes,
-        runs,
+        ctx: &Ctx { sizes, archive },
     };
 
     let mut rows: Vec<Row> = Vec::new();
@@ -293,30 +408,15 @@ fn run(args: Args) -> Result<()> {
         if !selected(w.name) {
             continue;
         }
-        let passes: &[bool] = if w.warm_too { &[false, true] } else { &[false] };
+        let passes: &[bool] = match w.warm {
+            Warm::No => &[false],
+            Warm::Rerun | Warm::After(_) => &[false, true],
+        };
         for &warm in passes {
             let label = format!("{} ({})", w.name, if warm { "warm" } else { "cold" });
-            let mut cols = BTreeMap::new();
-            let mut requests = BTreeMap::new();
-            for imp in Impl::ALL {
-                let cell = match imp.unavailable() {
-                    Some(why) => Cell::Failed(why),
-                    None => match measure(w, imp, &setup, warm) {
-                        Ok((secs, r)) => {
-                            if let Some(r) = r {
-                                requests.insert(imp.name(), r);
-                            }
-                            Cell::Secs(secs)
-                        }
-                        Err(e) => Cell::Failed(format!("{e:#}")),
-                    },
-                };
-                if let Cell::Failed(e) = &cell {
-                    eprintln!("  {label} on {}: {e}", imp.name());
-                }
-                cols.insert(imp.name(), cell);
-            }
-            eprintln!("  {label}: done");
+            let (cols, requests) = measure_row(&label, runs, unavailable_cell, |imp| {
+                measure_once(w, imp, &setup, warm)
+            });
             served.push((label.clone(), requests));
             rows.push((label, cols));
         }
@@ -324,26 +424,26 @@ fn run(args: Args) -> Result<()> {
     if let Some(l) = &launcher {
         for warm in [false, true] {
             let label = format!("{} ({})", launch::NAME, if warm { "warm" } else { "cold" });
-            let mut cols = BTreeMap::new();
-            for imp in Impl::ALL {
-                let cell = match (imp, imp.unavailable()) {
-                    (Impl::Native | Impl::StratafsPassthrough, _) => Cell::NotApplicable,
-                    (_, Some(why)) => Cell::Failed(why),
-                    _ => measure_launch(l, imp, runs, warm).into(),
-                };
-                if let Cell::Failed(e) = &cell {
-                    eprintln!("  {label} on {}: {e}", imp.name());
-                }
-                cols.insert(imp.name(), cell);
-            }
-            eprintln!("  {label}: done");
+            let skip = |imp: Impl| match imp {
+                Impl::Native | Impl::StratafsPassthrough => Some(Cell::NotApplicable),
+                _ => unavailable_cell(imp),
+            };
+            let (cols, _) = measure_row(&label, runs, skip, |imp| {
+                measure_launch_once(l, imp, warm).map(|t| (t, None))
+            });
             rows.push((label, cols));
         }
     }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
-        for imp in [Impl::FuseOverlayfs, Impl::Stratafs, Impl::StratafsUring] {
+        for imp in [
+            Impl::FuseOverlayfs,
+            Impl::FuseOverlayfs2,
+            Impl::Stratafs,
+            Impl::StratafsUring,
+        ] {
             let m = match imp.unavailable() {
+                Some(_) if imp.not_installed() => Err(NOT_INSTALLED.to_string()),
                 Some(why) => Err(why),
                 None => measure_memory(imp, &setup).map_err(|e| format!("{e:#}")),
             };
@@ -359,7 +459,11 @@ fn run(args: Args) -> Result<()> {
     let mut table = render(&rows, &memory, &sizes, runs, stem);
     table.push_str(&render_requests(&rows, &served));
     println!("{table}");
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let out = match args.out {
+        Some(dir) => dir,
+        None if args.quick => quick_results_dir()?,
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("results"),
+    };
     std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
     let md = out.join(format!("{stem}.md"));
     std::fs::write(&md, &table).with_context(|| format!("write {}", md.display()))?;
@@ -371,6 +475,20 @@ fn run(args: Args) -> Result<()> {
         svg.display()
     );
     Ok(())
+}
+
+/// What a column that is not installed says.
+const NOT_INSTALLED: &str = "n/a (not installed)";
+
+/// Where `--quick` writes its table and chart: `bench-results/` in the target dir (this
+/// executable's profile dir's parent), so the smoke pass leaves the source tree as it was.
+fn quick_results_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("locating the benches executable")?;
+    let target = exe
+        .parent()
+        .and_then(Path::parent)
+        .with_context(|| format!("{} has no target dir above it", exe.display()))?;
+    Ok(target.join("bench-results"))
 }
 
 /// The machine: kernel release and CPU count.
@@ -397,9 +515,10 @@ fn sizes_text(s: &BenchSizes) -> String {
 }
 
 /// The implementations drawn as bars (kernel overlayfs is the 1x line).
-const CHART_SERIES: [Impl; 5] = [
+const CHART_SERIES: [Impl; 6] = [
     Impl::Native,
     Impl::FuseOverlayfs,
+    Impl::FuseOverlayfs2,
     Impl::Stratafs,
     Impl::StratafsUring,
     Impl::StratafsPassthrough,
@@ -433,6 +552,24 @@ fn write_chart(path: &Path, rows: &[Row], sizes: &BenchSizes, runs: usize) -> Re
     )
 }
 
+/// Text for a Markdown table cell (a `|` escaped).
+fn cell_text(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// The fuse-overlayfs binaries in words, for the notes under the table.
+fn fuse_overlayfs_text() -> String {
+    let two = match impls::fuse_overlayfs2() {
+        Ok(bin) => format!("`{}`", bin.display()),
+        Err(_) => NOT_INSTALLED.to_string(),
+    };
+    format!(
+        "`fuse-overlayfs 1.10` is Debian's `{}` (C), `fuse-overlayfs 2.0` the Rust rewrite \
+         ({two}).",
+        impls::FUSE_OVERLAYFS_1
+    )
+}
+
 fn render(
     rows: &[Row],
     memory: &[(&'static str, Result<Memory, String>)],
@@ -455,7 +592,7 @@ fn render(
     let _ = writeln!(s, "|---|{}", "---:|".repeat(Impl::ALL.len()));
     for (label, cols) in rows {
         let kernel = cols.get("kernel").and_then(Cell::secs);
-        let _ = write!(s, "| {label} |");
+        let _ = write!(s, "| {} |", cell_text(label));
         for imp in Impl::ALL {
             match cols.get(imp.name()) {
                 Some(Cell::Secs(t)) => match kernel {
@@ -468,6 +605,9 @@ fn render(
                 },
                 Some(Cell::NotApplicable) => {
                     let _ = write!(s, " n/a |");
+                }
+                Some(Cell::NotInstalled) => {
+                    let _ = write!(s, " {NOT_INSTALLED} |");
                 }
                 Some(Cell::Failed(e)) => {
                     let short: String = e.chars().take(60).collect();
@@ -486,7 +626,9 @@ fn render(
          `stratafs io_uring` through per-CPU FUSE-over-io_uring queues, the bench turning the \
          fuse module's `enable_uring` on for its mounts (kernel 6.14+, off by default); \
          `stratafs io=passthrough-all` on `/dev/fuse` with files of 64 KiB and more passed \
-         through."
+         through. {} Each cell is the median of its runs; run by run, every column \
+         ran once before the next run began.",
+        fuse_overlayfs_text()
     );
     if rows
         .iter()
@@ -496,7 +638,8 @@ fn render(
             s,
             "\nThe launcher row runs `strata run --rm demo true` with `--driver kernel`, \
          `--driver fuse` (stratafs, the fuse module's `enable_uring` off, then on for the \
-         io_uring column) and `--driver fuse` with `STRATA_FUSE_PROGRAM=fuse-overlayfs`."
+         io_uring column) and `--driver fuse` with `STRATA_FUSE_PROGRAM` set to each \
+         fuse-overlayfs binary."
         );
     }
     let _ = writeln!(s, "\n![time relative to kernel overlayfs]({stem}.svg)");
@@ -524,6 +667,9 @@ fn render(
                         mib(m[1]),
                         mib(m[2])
                     );
+                }
+                Err(e) if e == NOT_INSTALLED => {
+                    let _ = writeln!(s, "| {name} | {NOT_INSTALLED} | | |");
                 }
                 Err(e) => {
                     let short: String = e.chars().take(80).collect();
@@ -564,7 +710,8 @@ fn render_requests(rows: &[Row], served: &[Served]) -> String {
         let secs = |imp: Impl| cols.and_then(|c| c.get(imp.name())).and_then(Cell::secs);
         let _ = write!(
             s,
-            "| {label} | {} | {} |",
+            "| {} | {} | {} |",
+            cell_text(label),
             first.round_trips,
             first.most_frequent(3)
         );
