@@ -801,14 +801,27 @@ impl Overlay {
         let res = (|| -> io::Result<()> {
             match fmt {
                 libc::S_IFREG => {
-                    // Everything through the two open files: no path walks.
+                    // Everything through the two open files: no path walks. The copy
+                    // is an O_TMPFILE file (no work-dir entry to make and remove, less
+                    // for the fsync to commit) linked in whole where it belongs.
                     let src = sys::open_beneath(lfd, &lpath, libc::O_RDONLY, 0)?;
-                    let dst = sys::open_beneath(
+                    let (dst, unnamed) = match sys::open_beneath(
                         wfd,
-                        &tmp,
-                        libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                        Path::new(""),
+                        libc::O_TMPFILE | libc::O_WRONLY,
                         0o600,
-                    )?;
+                    ) {
+                        Ok(fd) => (fd, true),
+                        Err(_) => (
+                            sys::open_beneath(
+                                wfd,
+                                &tmp,
+                                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL,
+                                0o600,
+                            )?,
+                            false,
+                        ),
+                    };
                     sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
                     if self.settings.fsync {
                         // SAFETY: fsync on an owned fd.
@@ -820,6 +833,20 @@ impl Overlay {
                     let _ =
                         sys::fd_set_xattr(dst.as_fd(), &self.xattr_origin, origin.as_bytes(), 0);
                     sys::futimens(dst.as_fd(), &times)?;
+                    if unnamed {
+                        if hardlinked {
+                            self.index_copy(
+                                |i, key| sys::link_fd_at(dst.as_fd(), i, key),
+                                node.ino,
+                                st.st_nlink,
+                            )?;
+                        }
+                        return if orphan {
+                            sys::link_fd_at(dst.as_fd(), wfd, &tmp)
+                        } else {
+                            sys::link_fd_at(dst.as_fd(), ufd, &upath)
+                        };
+                    }
                 }
                 _ => {
                     match fmt {
@@ -840,12 +867,11 @@ impl Overlay {
                 }
             }
             if hardlinked {
-                if let Some(index) = &self.index {
-                    let key = index_key(node.ino);
-                    sys::link_between(wfd, &tmp, index.as_fd(), &key)?;
-                    let n = st.st_nlink.to_string();
-                    let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
-                }
+                self.index_copy(
+                    |i, key| sys::link_between(wfd, &tmp, i, key),
+                    node.ino,
+                    st.st_nlink,
+                )?;
             }
             if !orphan {
                 sys::rename_between(wfd, &tmp, ufd, &upath, 0)?;
@@ -860,6 +886,24 @@ impl Overlay {
             restore_times(ufd, &parent_upath, &pst);
         }
         node.state.write().loc = if orphan { Loc::Orphan(tmp) } else { Loc::Upper };
+        Ok(())
+    }
+
+    /// Gives the copy-up of a hard-linked lower file (node `ino`, `nlink` lower names)
+    /// its index entry through `link` (index dir, key), with the count the names share.
+    fn index_copy(
+        &self,
+        link: impl FnOnce(BorrowedFd<'_>, &Path) -> io::Result<()>,
+        ino: u64,
+        nlink: u64,
+    ) -> io::Result<()> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        let key = index_key(ino);
+        link(index.as_fd(), &key)?;
+        let n = nlink.to_string();
+        let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
         Ok(())
     }
 
