@@ -95,7 +95,7 @@ fn run_seed(
     seed: u64,
     ops: u64,
 ) -> Option<(u64, Option<String>)> {
-    run_steps(d, seed, ops, 10, |rng, d| {
+    run_steps(d, seed, ops, 10, Differential::compare_upper, |rng, d| {
         let op = gen_op(pool, rng);
         d.run(&op);
         false
@@ -104,14 +104,15 @@ fn run_seed(
 
 /// Runs `ops` steps made by `step` (which draws everything from the seed's one RNG
 /// stream and returns true when the trees should be compared right after it) on a
-/// fresh [`Differential`], comparing the trees every `every` steps, remounting both
-/// sides halfway; returns the number run and the report if the sides diverged (None
+/// fresh [`Differential`], comparing the trees every `every` steps and after remounting
+/// both sides halfway and at the end, and the uppers' markers with `compare_upper`; returns the number run and the report if the sides diverged (None
 /// when the test must skip).
 fn run_steps(
     d: Option<Differential>,
     seed: u64,
     ops: u64,
     every: u64,
+    compare_upper: fn(&mut Differential, &str),
     mut step: impl FnMut(&mut StdRng, &mut Differential) -> bool,
 ) -> Option<(u64, Option<String>)> {
     let mut d = d?;
@@ -133,7 +134,12 @@ fn run_steps(
             break;
         }
     }
-    d.compare_upper("at the end");
+    if d.mismatch_count() == 0 {
+        // The upper as the last step left it must show the same tree again.
+        d.remount();
+        d.compare("after remounting at the end");
+    }
+    compare_upper(&mut d, "at the end");
     Some((total, d.report()))
 }
 
@@ -411,11 +417,249 @@ fn random_callers_match_kernel_overlayfs() {
     let mut failed = Vec::new();
     for seed in seeds("STRATA_RANDOM_CALLER_SEEDS", 1000, 4) {
         let d = Differential::new(callers_layers);
-        let Some((_, report)) = run_steps(d, seed, ops, 10, |rng, d| {
-            let op = gen_caller_op(&CALLERS, rng);
-            d.run_as(&op, gen_caller(rng));
-            false
-        }) else {
+        let Some((_, report)) =
+            run_steps(d, seed, ops, 10, Differential::compare_upper, |rng, d| {
+                let op = gen_caller_op(&CALLERS, rng);
+                d.run_as(&op, gen_caller(rng));
+                false
+            })
+        else {
+            return;
+        };
+        if let Some(r) = report {
+            failed.push(format!("seed {seed}: {r}"));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n\n"));
+}
+
+/// Four lowers holding the same directories, populated mostly in the bottom one:
+///
+/// * `l3` (bottom): `a/dir/{f1,f2,sub/g,sub/deep/h}`, empty `a/empty`, `a/keep`,
+///   `b/dir2/{k,deep/l}`, `c/x/{y,z}`, 65534's `n/dir/{f,sub/s}` (in 65534's `n`),
+///   65534's `w/dir/f` (in world-writable `w`), `p/q/r/s`.
+/// * `l2`: `a/dir/{m2,sub/s2}` and a whiteout over `a/dir/f2`; `b/dir2` opaque with
+///   `o2`; `c/x/z` over the bottom's; `n/dir/n2`; `p/q` again.
+/// * `l1`: `a/dir/n1`, a whiteout over `a/dir/sub/deep`; `c/x` opaque with `o1`;
+///   empty `b`, `a/empty`; `n/dir/sub`.
+/// * `l0` (top): empty `a/dir`, `a/empty`, `n/dir`, `w/dir`, `b`; `a/t0`.
+fn renamed_dirs_layers(root: &std::path::Path) -> anyhow::Result<layers::LayerSet> {
+    let set = layers::LayerSet::create(root, 4)?;
+    let own = |l: &layers::Layer, rel: &str, mode: u32| -> anyhow::Result<()> {
+        l.dir(rel, mode)?.owner(rel, NOBODY, NOBODY)?;
+        Ok(())
+    };
+    let b = set.lower(3)?;
+    b.file("a/dir/f1", b"f1\n", 0o644)?
+        .file("a/dir/f2", b"f2\n", 0o644)?
+        .file("a/dir/sub/g", b"g\n", 0o644)?
+        .file("a/dir/sub/deep/h", b"h\n", 0o644)?
+        .xattr("a/dir", "user.dir", b"bottom")?
+        .dir("a/empty", 0o755)?
+        .file("a/keep", b"keep\n", 0o644)?
+        .file("b/dir2/k", b"k\n", 0o644)?
+        .file("b/dir2/deep/l", b"l\n", 0o644)?
+        .file("c/x/y", b"y\n", 0o644)?
+        .file("c/x/z", b"z from bottom\n", 0o644)?
+        .file("p/q/r/s", b"s\n", 0o644)?;
+    own(&b, "n", 0o755)?;
+    own(&b, "n/dir", 0o755)?;
+    own(&b, "n/dir/sub", 0o755)?;
+    b.file("n/dir/f", b"f\n", 0o644)?
+        .owner("n/dir/f", NOBODY, NOBODY)?
+        .file("n/dir/sub/s", b"s\n", 0o644)?
+        .owner("n/dir/sub/s", NOBODY, NOBODY)?
+        .dir("w", 0o777)?;
+    own(&b, "w/dir", 0o755)?;
+    b.file("w/dir/f", b"f\n", 0o644)?
+        .owner("w/dir/f", NOBODY, NOBODY)?
+        .finish()?;
+    let m = set.lower(2)?;
+    m.file("a/dir/m2", b"m2\n", 0o644)?
+        .whiteout("a/dir/f2")?
+        .file("a/dir/sub/s2", b"s2\n", 0o644)?
+        .opaque("b/dir2")?
+        .file("b/dir2/o2", b"o2\n", 0o644)?
+        .file("c/x/z", b"z from l2\n", 0o644)?
+        .dir("p/q", 0o755)?;
+    own(&m, "n", 0o755)?;
+    own(&m, "n/dir", 0o755)?;
+    m.file("n/dir/n2", b"n2\n", 0o644)?
+        .owner("n/dir/n2", NOBODY, NOBODY)?
+        .finish()?;
+    let h = set.lower(1)?;
+    h.file("a/dir/n1", b"n1\n", 0o644)?
+        .dir("a/dir/sub", 0o755)?
+        .whiteout("a/dir/sub/deep")?
+        .opaque("c/x")?
+        .file("c/x/o1", b"o1\n", 0o644)?
+        .dir("b", 0o755)?
+        .dir("a/empty", 0o755)?;
+    own(&h, "n", 0o755)?;
+    own(&h, "n/dir", 0o755)?;
+    own(&h, "n/dir/sub", 0o755)?;
+    h.finish()?;
+    let t = set.lower(0)?;
+    t.dir("a/dir", 0o755)?
+        .dir("a/empty", 0o755)?
+        .file("a/t0", b"t0\n", 0o644)?
+        .dir("b", 0o755)?
+        .dir("w", 0o777)?;
+    own(&t, "n", 0o755)?;
+    own(&t, "n/dir", 0o755)?;
+    own(&t, "w/dir", 0o755)?;
+    t.finish()?;
+    Ok(set)
+}
+
+/// The directories [`renamed_dirs_layers`] merges over several lowers (and some of
+/// their parents and children): what the renames test moves around.
+const RENAMED: [&str; 16] = [
+    "a/dir",
+    "a/dir/sub",
+    "a/dir/sub/deep",
+    "a/empty",
+    "a",
+    "b/dir2",
+    "b/dir2/deep",
+    "b",
+    "c/x",
+    "c",
+    "n/dir",
+    "n/dir/sub",
+    "w/dir",
+    "p/q",
+    "p/q/r",
+    "p",
+];
+
+/// Where renamed directories go (besides back home and into each other).
+const RENAME_PLACES: [&str; 9] = ["", "a", "a/empty", "b", "c", "n", "w", "p", "new"];
+const RENAME_NAMES: [&str; 8] = ["x", "y", "r1", "r2", "dir", "dir2", "sub", "empty"];
+const FILE_NAMES: [&str; 9] = ["f1", "f2", "m2", "n1", "g", "o2", "k", "new", "t0"];
+
+/// The current name of each directory of [`RENAMED`], followed through the renames
+/// the kernel made (the reference), so the test keeps renaming renamed directories.
+struct Moves {
+    /// (original path, current path).
+    dirs: Vec<(String, String)>,
+}
+
+impl Moves {
+    fn new() -> Self {
+        Self {
+            dirs: RENAMED
+                .iter()
+                .map(|d| (d.to_string(), d.to_string()))
+                .collect(),
+        }
+    }
+
+    fn any(&self, rng: &mut StdRng) -> (String, String) {
+        self.dirs[rng.random_range(0..self.dirs.len())].clone()
+    }
+
+    /// Records that the kernel renamed `from` to `to` (swapped them when `exchange`).
+    fn renamed(&mut self, from: &str, to: &str, exchange: bool) {
+        let moved = |p: &str, a: &str, b: &str| -> Option<String> {
+            let rest = p.strip_prefix(a)?;
+            (rest.is_empty() || rest.starts_with('/')).then(|| format!("{b}{rest}"))
+        };
+        for (_, cur) in &mut self.dirs {
+            if let Some(n) = moved(cur, from, to) {
+                *cur = n;
+            } else if exchange && let Some(n) = moved(cur, to, from) {
+                *cur = n;
+            }
+        }
+    }
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn base(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+/// One step of the renames test: mostly renames of the merged directories (to new
+/// names, into other dirs, back to their original names, again after a rename), then
+/// changes inside them. Returns true after a directory rename the kernel made.
+fn renames_step(moves: &mut Moves, rng: &mut StdRng, d: &mut Differential) -> bool {
+    let text = |rng: &mut StdRng| format!("{:x}", rng.random::<u32>());
+    let (orig, cur) = moves.any(rng);
+    let other = moves.any(rng).1;
+    let file = |rng: &mut StdRng, dir: &str| join(dir, FILE_NAMES[rng.random_range(0..9)]);
+    let op = match rng.random_range(0..20) {
+        0..10 => {
+            let to = match rng.random_range(0..4) {
+                0 => orig.clone(),
+                1 => other.clone(),
+                2 => join(&other, base(&cur)),
+                _ => join(
+                    RENAME_PLACES[rng.random_range(0..RENAME_PLACES.len())],
+                    RENAME_NAMES[rng.random_range(0..RENAME_NAMES.len())],
+                ),
+            };
+            let flags =
+                [0, 0, 0, libc::RENAME_NOREPLACE, libc::RENAME_EXCHANGE][rng.random_range(0..5)];
+            Op::Rename(cur.clone(), to, flags)
+        }
+        10 => Op::Rename(file(rng, &cur), file(rng, &other), 0),
+        11 | 12 => Op::Write(file(rng, &cur), text(rng)),
+        13 => Op::Append(file(rng, &cur), text(rng)),
+        14 => Op::Unlink(file(rng, &cur)),
+        15 => Op::Mkdir(
+            join(&cur, RENAME_NAMES[rng.random_range(0..RENAME_NAMES.len())]),
+            0o755,
+        ),
+        16 => Op::Rmdir(cur.clone()),
+        17 => Op::Link(file(rng, &cur), file(rng, &other)),
+        18 => Op::SetXattr(cur.clone(), "user.dir".into(), text(rng).into()),
+        _ => Op::Chmod(cur.clone(), [0o755, 0o700, 0o777][rng.random_range(0..3)]),
+    };
+    // Mostly root (under any umask), now and then 65534 (who owns `n/dir` and `w/dir`).
+    let caller = match rng.random_range(0..10) {
+        i @ 0..5 => Caller::root([0, 0o002, 0o022, 0o027, 0o077][i]),
+        5..8 => Caller::root(0o022),
+        _ => Caller::nobody(),
+    };
+    let (k, _) = d.run_as(&op, caller);
+    match op {
+        Op::Rename(from, to, flags) if k == 0 && from == cur => {
+            moves.renamed(&from, &to, flags == libc::RENAME_EXCHANGE);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// Directories merged over three and four lowers (populated in the bottom one, with
+/// whiteouts and opaque dirs in the middle) renamed again and again — to new names,
+/// into other (also renamed) dirs, back to their original names — with changes inside
+/// them, remounting halfway: every rename must keep every lower's entries below the
+/// layer the redirect was written for. Trees are compared after each directory rename.
+/// `STRATA_RANDOM_RENAME_SEEDS` (default 6) seeds from 2000 of `STRATA_RANDOM_OPS`.
+#[test]
+fn random_dir_renames_over_many_lowers() {
+    let ops = env_or("STRATA_RANDOM_OPS", 250);
+    let mut failed = Vec::new();
+    for seed in seeds("STRATA_RANDOM_RENAME_SEEDS", 2000, 6) {
+        let d = Differential::new(renamed_dirs_layers);
+        let mut moves = Moves::new();
+        let Some((_, report)) = run_steps(
+            d,
+            seed,
+            ops,
+            5,
+            Differential::compare_upper_following_redirects,
+            |rng, d| renames_step(&mut moves, rng, d),
+        ) else {
             return;
         };
         if let Some(r) = report {
