@@ -1,8 +1,12 @@
 //! Seeded random operation sequences run on kernel overlayfs and on the implementation
 //! under test over identical layers: each operation's errno must match, and the merged
-//! trees are compared every few steps and after remounting both halfway. `STRATA_RANDOM_SEEDS` (default 12) seeds of
-//! `STRATA_RANDOM_OPS` (default 250) operations: 3000 in CI. A seed stops at its first
-//! divergence (later steps would only repeat it); all seeds run.
+//! trees are compared every few steps and after remounting both halfway and at the end.
+//! `STRATA_RANDOM_SEEDS` (default 12) seeds of `STRATA_RANDOM_OPS` (default 250)
+//! operations: 3000 in CI. `STRATA_RANDOM_CALLER_SEEDS` (default 4) seeds make each
+//! operation as a random caller (root under each umask, or 65534);
+//! `STRATA_RANDOM_RENAME_SEEDS` (default 4) seeds rename directories merged over four
+//! lowers. A seed stops at its first divergence (later steps would only repeat it); all
+//! seeds run; `STRATA_RANDOM_SEED=N` reruns seed N alone.
 
 mod common;
 
