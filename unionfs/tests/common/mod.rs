@@ -255,6 +255,23 @@ impl Differential {
         }
     }
 
+    /// Like [`Self::compare_upper`], an opaque marker counting where the directory found
+    /// below it through its parents' redirects is one (see
+    /// [`upper::markers_following_redirects`]): for tests that rename directories
+    /// around and then create in them.
+    pub fn compare_upper_following_redirects(&mut self, label: &str) {
+        let (k, u) = (
+            upper::markers_following_redirects(&self.kernel.upper, &self.kernel.lowers),
+            upper::markers_following_redirects(&self.under.upper, &self.under.lowers),
+        );
+        if k != u {
+            self.mismatches.push(format!(
+                "upper markers differ {label}:\n  kernel: {k:?}\n  {}: {u:?}",
+                self.imp.name
+            ));
+        }
+    }
+
     /// Compares the carried-over xattrs of `rel` in both uppers (after a copy-up).
     pub fn compare_upper_xattrs(&mut self, rel: &str) {
         let (k, u) = (

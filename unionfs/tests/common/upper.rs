@@ -87,3 +87,73 @@ pub fn carried_xattrs(p: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Like [`markers`], but `opaque P` is listed where the directory the merged view finds
+/// below P — following the redirects of P and of its upper parents, as lookup does — is
+/// a directory, rather than the lower entry at the same path: after a renamed parent
+/// (redirected elsewhere) gets a new child, what lies below that child is found under
+/// the redirect's target, not under its own path.
+pub fn markers_following_redirects(upper: &Path, lowers: &[PathBuf]) -> BTreeSet<String> {
+    let mut out: BTreeSet<String> = markers(upper, lowers)
+        .into_iter()
+        .filter(|m| !m.starts_with("opaque "))
+        .collect();
+    let mut opaque = Vec::new();
+    opaque_dirs(upper, upper, &mut opaque);
+    for rel in opaque {
+        if let Some(below) = lower_path(upper, &rel) {
+            if lower_dir_below(lowers, &below) {
+                out.insert(format!("opaque {rel}"));
+            }
+        }
+    }
+    out
+}
+
+/// Every directory under `dir` with `trusted.overlay.opaque=y` (relative to `root`).
+fn opaque_dirs(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if fs::symlink_metadata(&p).is_ok_and(|md| md.is_dir()) {
+            if get_xattr(&p, "trusted.overlay.opaque").is_ok_and(|v| v == b"y") {
+                let rel = p.strip_prefix(root).unwrap_or(&p).display().to_string();
+                out.push(rel);
+            }
+            opaque_dirs(root, &p, out);
+        }
+    }
+}
+
+/// The lower path that upper directory `rel` merges with, following the redirects
+/// (absolute `/a/b`, or a name relative to the parent's lower path) of `rel` and its
+/// parents; None when an upper parent is opaque (nothing lies below).
+fn lower_path(upper: &Path, rel: &str) -> Option<String> {
+    let mut below = String::new();
+    let mut at = upper.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for (i, name) in parts.iter().enumerate() {
+        at.push(name);
+        let parent_below = below.clone();
+        below = match get_xattr(&at, "trusted.overlay.redirect") {
+            Ok(r) if r.starts_with(b"/") => String::from_utf8_lossy(&r[1..]).into_owned(),
+            Ok(r) => join_rel(&parent_below, &String::from_utf8_lossy(&r)),
+            Err(_) => join_rel(&parent_below, name),
+        };
+        let last = i + 1 == parts.len();
+        if !last && get_xattr(&at, "trusted.overlay.opaque").is_ok_and(|v| v == b"y") {
+            return None;
+        }
+    }
+    Some(below)
+}
+
+fn join_rel(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
