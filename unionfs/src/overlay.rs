@@ -1120,7 +1120,17 @@ impl Overlay {
         };
         if st.st_uid != uid || st.st_gid != gid {
             match sys::lchown_at(at.0, at.1, uid, gid) {
-                Ok(()) => *st = sys::lstat_at(at.0, at.1).map_err(errno)?,
+                Ok(()) => {
+                    // The chown cleared set-user-ID / set-group-ID on a non-directory;
+                    // the caller made it with them (the kernel already took out what
+                    // the caller may not set), as its own create would keep them.
+                    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
+                    let perm = st.st_mode & 0o7777;
+                    if !is_dir && perm & (libc::S_ISUID | libc::S_ISGID) != 0 {
+                        sys::chmod_at(at.0, at.1, perm).map_err(errno)?;
+                    }
+                    *st = sys::lstat_at(at.0, at.1).map_err(errno)?;
+                }
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => {}
                 Err(e) => return Err(errno(e)),
             }

@@ -364,8 +364,16 @@ impl OverlayFs {
             {
                 return false;
             }
-            writing
-                || crate::sys::fstat(fd.as_raw_fd()).is_ok_and(|st| st.st_size >= PASSTHROUGH_MIN)
+            let Ok(st) = crate::sys::fstat(fd.as_raw_fd()) else {
+                return false;
+            };
+            if writing {
+                // A writer of a set-user-ID / set-group-ID file goes through FUSE, so
+                // the kernel clears the bits by the VFS rule (the caller's groups and
+                // capabilities); a passed-through write would clear them as the daemon.
+                return st.st_mode & (libc::S_ISUID | libc::S_ISGID) == 0;
+            }
+            st.st_size >= PASSTHROUGH_MIN
         };
         let grant = self
             .modes
