@@ -80,13 +80,13 @@ impl OverlayFs {
         {
             self.passthrough.store(true, Ordering::Relaxed);
         }
-        // Privilege bits are cleared here (write flags, truncation), so the kernel
-        // marks inodes it found plain and stops sending a GETXATTR of
-        // `security.capability` before each write. Not with passthrough: its writes
-        // never reach us, and the kernel then clears nothing either.
-        if !self.passthrough.load(Ordering::Relaxed)
-            && take(config, InitFlags::FUSE_HANDLE_KILLPRIV_V2)
-        {
+        // Privilege bits are cleared here (write flags, truncation), by the VFS rule
+        // (the caller's groups and capabilities; FUSE's own rule would keep a
+        // set-group-ID bit without group execute), and the kernel marks inodes it found
+        // plain and stops sending a GETXATTR of `security.capability` before each write.
+        // With passthrough too: a writer of a file with such a bit is never passed
+        // through (`reply_open`), so its writes come here.
+        if take(config, InitFlags::FUSE_HANDLE_KILLPRIV_V2) {
             self.killpriv.store(true, Ordering::Relaxed);
         }
         // Requests through per-CPU io_uring queues once they are registered (see
@@ -628,18 +628,28 @@ impl OverlayFs {
             self.disk_gid(req.gid()),
             umask,
         ) {
-            Ok((node, st, Some(fd))) => {
-                let created = Created {
-                    reply,
-                    ttl: self.ttl,
-                    attr: self.attr(&st),
-                    generation: Generation(node.generation.load(Ordering::Relaxed)),
-                };
-                self.reply_open(node.ino, fd, flags, false, created);
-            }
+            Ok((node, st, Some(fd))) => self.reply_created(&node, &st, fd, flags, reply),
             Ok((_, _, None)) => reply.error(Errno::EIO),
             Err(e) => reply.error(err(e)),
         }
+    }
+
+    /// Answers a CREATE or TMPFILE: the new entry and its open file.
+    fn reply_created(
+        &self,
+        node: &crate::node::Node,
+        st: &Stat,
+        fd: std::os::fd::OwnedFd,
+        flags: i32,
+        reply: impl CreateReply,
+    ) {
+        let created = Created {
+            reply,
+            ttl: self.ttl,
+            attr: self.attr(st),
+            generation: Generation(node.generation.load(Ordering::Relaxed)),
+        };
+        self.reply_open(node.ino, fd, flags, false, created);
     }
 
     /// open(O_TMPFILE): answered with a handle whatever the I/O strategy (an ENOSYS
@@ -655,15 +665,7 @@ impl OverlayFs {
     ) {
         let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
         match self.ov.tmpfile(parent.0, mode, flags, uid, gid, umask) {
-            Ok((node, st, fd)) => {
-                let created = Created {
-                    reply,
-                    ttl: self.ttl,
-                    attr: self.attr(&st),
-                    generation: Generation(node.generation.load(Ordering::Relaxed)),
-                };
-                self.reply_open(node.ino, fd, flags, false, created);
-            }
+            Ok((node, st, fd)) => self.reply_created(&node, &st, fd, flags, reply),
             Err(e) => reply.error(err(e)),
         }
     }
