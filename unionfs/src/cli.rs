@@ -166,12 +166,35 @@ fn prepare(cfg: &MountConfig) -> Result<Prepared, String> {
     })
 }
 
-/// Creates `workdir/work` (and `workdir/index`), emptied of leftovers of an earlier mount.
+/// stratafs' hard-link index in the work dir. Not `index`: kernel overlayfs with
+/// `index=on` checks every entry of `workdir/index` as its own and refuses to mount a
+/// work dir holding stratafs' (so an upper stratafs wrote would not mount there).
+const INDEX_DIR: &str = "stratafs-index";
+
+/// An `index` dir of an older stratafs (every entry named by 16 hex digits) moves to
+/// [`INDEX_DIR`], so its hard links stay together and kernel overlayfs can mount.
+fn migrate_old_index(workl: &Layer) {
+    let old = Path::new("index");
+    if sys::lstat_at(workl.fd(), Path::new(INDEX_DIR)).is_ok() {
+        return;
+    }
+    let Ok(entries) = sys::read_dir_at(workl.fd(), old) else {
+        return;
+    };
+    let ours = |n: &[u8]| n.len() == 16 && n.iter().all(u8::is_ascii_hexdigit);
+    if !entries.is_empty() && entries.iter().all(|e| ours(&e.name)) {
+        let _ = sys::rename_at(workl.fd(), old, Path::new(INDEX_DIR), 0);
+    }
+}
+
+/// Creates `workdir/work` (and the index, [`INDEX_DIR`]), emptied of leftovers of an
+/// earlier mount.
 fn prepare_work(w: &Path, workl: &Layer) -> Result<(OwnedFd, OwnedFd), String> {
     let fail = |what: &str, e: std::io::Error| {
         format!("workdir={}: {what}: {}", w.display(), describe(&e))
     };
-    for sub in ["work", "index"] {
+    migrate_old_index(workl);
+    for sub in ["work", INDEX_DIR] {
         match sys::mkdir_at(workl.fd(), Path::new(sub), 0o700) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {
@@ -228,11 +251,11 @@ fn prepare_work(w: &Path, workl: &Layer) -> Result<(OwnedFd, OwnedFd), String> {
     }
     let index = sys::open_beneath(
         workl.fd(),
-        Path::new("index"),
+        Path::new(INDEX_DIR),
         libc::O_RDONLY | libc::O_DIRECTORY,
         0,
     )
-    .map_err(|e| fail("index", e))?;
+    .map_err(|e| fail(INDEX_DIR, e))?;
     Ok((work, index))
 }
 
