@@ -385,3 +385,29 @@ fn fuse_driver_as_root() {
     assert!(!mounted(&c.id), "a mount of the container is left");
     assert!(!c.dir.exists(), "--rm left {}", c.dir.display());
 }
+
+/// The command runs with the default capability set effective and permitted, bounded
+/// by it, and an empty inheritable set (runc and moby since CVE-2022-24769).
+#[test]
+fn capabilities_default_set_and_no_inheritable() {
+    if skip_unless_root() {
+        return;
+    }
+    let o = run_kernel(&["demo", "/bin/sh", "-c", "grep ^Cap /proc/self/status"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    let field = |name: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| u64::from_str_radix(v.trim(), 16).unwrap_or(u64::MAX))
+            .unwrap_or_else(|| panic!("{name} missing in:\n{out}"))
+    };
+    assert_eq!(field("CapInh:"), 0, "inheritable set:\n{out}");
+    let eff = field("CapEff:");
+    assert!(
+        eff != 0 && eff == field("CapPrm:") && eff == field("CapBnd:"),
+        "{out}"
+    );
+    // CAP_SYS_ADMIN (21) is not in the default set; CAP_CHOWN (0) is.
+    assert!(eff & (1 << 21) == 0 && eff & 1 == 1, "{out}");
+}

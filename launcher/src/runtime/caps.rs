@@ -61,8 +61,10 @@ pub fn drop_bounding() -> Result<()> {
     Ok(())
 }
 
-/// Sets effective, permitted and inheritable to the default set intersected with what
-/// the process has (for uid 0 in the container; others lose all on setuid).
+/// Sets effective and permitted to the default set intersected with what the process
+/// has (for uid 0 in the container; others lose all on setuid), and empties the
+/// inheritable set, as runc and moby do since CVE-2022-24769 (an inheritable set lets
+/// a program with file capabilities gain them past the bounding set's intent).
 pub fn set_default_caps() -> Result<()> {
     let mut mask = [0u32; 2];
     for c in DEFAULT_CAPS {
@@ -90,7 +92,7 @@ pub fn set_default_caps() -> Result<()> {
         data[i] = CapData {
             effective: m,
             permitted: m,
-            inheritable: m,
+            inheritable: 0,
         };
     }
     // SAFETY: as above, for capset(2).
