@@ -154,20 +154,20 @@ mod tests {
 
     #[test]
     fn parses_fuse_overlayfs_and_containers_records() {
-        let o = parse(b"100:200:4751").unwrap();
+        let o = parse(b"100:200:4751").expect("parses");
         assert_eq!((o.uid, o.gid, o.perm, o.special), (100, 200, 0o4751, None));
-        let o = parse(b"0:0:0755:dir").unwrap();
+        let o = parse(b"0:0:0755:dir").expect("parses");
         assert_eq!((o.uid, o.gid, o.perm, o.special), (0, 0, 0o755, None));
-        let o = parse(b"5:6:0644:file").unwrap();
+        let o = parse(b"5:6:0644:file").expect("parses");
         assert_eq!(o.perm, 0o644);
         // Type bits in MODE are dropped.
-        assert_eq!(parse(b"1:2:100644").unwrap().perm, 0o644);
-        let o = parse(b"0:6:0666:char-1-3").unwrap();
+        assert_eq!(parse(b"1:2:100644").expect("parses").perm, 0o644);
+        let o = parse(b"0:6:0666:char-1-3").expect("parses");
         assert_eq!(o.special, Some((libc::S_IFCHR, libc::makedev(1, 3))));
-        let o = parse(b"0:0:660:block8:0").unwrap();
+        let o = parse(b"0:0:660:block8:0").expect("parses");
         assert_eq!(o.special, Some((libc::S_IFBLK, libc::makedev(8, 0))));
         assert_eq!(
-            parse(b"0:0:600:pipe").unwrap().special,
+            parse(b"0:0:600:pipe").expect("parses").special,
             Some((libc::S_IFIFO, 0))
         );
     }
@@ -190,7 +190,7 @@ mod tests {
     fn writes_as_fuse_overlayfs() {
         assert_eq!(format(100, 200, 0o104751), "100:200:4751");
         assert_eq!(format(0, 0, 0o644), "0:0:644");
-        let o = parse(format(7, 8, 0o1777).as_bytes()).unwrap();
+        let o = parse(format(7, 8, 0o1777).as_bytes()).expect("parses");
         assert_eq!((o.uid, o.gid, o.perm), (7, 8, 0o1777));
     }
 
@@ -199,13 +199,13 @@ mod tests {
         let mut st: Stat = unsafe { std::mem::zeroed() };
         st.st_mode = libc::S_IFREG | 0o600;
         st.st_size = 9;
-        apply(&parse(b"0:5:0620:char-4-1").unwrap(), &mut st);
+        apply(&parse(b"0:5:0620:char-4-1").expect("parses"), &mut st);
         assert_eq!(st.st_mode, libc::S_IFCHR | 0o620);
         assert_eq!((st.st_uid, st.st_gid, st.st_size), (0, 5, 0));
         assert_eq!(st.st_rdev, libc::makedev(4, 1));
         let mut d: Stat = unsafe { std::mem::zeroed() };
         d.st_mode = libc::S_IFDIR | 0o700;
-        apply(&parse(b"1:1:0755:char-4-1").unwrap(), &mut d);
+        apply(&parse(b"1:1:0755:char-4-1").expect("parses"), &mut d);
         assert_eq!(d.st_mode, libc::S_IFDIR | 0o755);
     }
 }

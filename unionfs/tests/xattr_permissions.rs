@@ -47,7 +47,7 @@ fn fuse_overlayfs2_or_skip() -> Option<PathBuf> {
 
 fn get_xattr(p: &Path, name: &str) -> Option<String> {
     let cp = cpath(p);
-    let cn = CString::new(name).unwrap();
+    let cn = CString::new(name).expect("test step");
     let mut buf = [0u8; 256];
     // SAFETY: buf is writable for its length; both strings are NUL-terminated.
     let n = unsafe { libc::lgetxattr(cp.as_ptr(), cn.as_ptr(), buf.as_mut_ptr().cast(), 256) };
@@ -56,7 +56,7 @@ fn get_xattr(p: &Path, name: &str) -> Option<String> {
 
 fn set_xattr(p: &Path, name: &str, v: &str) {
     let cp = cpath(p);
-    let cn = CString::new(name).unwrap();
+    let cn = CString::new(name).expect("test step");
     // SAFETY: as above.
     let r = unsafe { libc::lsetxattr(cp.as_ptr(), cn.as_ptr(), v.as_ptr().cast(), v.len(), 0) };
     assert_eq!(r, 0, "setxattr {name} on {}", p.display());
@@ -97,18 +97,18 @@ fn mount(bin: &Path, opts: &str, m: &Path) -> Mount {
 fn layers(root: &Path) -> [PathBuf; 4] {
     let dirs = ["l", "u", "w", "m"].map(|d| root.join(d));
     for d in &dirs {
-        fs::create_dir_all(d).unwrap();
+        fs::create_dir_all(d).expect("test step");
     }
     let l = &dirs[0];
     for (name, uid, gid, mode) in [("lf", 5, 6, 0o644), ("keep", 3, 4, 0o600)] {
         let f = l.join(name);
-        fs::write(&f, name).unwrap();
-        std::os::unix::fs::lchown(&f, Some(uid), Some(gid)).unwrap();
-        fs::set_permissions(&f, fs::Permissions::from_mode(mode)).unwrap();
+        fs::write(&f, name).expect("test step");
+        std::os::unix::fs::lchown(&f, Some(uid), Some(gid)).expect("test step");
+        fs::set_permissions(&f, fs::Permissions::from_mode(mode)).expect("test step");
     }
-    fs::create_dir(l.join("ld")).unwrap();
-    fs::set_permissions(l.join("ld"), fs::Permissions::from_mode(0o755)).unwrap();
-    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::create_dir(l.join("ld")).expect("test step");
+    fs::set_permissions(l.join("ld"), fs::Permissions::from_mode(0o755)).expect("test step");
+    fs::set_permissions(root, fs::Permissions::from_mode(0o755)).expect("test step");
     dirs
 }
 
@@ -117,7 +117,7 @@ fn sh(dir: &Path, script: &str) {
         .args(["-c", script])
         .current_dir(dir)
         .status()
-        .unwrap();
+        .expect("test step");
     assert!(st.success(), "{script}");
 }
 
@@ -170,7 +170,7 @@ fn chown_and_chmod_write_the_record() {
         return;
     }
     for n in [1u8, 2] {
-        let tmp = tempfile::tempdir().unwrap();
+        let tmp = tempfile::tempdir().expect("test step");
         let seen = observe(&stratafs(), tmp.path(), n);
         expect(
             &seen,
@@ -199,15 +199,15 @@ fn a_lower_root_record_shows_its_owners() {
     if !privileged_or_skip() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("test step");
     let [l, u, w, m] = layers(tmp.path());
     // A rootless containers/storage layer: owners only in the records.
     let l2 = tmp.path().join("l2");
-    fs::create_dir(&l2).unwrap();
+    fs::create_dir(&l2).expect("test step");
     set_xattr(&l2, CONTAINERS, "0:0:0755:dir");
-    fs::write(l2.join("f"), "f").unwrap();
+    fs::write(l2.join("f"), "f").expect("test step");
     set_xattr(&l2.join("f"), CONTAINERS, "1000:1001:0640:file");
-    fs::create_dir(l2.join("d")).unwrap();
+    fs::create_dir(l2.join("d")).expect("test step");
     set_xattr(&l2.join("d"), CONTAINERS, "33:33:02775:dir");
     // The same record on a layer whose root carries none means nothing.
     set_xattr(&l.join("keep"), CONTAINERS, "1:1:0777:file");
@@ -234,12 +234,12 @@ fn copy_up_into_a_recording_upper_carries_the_lower_record() {
     if !privileged_or_skip() {
         return;
     }
-    let tmp = tempfile::tempdir().unwrap();
+    let tmp = tempfile::tempdir().expect("test step");
     let [_, u, w, m] = layers(tmp.path());
     let l2 = tmp.path().join("l2");
-    fs::create_dir(&l2).unwrap();
+    fs::create_dir(&l2).expect("test step");
     set_xattr(&l2, CONTAINERS, "0:0:0755:dir");
-    fs::write(l2.join("f"), "f").unwrap();
+    fs::write(l2.join("f"), "f").expect("test step");
     set_xattr(&l2.join("f"), CONTAINERS, "1000:1001:0640:file");
     let opts = format!(
         "lowerdir={},upperdir={},workdir={},xattr_permissions=1",
@@ -266,8 +266,8 @@ fn same_as_fuse_overlayfs2() {
         return;
     };
     for n in [1u8, 2] {
-        let a = tempfile::tempdir().unwrap();
-        let b = tempfile::tempdir().unwrap();
+        let a = tempfile::tempdir().expect("test step");
+        let b = tempfile::tempdir().expect("test step");
         let ours = observe(&stratafs(), a.path(), n);
         let theirs = observe(&fo, b.path(), n);
         let diffs: Vec<String> = theirs
