@@ -339,6 +339,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         fsync: cfg.fsync,
         open_files: open_file_budget(p.lowers.len()),
         whiteout_files: cfg.whiteout_files,
+        xattr_permissions: crate::override_stat::OverrideKind::from_option(cfg.xattr_permissions),
     };
     let ov = Overlay::new(p.lowers, p.upper, p.work, settings).map_err(|e| {
         format!(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dashmap::DashMap;
 
 use crate::names::NameMap;
+use crate::override_stat::OverrideKind;
 use crate::sys;
 
 /// One layer directory, held open as an `O_PATH` fd.
@@ -22,6 +23,9 @@ pub struct Layer {
     pub fd: OwnedFd,
     /// st_dev of the layer root.
     pub dev: u64,
+    /// Where owners and modes are kept in an xattr (the root's own record says so;
+    /// `xattr_permissions=` sets it for an upper whose root says nothing).
+    pub override_stat: Option<OverrideKind>,
 }
 
 impl Layer {
@@ -29,10 +33,12 @@ impl Layer {
     pub fn open(path: &Path) -> io::Result<Layer> {
         let fd = sys::open_dir_path(path)?;
         let st = sys::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
+        let override_stat = OverrideKind::of_root(fd.as_fd());
         Ok(Layer {
             path: path.to_path_buf(),
             fd,
             dev: st.st_dev,
+            override_stat,
         })
     }
 

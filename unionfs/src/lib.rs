@@ -16,6 +16,7 @@ pub mod names;
 pub mod node;
 pub mod options;
 pub mod overlay;
+pub mod override_stat;
 pub mod plus;
 pub mod sys;
 pub mod transport;

@@ -78,6 +78,9 @@ pub struct MountConfig {
     /// Env `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`: whiteouts are written as `.wh.NAME`
     /// files instead of character devices 0/0.
     pub whiteout_files: bool,
+    /// `xattr_permissions=0|1|2`: owners and modes of the upper kept in
+    /// `security.fuseoverlayfs.override_stat` (1) or `user.containers.override_stat` (2).
+    pub xattr_permissions: u8,
     /// One line each for options accepted without effect, said once on stderr.
     pub notices: Vec<String>,
 }
@@ -432,13 +435,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
                 );
             }
             "xattr_permissions" => match need(&val)?.as_str() {
-                "0" => {}
-                "1" | "2" => notice(
-                    &mut cfg,
-                    &s,
-                    "owners and modes are stored on the files themselves; stratafs neither \
-                     reads nor writes the override_stat xattr",
-                ),
+                "0" => cfg.xattr_permissions = 0,
+                "1" => cfg.xattr_permissions = 1,
+                "2" => cfg.xattr_permissions = 2,
                 v => {
                     return Err(UsageError(format!(
                         "xattr_permissions={v}: expected 0, 1 or 2"
@@ -727,10 +726,17 @@ mod tests {
         )
         .unwrap();
         assert!(c.notices.is_empty(), "{:?}", c.notices);
+        assert_eq!(c.xattr_permissions, 0);
+        // Honoured, silently.
+        for n in [1u8, 2] {
+            let c = opt(&format!(",xattr_permissions={n}")).unwrap();
+            assert_eq!(c.xattr_permissions, n);
+            assert!(c.notices.is_empty(), "{:?}", c.notices);
+        }
         // Without effect: one line each, once.
         let c = opt(
             ",xino=off,xino=auto,ino32_t,redirect_dir=off,writeback=1,fast_ino=1,\
-             max_write=131072,xattr_permissions=2,splice_read,splice_write,splice_move",
+             max_write=131072,splice_read,splice_write,splice_move",
         )
         .unwrap();
         let keys: Vec<&str> = c
@@ -747,7 +753,6 @@ mod tests {
                 "writeback",
                 "fast_ino",
                 "max_write",
-                "xattr_permissions",
                 "splice_read",
                 "splice_write",
                 "splice_move"

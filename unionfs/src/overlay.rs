@@ -16,6 +16,7 @@ use crate::files::{OpenFiles, RealFile};
 use crate::layers::{self, Layer, LowerEntry, Lowers, Span};
 use crate::names::{NameList, NameMap};
 use crate::node::{Loc, Node, NodeState, NodeTable};
+use crate::override_stat::{self, OverrideKind};
 use crate::sys::{self, Stat};
 use crate::whiteout::SharedWhiteout;
 
@@ -45,6 +46,9 @@ pub struct OverlaySettings {
     /// Write whiteouts as `.wh.NAME` files, never char 0/0 (env
     /// `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`). Not wired yet: see `make_whiteout`.
     pub whiteout_files: bool,
+    /// `xattr_permissions=1|2`: the upper keeps owners and modes in this xattr (unless
+    /// its root names another kind itself).
+    pub xattr_permissions: Option<OverrideKind>,
 }
 
 /// The mounted union: layers, node table and the lock that serializes namespace changes.
@@ -72,6 +76,8 @@ pub struct Overlay {
     xattr_redirect: CString,
     xattr_origin: CString,
     xattr_nlink: CString,
+    /// Some layer keeps owners and modes in an xattr (else stat reads none).
+    any_override: bool,
 }
 
 /// A merged directory listing: "." and ".." first, then every visible name, packed.
@@ -90,10 +96,18 @@ impl Overlay {
     /// Builds the union over opened layers. `work` is `workdir/work`, already cleaned.
     pub fn new(
         lowers: Vec<Layer>,
-        upper: Option<Layer>,
+        mut upper: Option<Layer>,
         work: Option<(OwnedFd, OwnedFd)>,
         settings: OverlaySettings,
     ) -> OvResult<Overlay> {
+        if let Some(u) = upper.as_mut() {
+            // The upper root's own record wins over the option, as in fuse-overlayfs.
+            u.override_stat = u.override_stat.or(settings.xattr_permissions);
+        }
+        let any_override = upper
+            .iter()
+            .chain(lowers.iter())
+            .any(|l| l.override_stat.is_some());
         let (work, index) = match work {
             Some((w, i)) => (Some(w), Some(i)),
             None => (None, None),
@@ -127,6 +141,7 @@ impl Overlay {
             xattr_redirect: mk("overlay.redirect")?,
             xattr_origin: mk("stratafs.origin")?,
             xattr_nlink: mk("stratafs.nlink")?,
+            any_override,
         };
         let root_state = ov.root_state()?;
         ov.nodes.insert_root(root_state);
@@ -347,7 +362,35 @@ impl Overlay {
         Ok(st)
     }
 
+    /// Where the object at `loc` keeps its owner and mode, if in an xattr.
+    fn override_of(&self, loc: &Loc) -> Option<OverrideKind> {
+        match loc {
+            Loc::Lower(l, _) => self.lowers.layers[*l as usize].override_stat,
+            _ => self.upper.as_ref().and_then(|u| u.override_stat),
+        }
+    }
+
+    /// The upper layer's override kind.
+    fn upper_override(&self) -> Option<OverrideKind> {
+        self.upper.as_ref().and_then(|u| u.override_stat)
+    }
+
+    /// Shows the owner and mode a layer keeps in its override xattr (one getxattr;
+    /// none at all when no layer keeps any).
+    fn show_override(&self, node: &Node, st: &mut Stat) {
+        if !self.any_override {
+            return;
+        }
+        let loc = node.state.read().loc.clone();
+        if let Some(kind) = self.override_of(&loc) {
+            if let Ok((fd, path)) = self.real(node) {
+                override_stat::read_into(kind, fd, &path, st);
+            }
+        }
+    }
+
     fn fix_stat(&self, node: &Node, st: &mut Stat) {
+        self.show_override(node, st);
         {
             let s = node.state.read();
             if matches!(s.loc, Loc::Orphan(_)) {
@@ -792,11 +835,41 @@ impl Overlay {
             },
         ];
         let origin = node.ino.to_string();
+        // Owner and mode as the lower shows them (its override record, if it keeps
+        // one). An upper that keeps records gets the real ones on the file and a record
+        // where they differ or the owner cannot be given; else the shown ones go on
+        // the file.
+        let lower_kind = match &node.state.read().loc {
+            Loc::Lower(l, _) => self.lowers.layers[*l as usize].override_stat,
+            _ => None,
+        };
+        let upper_kind = self.upper_override();
+        let mut shown = st;
+        if let Some(k) = lower_kind {
+            override_stat::read_into(k, lfd, &lpath, &mut shown);
+        }
+        let (st_uid, st_gid, perm) = if upper_kind.is_some() {
+            (st.st_uid, st.st_gid, perm)
+        } else {
+            (shown.st_uid, shown.st_gid, shown.st_mode & 0o7777)
+        };
+        let differs =
+            (shown.st_uid, shown.st_gid, shown.st_mode & 0o7777) != (st_uid, st_gid, perm);
+        // The record was copied as it is when both layers keep the same one.
+        let copied = lower_kind == upper_kind && upper_kind != Some(OverrideKind::User);
+        let record = |owned: bool| match upper_kind {
+            Some(k) if fmt != libc::S_IFLNK && (!owned || (differs && !copied)) => Some((
+                k.xattr(),
+                override_stat::format(shown.st_uid, shown.st_gid, shown.st_mode),
+            )),
+            _ => None,
+        };
         // Owner first (a chown clears set-user-ID), then mode; EPERM/EINVAL on the
-        // owner (rootless, an unmapped id) leaves the daemon's own.
+        // owner (rootless, an unmapped id) leaves the daemon's own (false).
         let owner_ok = |r: io::Result<()>| match r {
             Err(e) if !matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EINVAL)) => Err(e),
-            _ => Ok(()),
+            Err(_) => Ok(false),
+            Ok(()) => Ok(true),
         };
         let res = (|| -> io::Result<()> {
             match fmt {
@@ -827,9 +900,12 @@ impl Overlay {
                         // SAFETY: fsync on an owned fd.
                         unsafe { libc::fsync(dst.as_raw_fd()) };
                     }
-                    owner_ok(sys::fchown(dst.as_fd(), st.st_uid, st.st_gid))?;
+                    let owned = owner_ok(sys::fchown(dst.as_fd(), st_uid, st_gid))?;
                     sys::fchmod(dst.as_fd(), perm)?;
                     self.copy_xattrs_fd(src.as_fd(), dst.as_fd());
+                    if let Some((name, v)) = record(owned) {
+                        let _ = sys::fd_set_xattr(dst.as_fd(), name, v.as_bytes(), 0);
+                    }
                     let _ =
                         sys::fd_set_xattr(dst.as_fd(), &self.xattr_origin, origin.as_bytes(), 0);
                     sys::futimens(dst.as_fd(), &times)?;
@@ -857,11 +933,14 @@ impl Overlay {
                         }
                         _ => sys::mknod_at(wfd, &tmp, fmt | 0o600, st.st_rdev)?,
                     }
-                    owner_ok(sys::lchown_at(wfd, &tmp, st.st_uid, st.st_gid))?;
+                    let owned = owner_ok(sys::lchown_at(wfd, &tmp, st_uid, st_gid))?;
                     if fmt != libc::S_IFLNK {
                         sys::chmod_at(wfd, &tmp, perm)?;
                     }
                     self.copy_xattrs(lfd, &lpath, wfd, &tmp);
+                    if let Some((name, v)) = record(owned) {
+                        let _ = sys::set_xattr(wfd, &tmp, name, v.as_bytes(), 0);
+                    }
                     let _ = sys::set_xattr(wfd, &tmp, &self.xattr_origin, origin.as_bytes(), 0);
                     sys::utimens_at(wfd, &tmp, &times)?;
                 }
@@ -1086,7 +1165,8 @@ impl Overlay {
         }
         let mut st = sys::lstat_at(ufd, &upath).map_err(errno)?;
         let parent_upath = upath.parent().unwrap_or(Path::new(""));
-        Self::give_creator(ufd, parent_upath, (ufd, &upath), &mut st, uid, gid)?;
+        let owner = Self::give_creator(ufd, parent_upath, (ufd, &upath), &mut st, uid, gid)?;
+        self.record_creator((ufd, &upath), &st, owner);
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
             parent: p.ino,
@@ -1110,9 +1190,9 @@ impl Overlay {
         st: &mut Stat,
         uid: u32,
         gid: u32,
-    ) -> OvResult<()> {
+    ) -> OvResult<(u32, u32)> {
         if st.st_uid == uid && st.st_gid == gid {
-            return Ok(());
+            return Ok((uid, gid));
         }
         let gid = match sys::lstat_at(ufd, parent) {
             Ok(ps) if ps.st_mode & libc::S_ISGID != 0 => ps.st_gid,
@@ -1135,7 +1215,20 @@ impl Overlay {
                 Err(e) => return Err(errno(e)),
             }
         }
-        Ok(())
+        Ok((uid, gid))
+    }
+
+    /// After a create: where the upper keeps owners in an xattr and the daemon could
+    /// not give the object its owner (rootless), the record says it.
+    fn record_creator(&self, at: (BorrowedFd<'_>, &Path), st: &Stat, owner: (u32, u32)) {
+        let Some(kind) = self.upper_override() else {
+            return;
+        };
+        if (st.st_uid, st.st_gid) == owner || st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return;
+        }
+        let v = override_stat::format(owner.0, owner.1, st.st_mode);
+        let _ = sys::set_xattr(at.0, at.1, kind.xattr(), v.as_bytes(), 0);
     }
 
     /// An O_TMPFILE file in directory `parent`: made by the upper file system in the
@@ -1173,9 +1266,12 @@ impl Overlay {
         let tmp = self.tmp_name();
         sys::link_fd_at(fd.as_fd(), wfd, &tmp).map_err(errno)?;
         let mut st = sys::lstat_at(wfd, &tmp).map_err(errno)?;
-        if let Err(e) = Self::give_creator(ufd, &ppath, (wfd, &tmp), &mut st, uid, gid) {
-            let _ = sys::unlink_at(wfd, &tmp, false);
-            return Err(e);
+        match Self::give_creator(ufd, &ppath, (wfd, &tmp), &mut st, uid, gid) {
+            Ok(owner) => self.record_creator((wfd, &tmp), &st, owner),
+            Err(e) => {
+                let _ = sys::unlink_at(wfd, &tmp, false);
+                return Err(e);
+            }
         }
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
@@ -1563,11 +1659,17 @@ impl Overlay {
         let node = self.node(ino)?;
         self.make_writable(&node)?;
         let (ufd, path) = self.real(&node)?;
-        if uid.is_some() || gid.is_some() {
+        let recorded = match self.upper_override() {
+            Some(kind) if uid.is_some() || gid.is_some() || mode.is_some() => {
+                self.record_owner(kind, ufd, &path, uid, gid, mode)?
+            }
+            _ => false,
+        };
+        if !recorded && (uid.is_some() || gid.is_some()) {
             sys::lchown_at(ufd, &path, uid.unwrap_or(u32::MAX), gid.unwrap_or(u32::MAX))
                 .map_err(errno)?;
         }
-        if let Some(mode) = mode {
+        if let (false, Some(mode)) = (recorded, mode) {
             sys::chmod_at(ufd, &path, mode & 0o7777).map_err(errno)?;
         }
         if let Some(size) = size {
@@ -1588,6 +1690,33 @@ impl Overlay {
             sys::utimens_at(ufd, &path, &t).map_err(errno)?;
         }
         self.stat(&node)
+    }
+
+    /// chown/chmod of the upper object at `path` as fuse-overlayfs does with an override
+    /// kind: the record gets the new owner and mode (what it does not change is taken
+    /// from the record, else from the file), the file itself stays as it is. False for
+    /// a symlink, which carries no record and is chowned for real.
+    fn record_owner(
+        &self,
+        kind: OverrideKind,
+        fd: BorrowedFd<'_>,
+        path: &Path,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        mode: Option<u32>,
+    ) -> OvResult<bool> {
+        let mut st = sys::lstat_at(fd, path).map_err(errno)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+            return Ok(false);
+        }
+        override_stat::read_into(kind, fd, path, &mut st);
+        let v = override_stat::format(
+            uid.unwrap_or(st.st_uid),
+            gid.unwrap_or(st.st_gid),
+            mode.unwrap_or(st.st_mode),
+        );
+        sys::set_xattr(fd, path, kind.xattr(), v.as_bytes(), 0).map_err(errno)?;
+        Ok(true)
     }
 
     /// Reads a symlink's target.

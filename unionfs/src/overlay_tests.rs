@@ -79,6 +79,7 @@ fn fixture() -> Fixture {
         fsync: false,
         open_files: 64,
         whiteout_files: false,
+        xattr_permissions: None,
     };
     let ov = Overlay::new(lowers, Some(upper), Some((work, index)), settings).unwrap();
     Fixture {
