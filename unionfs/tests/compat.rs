@@ -126,7 +126,9 @@ fn mount(bin: &Path, opts: &str, m: &Path) -> Mount {
         bin.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    for _ in 0..100 {
+    // A daemon may return before its mount shows (fuse-overlayfs 2.0 forks first);
+    // on a loaded machine that has taken over 2 s.
+    for _ in 0..750 {
         if is_mounted(m) {
             return guard;
         }
