@@ -664,13 +664,6 @@ pub fn link_fd_at(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, path: &Path) -> io::R
     .map(drop)
 }
 
-/// Borrows a raw fd that the caller keeps open for the borrow's duration.
-pub fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: callers only pass fds owned by long-lived structures (layer roots, open
-    // handles) that outlive the use.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
-
 /// Raises the soft limit on open files to the hard limit (a union of many layers
 /// holds one fd per layer, plus the files it keeps open) and returns the new soft
 /// limit; the old one when it cannot be raised.
