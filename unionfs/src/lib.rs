@@ -21,6 +21,3 @@ pub mod plus;
 pub mod sys;
 pub mod transport;
 pub mod whiteout;
-
-#[cfg(test)]
-mod overlay_tests;

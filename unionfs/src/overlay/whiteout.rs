@@ -1,0 +1,80 @@
+//! Whiteouts: making and clearing the upper-layer markers that hide a lower name, in
+//! either format (char 0/0 or `.wh.NAME`). Shared by creation, removal and rename.
+
+use std::ffi::OsString;
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use crate::layers;
+use crate::sys;
+
+use super::{OvResult, Overlay, errno};
+
+impl Overlay {
+    /// Puts a whiteout at `upath` in the upper layer (replacing a non-directory there).
+    pub(super) fn make_whiteout(&self, upath: &Path) -> OvResult<()> {
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        if self.settings.whiteout_files {
+            return Self::make_wh_file(ufd, upath);
+        }
+        if self
+            .whiteout
+            .link(wfd, ufd, upath, || self.tmp_name())
+            .map_err(errno)?
+        {
+            return Ok(());
+        }
+        let tmp = self.tmp_name();
+        match sys::mknod_at(wfd, &tmp, libc::S_IFCHR, 0) {
+            Ok(()) => {
+                if let Err(e) = sys::rename_between(wfd, &tmp, ufd, upath, 0) {
+                    let _ = sys::unlink_at(wfd, &tmp, false);
+                    return Err(errno(e));
+                }
+                Ok(())
+            }
+            // No mknod here (rootless without privileges): the `.wh.NAME` format.
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => Self::make_wh_file(ufd, upath),
+            Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// A whiteout in the `.wh.NAME` format (fuse-overlayfs' where mknod is refused, or
+    /// with `FUSE_OVERLAYFS_DISABLE_OVL_WHITEOUT`), replacing a non-directory at `upath`.
+    fn make_wh_file(ufd: BorrowedFd<'_>, upath: &Path) -> OvResult<()> {
+        match sys::unlink_at(ufd, upath, false) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            Err(e) => return Err(errno(e)),
+        }
+        let name = upath.file_name().ok_or(libc::EINVAL)?;
+        let mut wh = OsString::from(".wh.");
+        wh.push(name);
+        let whp = upath.with_file_name(wh);
+        let fd =
+            sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600).map_err(errno)?;
+        drop(fd);
+        Ok(())
+    }
+
+    /// Removes a whiteout left at `upath` (both formats), so a new object can take the name.
+    pub(super) fn clear_whiteout(&self, upath: &Path) -> OvResult<bool> {
+        let ufd = self.upper_fd()?;
+        let mut had = false;
+        if let Ok(st) = sys::lstat_at(ufd, upath) {
+            if layers::is_chr_whiteout(&st) {
+                sys::unlink_at(ufd, upath, false).map_err(errno)?;
+                had = true;
+            }
+        }
+        if let Some(name) = upath.file_name() {
+            let mut wh = OsString::from(".wh.");
+            wh.push(name);
+            if sys::unlink_at(ufd, &upath.with_file_name(wh), false).is_ok() {
+                had = true;
+            }
+        }
+        Ok(had)
+    }
+}
