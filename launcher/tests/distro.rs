@@ -241,19 +241,7 @@ fn store() -> &'static Path {
     STORE.get_or_init(|| {
         let rootfs = rootfs();
         let tmp = std::env::temp_dir();
-        for e in fs::read_dir(&tmp).into_iter().flatten().flatten() {
-            let name = e.file_name();
-            let Some(pid) = name
-                .to_str()
-                .and_then(|n| n.strip_prefix(STORE_PREFIX))
-                .and_then(|p| p.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if !Path::new("/proc").join(pid.to_string()).exists() {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
+        common::remove_stale_stores(STORE_PREFIX);
         let root = tmp.join(format!("{STORE_PREFIX}{}", std::process::id()));
         let _ = fs::remove_dir_all(&root);
         let start = Instant::now();

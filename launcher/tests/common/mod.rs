@@ -29,8 +29,9 @@ pub fn skip_unless_root() -> bool {
 /// Name prefix of the per-process test stores under the temp dir.
 const STORE_PREFIX: &str = "strata-launcher-tests-";
 
-/// Removes the test stores of test processes that are gone.
-fn remove_stale_stores() {
+/// Removes the test stores (temp dirs named `PREFIX<pid>`) of test processes that
+/// are gone.
+pub fn remove_stale_stores(prefix: &str) {
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
         return;
     };
@@ -38,7 +39,7 @@ fn remove_stale_stores() {
         let name = e.file_name();
         let Some(pid) = name
             .to_str()
-            .and_then(|n| n.strip_prefix(STORE_PREFIX))
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|p| p.parse::<u32>().ok())
         else {
             continue;
@@ -54,7 +55,7 @@ fn remove_stale_stores() {
 pub fn demo_store() -> &'static Path {
     static STORE: OnceLock<PathBuf> = OnceLock::new();
     STORE.get_or_init(|| {
-        remove_stale_stores();
+        remove_stale_stores(STORE_PREFIX);
         let base = std::env::temp_dir().join(format!("{STORE_PREFIX}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
         std::fs::create_dir_all(&base).expect("creating the test store dir");

@@ -2,7 +2,7 @@
 //! attributes, xattrs, owner records and index entry, before anything modifies it. The
 //! one place that writes a copy, so its ordering rules live together.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::{CStr, CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -252,35 +252,44 @@ impl Overlay {
 
     /// Copies the xattrs a copy-up carries from the open file `src` to `dst`.
     fn copy_xattrs_fd(&self, src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
-        let Ok(list) = sys::fd_list_xattr(src) else {
-            return;
-        };
-        for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_private_xattr(name) && !name.starts_with(&self.escaped_prefix()) {
-                continue;
-            }
-            let Ok(cname) = CString::new(name) else {
-                continue;
-            };
-            if let Ok(Some(v)) = sys::fd_get_xattr(src, &cname) {
-                let _ = sys::fd_set_xattr(dst, &cname, &v, 0);
-            }
+        if let Ok(list) = sys::fd_list_xattr(src) {
+            self.copy_carried(
+                &list,
+                |n| sys::fd_get_xattr(src, n),
+                |n, v| sys::fd_set_xattr(dst, n, v, 0),
+            );
         }
     }
 
+    /// Copies the xattrs a copy-up carries from `spath` to `dpath` (non-regular files).
     fn copy_xattrs(&self, sfd: BorrowedFd<'_>, spath: &Path, dfd: BorrowedFd<'_>, dpath: &Path) {
-        let Ok(list) = sys::list_xattr(sfd, spath) else {
-            return;
-        };
+        if let Ok(list) = sys::list_xattr(sfd, spath) {
+            self.copy_carried(
+                &list,
+                |n| sys::get_xattr(sfd, spath, n),
+                |n, v| sys::set_xattr(dfd, dpath, n, v, 0),
+            );
+        }
+    }
+
+    /// For each name of the NUL-separated `list` a copy-up carries (not the overlay's
+    /// own, but users' escaped ones), `get` its value and `set` it on the copy.
+    fn copy_carried(
+        &self,
+        list: &[u8],
+        get: impl Fn(&CStr) -> io::Result<Option<Vec<u8>>>,
+        set: impl Fn(&CStr, &[u8]) -> io::Result<()>,
+    ) {
+        let escaped = self.escaped_prefix();
         for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_private_xattr(name) && !name.starts_with(&self.escaped_prefix()) {
+            if is_private_xattr(name) && !name.starts_with(&escaped) {
                 continue;
             }
             let Ok(cname) = CString::new(name) else {
                 continue;
             };
-            if let Ok(Some(v)) = sys::get_xattr(sfd, spath, &cname) {
-                let _ = sys::set_xattr(dfd, dpath, &cname, &v, 0);
+            if let Ok(Some(v)) = get(&cname) {
+                let _ = set(&cname, &v);
             }
         }
     }
