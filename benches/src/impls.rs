@@ -181,11 +181,27 @@ impl Drop for Mounted {
                     .status()
                     .is_ok_and(|s| s.success());
                 if ok {
+                    self.wait_daemon_exit();
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(100));
             }
             let _ = Command::new("umount").arg("-l").arg(&self.root).status();
+            self.wait_daemon_exit();
+        }
+    }
+}
+
+impl Mounted {
+    /// Waits (up to 10 s) for the daemon to exit after its unmount: the next run mounts
+    /// at the same path, and fuse-overlayfs 2.0's daemon, on its way out, unmounts
+    /// whatever is mounted at its path by then (fuser's drop) — the next run's mount.
+    fn wait_daemon_exit(&self) {
+        let Some(pid) = self.daemon else { return };
+        let proc = PathBuf::from(format!("/proc/{pid}"));
+        let start = Instant::now();
+        while proc.exists() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -19,50 +19,6 @@ use std::process::Command;
 
 use common::*;
 
-/// Where `scripts/deps` installs fuse-overlayfs 2.0.
-const DEPS_BIN: &str = "/usr/local/lib/strata-deps/fuse-overlayfs-2.0/bin/fuse-overlayfs";
-
-/// The fuse-overlayfs 2.x binary, or why there is none.
-fn fuse_overlayfs2() -> Result<PathBuf, String> {
-    let mut tried = Vec::new();
-    let candidates = [
-        std::env::var_os("STRATA_FUSE_OVERLAYFS2").map(PathBuf::from),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/fuse-overlayfs")),
-        Some(PathBuf::from(DEPS_BIN)),
-    ];
-    for bin in candidates.into_iter().flatten() {
-        let version = Command::new(&bin)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
-        match version {
-            Ok(v) if v.contains("version 2.") => return Ok(bin),
-            Ok(v) => tried.push(format!("{} (says {:?})", bin.display(), v.trim())),
-            Err(e) => tried.push(format!("{} ({e})", bin.display())),
-        }
-    }
-    Err(format!(
-        "needs fuse-overlayfs 2.x (scripts/deps installs it); tried: {}",
-        tried.join(", ")
-    ))
-}
-
-/// The fuse-overlayfs 2.x binary, or `None` after printing why the test is skipped;
-/// under `CI=true` a missing one fails the test.
-fn fuse_overlayfs2_or_skip() -> Option<PathBuf> {
-    match fuse_overlayfs2() {
-        Ok(bin) => Some(bin),
-        Err(why) => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI=true and this test {why}"
-            );
-            eprintln!("skipped: this test {why}");
-            None
-        }
-    }
-}
-
 /// Lower entries and their owners: mapped by every case below, by some, or by none.
 const LOWER: &[(&str, u32, u32)] = &[
     ("root-file", 0, 0),
@@ -112,35 +68,6 @@ fn layers(root: &Path) -> (PathBuf, PathBuf, PathBuf, PathBuf) {
     (l, u, w, m)
 }
 
-/// Mounts `bin` with `-o opts` at `m`.
-fn mount(bin: &Path, opts: &str, m: &Path) -> Mount {
-    let out = Command::new(bin)
-        .args(["-o", opts])
-        .arg(m)
-        .output()
-        .expect("run the daemon");
-    let guard = Mount::adopt(m, true);
-    assert!(
-        out.status.success(),
-        "{} -o {opts}: {}",
-        bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // A daemon may return before its mount shows (fuse-overlayfs 2.0 forks first);
-    // on a loaded machine that has taken over 2 s.
-    for _ in 0..750 {
-        if is_mounted(m) {
-            return guard;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!(
-        "{} -o {opts}: nothing mounted at {}",
-        bin.display(),
-        m.display()
-    );
-}
-
 /// Runs `script` with `sh -c` as uid/gid (no supplementary groups) in `dir`.
 fn run_as(uid: u32, gid: u32, dir: &Path, script: &str) -> bool {
     Command::new("setpriv")
@@ -180,7 +107,7 @@ fn observe(bin: &Path, root: &Path, mapping: &str) -> Owners {
         u.display(),
         w.display()
     );
-    let guard = mount(bin, &opts, &m);
+    let guard = mount_daemon(bin, &opts, &m);
     let mut seen = Owners::new();
     for (name, _, _) in LOWER {
         for n in [name.to_string(), format!("{name}.d")] {
@@ -216,7 +143,10 @@ fn observe(bin: &Path, root: &Path, mapping: &str) -> Owners {
     for p in &made {
         seen.insert(format!("stored {}", p.display()), owner(&u.join(p)));
     }
-    let guard = mount(bin, &opts, &m);
+    // The remount on a fresh mount point (see `mount_daemon`).
+    let m = root.join("m2");
+    fs::create_dir(&m).expect("mkdir");
+    let guard = mount_daemon(bin, &opts, &m);
     for p in &made {
         seen.insert(
             format!("shown {} after remount", p.display()),

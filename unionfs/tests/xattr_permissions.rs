@@ -17,32 +17,11 @@ use std::process::Command;
 
 use common::*;
 
-const DEPS_BIN: &str = "/usr/local/lib/strata-deps/fuse-overlayfs-2.0/bin/fuse-overlayfs";
 const CONTAINERS: &str = "user.containers.override_stat";
 const PRIVILEGED: &str = "security.fuseoverlayfs.override_stat";
 
 fn stratafs() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_stratafs"))
-}
-
-fn fuse_overlayfs2_or_skip() -> Option<PathBuf> {
-    let bin = std::env::var_os("STRATA_FUSE_OVERLAYFS2")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEPS_BIN));
-    let ok = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("version 2."));
-    if ok {
-        return Some(bin);
-    }
-    let why = format!("needs fuse-overlayfs 2.x at {}", bin.display());
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "CI=true and this test {why}"
-    );
-    eprintln!("skipped: this test {why}");
-    None
 }
 
 fn get_xattr(p: &Path, name: &str) -> Option<String> {
@@ -68,28 +47,6 @@ fn shown(p: &Path) -> String {
         Ok(md) => format!("{}:{} {:o}", md.uid(), md.gid(), md.mode()),
         Err(e) => format!("error {}", e.raw_os_error().unwrap_or(0)),
     }
-}
-
-fn mount(bin: &Path, opts: &str, m: &Path) -> Mount {
-    let out = Command::new(bin)
-        .args(["-o", opts])
-        .arg(m)
-        .output()
-        .expect("run the daemon");
-    let guard = Mount::adopt(m, true);
-    assert!(
-        out.status.success(),
-        "{} -o {opts}: {}",
-        bin.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for _ in 0..100 {
-        if is_mounted(m) {
-            return guard;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    panic!("{} -o {opts}: nothing mounted", bin.display());
 }
 
 /// `root/{l,u,w,m}`; the lower holds `lf` (5:6 0644), `ld` (0:0 0755) and `keep`
@@ -135,15 +92,18 @@ fn observe(bin: &Path, root: &Path, n: u8) -> BTreeMap<String, String> {
         w.display()
     );
     let name = if n == 1 { PRIVILEGED } else { CONTAINERS };
-    let guard = mount(bin, &opts, &m);
+    let guard = mount_daemon(bin, &opts, &m);
     sh(&m, SCRIPT);
     let mut seen = BTreeMap::new();
     for f in NAMES {
         seen.insert(format!("shown {f}"), shown(&m.join(f)));
     }
     guard.unmount();
-    // A fresh mount shows it all from the records.
-    let guard = mount(bin, &opts, &m);
+    // A fresh mount shows it all from the records (on a fresh mount point: see
+    // `mount_daemon`).
+    let m = root.join("m2");
+    fs::create_dir(&m).expect("test step");
+    let guard = mount_daemon(bin, &opts, &m);
     for f in NAMES {
         seen.insert(format!("remounted {f}"), shown(&m.join(f)));
     }
@@ -218,7 +178,7 @@ fn a_lower_root_record_shows_its_owners() {
         u.display(),
         w.display()
     );
-    let guard = mount(&stratafs(), &opts, &m);
+    let guard = mount_daemon(&stratafs(), &opts, &m);
     assert_eq!(shown(&m.join("f")), "1000:1001 100640");
     assert_eq!(shown(&m.join("d")), "33:33 42775");
     assert_eq!(shown(&m.join("keep")), "3:4 100600");
@@ -247,7 +207,7 @@ fn copy_up_into_a_recording_upper_carries_the_lower_record() {
         u.display(),
         w.display()
     );
-    let guard = mount(&stratafs(), &opts, &m);
+    let guard = mount_daemon(&stratafs(), &opts, &m);
     sh(&m, "touch f");
     assert_eq!(shown(&m.join("f")), "1000:1001 100640");
     guard.unmount();

@@ -7,6 +7,7 @@
 pub mod ext4;
 pub mod mount;
 pub mod ops;
+pub mod peer;
 pub mod sys;
 pub mod tree;
 pub mod upper;
@@ -17,6 +18,7 @@ use fixtures::layers::{LayerSet, copy_layer_set};
 
 pub use mount::{Impl, Mount, is_mounted, mount_kernel};
 pub use ops::{Caller, Op, p};
+pub use peer::{fuse_overlayfs2_or_skip, mount_daemon};
 pub use sys::{cpath, errno_of};
 pub use tree::{Snapshot, diff, snapshot};
 
