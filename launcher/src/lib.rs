@@ -2,5 +2,6 @@
 //! maps, cgroups, rootfs, PID 1 duties) on top of `store` and `unionfs`.
 
 pub mod cmd_image;
+pub mod cmd_registry;
 pub mod cmd_run;
 pub mod runtime;

@@ -36,6 +36,12 @@ enum Command {
     Commit(launcher::cmd_image::CommitArgs),
     /// Write a container's flattened rootfs as a tar.
     Export(launcher::cmd_image::ExportArgs),
+    /// Pull an image from a registry into the store.
+    Pull(launcher::cmd_registry::PullArgs),
+    /// Log in to a registry (credentials kept in auth.json, as podman keeps them).
+    Login(launcher::cmd_registry::LoginArgs),
+    /// Forget the credentials for a registry.
+    Logout(launcher::cmd_registry::LogoutArgs),
     /// Run a command in a new container.
     Run(launcher::cmd_run::RunArgs),
     /// List containers.
@@ -62,6 +68,9 @@ fn main() -> ExitCode {
         Command::Diff(args) => launcher::cmd_image::diff(root, args),
         Command::Commit(args) => launcher::cmd_image::commit(root, args),
         Command::Export(args) => launcher::cmd_image::export(root, args),
+        Command::Pull(args) => launcher::cmd_registry::pull(root, args),
+        Command::Login(args) => launcher::cmd_registry::login(args),
+        Command::Logout(args) => launcher::cmd_registry::logout(args),
         Command::Run(args) => launcher::cmd_run::run(root, args),
         Command::Ps(args) => launcher::cmd_run::ps(root, args),
         Command::Rm(args) => launcher::cmd_run::rm(root, args),

@@ -94,12 +94,12 @@ pub fn image_from_tree(
     let mut layers = Vec::new();
     for l in parent.map(|p| p.layers.as_slice()).unwrap_or_default() {
         layers.push(LayerSource {
-            path: store.blob_path(&l.blob_digest)?,
+            path: None,
             expected_digest: Some(l.blob_digest.clone()),
         });
     }
     layers.push(LayerSource {
-        path: tar_path.clone(),
+        path: Some(tar_path.clone()),
         expected_digest: None,
     });
     let bytes = serde_json::to_vec(&config).map_err(|e| StoreError::bad(dir, e.to_string()))?;
@@ -109,6 +109,7 @@ pub fn image_from_tree(
         expected_config_digest: None,
         layers,
         tags: vec![tag],
+        manifest: None,
     };
     register(store, &src)
 }

@@ -36,6 +36,10 @@ pub struct ImageRecord {
     pub layers: Vec<Layer>,
     /// Unix time of import.
     pub created: u64,
+    /// `sha256:` digest of the manifest as a registry served it (`blobs/sha256/<hex>`),
+    /// for pulled images: pushing it again sends the same bytes, so digests match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_digest: Option<String>,
 }
 
 /// How to run a container of the image: the `config` part of the OCI image config.
@@ -98,6 +102,8 @@ pub struct Image {
     pub layers: Vec<Layer>,
     /// Unix time of import.
     pub created: u64,
+    /// `sha256:` digest of the manifest it was pulled with, if it was pulled.
+    pub manifest_digest: Option<String>,
     /// The full image config JSON.
     pub raw_config: Value,
 }

@@ -8,13 +8,16 @@
 //! * `images/<id>.json` — per-image record (config digest, layers)
 //! * `tags.json` — `NAME:TAG` → image id
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
-//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations
+//! * `distribution/` — which registry blobs are which layers ([`distribution`])
+//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations and
+//!   partial downloads (`tmp/downloads/`)
 
 pub mod build;
 pub mod changes;
 pub mod compression;
 pub mod container;
 pub mod digest;
+pub mod distribution;
 pub mod error;
 pub mod export;
 pub mod extract;
@@ -157,6 +160,7 @@ impl Store {
             config_digest: rec.config_digest,
             layers: rec.layers,
             created: rec.created,
+            manifest_digest: rec.manifest_digest,
             raw_config,
         })
     }

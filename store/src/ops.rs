@@ -77,6 +77,7 @@ impl Store {
         let mut blobs = HashSet::new();
         for img in self.images()? {
             blobs.insert(img.config_digest.clone());
+            blobs.extend(img.manifest_digest.clone());
             for l in &img.layers {
                 chains.insert(l.chain_id.clone());
                 blobs.insert(l.blob_digest.clone());

@@ -49,6 +49,7 @@ fn register(s: &Store, tag: &str, salt: &str) -> String {
         config_digest: cfg_digest,
         layers,
         created: 1,
+        manifest_digest: None,
     };
     fsutil::write_json(&s.image_record_path(&id), &rec).unwrap_or_else(|e| panic!("{e}"));
     let mut tags = s.tags().unwrap_or_default();

@@ -44,7 +44,7 @@ pub fn read_docker(root: &Path) -> Result<Vec<ImageSource>, StoreError> {
         let mut layers = Vec::new();
         for l in &e.layers {
             layers.push(LayerSource {
-                path: safe_file(root, l, &mpath)?,
+                path: Some(safe_file(root, l, &mpath)?),
                 expected_digest: l.contains("sha256/").then(|| digest_from_name(l)).flatten(),
             });
         }
@@ -54,6 +54,7 @@ pub fn read_docker(root: &Path) -> Result<Vec<ImageSource>, StoreError> {
             expected_config_digest: digest_from_name(&e.config),
             layers,
             tags: e.repo_tags.unwrap_or_default(),
+            manifest: None,
         });
     }
     Ok(out)

@@ -127,7 +127,7 @@ fn read_image(
         for l in manifest.layers() {
             let d = l.digest().to_string();
             layers.push(LayerSource {
-                path: blob(root, &d, &mpath)?,
+                path: Some(blob(root, &d, &mpath)?),
                 expected_digest: Some(d),
             });
         }
@@ -137,6 +137,7 @@ fn read_image(
             expected_config_digest: Some(cdigest),
             layers,
             tags,
+            manifest: None,
         });
     }
     Err(StoreError::bad(

@@ -19,8 +19,10 @@ use crate::{Image, Store, fsutil, reference, unix_now};
 /// One layer blob to import.
 #[derive(Debug, Clone)]
 pub struct LayerSource {
-    /// Where the blob is (inside an unpacked archive or layout).
-    pub path: PathBuf,
+    /// Where the blob is (inside an unpacked archive or layout, or downloaded); `None`
+    /// when the store already holds the layer by chainID (a parent layer of a commit, a
+    /// pulled layer whose diffID the store knows), so nothing need be read.
+    pub path: Option<PathBuf>,
     /// The digest the manifest promises for the blob, if it names one.
     pub expected_digest: Option<String>,
 }
@@ -38,6 +40,8 @@ pub struct ImageSource {
     pub layers: Vec<LayerSource>,
     /// `NAME:TAG`s to point at the image.
     pub tags: Vec<String>,
+    /// The manifest as a registry served it, kept so a push sends the same bytes.
+    pub manifest: Option<Vec<u8>>,
 }
 
 /// sha256 of a file, streaming.
@@ -154,6 +158,7 @@ struct Staged {
     config: Vec<u8>,
     layers: Vec<Layer>,
     tags: Vec<String>,
+    manifest: Option<(String, Vec<u8>)>,
 }
 
 /// Images of one archive on their way into the store.
@@ -206,13 +211,18 @@ impl Batch<'_> {
         let mut layers = Vec::new();
         for (i, ls) in src.layers.iter().enumerate() {
             let final_dir = store.layer_dir(&chains[i])?;
+            let Some(path) = &ls.path else {
+                layers.push(self.held(&final_dir, i, &diff_ids[i], &src.config_path)?);
+                pb.inc(1);
+                continue;
+            };
             let already = final_dir.join("diff").is_dir()
                 || self.new_dirs.iter().any(|(_, f)| *f == final_dir);
             let known = |d: &String| {
                 self.blobs.iter().any(|(b, _)| b == d)
                     || store.blob_path(d).is_ok_and(|p| p.exists())
             };
-            let movable = ls.path.starts_with(store.root().join("tmp"));
+            let movable = path.starts_with(store.root().join("tmp"));
             let mut spool = if movable || ls.expected_digest.as_ref().is_some_and(known) {
                 None
             } else {
@@ -230,14 +240,14 @@ impl Batch<'_> {
                 fs::create_dir_all(&diff).ctx("create dir", &diff)?;
             }
             let streamed = stream_layer(
-                &ls.path,
+                path,
                 spool.as_mut().map(|t| t.as_file_mut()),
                 (!already).then_some(diff.as_path()),
             );
             let checked = streamed.and_then(|(digest, size, tar)| {
                 if let Some(exp) = ls.expected_digest.as_ref().filter(|e| **e != digest) {
                     return Err(StoreError::DigestMismatch {
-                        what: format!("layer {} blob {}", i + 1, ls.path.display()),
+                        what: format!("layer {} blob {}", i + 1, path.display()),
                         expected: exp.clone(),
                         actual: digest,
                     });
@@ -245,7 +255,7 @@ impl Batch<'_> {
                 let st = tar?;
                 if st.diff_id != diff_ids[i] {
                     return Err(StoreError::DigestMismatch {
-                        what: format!("diffID of layer {} ({})", i + 1, ls.path.display()),
+                        what: format!("diffID of layer {} ({})", i + 1, path.display()),
                         expected: diff_ids[i].clone(),
                         actual: st.diff_id,
                     });
@@ -266,7 +276,7 @@ impl Batch<'_> {
             if !known(&blob_digest) {
                 let src = match spool.take() {
                     Some(t) => BlobSrc::Spooled(t),
-                    None => BlobSrc::Move(ls.path.clone()),
+                    None => BlobSrc::Move(path.clone()),
                 };
                 self.blobs.push((blob_digest.clone(), src));
             }
@@ -291,7 +301,28 @@ impl Batch<'_> {
             config: src.config.clone(),
             layers,
             tags,
+            manifest: src.manifest.as_ref().map(|m| (sha256_digest(m), m.clone())),
         })
+    }
+
+    /// The record of layer `i` (diffID `diff_id`) the store holds at `dir`, for a
+    /// source that names no blob.
+    fn held(&self, dir: &Path, i: usize, diff_id: &str, what: &Path) -> Result<Layer, StoreError> {
+        let record = dir.join("layer.json");
+        let missing = || {
+            StoreError::bad(
+                what,
+                format!("layer {} ({diff_id}) is not in the store", i + 1),
+            )
+        };
+        if !dir.join("diff").is_dir() || !record.is_file() {
+            return Err(missing());
+        }
+        let layer: Layer = crate::fsutil::read_json(&record)?;
+        if layer.diff_id != diff_id {
+            return Err(missing());
+        }
+        Ok(layer)
     }
 
     /// Moves blobs and layer dirs of every staged image into place.
@@ -304,6 +335,12 @@ impl Batch<'_> {
             let cfg_blob = store.blob_path(&s.config_digest)?;
             if !cfg_blob.exists() {
                 fsutil::write_atomic(&cfg_blob, &s.config)?;
+            }
+            if let Some((digest, bytes)) = &s.manifest {
+                let blob = store.blob_path(digest)?;
+                if !blob.exists() {
+                    fsutil::write_atomic(&blob, bytes)?;
+                }
             }
         }
         let all_layers = staged.iter().flat_map(|s| &s.layers);
@@ -335,18 +372,20 @@ fn write_records(store: &Store, staged: &[Staged]) -> Result<Vec<String>, StoreE
             let id = digest_hex(&s.config_digest).unwrap_or_default().to_string();
             let rec_path = store.root().join("images").join(format!("{id}.json"));
             let existed = rec_path.exists();
-            let created_at = if existed {
-                fsutil::read_json::<ImageRecord>(&rec_path)
-                    .map(|r| r.created)
-                    .unwrap_or_else(|_| unix_now())
-            } else {
-                unix_now()
-            };
+            let old = existed
+                .then(|| fsutil::read_json::<ImageRecord>(&rec_path).ok())
+                .flatten();
             let rec = ImageRecord {
                 id: id.clone(),
                 config_digest: s.config_digest.clone(),
                 layers: s.layers.clone(),
-                created: created_at,
+                created: old.as_ref().map_or_else(unix_now, |r| r.created),
+                // A pull names the manifest; an import or a build keeps what was known.
+                manifest_digest: s
+                    .manifest
+                    .as_ref()
+                    .map(|(d, _)| d.clone())
+                    .or_else(|| old.and_then(|r| r.manifest_digest)),
             };
             fsutil::write_json(&rec_path, &rec)?;
             if !existed {
