@@ -1,4 +1,4 @@
-//! `strata pull`, `strata login`, `strata logout`: the registry commands, with podman's
+//! `strata pull`, `strata push`, `strata login`, `strata logout`: the registry commands, with podman's
 //! flags. The work is the `registry` crate's.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use registry::platform::Platform;
-use registry::{Credentials, PullOptions, TlsOptions};
+use registry::{Credentials, PullOptions, PushOptions, TlsOptions};
 use store::Store;
 
 /// TLS flags shared by the registry commands.
@@ -52,6 +52,26 @@ pub struct PullArgs {
     reference: String,
 }
 
+/// `strata push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// `USER:PASSWORD` for the registry (default: what `strata login` stored).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// No progress output.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Write the manifest digest to FILE.
+    #[arg(long, value_name = "FILE")]
+    digestfile: Option<PathBuf>,
+    /// The image in the store (name, tag or id).
+    image: String,
+    /// `[docker://]HOST[:PORT]/NAME:TAG` (default: IMAGE's own name).
+    destination: Option<String>,
+}
+
 /// `strata login`.
 #[derive(Args, Debug)]
 pub struct LoginArgs {
@@ -88,6 +108,22 @@ pub fn pull(root: Option<PathBuf>, args: PullArgs) -> anyhow::Result<ExitCode> {
     };
     let img = registry::pull(&store, &args.reference, &opts)?;
     println!("{}", img.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `strata push`.
+pub fn push(root: Option<PathBuf>, args: PushArgs) -> anyhow::Result<ExitCode> {
+    let store = Store::open(root)?;
+    let opts = PushOptions {
+        creds: args.creds.as_deref().map(Credentials::parse).transpose()?,
+        tls: args.tls.options(),
+        quiet: args.quiet,
+    };
+    let (dest, digest) = registry::push(&store, &args.image, args.destination.as_deref(), &opts)?;
+    if let Some(f) = &args.digestfile {
+        std::fs::write(f, &digest).with_context(|| format!("write {}", f.display()))?;
+    }
+    log::info!("pushed {dest} ({digest})");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -38,6 +38,8 @@ enum Command {
     Export(launcher::cmd_image::ExportArgs),
     /// Pull an image from a registry into the store.
     Pull(launcher::cmd_registry::PullArgs),
+    /// Push an image of the store to a registry.
+    Push(launcher::cmd_registry::PushArgs),
     /// Log in to a registry (credentials kept in auth.json, as podman keeps them).
     Login(launcher::cmd_registry::LoginArgs),
     /// Forget the credentials for a registry.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
         Command::Commit(args) => launcher::cmd_image::commit(root, args),
         Command::Export(args) => launcher::cmd_image::export(root, args),
         Command::Pull(args) => launcher::cmd_registry::pull(root, args),
+        Command::Push(args) => launcher::cmd_registry::push(root, args),
         Command::Login(args) => launcher::cmd_registry::login(args),
         Command::Logout(args) => launcher::cmd_registry::logout(args),
         Command::Run(args) => launcher::cmd_run::run(root, args),

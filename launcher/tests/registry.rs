@@ -250,8 +250,19 @@ fn login_then_pull_over_tls_with_htpasswd() {
     let o = w.strata(&["pull", &cert_dir, "--creds=alice:wrong", &reference]);
     assert_fails_with(&o, &[&reference, "unauthorized"]);
 
+    // Push with the stored credentials, then not after logout.
+    let copy = format!("{}/copy:1", reg.addr);
+    let o = w.strata(&["push", &cert_dir, &reference, &copy]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(
+        config_hex(&manifest(&reg, "copy:1", Some("alice:s3cret-pw"))),
+        want
+    );
+
     let o = w.strata(&["logout", &reg.addr]);
     assert!(o.status.success(), "{}", show(&o));
+    let o = w.strata(&["push", &cert_dir, &reference, &copy]);
+    assert_fails_with(&o, &[&copy, "unauthorized"]);
     let auth: Value =
         serde_json::from_slice(&std::fs::read(w.auth_file()).expect("read auth.json"))
             .expect("JSON");
@@ -465,4 +476,152 @@ fn multi_platform_images_and_errors_that_name_the_cause() {
     assert_fails_with(&o, &["Not/A/Reference", "invalid reference"]);
     let o = w.strata(&["pull", "--platform", "linux", &reference]);
     assert_fails_with(&o, &["--platform"]);
+}
+
+/// The digest skopeo reports for `reference`'s manifest.
+fn manifest_digest(reg: &TestRegistry, repo: &str) -> String {
+    let o = Command::new("skopeo")
+        .args(["inspect", "--format", "{{.Digest}}"])
+        .args(reg.skopeo_flags(""))
+        .arg(format!("docker://{}/{repo}", reg.addr))
+        .output()
+        .expect("run skopeo");
+    assert!(o.status.success(), "skopeo inspect: {}", show(&o));
+    stdout(&o).trim().to_string()
+}
+
+fn layer_digests(m: &Value) -> Vec<String> {
+    m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+#[test]
+fn push_round_trips_byte_for_byte_and_mounts_across_repositories() {
+    let Some(reg) = registry_or_skip(RegistryOptions::default()) else {
+        return;
+    };
+    let w = World::new();
+    let layout = demo_layout(w.tmp.path());
+    skopeo_push(
+        &reg,
+        &format!("oci:{}", layout.display()),
+        "demo:1",
+        None,
+        false,
+    );
+    let original = manifest_digest(&reg, "demo:1");
+    let pulled = format!("{}/demo:1", reg.addr);
+    let o = w.strata(&["pull", "-q", "--tls-verify=false", &pulled]);
+    assert!(o.status.success(), "{}", show(&o));
+
+    // A pulled image goes back as it came: the same manifest bytes, its layers mounted
+    // from the repository it was pulled from.
+    let digestfile = w.tmp.path().join("digest");
+    let copy = format!("{}/copy:1", reg.addr);
+    let o = w.strata(&[
+        "push",
+        "--tls-verify=false",
+        "--digestfile",
+        &digestfile.display().to_string(),
+        &pulled,
+        &format!("docker://{copy}"),
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    let layers = layer_digests(&manifest(&reg, "demo:1", None)).len();
+    assert_eq!(
+        err.matches(&format!("mounted from {}/demo", reg.addr))
+            .count(),
+        layers,
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&digestfile).expect("digestfile"),
+        original
+    );
+    assert_eq!(manifest_digest(&reg, "copy:1"), original);
+    // Again: the registry has everything.
+    let o = w.strata(&["push", "--tls-verify=false", &pulled, &copy]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(
+        err.matches("skipped: already exists").count(),
+        layers + 1,
+        "{}",
+        show(&o)
+    );
+
+    // An image strata imported (one plain-tar layer among them) and one it made: an
+    // OCI manifest skopeo copies (checking every digest), pulled back to the same id.
+    let archive = w.tmp.path().join("demo.tar");
+    fixtures::images::build_demo_image(&archive, fixtures::images::ImageFormat::DockerArchive)
+        .expect("demo archive");
+    let o = w.strata(&[
+        "image",
+        "import",
+        &archive.display().to_string(),
+        "--tag",
+        "mine:1",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let rootfs = w.tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir");
+    std::fs::write(rootfs.join("etc/made-here"), "by strata\n").expect("write");
+    let o = w.strata(&[
+        "image",
+        "create",
+        "--from-dir",
+        &rootfs.display().to_string(),
+        "--parent",
+        "mine:1",
+        "made:1",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let id = |r: &str| {
+        let o = w.strata(&["image", "inspect", r]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|_| panic!("{}", show(&o)));
+        v["id"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| panic!("no id: {v}"))
+    };
+    for (image, repo) in [
+        ("mine:1", "mine:1"),
+        ("made:1", "made:1"),
+        ("made:1", "made-again:1"),
+    ] {
+        let dest = format!("{}/{repo}", reg.addr);
+        let o = w.strata(&["push", "--tls-verify=false", image, &dest]);
+        assert!(o.status.success(), "push {image}: {}", show(&o));
+        let out = w.tmp.path().join(format!("copied-{repo}"));
+        let o = Command::new("skopeo")
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!("docker://{dest}"))
+            .arg(format!("oci:{}:x", out.display()))
+            .output()
+            .expect("skopeo");
+        assert!(o.status.success(), "skopeo copy {dest}: {}", show(&o));
+        assert_eq!(config_hex(&manifest(&reg, repo, None)), id(image));
+        let fresh = World::new();
+        let o = fresh.strata(&["pull", "-q", "--tls-verify=false", &dest]);
+        assert_eq!(stdout(&o).trim(), id(image), "{}", show(&o));
+    }
+    // The layer strata made is compressed once: both pushes name the same blob.
+    assert_eq!(
+        layer_digests(&manifest(&reg, "made:1", None)),
+        layer_digests(&manifest(&reg, "made-again:1", None))
+    );
+
+    let o = w.strata(&["push", "--tls-verify=false", "no-such:1", &copy]);
+    assert_fails_with(&o, &["no-such:1"]);
+    let o = w.strata(&[
+        "push",
+        "--tls-verify=false",
+        "mine:1",
+        &format!("{}/x@{original}", reg.addr),
+    ]);
+    assert_fails_with(&o, &["needs a tag"]);
 }

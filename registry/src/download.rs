@@ -225,7 +225,7 @@ pub async fn fetch(
 }
 
 /// Errors worth another attempt: the connection, not the answer.
-fn is_transient(e: &oci_client::errors::OciDistributionError) -> bool {
+pub(crate) fn is_transient(e: &oci_client::errors::OciDistributionError) -> bool {
     use oci_client::errors::OciDistributionError as E;
     match e {
         E::RequestError(re) => re.is_connect() || re.is_timeout() || re.is_body(),

@@ -149,6 +149,18 @@ impl RegistryError {
                     detail: format!("{url}: HTTP {code} {}", one_line(&message)),
                 }
             }
+            OciDistributionError::RequestError(e) if e.status().is_some() => {
+                let code = e.status().map_or(0, |s| s.as_u16());
+                let detail = chain(&e);
+                match code {
+                    401 | 403 => RegistryError::Unauthorized {
+                        target,
+                        detail: format!("{detail} (log in with `strata login {host}`)"),
+                    },
+                    404 => RegistryError::NotFound { target, detail },
+                    _ => RegistryError::Protocol { target, detail },
+                }
+            }
             OciDistributionError::RequestError(e) => RegistryError::Connection {
                 target,
                 host: host.to_string(),

@@ -12,6 +12,7 @@
 //! * [`login`] — `strata login` / `logout`
 //! * [`progress`] — bars on a terminal, plain lines otherwise
 //! * [`pull`] — manifest, config and layers into the store
+//! * [`push`] — an image of the store to a registry
 
 pub mod connection;
 pub mod credentials;
@@ -21,12 +22,14 @@ pub mod login;
 pub mod platform;
 pub mod progress;
 pub mod pull;
+pub mod push;
 pub mod reference;
 
 pub use connection::TlsOptions;
 pub use credentials::Credentials;
 pub use error::RegistryError;
 pub use pull::{PullOptions, pull};
+pub use push::{PushOptions, push};
 
 /// A tokio runtime for one command: registry I/O is async, the CLI is not.
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, RegistryError> {

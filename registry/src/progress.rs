@@ -45,9 +45,9 @@ impl Progress {
         }
     }
 
-    /// A bar for `verb` (`Copying`, `Pushing`) blob `digest` of `size` bytes.
-    pub fn blob(&self, verb: &str, digest: &str, size: u64) -> BlobProgress {
-        let label = format!("{verb} blob {}", short(digest));
+    /// A bar for `what` (`Copying blob`, `Copying config`) `digest` of `size` bytes.
+    pub fn blob(&self, what: &str, digest: &str, size: u64) -> BlobProgress {
+        let label = format!("{what} {}", short(digest));
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(size));
             if let Ok(style) = ProgressStyle::with_template(
@@ -67,6 +67,11 @@ impl Progress {
 }
 
 impl BlobProgress {
+    /// The bar itself (none when not drawn), for a stream that counts bytes.
+    pub fn clone_handle(&self) -> Option<ProgressBar> {
+        self.bar.clone()
+    }
+
     /// Bytes so far.
     pub fn set(&self, n: u64) {
         if let Some(b) = &self.bar {

@@ -233,7 +233,7 @@ async fn pull_async(
         .map(|(i, blob)| {
             let (conn, dir, progress) = (&conn, &dir, &progress);
             async move {
-                let bar = progress.blob("Copying", &blob.digest, blob.size);
+                let bar = progress.blob("Copying blob", &blob.digest, blob.size);
                 fetch(conn, r, &blob, dir, &bar, target)
                     .await
                     .map(|p| (i, p))

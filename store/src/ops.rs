@@ -81,6 +81,16 @@ impl Store {
             for l in &img.layers {
                 chains.insert(l.chain_id.clone());
                 blobs.insert(l.blob_digest.clone());
+                // The gzip form made for pushes (compression::gzip_blob).
+                if let Some(hex) = digest::digest_hex(&l.diff_id) {
+                    let rec = self
+                        .root()
+                        .join("distribution/gzip-by-diffid/sha256")
+                        .join(hex);
+                    if let Ok(d) = fs::read_to_string(rec) {
+                        blobs.insert(d.trim().to_string());
+                    }
+                }
             }
         }
         let mut out = Pruned::default();
