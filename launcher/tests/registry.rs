@@ -13,6 +13,7 @@ use std::process::{Command, Output, Stdio};
 
 use common::{show, stdout, strata};
 use fixtures::registry::{RegistryOptions, TestRegistry};
+use fixtures::token_issuer::Policy;
 use serde_json::Value;
 
 /// The registry, or `None` after saying why the test is skipped (never under CI=true).
@@ -166,6 +167,7 @@ fn login_then_pull_over_tls_with_htpasswd() {
     let Some(reg) = registry_or_skip(RegistryOptions {
         tls: true,
         users: vec![("alice".into(), "s3cret-pw".into())],
+        ..Default::default()
     }) else {
         return;
     };
@@ -624,4 +626,90 @@ fn push_round_trips_byte_for_byte_and_mounts_across_repositories() {
         &format!("{}/x@{original}", reg.addr),
     ]);
     assert_fails_with(&o, &["needs a tag"]);
+}
+
+#[test]
+fn bearer_token_flow_with_tokens_cached_per_scope() {
+    let Some(reg) = registry_or_skip(RegistryOptions {
+        token: Some(Policy {
+            users: vec![("bob".into(), "t0ken-pw".into())],
+            anonymous_pull: true,
+        }),
+        ..Default::default()
+    }) else {
+        return;
+    };
+    let issuer = reg.issuer.as_ref().expect("token mode");
+    let w = World::new();
+    let layout = demo_layout(w.tmp.path());
+    skopeo_push(
+        &reg,
+        &format!("oci:{}", layout.display()),
+        "demo:1",
+        Some("bob:t0ken-pw"),
+        false,
+    );
+    let m = manifest(&reg, "demo:1", Some("bob:t0ken-pw"));
+    let reference = format!("{}/demo:1", reg.addr);
+
+    // Anonymous pull: one token (pull scope) serves the manifest, config and every
+    // layer; a second is allowed for the plain-HTTP probe's fresh client.
+    let before = issuer.issued();
+    let o = w.strata(&["pull", "-q", "--tls-verify=false", &reference]);
+    assert_eq!(stdout(&o).trim(), config_hex(&m), "{}", show(&o));
+    let used = issuer.issued() - before;
+    assert!((1..=2).contains(&used), "{used} tokens for one pull");
+
+    // Anonymous callers get no push right: refused, naming the destination.
+    let copy = format!("{}/copy:1", reg.addr);
+    let o = w.strata(&["push", "--tls-verify=false", &reference, &copy]);
+    assert_fails_with(&o, &[&copy, "unauthorized"]);
+
+    // The token endpoint refuses a wrong password; the right one is stored and used.
+    let o = w.strata_in(
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "bob",
+            "--password-stdin",
+            &reg.addr,
+        ],
+        "wrong\n",
+    );
+    assert_fails_with(&o, &[&reg.addr, "unauthorized"]);
+    let o = w.strata_in(
+        &[
+            "login",
+            "--tls-verify=false",
+            "-u",
+            "bob",
+            "--password-stdin",
+            &reg.addr,
+        ],
+        "t0ken-pw\n",
+    );
+    assert!(o.status.success(), "{}", show(&o));
+    let o = w.strata(&["push", "--tls-verify=false", &reference, &copy]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(
+        manifest_digest_creds(&reg, "copy:1", "bob:t0ken-pw"),
+        manifest_digest_creds(&reg, "demo:1", "bob:t0ken-pw")
+    );
+}
+
+fn manifest_digest_creds(reg: &TestRegistry, repo: &str, creds: &str) -> String {
+    let o = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--format",
+            "{{.Digest}}",
+            &format!("--creds={creds}"),
+        ])
+        .args(reg.skopeo_flags(""))
+        .arg(format!("docker://{}/{repo}", reg.addr))
+        .output()
+        .expect("run skopeo");
+    assert!(o.status.success(), "skopeo inspect: {}", show(&o));
+    stdout(&o).trim().to_string()
 }
