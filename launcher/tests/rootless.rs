@@ -320,3 +320,51 @@ fn rootless_fuse_unusable_is_one_line() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
 }
+
+/// `strata pull` as the unprivileged user: a registry on loopback (filled by skopeo as
+/// root), the layers extracted rootless, the pulled image run.
+#[test]
+fn rootless_pull_and_run() {
+    let _serial = serial();
+    let Some((dir, _keep)) = setup(false) else {
+        return;
+    };
+    if !fixtures::registry::TestRegistry::available() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and this test needs docker-registry (scripts/deps)"
+        );
+        eprintln!("skipped: needs docker-registry (scripts/deps installs it)");
+        return;
+    }
+    let reg = fixtures::registry::TestRegistry::start(&Default::default())
+        .unwrap_or_else(|e| panic!("start the registry: {e:#}"));
+    let layout = dir.join("layout");
+    let spec = fixtures::images::demo_spec().expect("demo spec");
+    fixtures::images::write_image(&spec, &layout, fixtures::images::ImageFormat::OciLayout)
+        .expect("layout");
+    let o = Command::new("skopeo")
+        .args(["copy", "-q", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}", layout.display()))
+        .arg(format!("docker://{}/demo:rl", reg.addr))
+        .output()
+        .expect("skopeo");
+    assert!(o.status.success(), "{}", show(&o));
+    let reference = format!("{}/demo:rl", reg.addr);
+    let o = as_user(&dir, &["pull", "-q", "--tls-verify=false", &reference]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = as_user(
+        &dir,
+        &[
+            "run",
+            "--rm",
+            "--driver",
+            "kernel",
+            &reference,
+            "/bin/sh",
+            "-c",
+            "echo pulled $(id -u)",
+        ],
+    );
+    assert_ok_output(&o, "pulled 0");
+}

@@ -1,6 +1,8 @@
 //! Registry credentials where podman and docker keep them: `auth.json`
 //! (`$REGISTRY_AUTH_FILE`, else `/run/containers/0/auth.json` as root, else
-//! `$XDG_RUNTIME_DIR/containers/auth.json`), read also from `~/.docker/config.json`.
+//! `$XDG_RUNTIME_DIR/containers/auth.json`, without a session
+//! `/run/user/UID/containers/auth.json` or `~/.config/containers/auth.json`), read
+//! also from `~/.docker/config.json`.
 //! Entries are `{"auths": {"HOST[:PORT]": {"auth": base64("user:password")}}}`.
 //! Credentials are never printed or logged.
 
@@ -68,11 +70,24 @@ pub fn auth_file() -> Result<PathBuf, RegistryError> {
     if uid.is_root() {
         return Ok(PathBuf::from("/run/containers/0/auth.json"));
     }
-    let runtime = std::env::var_os("XDG_RUNTIME_DIR")
-        .filter(|p| !p.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{uid}")));
-    Ok(runtime.join("containers/auth.json"))
+    if let Some(runtime) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(runtime).join("containers/auth.json"));
+    }
+    // No session (runuser, cron): the user's runtime dir if there is one, else the
+    // file containers/image also reads under the home.
+    let run = PathBuf::from(format!("/run/user/{uid}"));
+    if run.is_dir() {
+        return Ok(run.join("containers/auth.json"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| {
+            RegistryError::Local(
+                "no XDG_RUNTIME_DIR, /run/user/UID or HOME for auth.json (set REGISTRY_AUTH_FILE)"
+                    .into(),
+            )
+        })?;
+    Ok(PathBuf::from(home).join(".config/containers/auth.json"))
 }
 
 /// docker's config, also read for credentials.
