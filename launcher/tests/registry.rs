@@ -713,3 +713,76 @@ fn manifest_digest_creds(reg: &TestRegistry, repo: &str, creds: &str) -> String 
     assert!(o.status.success(), "skopeo inspect: {}", show(&o));
     stdout(&o).trim().to_string()
 }
+
+/// podman (containers/image, the engine users compare with) pulls what strata pushed:
+/// an image strata imported, with a layer it made itself.
+#[test]
+fn podman_pulls_what_strata_pushed() {
+    if common::skip_unless_root() {
+        return;
+    }
+    if !which("podman") {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI=true and this test needs podman (scripts/deps)"
+        );
+        eprintln!("skipped: needs podman (scripts/deps installs it)");
+        return;
+    }
+    let Some(reg) = registry_or_skip(RegistryOptions::default()) else {
+        return;
+    };
+    let w = World::new();
+    let archive = w.tmp.path().join("demo.tar");
+    fixtures::images::build_demo_image(&archive, fixtures::images::ImageFormat::DockerArchive)
+        .expect("demo archive");
+    let o = w.strata(&[
+        "image",
+        "import",
+        &archive.display().to_string(),
+        "--tag",
+        "mine:1",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let rootfs = w.tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).expect("mkdir");
+    std::fs::write(rootfs.join("etc/made-here"), "by strata\n").expect("write");
+    let o = w.strata(&[
+        "image",
+        "create",
+        "--from-dir",
+        &rootfs.display().to_string(),
+        "--parent",
+        "mine:1",
+        "made:1",
+    ]);
+    assert!(o.status.success(), "{}", show(&o));
+    let dest = format!("{}/made:1", reg.addr);
+    let o = w.strata(&["push", "-q", "--tls-verify=false", "made:1", &dest]);
+    assert!(o.status.success(), "{}", show(&o));
+    let o = w.strata(&["image", "inspect", "made:1"]);
+    let id = serde_json::from_slice::<Value>(&o.stdout).expect("inspect JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+
+    let pod = w.tmp.path().join("podman");
+    let podman = |args: &[&str]| {
+        Command::new("podman")
+            .arg("--root")
+            .arg(pod.join("root"))
+            .arg("--runroot")
+            .arg(pod.join("run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .expect("run podman")
+    };
+    let o = podman(&["pull", "-q", "--tls-verify=false", &dest]);
+    assert!(o.status.success(), "podman pull: {}", show(&o));
+    assert_eq!(stdout(&o).trim(), id, "{}", show(&o));
+    let o = podman(&["image", "inspect", "--format", "{{.RootFS.Layers}}", &dest]);
+    assert!(stdout(&o).matches("sha256:").count() >= 2, "{}", show(&o));
+    // podman's rm leaves its storage mounted nowhere; the dir goes with the World.
+    let _ = podman(&["rmi", "-a", "-f"]);
+}
