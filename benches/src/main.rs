@@ -9,12 +9,15 @@
 //!
 //! `cargo run --release -p benches` (root) for the full sizes; `-- --quick` for a short
 //! pass (what CI runs as a smoke test; it never asserts speed). The launcher workload
-//! runs the release `strata` binary next to this one.
+//! runs the release `strata` binary next to this one, and so does the registry pull row
+//! (`strata pull` against `skopeo copy` and `podman pull` from a loopback registry, in a
+//! table of its own: see `pull.rs`).
 
 mod chart;
 mod cproject;
 mod impls;
 mod launch;
+mod pull;
 mod requests;
 mod workloads;
 
@@ -29,6 +32,7 @@ use clap::Parser;
 use fixtures::bench_trees::{self, BenchSizes};
 use impls::{Impl, RunDirs};
 use launch::Launcher;
+use pull::PullSizes;
 use requests::Requests;
 use workloads::{Ctx, Warm, Workload};
 
@@ -364,7 +368,8 @@ fn run(args: Args) -> Result<()> {
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
     let start = Instant::now();
     let archive = base.join("untar.tar");
-    // The trees, for the workloads and the memory table (the launcher row reads none).
+    // The trees, for the workloads and the memory table (the launcher and pull rows
+    // read none).
     if workloads::ALL.iter().any(|w| selected(w.name)) || selected("memory") {
         eprintln!("building trees under {} ...", base.display());
         bench_trees::write_lower(&bottom, sizes)?;
@@ -437,6 +442,16 @@ fn run(args: Args) -> Result<()> {
             rows.push((label, cols));
         }
     }
+    let mut pull_table = String::new();
+    if selected(pull::NAME) {
+        let strata = launch::strata_binary().map_err(|e| format!("{e:#}"));
+        let sizes = if args.quick {
+            PullSizes::QUICK
+        } else {
+            PullSizes::FULL
+        };
+        pull_table = pull::render(&pull::measure(strata, base, sizes, runs), runs);
+    }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
         for imp in [
@@ -461,6 +476,7 @@ fn run(args: Args) -> Result<()> {
     let stem = if args.quick { "quick" } else { "latest" };
     let mut table = render(&rows, &memory, &sizes, runs, stem);
     table.push_str(&render_requests(&rows, &served));
+    table.push_str(&pull_table);
     println!("{table}");
     let out = match args.out {
         Some(dir) => dir,
@@ -658,7 +674,7 @@ fn render(
     runs: usize,
     stem: &str,
 ) -> String {
-    // Only the memory table selected: no empty table, no chart.
+    // Only the pull row or the memory table selected: no empty table, no chart.
     let mut s = if rows.is_empty() {
         String::new()
     } else {
