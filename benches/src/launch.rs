@@ -24,8 +24,8 @@ pub fn strata_binary() -> Result<PathBuf> {
     let strata = dir.join("strata");
     if !strata.is_file() {
         bail!(
-            "the launcher workload needs the strata binary at {} (build it first: \
-             cargo build --release -p launcher; or leave the workload out with --only)",
+            "the launcher and registry pull workloads need the strata binary at {} (build \
+             it first: cargo build --release -p launcher; or leave them out with --only)",
             strata.display()
         );
     }

@@ -9,12 +9,15 @@
 //!
 //! `cargo run --release -p benches` (root) for the full sizes; `-- --quick` for a short
 //! pass (what CI runs as a smoke test; it never asserts speed). The launcher workload
-//! runs the release `strata` binary next to this one.
+//! runs the release `strata` binary next to this one, and so does the registry pull row
+//! (`strata pull` against `skopeo copy` and `podman pull` from a loopback registry, in a
+//! table of its own: see `pull.rs`).
 
 mod chart;
 mod cproject;
 mod impls;
 mod launch;
+mod pull;
 mod requests;
 mod workloads;
 
@@ -29,6 +32,7 @@ use clap::Parser;
 use fixtures::bench_trees::{self, BenchSizes};
 use impls::{Impl, RunDirs};
 use launch::Launcher;
+use pull::PullSizes;
 use requests::Requests;
 use workloads::{Ctx, Warm, Workload};
 
@@ -362,32 +366,36 @@ fn run(args: Args) -> Result<()> {
         .with_context(|| format!("make a scratch dir in {}", args.scratch.display()))?;
     let base = tmp.path();
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
-    eprintln!("building trees under {} ...", base.display());
     let start = Instant::now();
-    bench_trees::write_lower(&bottom, sizes)?;
-    bench_trees::write_top(&top, sizes)?;
-    cproject::generate(&top, sizes.c_files)?;
-    if workloads::ALL
-        .iter()
-        .any(|w| selected(w.name) && w.name == "git status")
-    {
-        workloads::make_checkout(&bottom)?;
-    }
     let archive = base.join("untar.tar");
-    std::fs::write(&archive, workloads::untar_archive(&sizes)?)
-        .with_context(|| format!("write {}", archive.display()))?;
-    sh(Command::new("cp")
-        .args(["-a", "--reflink=auto"])
-        .arg(&bottom)
-        .arg(&flat))?;
-    sh(Command::new("cp")
-        .args(["-a", "--reflink=auto", "-T"])
-        .arg(&top)
-        .arg(&flat))?;
-    if flat.join(workloads::CHECKOUT).exists() {
-        // The copy's files have new inode numbers and ctimes: refresh its index once,
-        // as a clone would have it.
-        workloads::refresh_checkout(&flat)?;
+    // The trees, for the workloads and the memory table (the launcher and pull rows
+    // read none).
+    if workloads::ALL.iter().any(|w| selected(w.name)) || selected("memory") {
+        eprintln!("building trees under {} ...", base.display());
+        bench_trees::write_lower(&bottom, sizes)?;
+        bench_trees::write_top(&top, sizes)?;
+        cproject::generate(&top, sizes.c_files)?;
+        if workloads::ALL
+            .iter()
+            .any(|w| selected(w.name) && w.name == "git status")
+        {
+            workloads::make_checkout(&bottom)?;
+        }
+        std::fs::write(&archive, workloads::untar_archive(&sizes)?)
+            .with_context(|| format!("write {}", archive.display()))?;
+        sh(Command::new("cp")
+            .args(["-a", "--reflink=auto"])
+            .arg(&bottom)
+            .arg(&flat))?;
+        sh(Command::new("cp")
+            .args(["-a", "--reflink=auto", "-T"])
+            .arg(&top)
+            .arg(&flat))?;
+        if flat.join(workloads::CHECKOUT).exists() {
+            // The copy's files have new inode numbers and ctimes: refresh its index once,
+            // as a clone would have it.
+            workloads::refresh_checkout(&flat)?;
+        }
     }
     let launcher = match strata {
         Some(s) => Some(Launcher::prepare(s, base)?),
@@ -434,6 +442,16 @@ fn run(args: Args) -> Result<()> {
             rows.push((label, cols));
         }
     }
+    let mut pull_table = String::new();
+    if selected(pull::NAME) {
+        let strata = launch::strata_binary().map_err(|e| format!("{e:#}"));
+        let sizes = if args.quick {
+            PullSizes::QUICK
+        } else {
+            PullSizes::FULL
+        };
+        pull_table = pull::render(&pull::measure(strata, base, sizes, runs), runs);
+    }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
         for imp in [
@@ -458,6 +476,7 @@ fn run(args: Args) -> Result<()> {
     let stem = if args.quick { "quick" } else { "latest" };
     let mut table = render(&rows, &memory, &sizes, runs, stem);
     table.push_str(&render_requests(&rows, &served));
+    table.push_str(&pull_table);
     println!("{table}");
     let out = match args.out {
         Some(dir) => dir,
@@ -467,13 +486,20 @@ fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
     let md = out.join(format!("{stem}.md"));
     std::fs::write(&md, &table).with_context(|| format!("write {}", md.display()))?;
-    let svg = out.join(format!("{stem}.svg"));
-    write_chart(&svg, &rows, &sizes, runs)?;
-    eprintln!(
-        "table written to {}, chart to {}",
-        md.display(),
-        svg.display()
-    );
+    if rows.is_empty() {
+        eprintln!(
+            "table written to {} (no chart: no workload row)",
+            md.display()
+        );
+    } else {
+        let svg = out.join(format!("{stem}.svg"));
+        write_chart(&svg, &rows, &sizes, runs)?;
+        eprintln!(
+            "table written to {}, chart to {}",
+            md.display(),
+            svg.display()
+        );
+    }
     Ok(())
 }
 
@@ -570,13 +596,8 @@ fn fuse_overlayfs_text() -> String {
     )
 }
 
-fn render(
-    rows: &[Row],
-    memory: &[(&'static str, Result<Memory, String>)],
-    sizes: &BenchSizes,
-    runs: usize,
-    stem: &str,
-) -> String {
+/// The table of seconds per workload and implementation, its notes and the chart's link.
+fn render_times(rows: &[Row], sizes: &BenchSizes, runs: usize, stem: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -643,6 +664,22 @@ fn render(
         );
     }
     let _ = writeln!(s, "\n![time relative to kernel overlayfs]({stem}.svg)");
+    s
+}
+
+fn render(
+    rows: &[Row],
+    memory: &[(&'static str, Result<Memory, String>)],
+    sizes: &BenchSizes,
+    runs: usize,
+    stem: &str,
+) -> String {
+    // Only the pull row or the memory table selected: no empty table, no chart.
+    let mut s = if rows.is_empty() {
+        String::new()
+    } else {
+        render_times(rows, sizes, runs, stem)
+    };
     if !memory.is_empty() {
         let _ = writeln!(
             s,
