@@ -141,7 +141,16 @@ fn find_in(doc: &Value, registry: &str) -> Option<Credentials> {
 pub fn lookup(registry: &str) -> Result<Option<Credentials>, RegistryError> {
     let files = [Some(auth_file()?), docker_config()];
     for f in files.into_iter().flatten() {
-        if let Some(doc) = read_json(&f)? {
+        // A file this user may not read (another user's HOME under runuser) holds
+        // nothing for it: anonymous access goes on. A malformed one is an error.
+        let doc = match read_json(&f) {
+            Err(e) if fs::metadata(&f).is_err() || fs::File::open(&f).is_err() => {
+                log::warn!("{e}; skipped");
+                None
+            }
+            other => other?,
+        };
+        if let Some(doc) = doc {
             if let Some(c) = find_in(&doc, registry) {
                 log::debug!("credentials for {registry} from {}", f.display());
                 return Ok(Some(c));

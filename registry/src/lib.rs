@@ -14,6 +14,8 @@
 //! * [`pull`] — manifest, config and layers into the store
 //! * [`push`] — an image of the store to a registry
 
+#![forbid(unsafe_code)]
+
 pub mod connection;
 pub mod credentials;
 pub mod download;

@@ -12,6 +12,8 @@
 //! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations and
 //!   partial downloads (`tmp/downloads/`)
 
+#![forbid(unsafe_code)]
+
 pub mod build;
 pub mod changes;
 pub mod compression;
