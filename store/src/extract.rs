@@ -42,13 +42,11 @@ impl ExtractOptions {
     }
 }
 
-/// Opaque-directory xattr written as root.
-pub const OPAQUE_TRUSTED: &str = "trusted.overlay.opaque";
-/// Opaque-directory xattr written rootless.
-pub const OPAQUE_USER: &str = "user.overlay.opaque";
+use ovlformat::whiteout::{OPAQUE_TRUSTED, OPAQUE_USER, OPAQUE_YES};
+
 /// Owner and mode a rootless extraction could not apply, as containers/storage and
 /// fuse-overlayfs record them: `UID:GID:0MODE[:TYPE]`.
-pub const OVERRIDE_STAT: &str = "user.containers.override_stat";
+const OVERRIDE_STAT: &str = ovlformat::override_stat::CONTAINERS_RECORD;
 
 struct DirMeta {
     path: PathBuf,
@@ -135,10 +133,12 @@ impl Extractor<'_> {
 
     fn set_opaque(&self, dir: &Path) -> Result<(), StoreError> {
         let flags = rustix::fs::XattrFlags::empty();
-        if self.opts.as_root && rustix::fs::lsetxattr(dir, OPAQUE_TRUSTED, b"y", flags).is_ok() {
+        if self.opts.as_root
+            && rustix::fs::lsetxattr(dir, OPAQUE_TRUSTED, OPAQUE_YES, flags).is_ok()
+        {
             return Ok(());
         }
-        rustix::fs::lsetxattr(dir, OPAQUE_USER, b"y", flags)
+        rustix::fs::lsetxattr(dir, OPAQUE_USER, OPAQUE_YES, flags)
             .map_err(|e| StoreError::io("set opaque xattr on", dir, e.into()))
     }
 
@@ -187,11 +187,7 @@ impl Extractor<'_> {
             log::debug!("{}: symlink owner {uid}:{gid} not recorded", path.display());
             return Ok(());
         }
-        let mut value = format!("{uid}:{gid}:0{mode:o}");
-        if let Some(k) = kind {
-            value.push(':');
-            value.push_str(k);
-        }
+        let value = ovlformat::override_stat::format_typed(u, g, mode, kind);
         let flags = rustix::fs::XattrFlags::empty();
         if let Err(e) = rustix::fs::lsetxattr(path, OVERRIDE_STAT, value.as_bytes(), flags) {
             log::warn!(
@@ -250,11 +246,11 @@ impl Extractor<'_> {
         self.prepare_parents(&rel)?;
         let path = self.dest.join(&rel);
         let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
-        if name == b".wh..wh..opq" {
+        if ovlformat::whiteout::is_opaque_marker(name) {
             let dir = path.parent().unwrap_or(self.dest);
             return self.set_opaque(dir);
         }
-        if let Some(hidden) = name.strip_prefix(b".wh.") {
+        if let Some(hidden) = ovlformat::whiteout::whited_out(name) {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(self.unsafe_entry(&rel, "whiteout of an invalid name"));
             }

@@ -16,60 +16,37 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
 
-/// Opaque marker file name (OCI / AUFS).
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+use ovlformat::override_stat::OverrideKind;
+pub use ovlformat::whiteout::WH_OPAQUE as OPAQUE_MARKER;
+use ovlformat::whiteout::{OPAQUE_XATTRS, OPAQUE_YES, whiteout_name};
+pub use ovlformat::xattr::get as get_xattr;
 
-/// The value of an xattr (not following symlinks), if set.
-pub fn get_xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
-    let mut buf = vec![0u8; 4096];
-    match rustix::fs::lgetxattr(path, name, &mut buf[..]) {
-        Ok(n) => {
-            buf.truncate(n);
-            Some(buf)
-        }
-        Err(_) => None,
-    }
-}
-
-/// The overlay xattr `trusted.overlay.<key>` or `user.overlay.<key>` (userxattr mode).
-fn overlay_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
-    get_xattr(path, &format!("trusted.overlay.{key}"))
-        .or_else(|| get_xattr(path, &format!("user.overlay.{key}")))
-}
+use ovlformat::xattr::{get_overlay as overlay_xattr, key};
 
 /// Whether an xattr belongs to the overlay machinery (kernel overlayfs, fuse-overlayfs,
 /// stratafs, containers/storage) rather than to the file: never written into layers.
+/// Override records are not the file's own either: the store turns them back into owners.
 pub fn is_private_xattr(name: &str) -> bool {
-    name.starts_with("trusted.overlay.")
-        || name.starts_with("user.overlay.")
-        || name.starts_with("user.fuseoverlayfs.")
-        || name.contains(".stratafs.")
-        || name == crate::extract::OVERRIDE_STAT
+    let name = name.as_bytes();
+    ovlformat::xattr::is_private(name) || ovlformat::override_stat::is_record(name)
 }
 
-/// Owner and permission bits recorded in `user.containers.override_stat`
-/// (`UID:GID:MODE[:TYPE]`, MODE octal, possibly with file type bits) by a rootless
-/// extraction or fuse-overlayfs, if the entry has a well-formed one.
+/// Owner and permission bits recorded in an override_stat xattr (by a rootless
+/// extraction, containers/storage or fuse-overlayfs' `xattr_permissions=`), the first
+/// well-formed one in fuse-overlayfs' order of preference.
 pub fn override_stat(path: &Path) -> Option<(u64, u64, u32)> {
-    let raw = get_xattr(path, crate::extract::OVERRIDE_STAT)?;
-    let text = std::str::from_utf8(&raw).ok()?;
-    let mut parts = text.split(':');
-    let uid = parts.next()?.parse().ok()?;
-    let gid = parts.next()?.parse().ok()?;
-    let mode = u32::from_str_radix(parts.next()?, 8).ok()?;
-    Some((uid, gid, mode & 0o7777))
+    OverrideKind::ALL.iter().find_map(|k| {
+        let o = ovlformat::override_stat::parse(&get_xattr(path, k.xattr())?)?;
+        Some((u64::from(o.uid), u64::from(o.gid), o.perm))
+    })
 }
 
 /// Whether a directory is opaque by xattr (`overlay.opaque=y` in `trusted.` or `user.`,
 /// or `user.fuseoverlayfs.opaque=y`). `.wh..wh..opq` inside is checked by [`read_layer_dir`].
 pub fn is_opaque_xattr(path: &Path) -> bool {
-    [
-        "trusted.overlay.opaque",
-        "user.overlay.opaque",
-        "user.fuseoverlayfs.opaque",
-    ]
-    .iter()
-    .any(|n| get_xattr(path, n).as_deref() == Some(b"y"))
+    OPAQUE_XATTRS
+        .iter()
+        .any(|n| get_xattr(path, *n).as_deref() == Some(OPAQUE_YES))
 }
 
 /// Whether `path` is a regular file (a `.wh.` marker), not following a symlink.
@@ -105,13 +82,15 @@ pub fn read_layer_dir(dir: &Path) -> Result<LayerDir, StoreError> {
         };
         let meta = fs::symlink_metadata(&child).ctx("stat", &child)?;
         let bytes = name.as_bytes();
-        if meta.is_file() && bytes == OPAQUE_MARKER.as_bytes() {
+        if meta.is_file() && ovlformat::whiteout::is_opaque_marker(bytes) {
             out.opaque = true;
-        } else if let Some(hidden) = bytes.strip_prefix(b".wh.").filter(|_| meta.is_file()) {
+        } else if let Some(hidden) =
+            ovlformat::whiteout::whited_out(bytes).filter(|_| meta.is_file())
+        {
             out.whiteouts
                 .insert(OsStr::from_bytes(hidden).to_os_string());
         } else if is_whiteout(&meta)
-            || (meta.is_file() && meta.len() == 0 && overlay_xattr(&child, "whiteout").is_some())
+            || (meta.is_file() && meta.len() == 0 && overlay_xattr(&child, key::WHITEOUT).is_some())
         {
             out.whiteouts.insert(name);
         } else {
@@ -127,7 +106,7 @@ pub fn read_layer_dir(dir: &Path) -> Result<LayerDir, StoreError> {
 /// Where a renamed upper dir's lower content lives: `overlay.redirect` resolved against
 /// `parent_lower` (the lower path of its parent). `Ok(None)` if the dir has no redirect.
 pub fn redirect_of(dir: &Path, parent_lower: Option<&Path>) -> Result<Option<PathBuf>, StoreError> {
-    let Some(raw) = overlay_xattr(dir, "redirect") else {
+    let Some(raw) = overlay_xattr(dir, key::REDIRECT) else {
         return Ok(None);
     };
     let bad = |why: &str| {
@@ -175,9 +154,7 @@ impl Lowers {
             let mut next = Vec::new();
             for src in &cur {
                 let p = src.join(name);
-                let mut marker = OsString::from(".wh.");
-                marker.push(name);
-                if is_marker(&src.join(&marker)) {
+                if is_marker(&src.join(whiteout_name(name))) {
                     break;
                 }
                 let Ok(meta) = fs::symlink_metadata(&p) else {
@@ -205,8 +182,7 @@ impl Lowers {
     /// layer, not a listing: `diff` asks this for every entry of the upper).
     pub fn lookup(&self, rel: &Path) -> Option<(PathBuf, fs::Metadata)> {
         let (parent, name) = (rel.parent()?, rel.file_name()?);
-        let mut marker = OsString::from(".wh.");
-        marker.push(name);
+        let marker = whiteout_name(name);
         for src in self.dir_sources(parent) {
             if is_marker(&src.join(&marker)) {
                 return None;
@@ -280,7 +256,7 @@ fn metacopy_data(
     path: &Path,
     lower_path: Option<&Path>,
 ) -> Result<Option<PathBuf>, StoreError> {
-    if overlay_xattr(path, "metacopy").is_none() {
+    if overlay_xattr(path, key::METACOPY).is_none() {
         return Ok(None);
     }
     let target = match redirect_of(path, lower_path.and_then(Path::parent))? {

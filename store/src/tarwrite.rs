@@ -24,21 +24,14 @@ pub enum TreeKind {
 
 /// The xattrs of `path` (not following symlinks).
 pub fn list_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut names = vec![0u8; 4096];
-    let Ok(n) = rustix::fs::llistxattr(path, &mut names[..]) else {
-        return Vec::new();
-    };
-    let mut out = Vec::new();
-    for name in names[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
-        let Ok(name) = std::str::from_utf8(name) else {
-            continue;
-        };
-        let mut val = vec![0u8; 65536];
-        if let Ok(len) = rustix::fs::lgetxattr(path, name, &mut val[..]) {
-            out.push((name.to_string(), val[..len].to_vec()));
-        }
-    }
-    out
+    ovlformat::xattr::names(path)
+        .into_iter()
+        .filter_map(|name| {
+            let name = String::from_utf8(name).ok()?;
+            let value = ovlformat::xattr::get(path, name.as_str())?;
+            Some((name, value))
+        })
+        .collect()
 }
 
 /// Whether a directory carries an opaque marker (xattr in any known namespace).
@@ -154,9 +147,7 @@ impl<W: Write> Writer<W> {
             self.marker(&rel.join(OPAQUE_MARKER), dir)?;
         }
         for w in &l.whiteouts {
-            let mut n = std::ffi::OsString::from(".wh.");
-            n.push(w);
-            self.marker(&rel.join(n), dir)?;
+            self.marker(&rel.join(ovlformat::whiteout::whiteout_name(w)), dir)?;
         }
         for (fname, (path, meta)) in &l.entries {
             let name = rel.join(fname);

@@ -1,7 +1,6 @@
 //! The layer stack: layer roots as fds, whiteout and opaque markers in every known format,
 //! and the merged listing of a directory across the (immutable) lower layers, cached.
 
-use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -9,6 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dashmap::DashMap;
+
+use ovlformat::whiteout::{
+    self, OPAQUE_HOLDS_WHITEOUTS, OPAQUE_XATTRS, OPAQUE_YES, WH_OPAQUE, WHITEOUT_XATTRS,
+    WHITEOUTS_DIR_XATTRS,
+};
 
 use crate::names::NameMap;
 use crate::override_stat::OverrideKind;
@@ -33,7 +37,7 @@ impl Layer {
     pub fn open(path: &Path) -> io::Result<Layer> {
         let fd = sys::open_dir_path(path)?;
         let st = sys::fstat(std::os::fd::AsRawFd::as_raw_fd(&fd))?;
-        let override_stat = OverrideKind::of_root(fd.as_fd());
+        let override_stat = crate::override_stat::kind_of_root(fd.as_fd());
         Ok(Layer {
             path: path.to_path_buf(),
             fd,
@@ -48,40 +52,22 @@ impl Layer {
     }
 }
 
-/// Prefix of the OCI/AUFS whiteout file format.
-pub const WH_PREFIX: &[u8] = b".wh.";
-/// The OCI/AUFS opaque-directory marker entry.
-pub const WH_OPAQUE: &[u8] = b".wh..wh..opq";
-
-const OPAQUE_XATTRS: [&CStr; 3] = [
-    c"trusted.overlay.opaque",
-    c"user.overlay.opaque",
-    c"user.fuseoverlayfs.opaque",
-];
-const WHITEOUT_XATTRS: [&CStr; 2] = [c"trusted.overlay.whiteout", c"user.overlay.whiteout"];
-const WHITEOUTS_DIR_XATTRS: [&CStr; 2] = [c"trusted.overlay.whiteouts", c"user.overlay.whiteouts"];
-
 /// True when `st` is a kernel-format whiteout: a character device 0/0.
 pub fn is_chr_whiteout(st: &sys::Stat) -> bool {
-    st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == 0
+    whiteout::is_chr_whiteout(st.st_mode, st.st_rdev)
 }
 
 /// True when the directory at `path` is marked opaque by xattr (`y`).
 pub fn dir_is_opaque_xattr(dir: BorrowedFd<'_>, path: &Path) -> bool {
     OPAQUE_XATTRS
         .iter()
-        .any(|name| matches!(sys::get_xattr(dir, path, name), Ok(Some(v)) if v == b"y"))
+        .any(|name| matches!(sys::get_xattr(dir, path, name), Ok(Some(v)) if v == OPAQUE_YES))
 }
 
 /// True when the directory at `path` is opaque in its layer, by xattr or by an
 /// OCI `.wh..wh..opq` marker inside it.
 pub fn dir_is_opaque(dir: BorrowedFd<'_>, path: &Path) -> bool {
-    dir_is_opaque_xattr(dir, path)
-        || sys::lstat_at(
-            dir,
-            &path.join(std::ffi::OsStr::from_bytes_compat(WH_OPAQUE)),
-        )
-        .is_ok()
+    dir_is_opaque_xattr(dir, path) || sys::lstat_at(dir, &path.join(WH_OPAQUE)).is_ok()
 }
 
 /// True when the directory may hold xattr-format whiteouts (kernel 6.7+ marks such a
@@ -90,9 +76,9 @@ fn dir_has_xattr_whiteouts(dir: BorrowedFd<'_>, path: &Path) -> bool {
     WHITEOUTS_DIR_XATTRS
         .iter()
         .any(|n| matches!(sys::get_xattr(dir, path, n), Ok(Some(_))))
-        || OPAQUE_XATTRS[..2]
-            .iter()
-            .any(|n| matches!(sys::get_xattr(dir, path, n), Ok(Some(v)) if v == b"x"))
+        || OPAQUE_XATTRS[..2].iter().any(
+            |n| matches!(sys::get_xattr(dir, path, n), Ok(Some(v)) if v == OPAQUE_HOLDS_WHITEOUTS),
+        )
 }
 
 /// True when the regular file at `path` is an xattr-format whiteout.
@@ -263,11 +249,11 @@ impl Lowers {
                 PathBuf::from(std::ffi::OsStr::from_bytes_compat(buf))
             };
             sys::for_each_dir_entry(fd, |name, ino, d_type| {
-                if name == WH_OPAQUE {
+                if whiteout::is_opaque_marker(name) {
                     opaque = true;
                     return Ok(());
                 }
-                let (name, whiteout) = if let Some(hidden) = name.strip_prefix(WH_PREFIX) {
+                let (name, whiteout) = if let Some(hidden) = whiteout::whited_out(name) {
                     (hidden, true)
                 } else {
                     let wh = match d_type {

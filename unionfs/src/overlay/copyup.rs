@@ -8,11 +8,12 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use ovlformat::xattr::is_private;
+
 use crate::node::{Loc, Node};
 use crate::override_stat::{self, OverrideKind};
 use crate::sys::{self, Stat};
 
-use super::xattr::is_private_xattr;
 use super::{OvResult, Overlay, errno, index_key};
 
 impl Overlay {
@@ -282,7 +283,7 @@ impl Overlay {
     ) {
         let escaped = self.escaped_prefix();
         for name in list.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-            if is_private_xattr(name) && !name.starts_with(&escaped) {
+            if is_private(name) && !name.starts_with(&escaped) {
                 continue;
             }
             let Ok(cname) = CString::new(name) else {

@@ -2,12 +2,14 @@
 //! opaque directories, redirects, the index), and the merged directory listing. Kept
 //! apart because every other operation starts here and none of it modifies anything.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use ovlformat::whiteout;
 
 use crate::layers::{self, LowerEntry, Span};
 use crate::names::NameMap;
@@ -23,7 +25,7 @@ impl Overlay {
         if !parent.is_dir {
             return Err(libc::ENOTDIR);
         }
-        if name.as_bytes() == layers::WH_OPAQUE {
+        if whiteout::is_opaque_marker(name.as_bytes()) {
             // The OCI opaque marker is the directory's, never an entry of it.
             return Err(libc::ENOENT);
         }
@@ -63,8 +65,7 @@ impl Overlay {
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     if lower_entry.is_some() {
-                        let mut wh = OsString::from(".wh.");
-                        wh.push(name);
+                        let wh = whiteout::whiteout_name(name);
                         if sys::lstat_at(ufd, &ppath.join(&wh)).is_ok() {
                             return Err(libc::ENOENT);
                         }
@@ -239,8 +240,8 @@ impl Overlay {
             let fd = sys::open_beneath(ufd, &path, libc::O_RDONLY | libc::O_DIRECTORY, 0)
                 .map_err(errno)?;
             sys::for_each_dir_entry(fd, |name, ino, d_type| {
-                if let Some(target) = name.strip_prefix(layers::WH_PREFIX) {
-                    if name != layers::WH_OPAQUE {
+                if whiteout::is_oci_marker(name) {
+                    if let Some(target) = whiteout::whited_out(name) {
                         hide(target)?;
                     }
                     return Ok(());

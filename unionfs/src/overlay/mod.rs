@@ -21,7 +21,6 @@ mod xattr;
 
 pub use create::NewObject;
 pub use remove::{remove_tree, remove_tree_or_file};
-pub use xattr::is_private_xattr;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;
@@ -31,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use ovlformat::xattr::{Namespace, key};
 use parking_lot::Mutex;
 
 use crate::files::OpenFiles;
@@ -140,11 +140,11 @@ impl Overlay {
             }
         }
         let ns = if settings.user_xattr {
-            "user."
+            Namespace::User
         } else {
-            "trusted."
+            Namespace::Trusted
         };
-        let mk = |s: &str| CString::new(format!("{ns}{s}")).map_err(|_| libc::EINVAL);
+        let mk = |key: &str| CString::new(ns.name(key)).map_err(|_| libc::EINVAL);
         let ov = Overlay {
             lowers: Lowers::new(lowers),
             upper,
@@ -158,9 +158,9 @@ impl Overlay {
             tmp_counter: AtomicU64::new(0),
             ns_lock: Mutex::new(()),
             whiteout: SharedWhiteout::default(),
-            xattr_opaque: mk("overlay.opaque")?,
-            xattr_redirect: mk("overlay.redirect")?,
-            xattr_origin: mk("stratafs.origin")?,
+            xattr_opaque: mk(key::OPAQUE)?,
+            xattr_redirect: mk(key::REDIRECT)?,
+            xattr_origin: mk(key::ORIGIN)?,
             xattr_nlink: mk("stratafs.nlink")?,
             any_override,
         };

@@ -1,10 +1,12 @@
 //! Removal: unlink and rmdir, with the whiteouts they leave and the orphans they keep
 //! for the kernel, and the work-dir tree removal helpers.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+
+use ovlformat::whiteout;
 
 use crate::layers;
 use crate::node::{Loc, Node};
@@ -91,7 +93,7 @@ impl Overlay {
             let upath = self.path_of(&p)?.join(&st.name);
             let ufd = self.upper_fd()?;
             for e in sys::read_dir_at(ufd, &upath).map_err(errno)? {
-                if e.name.starts_with(layers::WH_PREFIX) {
+                if whiteout::is_oci_marker(&e.name) {
                     continue;
                 }
                 let p2 = upath.join(OsStr::from_bytes(&e.name));
@@ -115,8 +117,7 @@ impl Overlay {
                         if matches!(sys::lstat_at(ufd, &up), Ok(s) if layers::is_chr_whiteout(&s)) {
                             continue;
                         }
-                        let mut wh = OsString::from(".wh.");
-                        wh.push(OsStr::from_bytes(name));
+                        let wh = whiteout::whiteout_name(OsStr::from_bytes(name));
                         if sys::lstat_at(ufd, &up.with_file_name(wh)).is_ok() {
                             continue;
                         }

@@ -1,9 +1,10 @@
 //! Whiteouts: making and clearing the upper-layer markers that hide a lower name, in
 //! either format (char 0/0 or `.wh.NAME`). Shared by creation, removal and rename.
 
-use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 use std::path::Path;
+
+use ovlformat::whiteout::whiteout_name;
 
 use crate::layers;
 use crate::sys;
@@ -49,9 +50,7 @@ impl Overlay {
             Err(e) => return Err(errno(e)),
         }
         let name = upath.file_name().ok_or(libc::EINVAL)?;
-        let mut wh = OsString::from(".wh.");
-        wh.push(name);
-        let whp = upath.with_file_name(wh);
+        let whp = upath.with_file_name(whiteout_name(name));
         let fd =
             sys::open_beneath(ufd, &whp, libc::O_WRONLY | libc::O_CREAT, 0o600).map_err(errno)?;
         drop(fd);
@@ -69,9 +68,7 @@ impl Overlay {
             }
         }
         if let Some(name) = upath.file_name() {
-            let mut wh = OsString::from(".wh.");
-            wh.push(name);
-            if sys::unlink_at(ufd, &upath.with_file_name(wh), false).is_ok() {
+            if sys::unlink_at(ufd, &upath.with_file_name(whiteout_name(name)), false).is_ok() {
                 had = true;
             }
         }

@@ -4,6 +4,8 @@
 use std::ffi::{CString, OsStr};
 use std::os::unix::ffi::OsStrExt;
 
+use ovlformat::xattr::{Namespace, is_private};
+
 use crate::sys;
 
 use super::{OvResult, Overlay, errno};
@@ -31,7 +33,7 @@ impl Overlay {
                 out.extend_from_slice(self.own_prefix());
                 out.extend_from_slice(rest);
                 out.push(0);
-            } else if !is_private_xattr(n) {
+            } else if !is_private(n) {
                 out.extend_from_slice(n);
                 out.push(0);
             }
@@ -59,13 +61,18 @@ impl Overlay {
         sys::remove_xattr(fd, &path, &c).map_err(errno)
     }
 
+    /// Where this overlay keeps its own xattrs.
+    pub(super) fn namespace(&self) -> Namespace {
+        if self.settings.user_xattr {
+            Namespace::User
+        } else {
+            Namespace::Trusted
+        }
+    }
+
     /// The overlay's own xattr prefix (`trusted.overlay.`, or `user.overlay.` rootless).
     fn own_prefix(&self) -> &'static [u8] {
-        if self.settings.user_xattr {
-            b"user.overlay."
-        } else {
-            b"trusted.overlay."
-        }
+        self.namespace().overlay_prefix().as_bytes()
     }
 
     /// How a user's `<own prefix>NAME` is stored: escaped as `<own prefix>overlay.NAME`,
@@ -84,18 +91,9 @@ impl Overlay {
             v.extend_from_slice(rest);
             return CString::new(v).ok();
         }
-        if is_private_xattr(b) {
+        if is_private(b) {
             return None;
         }
         CString::new(b).ok()
     }
-}
-
-/// True for the overlay's own xattrs, which users neither see nor set.
-pub fn is_private_xattr(name: &[u8]) -> bool {
-    name.starts_with(b"trusted.overlay.")
-        || name.starts_with(b"user.overlay.")
-        || name.starts_with(b"user.fuseoverlayfs.")
-        || name.starts_with(b"trusted.stratafs.")
-        || name.starts_with(b"user.stratafs.")
 }
