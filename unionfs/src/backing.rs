@@ -15,15 +15,12 @@
 //! yet. Readers opened before the copy-up keep reading the lower file, as a
 //! read-only `MAP_SHARED` mapping does on kernel overlayfs.
 
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use dashmap::mapref::one::Ref;
-
-/// `FUSE_DEV_IOC_BACKING_CLOSE`: `_IOW(229, 2, uint32_t)`.
-const BACKING_CLOSE: libc::c_ulong = (1 << 30) | (4 << 16) | (229 << 8) | 2;
 
 /// A file registered with the session's FUSE device as a passthrough backing file,
 /// whichever transport replies with its id; unregistered when dropped.
@@ -51,8 +48,7 @@ impl BackingFile {
 
 impl Drop for BackingFile {
     fn drop(&mut self) {
-        // SAFETY: the ioctl reads a u32 the pointer refers to for the call's duration.
-        unsafe { libc::ioctl(self.device.as_raw_fd(), BACKING_CLOSE, &self.id) };
+        let _ = crate::sys::fuse_dev::backing_close(&*self.device, self.id);
     }
 }
 

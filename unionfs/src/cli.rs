@@ -2,7 +2,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -143,11 +143,7 @@ fn prepare(cfg: &MountConfig) -> Result<Prepared, String> {
                     u.display()
                 ));
             }
-            // SAFETY: access(2) with a NUL-terminated path.
-            let cu_c =
-                sys::cpath(u).map_err(|e| format!("upperdir={}: {}", u.display(), describe(&e)))?;
-            if unsafe { libc::access(cu_c.as_ptr(), libc::W_OK) } != 0 {
-                let e = std::io::Error::last_os_error();
+            if let Err(e) = sys::process::writable_by_caller(u) {
                 return Err(format!(
                     "upperdir={}: not writable: {}",
                     u.display(),
@@ -283,26 +279,13 @@ fn fuse_config(cfg: &MountConfig, writable: bool) -> fuser::Config {
     if !writable {
         o.push(M::RO);
     }
-    for f in &cfg.kernel_flags {
-        o.push(match f.as_str() {
-            "nodev" => M::NoDev,
-            "nosuid" => M::NoSuid,
-            "noexec" => M::NoExec,
-            "dev" => M::Dev,
-            "suid" => M::Suid,
-            "exec" => M::Exec,
-            "sync" => M::Sync,
-            "async" => M::Async,
-            "dirsync" => M::DirSync,
-            "noatime" => M::NoAtime,
-            "atime" => M::Atime,
-            // fusermount3 knows the rest of the atime family by name.
-            other => M::CUSTOM(other.to_string()),
-        });
-    }
+    o.extend(
+        cfg.kernel_flags
+            .iter()
+            .filter_map(|f| f.fusermount3_option()),
+    );
     c.mount_options = o;
-    // SAFETY: geteuid has no failure mode.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = sys::process::is_root();
     c.acl = if cfg.allow_other || root {
         fuser::SessionACL::All
     } else {
@@ -333,8 +316,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     }
     let writable = p.upper.is_some();
     let settings = OverlaySettings {
-        // SAFETY: geteuid has no failure mode.
-        user_xattr: cfg.user_xattr || unsafe { libc::geteuid() } != 0,
+        user_xattr: cfg.user_xattr || !sys::process::is_root(),
         static_nlink: cfg.static_nlink,
         fsync: cfg.fsync,
         open_files: open_file_budget(p.lowers.len()),
@@ -393,8 +375,21 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
                 mount_err(e)
             })?
         }
-        // No privilege to mount: fusermount3 does it.
-        None => fuser::Session::new(adapter, &cfg.mountpoint, &config).map_err(mount_err)?,
+        // No privilege to mount: fusermount3 does it, without the options it refuses.
+        None => {
+            for f in cfg
+                .kernel_flags
+                .iter()
+                .filter(|f| f.fusermount3_option().is_none())
+            {
+                eprintln!(
+                    "stratafs: {}: fusermount3 cannot set it on an unprivileged mount; \
+                     mounted without it",
+                    f.name()
+                );
+            }
+            fuser::Session::new(adapter, &cfg.mountpoint, &config).map_err(mount_err)?
+        }
     };
     // INIT is answered by now (fuser's handshake).
     match session.as_fd().try_clone_to_owned() {
@@ -403,8 +398,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
     }
     // Who may use the mount besides what the kernel checks (fuser's session ACL).
     let access = crate::transport::Access {
-        // SAFETY: geteuid has no failure mode.
-        owner_only: (config_acl == fuser::SessionACL::Owner).then(|| unsafe { libc::geteuid() }),
+        owner_only: (config_acl == fuser::SessionACL::Owner).then(sys::process::euid),
     };
     if let Some(rings) = rings.filter(|_| fs.uring_accepted()) {
         let started = session.as_fd().try_clone_to_owned().and_then(|dev| {
@@ -486,32 +480,26 @@ fn redirect_stdio() {
         .write(true)
         .open("/dev/null")
     {
-        for fd in 0..3 {
-            // SAFETY: dup2 onto the standard fds.
-            unsafe { libc::dup2(null.as_raw_fd(), fd) };
-        }
+        sys::process::redirect_stdio(null);
     }
 }
 
 fn daemonize(cfg: &MountConfig, p: Prepared) -> ExitCode {
-    let mut fds = [0i32; 2];
-    // SAFETY: pipe2 into a two-int array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        eprintln!("stratafs: pipe: {}", std::io::Error::last_os_error());
-        return ExitCode::FAILURE;
-    }
-    // SAFETY: fresh fds from pipe2.
-    let (rd, wr) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    // SAFETY: no other threads exist yet in this process.
-    match unsafe { libc::fork() } {
-        -1 => {
-            eprintln!("stratafs: fork: {}", std::io::Error::last_os_error());
+    let (rd, wr) = match sys::process::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stratafs: pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // No other thread exists yet in this process.
+    match sys::process::fork_detached() {
+        Err(e) => {
+            eprintln!("stratafs: fork: {e}");
             ExitCode::FAILURE
         }
-        0 => {
+        Ok(sys::process::Forked::Child) => {
             drop(rd);
-            // SAFETY: setsid in the child.
-            unsafe { libc::setsid() };
             match serve(cfg, p, Some(wr)) {
                 Ok(()) => std::process::exit(0),
                 Err(msg) => {
@@ -520,7 +508,7 @@ fn daemonize(cfg: &MountConfig, p: Prepared) -> ExitCode {
                 }
             }
         }
-        _child => {
+        Ok(sys::process::Forked::Parent) => {
             drop(wr);
             drop(p);
             let mut buf = Vec::new();

@@ -12,6 +12,7 @@ pub mod fuse;
 pub mod idmap;
 pub mod layers;
 pub mod mount;
+pub mod mount_flag;
 pub mod names;
 pub mod node;
 pub mod options;

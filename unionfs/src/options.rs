@@ -5,6 +5,8 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::mount_flag::{self, MountFlag};
+
 /// One uid/gid mapping range, `STORED:SHOWN:COUNT` as fuse-overlayfs reads
 /// `uidmapping=`: the id stored in the layers, then the id shown through the mount
 /// (podman passes its container:host maps so, and may prefix a colon).
@@ -64,7 +66,7 @@ pub struct MountConfig {
     /// Write overlay xattrs as `user.overlay.*`.
     pub user_xattr: bool,
     /// Mount options passed through to the kernel (nodev, nosuid, noexec, ...).
-    pub kernel_flags: Vec<String>,
+    pub kernel_flags: Vec<MountFlag>,
     /// How file I/O reaches the real files (`io=`).
     pub io: IoStrategy,
     /// `noio_uring`: never take requests through FUSE-over-io_uring queues, even
@@ -324,6 +326,12 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             v.clone()
                 .ok_or_else(|| UsageError(format!("{key}: needs a value ({key}=...)")))
         };
+        if let (Some(flag), None) = (MountFlag::parse(&key), &val) {
+            // A generic mount option: passed to the kernel, a later one overriding its
+            // opposite, as mount(8) does.
+            mount_flag::push(&mut cfg.kernel_flags, flag);
+            continue;
+        }
         match key.as_str() {
             "lowerdir" => {
                 let rv = raw_val.ok_or_else(|| UsageError("lowerdir: needs a value".into()))?;
@@ -487,37 +495,9 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             "rw" => cfg.read_only = false,
             "userxattr" => cfg.user_xattr = true,
             "fsname" => cfg.source = val,
-            "nodev" | "nosuid" | "noexec" | "dev" | "suid" | "exec" | "sync" | "async"
-            | "dirsync" | "noatime" | "atime" | "relatime" | "norelatime" | "strictatime"
-            | "nostrictatime" | "nodiratime" | "diratime" => {
-                // As mount(8): a later option overrides its opposite.
-                let opposite = match key.as_str() {
-                    "nodev" => "dev",
-                    "dev" => "nodev",
-                    "nosuid" => "suid",
-                    "suid" => "nosuid",
-                    "noexec" => "exec",
-                    "exec" => "noexec",
-                    "sync" => "async",
-                    "async" => "sync",
-                    "noatime" => "atime",
-                    "atime" => "noatime",
-                    "relatime" => "norelatime",
-                    "norelatime" => "relatime",
-                    "strictatime" => "nostrictatime",
-                    "nostrictatime" => "strictatime",
-                    "nodiratime" => "diratime",
-                    "diratime" => "nodiratime",
-                    _ => "",
-                };
-                cfg.kernel_flags.retain(|f| f != opposite && *f != key);
-                cfg.kernel_flags.push(key.clone());
-            }
             // Generic options a mount helper passes, and kernel-overlay feature options
             // whose behaviour stratafs always has: accepted without effect.
-            "lazytime"
-            | "nolazytime"
-            | "auto"
+            "auto"
             | "noauto"
             | "user"
             | "nouser"
@@ -611,7 +591,7 @@ mod tests {
         let Command::Mount(c) = c else { panic!() };
         assert_eq!(c.source.as_deref(), Some("src"));
         assert_eq!(c.mountpoint, PathBuf::from("/mnt"));
-        assert_eq!(c.kernel_flags, vec!["nodev".to_string()]);
+        assert_eq!(c.kernel_flags, [MountFlag::NoDev]);
     }
 
     #[test]
@@ -624,10 +604,7 @@ mod tests {
         ]))
         .unwrap();
         let Command::Mount(c) = c else { panic!() };
-        assert_eq!(
-            c.kernel_flags,
-            vec!["nosuid".to_string(), "dev".to_string()]
-        );
+        assert_eq!(c.kernel_flags, [MountFlag::NoSuid, MountFlag::Dev]);
     }
 
     #[test]
@@ -718,7 +695,7 @@ mod tests {
         assert!(c.notices.is_empty(), "{:?}", c.notices);
         assert!(!opt(",noxattrs=1,noxattrs=0").unwrap().no_xattrs);
         assert!(!opt(",sync=0").unwrap().fsync);
-        assert_eq!(opt(",sync").unwrap().kernel_flags, vec!["sync".to_string()]);
+        assert_eq!(opt(",sync").unwrap().kernel_flags, [MountFlag::Sync]);
         // What stratafs does anyway: silent.
         let c = opt(
             ",xino=on,redirect_dir=on,redirect_dir=follow,writeback=0,fast_ino=0,\
@@ -765,7 +742,11 @@ mod tests {
             opt(",relatime,nodiratime,strictatime,diratime,nostrictatime")
                 .unwrap()
                 .kernel_flags,
-            ["relatime", "diratime", "nostrictatime"]
+            [
+                MountFlag::Relatime,
+                MountFlag::DirAtime,
+                MountFlag::NoStrictAtime
+            ]
         );
         for (bad, names) in [
             (",xino=maybe", "xino=maybe"),

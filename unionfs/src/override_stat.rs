@@ -63,16 +63,14 @@ mod tests {
 
     #[test]
     fn applies_owner_mode_and_special_type() {
-        // SAFETY: `Stat` is a plain C struct; all-zero is a valid value.
-        let mut st: Stat = unsafe { std::mem::zeroed() };
+        let mut st = sys::io::zeroed_stat();
         st.st_mode = libc::S_IFREG | 0o600;
         st.st_size = 9;
         apply(&parse(b"0:5:0620:char-4-1").expect("parses"), &mut st);
         assert_eq!(st.st_mode, libc::S_IFCHR | 0o620);
         assert_eq!((st.st_uid, st.st_gid, st.st_size), (0, 5, 0));
         assert_eq!(st.st_rdev, libc::makedev(4, 1));
-        // SAFETY: as above.
-        let mut d: Stat = unsafe { std::mem::zeroed() };
+        let mut d = sys::io::zeroed_stat();
         d.st_mode = libc::S_IFDIR | 0o700;
         apply(&parse(b"1:1:0755:char-4-1").expect("parses"), &mut d);
         assert_eq!(d.st_mode, libc::S_IFDIR | 0o755);

@@ -633,7 +633,13 @@ fn atime_options_are_mount_flags() {
             .expect("the mount in mountinfo")
             .to_string();
         guard.unmount();
-        line.split(' ').nth(5).unwrap_or("").to_string()
+        // The mount's own options, and the super block's (last field: lazytime).
+        let fields: Vec<&str> = line.split(' ').collect();
+        format!(
+            "{},{}",
+            fields.get(5).unwrap_or(&""),
+            fields.last().unwrap_or(&"")
+        )
     };
     let has = |f: &str, o: &str| f.split(',').any(|x| x == o);
     let f = flags("noatime,nodiratime");
@@ -644,6 +650,11 @@ fn atime_options_are_mount_flags() {
     assert!(!has(&f, "relatime") && !has(&f, "noatime"), "{f}");
     let f = flags("nodiratime,diratime,noatime,atime");
     assert!(!has(&f, "nodiratime") && !has(&f, "noatime"), "{f}");
+    // lazytime was accepted and dropped before it reached mount(2).
+    let f = flags("lazytime,noexec");
+    assert!(has(&f, "lazytime") && has(&f, "noexec"), "{f}");
+    let f = flags("lazytime,nolazytime");
+    assert!(!has(&f, "lazytime"), "{f}");
 }
 
 /// `plugins=` (fuse-overlayfs' layer plugins) is refused by name.

@@ -38,6 +38,7 @@ fn statfs_reports_the_upper_filesystem() {
         let c = cpath(p);
         // SAFETY: zeroed statvfs is a valid out-parameter; `c` is a valid path.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
         let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
         assert_eq!(r, 0, "statvfs {}", p.display());
         (st.f_bsize, st.f_blocks, st.f_namemax)

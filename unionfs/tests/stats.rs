@@ -82,11 +82,8 @@ fn requests_are_counted_on_signal_and_at_unmount() {
     }
     fs::remove_file(&stats).expect("remove the table written at mount");
     // SAFETY: kill has no memory-safety preconditions.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGUSR1) },
-        0,
-        "signal the daemon"
-    );
+    let r = unsafe { libc::kill(pid, libc::SIGUSR1) };
+    assert_eq!(r, 0, "signal the daemon");
     let table = wait_for(&stats, "on SIGUSR1");
     let lookups = count_of(&table, "LOOKUP");
     assert!(

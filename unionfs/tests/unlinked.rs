@@ -52,6 +52,7 @@ fn probe(fd: &OwnedFd, out: &mut String, label: &str) {
     let raw = fd.as_raw_fd();
     // SAFETY: fstat into a zeroed struct on an open fd.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
     let r = unsafe { libc::fstat(raw, &mut st) };
     if r < 0 {
         let _ = writeln!(out, "{label}: fstat errno {}", last_errno());

@@ -28,7 +28,7 @@ use crate::node::Node;
 use crate::options::IoStrategy;
 use crate::overlay::{NewObject, Overlay};
 use crate::plus::PlusPolicy;
-use crate::sys::Stat;
+use crate::sys::{self, Stat};
 use listing::DirListing;
 use reply::{EntryReply, OpenReply, Who, XattrReply};
 
@@ -175,10 +175,7 @@ impl OverlayFs {
     fn clear_privilege_bits(&self, fd: i32, pid: u32) -> Result<(), Errno> {
         let st = crate::sys::fstat(fd).map_err(|e| err(e.raw_os_error().unwrap_or(libc::EIO)))?;
         if let Some(mode) = self.mode_without_privilege_bits(&st, pid) {
-            // SAFETY: fchmod on an fd the caller holds open.
-            if unsafe { libc::fchmod(fd, mode) } < 0 {
-                return Err(last_err());
-            }
+            crate::sys::io::fchmod_raw(fd, mode).map_err(|e| io_err(&e))?;
         }
         Ok(())
     }
@@ -216,11 +213,9 @@ fn err(e: i32) -> Errno {
     Errno::from_i32(e)
 }
 
-/// The errno of the last failed libc call.
-fn last_err() -> Errno {
-    err(std::io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO))
+/// The errno an I/O error carries (EIO when it carries none).
+fn io_err(e: &std::io::Error) -> Errno {
+    err(e.raw_os_error().unwrap_or(libc::EIO))
 }
 
 fn ts(sec: i64, nsec: i64) -> SystemTime {
@@ -258,8 +253,7 @@ fn kind_of_dtype(t: u8) -> FileType {
 /// Attributes carrying only an inode number and a `DT_*` type: what a READDIRPLUS
 /// entry holds when it links no dentry ("." and "..", or node id 0).
 fn bare_attr(ino: u64, d_type: u8) -> FileAttr {
-    // SAFETY: an all-zero struct stat is a valid value.
-    let mut st: Stat = unsafe { std::mem::zeroed() };
+    let mut st = crate::sys::io::zeroed_stat();
     st.st_ino = ino;
     st.st_mode = u32::from(d_type) << 12;
     attr(&st)
@@ -431,8 +425,7 @@ impl OverlayFs {
             return;
         }
         if let Ok((upper, false)) = self.ov.open(ino, libc::O_RDONLY) {
-            // SAFETY: both fds are open; dup3 atomically replaces the handle's fd.
-            if unsafe { libc::dup3(upper.as_raw_fd(), fh as i32, libc::O_CLOEXEC) } >= 0 {
+            if crate::sys::io::replace_fd(upper.as_raw_fd(), fh as i32).is_ok() {
                 self.lower_fhs.remove(&fh);
             }
         }
@@ -517,8 +510,7 @@ pub(crate) const MAX_READAHEAD: u32 = 1 << 20;
 /// The payload buffer an io_uring entry needs: the kernel's `max_payload_sz` for
 /// what INIT settles (fuser derives `max_pages` from max_write and max_readahead).
 pub fn ring_payload_size() -> usize {
-    // SAFETY: sysconf has no memory-safety preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
+    let page = crate::sys::process::page_size();
     let max_pages = (MAX_WRITE.max(MAX_READAHEAD) as usize - 1) / page + 1;
     (8192usize).max(MAX_WRITE as usize).max(max_pages * page)
 }

@@ -72,7 +72,7 @@ impl OverlayFs {
         // cache shared with the layer's own files); it needs kernel support and
         // CAP_SYS_ADMIN for the backing-file ioctl.
         // SAFETY: geteuid has no failure mode.
-        let root = unsafe { libc::geteuid() } == 0;
+        let root = sys::process::is_root();
         if root
             && self.io.passes_through()
             && take(config, InitFlags::FUSE_PASSTHROUGH)
@@ -107,9 +107,7 @@ impl OverlayFs {
             // A negative entry (node id 0) lets the kernel cache "no such name" for the
             // TTL: every change of the tree goes through this mount and updates it.
             Err(libc::ENOENT) => {
-                // SAFETY: an all-zero struct stat is a valid value.
-                let zero: Stat = unsafe { std::mem::zeroed() };
-                let mut a = attr(&zero);
+                let mut a = attr(&sys::io::zeroed_stat());
                 a.ino = INodeNo(0);
                 reply.entry(&self.ttl, &a, Generation(0));
             }
@@ -313,31 +311,7 @@ impl OverlayFs {
         };
         let fd = file.raw();
         reply.read_with(size as usize, |buf| {
-            let mut done = 0usize;
-            while done < buf.len() {
-                // SAFETY: buf is writable for the remaining length; fd is open (held
-                // by `file`).
-                let n = unsafe {
-                    libc::pread(
-                        fd,
-                        buf[done..].as_mut_ptr().cast(),
-                        buf.len() - done,
-                        (offset + done as u64) as i64,
-                    )
-                };
-                if n < 0 {
-                    let e = std::io::Error::last_os_error();
-                    if e.raw_os_error() == Some(libc::EINTR) {
-                        continue;
-                    }
-                    return Err(err(e.raw_os_error().unwrap_or(libc::EIO)));
-                }
-                if n == 0 {
-                    break;
-                }
-                done += n as usize;
-            }
-            Ok(done)
+            sys::io::pread_full(fd, buf, offset).map_err(|e| io_err(&e))
         })
     }
 
@@ -361,13 +335,10 @@ impl OverlayFs {
                 return reply.error(e);
             }
         }
-        // SAFETY: data is readable; the fd is open (held by `file`).
-        let n =
-            unsafe { libc::pwrite(file.raw(), data.as_ptr().cast(), data.len(), offset as i64) };
-        if n < 0 {
-            return reply.error(last_err());
+        match sys::io::pwrite(file.raw(), data, offset) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => reply.error(io_err(&e)),
         }
-        reply.written(n as u32);
     }
 
     pub(crate) fn flush(&self, reply: impl EmptyReply) {
@@ -381,8 +352,7 @@ impl OverlayFs {
             self.modes.release(ino);
         }
         self.lower_fhs.remove(&fh.0);
-        // SAFETY: fh is the fd handed out by open/create; the kernel releases it once.
-        unsafe { libc::close(fh.0 as i32) };
+        sys::io::close_handle(fh.0 as i32);
         reply.ok();
     }
 
@@ -397,18 +367,10 @@ impl OverlayFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        // SAFETY: fsync on an open fd (held by `file`).
-        let r = unsafe {
-            if datasync {
-                libc::fdatasync(file.raw())
-            } else {
-                libc::fsync(file.raw())
-            }
-        };
-        if r < 0 {
-            return reply.error(last_err());
+        match sys::io::fsync(file.raw(), datasync) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(io_err(&e)),
         }
-        reply.ok();
     }
 
     pub(crate) fn opendir(&self, ino: INodeNo, reply: impl OpenReply) {
@@ -691,12 +653,10 @@ impl OverlayFs {
                 return reply.error(e);
             }
         }
-        // SAFETY: fallocate on an open fd (held by `file`).
-        let r = unsafe { libc::fallocate(file.raw(), mode, offset as i64, length as i64) };
-        if r < 0 {
-            return reply.error(last_err());
+        match sys::io::fallocate(file.raw(), mode, offset as i64, length as i64) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(io_err(&e)),
         }
-        reply.ok();
     }
 
     pub(crate) fn lseek(
@@ -711,12 +671,11 @@ impl OverlayFs {
             Ok(f) => f,
             Err(e) => return reply.error(e),
         };
-        // SAFETY: lseek on an open fd (held by `file`); only SEEK_DATA/SEEK_HOLE reach
-        // the daemon, whose answer does not depend on the fd's own offset.
-        let r = unsafe { libc::lseek(file.raw(), offset, whence) };
-        if r < 0 {
-            return reply.error(last_err());
+        // Only SEEK_DATA/SEEK_HOLE reach the daemon, whose answer does not depend on the
+        // fd's own offset.
+        match sys::io::lseek(file.raw(), offset, whence) {
+            Ok(r) => reply.offset(r),
+            Err(e) => reply.error(io_err(&e)),
         }
-        reply.offset(r);
     }
 }

@@ -1,7 +1,6 @@
 //! Attributes and file access: setattr (with owner records), readlink, opening real
 //! files for I/O, forget, statfs. What the kernel asks of an existing object.
 
-use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
@@ -43,18 +42,14 @@ impl Overlay {
             sys::chmod_at(ufd, &path, mode & 0o7777).map_err(errno)?;
         }
         if let Some(size) = size {
-            let r = match fh {
-                // SAFETY: ftruncate on an fd owned by an open handle.
-                Some(fd) => unsafe { libc::ftruncate(fd, size as i64) },
+            match fh {
+                Some(fd) => sys::io::ftruncate(fd, size),
                 None => {
                     let f = sys::open_beneath(ufd, &path, libc::O_WRONLY, 0).map_err(errno)?;
-                    // SAFETY: as above.
-                    unsafe { libc::ftruncate(f.as_raw_fd(), size as i64) }
+                    sys::io::ftruncate(f.as_raw_fd(), size)
                 }
-            };
-            if r < 0 {
-                return Err(errno(io::Error::last_os_error()));
             }
+            .map_err(errno)?;
         }
         if let Some(t) = times {
             sys::utimens_at(ufd, &path, &t).map_err(errno)?;
@@ -184,13 +179,6 @@ impl Overlay {
             Some(u) => u.fd(),
             None => self.lowers.layers[0].fd(),
         };
-        let mut sv = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-        // SAFETY: fstatvfs on a valid fd into writable memory.
-        let r = unsafe { libc::fstatvfs(fd.as_raw_fd(), sv.as_mut_ptr()) };
-        if r < 0 {
-            return Err(errno(io::Error::last_os_error()));
-        }
-        // SAFETY: filled by the kernel.
-        Ok(unsafe { sv.assume_init() })
+        sys::io::fstatvfs(fd.as_raw_fd()).map_err(errno)
     }
 }

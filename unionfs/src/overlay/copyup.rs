@@ -162,8 +162,7 @@ impl Overlay {
                     };
                     sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
                     if self.settings.fsync {
-                        // SAFETY: fsync on an owned fd.
-                        unsafe { libc::fsync(dst.as_raw_fd()) };
+                        let _ = sys::io::fsync(dst.as_raw_fd(), false);
                     }
                     let owned = owner_ok(sys::fchown(dst.as_fd(), st_uid, st_gid))?;
                     sys::fchmod(dst.as_fd(), perm)?;

@@ -74,7 +74,7 @@ fn fixture() -> Fixture {
     )
     .unwrap();
     let settings = OverlaySettings {
-        user_xattr: unsafe { libc::geteuid() } != 0,
+        user_xattr: !crate::sys::process::is_root(),
         static_nlink: false,
         fsync: false,
         open_files: 64,

@@ -3,6 +3,8 @@
 
 use std::mem::size_of;
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 // Opcodes served through the ring (the rest are answered ENOSYS, as fuser does).
 pub const LOOKUP: u32 = 1;
 pub const GETATTR: u32 = 3;
@@ -64,37 +66,28 @@ pub const FSYNC_FDATASYNC: u32 = 1;
 pub const URING_CMD_REGISTER: u32 = 1;
 pub const URING_CMD_COMMIT_AND_FETCH: u32 = 2;
 
-/// Marks the plain-old-data structures below, which any bytes may fill.
-///
-/// # Safety
-/// Implementors are `repr(C)`, made of integers only, without padding.
-pub unsafe trait Pod: Copy {}
+/// The plain-old-data structures below, which any bytes may fill and whose bytes are
+/// all initialized (zerocopy checks both at compile time: integers only, no padding).
+pub trait Pod: FromBytes + IntoBytes + Immutable + Copy {}
 
-/// Reads a `T` from the start of `b`; `None` when `b` is too short.
+impl<T: FromBytes + IntoBytes + Immutable + Copy> Pod for T {}
+
+/// Reads a `T` from the start of `b` (unaligned); `None` when `b` is too short.
 pub fn read<T: Pod>(b: &[u8]) -> Option<T> {
-    if b.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: b holds at least size_of::<T>() bytes; T is plain data (any bytes are a
-    // valid value) and the read is unaligned.
-    Some(unsafe { std::ptr::read_unaligned(b.as_ptr().cast::<T>()) })
+    T::read_from_prefix(b).ok().map(|(t, _)| t)
 }
 
 /// The bytes of `t`.
 pub fn bytes<T: Pod>(t: &T) -> &[u8] {
-    // SAFETY: T is plain data without padding: all its bytes are initialized.
-    unsafe { std::slice::from_raw_parts((t as *const T).cast::<u8>(), size_of::<T>()) }
+    t.as_bytes()
 }
 
 macro_rules! pod {
     ($($(#[$m:meta])* $name:ident { $($f:ident: $t:ty),* $(,)? })*) => {$(
         $(#[$m])*
         #[repr(C)]
-        #[derive(Debug, Clone, Copy, Default)]
+        #[derive(Debug, Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
         pub struct $name { $(pub $f: $t),* }
-        // SAFETY: repr(C), integer fields laid out without padding (sizes asserted in
-        // the tests below).
-        unsafe impl Pod for $name {}
     )*};
 }
 

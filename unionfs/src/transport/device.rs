@@ -5,7 +5,7 @@
 //! with its true d_ino) on both.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,9 +16,7 @@ use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
 use super::tally::{Tallies, Tally};
 use crate::fuse::OverlayFs;
-
-/// `FUSE_DEV_IOC_CLONE`: `_IOR(229, 0, uint32_t)`.
-const DEV_IOC_CLONE: libc::c_ulong = 0x8004_e500;
+use crate::sys;
 
 /// Bytes of an opcode's own structure (`in_args[0]`) ahead of its names and data, as
 /// the kernel sends it on `/dev/fuse` for what INIT settled (no FUSE_SETXATTR_EXT, so
@@ -93,19 +91,7 @@ pub fn serve(
 
 /// A new `/dev/fuse` fd reading the same session's requests.
 fn clone_device(device: &OwnedFd) -> io::Result<OwnedFd> {
-    // SAFETY: open with a NUL-terminated path; the fd is owned below.
-    let fd = unsafe { libc::open(c"/dev/fuse".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd was just opened and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut source = device.as_raw_fd() as u32;
-    // SAFETY: the ioctl reads one u32 (the session's fd) from the pointer.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), DEV_IOC_CLONE, &mut source) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(fd)
+    sys::fuse_dev::clone_device(device)
 }
 
 /// One thread's loop: read a request, answer it, until the device says the mount is
@@ -123,19 +109,17 @@ fn serve_one(
     let mut out = vec![0u8; payload_size].into_boxed_slice();
     let mut op_in = [0u8; abi::HEADER_OP_IN];
     loop {
-        // SAFETY: reads into the buffer's own memory, at most its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), input.as_mut_ptr().cast(), input.len()) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            match e.raw_os_error() {
+        let n = match sys::fuse_dev::read_request(fd, &mut input) {
+            Ok(n) => n,
+            Err(e) => match e.raw_os_error() {
                 // Interrupted, or the request was withdrawn before we read it.
                 Some(libc::EINTR | libc::EAGAIN | libc::ENOENT) => continue,
                 Some(libc::ENODEV) => return Ok(()),
                 _ => return Err(e),
-            }
-        }
+            },
+        };
         let started = Instant::now();
-        let request = &input[..n as usize];
+        let request = &input[..n];
         let Some(h) = read::<InHeader>(request) else {
             continue;
         };
@@ -194,20 +178,7 @@ fn reply(fd: RawFd, unique: u64, done: &Outcome, out: &[u8]) {
         unique,
     };
     let head = abi::bytes(&head);
-    let iov = [
-        libc::iovec {
-            iov_base: head.as_ptr() as *mut libc::c_void,
-            iov_len: head.len(),
-        },
-        libc::iovec {
-            iov_base: out.as_ptr() as *mut libc::c_void,
-            iov_len: len,
-        },
-    ];
-    // SAFETY: both iovecs point into live buffers of the given lengths.
-    let r = unsafe { libc::writev(fd, iov.as_ptr(), 2) };
-    if r < 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = sys::fuse_dev::write_reply(fd, head, &out[..len.min(out.len())]) {
         // ENOENT: the request was interrupted and is gone; nothing to do either way.
         // Anything else is a reply the kernel refused: its caller got an error.
         if e.raw_os_error() == Some(libc::ENOENT) {

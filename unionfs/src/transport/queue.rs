@@ -262,12 +262,7 @@ fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> (u64, u32) {
 
 /// Runs the calling thread on `cpu` only (an offline CPU is left as is).
 fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity only touch it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-    }
+    crate::sys::process::pin_to_cpu(cpu);
 }
 
 /// How many CPUs the kernel may ever run (`num_possible_cpus()`): the queues the
@@ -277,10 +272,7 @@ pub fn possible_cpus() -> usize {
         .ok()
         .and_then(|s| parse_cpu_list_max(s.trim()))
         .map(|max| max + 1)
-        .unwrap_or_else(|| {
-            // SAFETY: sysconf has no memory-safety preconditions.
-            unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize
-        })
+        .unwrap_or_else(crate::sys::process::cpus_configured)
 }
 
 /// The highest CPU in a list such as `0-3,8-11`.

@@ -79,7 +79,7 @@ impl Op {
     /// Runs the operation under mount point `m`; returns 0 or the errno.
     pub fn apply(&self, m: &Path) -> i32 {
         let at = |r: &str| cpath(&m.join(r));
-        // SAFETY (all blocks below): plain syscalls on valid C strings / fds / buffers.
+        // SAFETY: plain syscalls on valid C strings / fds / buffers.
         unsafe {
             match self {
                 Op::Create(r, mode) => close_ok(libc::open(

@@ -4,8 +4,12 @@
 //! reached through a host path built by string concatenation, and final components are
 //! never followed.
 
+pub mod fuse_dev;
+pub mod io;
+pub mod mount;
+pub mod process;
+
 use std::ffi::{CStr, CString, OsStr};
-use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -14,32 +18,32 @@ use std::path::Path;
 pub type Stat = libc::stat;
 
 /// Converts a path to a C string, rejecting interior NULs.
-pub fn cpath(path: &Path) -> io::Result<CString> {
+pub fn cpath(path: &Path) -> std::io::Result<CString> {
     let bytes = path.as_os_str().as_bytes();
     let bytes = if bytes.is_empty() {
         b"." as &[u8]
     } else {
         bytes
     };
-    CString::new(bytes).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
 
-fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+fn check(ret: libc::c_int) -> std::io::Result<libc::c_int> {
     if ret < 0 {
-        Err(io::Error::last_os_error())
+        Err(std::io::Error::last_os_error())
     } else {
         Ok(ret)
     }
 }
 
 /// `fstatat(dirfd, path, AT_SYMLINK_NOFOLLOW)`.
-pub fn lstat_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Stat> {
+pub fn lstat_at(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Stat> {
     let c = cpath(path)?;
     lstat_at_c(dir, &c)
 }
 
 /// `fstatat` on a C path, not following a final symlink.
-pub fn lstat_at_c(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<Stat> {
+pub fn lstat_at_c(dir: BorrowedFd<'_>, path: &CStr) -> std::io::Result<Stat> {
     let mut st = std::mem::MaybeUninit::<Stat>::uninit();
     // SAFETY: valid fd, NUL-terminated path, st points to writable memory.
     check(unsafe {
@@ -55,7 +59,7 @@ pub fn lstat_at_c(dir: BorrowedFd<'_>, path: &CStr) -> io::Result<Stat> {
 }
 
 /// `fstat` of an open fd.
-pub fn fstat(fd: RawFd) -> io::Result<Stat> {
+pub fn fstat(fd: RawFd) -> std::io::Result<Stat> {
     let mut st = std::mem::MaybeUninit::<Stat>::uninit();
     // SAFETY: st points to writable memory.
     check(unsafe { libc::fstat(fd, st.as_mut_ptr()) })?;
@@ -97,7 +101,7 @@ pub fn open_beneath(
     path: &Path,
     flags: i32,
     mode: u32,
-) -> io::Result<OwnedFd> {
+) -> std::io::Result<OwnedFd> {
     let c = cpath(path)?;
     // openat2 rejects bits open(2) ignores; FUSE passes some (e.g. FMODE_EXEC on exec).
     let flags = flags & OPEN_FLAGS_KNOWN;
@@ -125,7 +129,7 @@ pub fn open_beneath(
             // SAFETY: the kernel returned a fresh fd we now own.
             return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
         }
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EAGAIN) || err.raw_os_error() == Some(libc::EINTR) {
             continue;
         }
@@ -136,7 +140,7 @@ pub fn open_beneath(
 }
 
 /// Opens a directory (absolute or cwd-relative host path) as an `O_PATH` fd: a layer root.
-pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
+pub fn open_dir_path(path: &Path) -> std::io::Result<OwnedFd> {
     let c = cpath(path)?;
     // SAFETY: NUL-terminated path.
     let fd = check(unsafe {
@@ -150,30 +154,30 @@ pub fn open_dir_path(path: &Path) -> io::Result<OwnedFd> {
 }
 
 /// `mkdirat`.
-pub fn mkdir_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<()> {
+pub fn mkdir_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> std::io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: valid fd and path.
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) }).map(drop)
 }
 
 /// `mknodat`.
-pub fn mknod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+pub fn mknod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32, rdev: u64) -> std::io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: valid fd and path.
     check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) }).map(drop)
 }
 
 /// `symlinkat`.
-pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
-    let t =
-        CString::new(target.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+pub fn symlink_at(target: &OsStr, dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
+    let t = CString::new(target.as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let c = cpath(path)?;
     // SAFETY: valid fd and paths.
     check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) }).map(drop)
 }
 
 /// `readlinkat`.
-pub fn readlink_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
+pub fn readlink_at(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Vec<u8>> {
     let c = cpath(path)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
     // SAFETY: buf is writable for its length.
@@ -186,14 +190,14 @@ pub fn readlink_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
         )
     };
     if n < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
     }
     buf.truncate(n as usize);
     Ok(buf)
 }
 
 /// `unlinkat` (with `AT_REMOVEDIR` when `dir_entry`).
-pub fn unlink_at(dir: BorrowedFd<'_>, path: &Path, dir_entry: bool) -> io::Result<()> {
+pub fn unlink_at(dir: BorrowedFd<'_>, path: &Path, dir_entry: bool) -> std::io::Result<()> {
     let c = cpath(path)?;
     let flags = if dir_entry { libc::AT_REMOVEDIR } else { 0 };
     // SAFETY: valid fd and path.
@@ -201,7 +205,7 @@ pub fn unlink_at(dir: BorrowedFd<'_>, path: &Path, dir_entry: bool) -> io::Resul
 }
 
 /// `renameat2` within one directory fd.
-pub fn rename_at(dir: BorrowedFd<'_>, from: &Path, to: &Path, flags: u32) -> io::Result<()> {
+pub fn rename_at(dir: BorrowedFd<'_>, from: &Path, to: &Path, flags: u32) -> std::io::Result<()> {
     let a = cpath(from)?;
     let b = cpath(to)?;
     // SAFETY: valid fd and paths.
@@ -224,7 +228,7 @@ pub fn rename_between(
     to_dir: BorrowedFd<'_>,
     to: &Path,
     flags: u32,
-) -> io::Result<()> {
+) -> std::io::Result<()> {
     let a = cpath(from)?;
     let b = cpath(to)?;
     // SAFETY: valid fds and paths.
@@ -246,7 +250,7 @@ pub fn link_between(
     from: &Path,
     to_dir: BorrowedFd<'_>,
     to: &Path,
-) -> io::Result<()> {
+) -> std::io::Result<()> {
     let a = cpath(from)?;
     let b = cpath(to)?;
     // SAFETY: valid fds and paths.
@@ -263,7 +267,7 @@ pub fn link_between(
 }
 
 /// `fchownat(AT_SYMLINK_NOFOLLOW)`; `u32::MAX` leaves an id unchanged.
-pub fn lchown_at(dir: BorrowedFd<'_>, path: &Path, uid: u32, gid: u32) -> io::Result<()> {
+pub fn lchown_at(dir: BorrowedFd<'_>, path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: valid fd and path.
     check(unsafe {
@@ -279,14 +283,18 @@ pub fn lchown_at(dir: BorrowedFd<'_>, path: &Path, uid: u32, gid: u32) -> io::Re
 }
 
 /// `fchmodat` (never on symlinks: callers don't chmod links).
-pub fn chmod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> io::Result<()> {
+pub fn chmod_at(dir: BorrowedFd<'_>, path: &Path, mode: u32) -> std::io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: valid fd and path.
     check(unsafe { libc::fchmodat(dir.as_raw_fd(), c.as_ptr(), mode, 0) }).map(drop)
 }
 
 /// `utimensat(AT_SYMLINK_NOFOLLOW)`.
-pub fn utimens_at(dir: BorrowedFd<'_>, path: &Path, times: &[libc::timespec; 2]) -> io::Result<()> {
+pub fn utimens_at(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    times: &[libc::timespec; 2],
+) -> std::io::Result<()> {
     let c = cpath(path)?;
     // SAFETY: valid fd, path and two timespecs.
     check(unsafe {
@@ -303,14 +311,14 @@ pub fn utimens_at(dir: BorrowedFd<'_>, path: &Path, times: &[libc::timespec; 2])
 /// The `/proc/self/fd/N/rel` spelling of a path beneath a layer fd, for the `l*xattr`
 /// calls that have no `*at` form. Intermediate components are directories of that
 /// layer by construction; the final one is never followed (`l*` calls).
-fn proc_path(dir: BorrowedFd<'_>, path: &Path) -> io::Result<CString> {
+fn proc_path(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<CString> {
     let mut s = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
     let rel = path.as_os_str().as_bytes();
     // The fd's own directory is `N/.`: `l*xattr` on `N` itself would act on the magic
     // link, not the directory.
     s.push(b'/');
     s.extend_from_slice(if rel.is_empty() { b"." } else { rel });
-    CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+    CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
 }
 
 /// `getxattrat(2)`'s syscall number (Linux 6.13; the same on every architecture).
@@ -335,7 +343,7 @@ fn getxattr_once(
     path: &Path,
     name: &CStr,
     buf: &mut [u8],
-) -> io::Result<usize> {
+) -> std::io::Result<usize> {
     use std::sync::atomic::Ordering::Relaxed;
     if HAS_GETXATTRAT.load(Relaxed) {
         let rel = cpath(path)?;
@@ -362,7 +370,7 @@ fn getxattr_once(
         if n >= 0 {
             return Ok(n as usize);
         }
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         if err.raw_os_error() != Some(libc::ENOSYS) {
             return Err(err);
         }
@@ -383,13 +391,17 @@ fn getxattr_once(
         )
     };
     if n < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(std::io::Error::last_os_error());
     }
     Ok(n as usize)
 }
 
 /// `lgetxattr`; `None` when the attribute is absent.
-pub fn get_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+pub fn get_xattr(
+    dir: BorrowedFd<'_>,
+    path: &Path,
+    name: &CStr,
+) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         match getxattr_once(dir, path, name, &mut buf) {
@@ -416,7 +428,7 @@ pub fn get_xattr_into(
     path: &Path,
     name: &CStr,
     buf: &mut [u8],
-) -> io::Result<Option<usize>> {
+) -> std::io::Result<Option<usize>> {
     match getxattr_once(dir, path, name, buf) {
         Ok(n) => Ok(Some(n)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::ENODATA) | Some(libc::ENOTSUP)) => Ok(None),
@@ -431,7 +443,7 @@ pub fn set_xattr(
     name: &CStr,
     value: &[u8],
     flags: i32,
-) -> io::Result<()> {
+) -> std::io::Result<()> {
     let p = proc_path(dir, path)?;
     // SAFETY: valid strings and buffer.
     check(unsafe {
@@ -447,20 +459,20 @@ pub fn set_xattr(
 }
 
 /// `lremovexattr`.
-pub fn remove_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> io::Result<()> {
+pub fn remove_xattr(dir: BorrowedFd<'_>, path: &Path, name: &CStr) -> std::io::Result<()> {
     let p = proc_path(dir, path)?;
     // SAFETY: valid strings.
     check(unsafe { libc::lremovexattr(p.as_ptr(), name.as_ptr()) }).map(drop)
 }
 
 /// `llistxattr`: the raw NUL-separated name list.
-pub fn list_xattr(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
+pub fn list_xattr(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Vec<u8>> {
     let p = proc_path(dir, path)?;
     loop {
         // SAFETY: size query.
         let need = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
         if need < 0 {
-            let err = io::Error::last_os_error();
+            let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::ENOTSUP) {
                 return Ok(Vec::new());
             }
@@ -473,8 +485,8 @@ pub fn list_xattr(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<u8>> {
             buf.truncate(n as usize);
             return Ok(buf);
         }
-        if io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
-            return Err(io::Error::last_os_error());
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::ERANGE) {
+            return Err(std::io::Error::last_os_error());
         }
     }
 }
@@ -491,13 +503,13 @@ pub struct DirEntry {
 }
 
 /// Reads every entry of the directory `path` beneath `dir` (except `.` and `..`).
-pub fn read_dir_at(dir: BorrowedFd<'_>, path: &Path) -> io::Result<Vec<DirEntry>> {
+pub fn read_dir_at(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Vec<DirEntry>> {
     let fd = open_beneath(dir, path, libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
     read_dir_fd(fd)
 }
 
 /// Reads every entry of an open directory fd (consumed).
-pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
+pub fn read_dir_fd(fd: OwnedFd) -> std::io::Result<Vec<DirEntry>> {
     let mut out = Vec::new();
     for_each_dir_entry(fd, |name, ino, d_type| {
         out.push(DirEntry {
@@ -514,14 +526,14 @@ pub fn read_dir_fd(fd: OwnedFd) -> io::Result<Vec<DirEntry>> {
 /// except `.` and `..`, with no allocation per entry; stops at the first error.
 pub fn for_each_dir_entry(
     fd: OwnedFd,
-    mut f: impl FnMut(&[u8], u64, u8) -> io::Result<()>,
-) -> io::Result<()> {
+    mut f: impl FnMut(&[u8], u64, u8) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     use std::os::fd::IntoRawFd;
     let raw = fd.into_raw_fd();
     // SAFETY: raw is a directory fd we own; fdopendir takes ownership.
     let dirp = unsafe { libc::fdopendir(raw) };
     if dirp.is_null() {
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         // SAFETY: fdopendir failed, we still own raw.
         unsafe { libc::close(raw) };
         return Err(err);
@@ -540,7 +552,7 @@ pub fn for_each_dir_entry(
         // SAFETY: dir.0 is a valid DIR*.
         let ent = unsafe { libc::readdir64(dir.0) };
         if ent.is_null() {
-            let errno = io::Error::last_os_error();
+            let errno = std::io::Error::last_os_error();
             if errno.raw_os_error().unwrap_or(0) != 0 {
                 return Err(errno);
             }
@@ -559,14 +571,14 @@ pub fn for_each_dir_entry(
 
 /// Copies `len` bytes of data from `src` to `dst` keeping holes: `SEEK_DATA`/`SEEK_HOLE`
 /// find the data extents, `copy_file_range` moves them (reflinks where the filesystem can).
-pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> io::Result<()> {
+pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> std::io::Result<()> {
     let mut pos: i64 = 0;
     let end = len as i64;
     while pos < end {
         // SAFETY: plain lseek on a valid fd.
         let data = unsafe { libc::lseek(src, pos, libc::SEEK_DATA) };
         if data < 0 {
-            let err = io::Error::last_os_error();
+            let err = std::io::Error::last_os_error();
             if err.raw_os_error() == Some(libc::ENXIO) {
                 break; // only a hole remains
             }
@@ -583,7 +595,7 @@ pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> io::Result<()> {
     check(unsafe { libc::ftruncate(dst, end) }).map(drop)
 }
 
-fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> io::Result<()> {
+fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> std::io::Result<()> {
     let mut off_in = start;
     let mut off_out = start;
     while len > 0 {
@@ -591,7 +603,7 @@ fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> io::Result<()
         let n =
             unsafe { libc::copy_file_range(src, &mut off_in, dst, &mut off_out, len as usize, 0) };
         if n < 0 {
-            let err = io::Error::last_os_error();
+            let err = std::io::Error::last_os_error();
             match err.raw_os_error() {
                 Some(libc::EINTR) => continue,
                 Some(libc::EXDEV)
@@ -611,14 +623,14 @@ fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> io::Result<()
     Ok(())
 }
 
-fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> io::Result<()> {
+fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> std::io::Result<()> {
     let mut buf = vec![0u8; 1 << 20];
     while len > 0 {
         let want = (len as usize).min(buf.len());
         // SAFETY: buf writable for want bytes.
         let n = unsafe { libc::pread(src, buf.as_mut_ptr().cast(), want, off) };
         if n < 0 {
-            return Err(io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error());
         }
         if n == 0 {
             break;
@@ -635,7 +647,7 @@ fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> io::Resu
                 )
             };
             if w < 0 {
-                return Err(io::Error::last_os_error());
+                return Err(std::io::Error::last_os_error());
             }
             done += w as usize;
         }
@@ -647,9 +659,9 @@ fn copy_range_rw(src: RawFd, dst: RawFd, mut off: i64, mut len: i64) -> io::Resu
 
 /// Gives the file open at `fd` (an O_TMPFILE file) the name `path` beneath `dir`,
 /// through its `/proc/self/fd` link, which needs no capability.
-pub fn link_fd_at(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+pub fn link_fd_at(fd: BorrowedFd<'_>, dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<()> {
     let proc = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     let c = cpath(path)?;
     // SAFETY: valid C strings and fds.
     check(unsafe {
@@ -724,25 +736,30 @@ pub fn caller_umask(mask: u32, mode: u32) -> u32 {
 }
 
 /// `fchown` of an open file (a copy-up's new file: no path walk).
-pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> io::Result<()> {
+pub fn fchown(fd: BorrowedFd<'_>, uid: u32, gid: u32) -> std::io::Result<()> {
     // SAFETY: plain fchown on a valid fd.
     check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) }).map(drop)
 }
 
 /// `fchmod` of an open file.
-pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+pub fn fchmod(fd: BorrowedFd<'_>, mode: u32) -> std::io::Result<()> {
     // SAFETY: plain fchmod on a valid fd.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) }).map(drop)
 }
 
 /// `futimens` of an open file.
-pub fn futimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> io::Result<()> {
+pub fn futimens(fd: BorrowedFd<'_>, times: &[libc::timespec; 2]) -> std::io::Result<()> {
     // SAFETY: valid fd and two timespecs.
     check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) }).map(drop)
 }
 
 /// `fsetxattr` of an open file.
-pub fn fd_set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -> io::Result<()> {
+pub fn fd_set_xattr(
+    fd: BorrowedFd<'_>,
+    name: &CStr,
+    value: &[u8],
+    flags: i32,
+) -> std::io::Result<()> {
     // SAFETY: valid fd, name and buffer.
     check(unsafe {
         libc::fsetxattr(
@@ -758,7 +775,7 @@ pub fn fd_set_xattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8], flags: i32) -
 
 /// `fgetxattr` of an open file, growing the buffer as the value needs; `None` when
 /// absent or unsupported.
-pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8>>> {
+pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> std::io::Result<Option<Vec<u8>>> {
     let mut buf = vec![0u8; 256];
     loop {
         // SAFETY: buf writable for its length.
@@ -774,7 +791,7 @@ pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8
             buf.truncate(n as usize);
             return Ok(Some(buf));
         }
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
             Some(libc::ERANGE) => {
@@ -783,7 +800,7 @@ pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8
                     libc::fgetxattr(fd.as_raw_fd(), name.as_ptr(), std::ptr::null_mut(), 0)
                 };
                 if need < 0 {
-                    return Err(io::Error::last_os_error());
+                    return Err(std::io::Error::last_os_error());
                 }
                 buf.resize(need as usize + 1, 0);
             }
@@ -794,7 +811,7 @@ pub fn fd_get_xattr(fd: BorrowedFd<'_>, name: &CStr) -> io::Result<Option<Vec<u8
 
 /// `flistxattr` of an open file: the raw NUL-separated name list (empty when the
 /// file system has no xattrs).
-pub fn fd_list_xattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
+pub fn fd_list_xattr(fd: BorrowedFd<'_>) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; 512];
     loop {
         // SAFETY: buf writable for its length.
@@ -803,14 +820,14 @@ pub fn fd_list_xattr(fd: BorrowedFd<'_>) -> io::Result<Vec<u8>> {
             buf.truncate(n as usize);
             return Ok(buf);
         }
-        let err = io::Error::last_os_error();
+        let err = std::io::Error::last_os_error();
         match err.raw_os_error() {
             Some(libc::ENOTSUP) => return Ok(Vec::new()),
             Some(libc::ERANGE) => {
                 // SAFETY: a size query.
                 let need = unsafe { libc::flistxattr(fd.as_raw_fd(), std::ptr::null_mut(), 0) };
                 if need < 0 {
-                    return Err(io::Error::last_os_error());
+                    return Err(std::io::Error::last_os_error());
                 }
                 buf.resize(need as usize + 1, 0);
             }
