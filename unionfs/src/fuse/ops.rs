@@ -71,7 +71,6 @@ impl OverlayFs {
         // io=passthrough lets the kernel read and write the real file directly (page
         // cache shared with the layer's own files); it needs kernel support and
         // CAP_SYS_ADMIN for the backing-file ioctl.
-        // SAFETY: geteuid has no failure mode.
         let root = sys::process::is_root();
         if root
             && self.io.passes_through()

@@ -1,6 +1,6 @@
 //! The overlay itself: lookup across layers, merged listings, and every modifying
 //! operation with copy-up, whiteouts, opaque directories and redirects. Plain Rust over
-//! fd-relative syscalls; the FUSE adapter (`fuse.rs`) only translates requests.
+//! fd-relative syscalls; the FUSE handlers (`fuse/`) only translate requests.
 //!
 //! This file holds the `Overlay` itself (state, settings, node access, paths, orphans,
 //! stat); each concern of the operations lives in its own file below, as further
