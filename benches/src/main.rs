@@ -113,8 +113,9 @@ type Row = (String, BTreeMap<&'static str, Cell>);
 type Served = (String, BTreeMap<&'static str, Requests>);
 
 /// Peak RSS (KiB) of one FUSE daemon: right after mounting, after a stat walk of the wide
-/// dir, after a stat walk of the small-file tree.
-type Memory = [u64; 3];
+/// dir, after a stat walk of the small-file tree, after a stat walk of the big walk tree
+/// (1M files at full size).
+type Memory = [u64; 4];
 
 /// What every measurement shares: the scratch dir, the layers and the sizes.
 struct Setup<'a> {
@@ -308,12 +309,19 @@ fn unavailable_cell(imp: Impl) -> Option<Cell> {
     imp.unavailable().map(Cell::Failed)
 }
 
-/// The FUSE daemon's peak RSS after mounting and after a stat walk of `wide` and of
-/// `tree`, each walk on a fresh mount with caches dropped first.
-fn measure_memory(imp: Impl, set: &Setup<'_>) -> Result<Memory> {
-    let mut out = [0; 3];
-    for (i, sub) in ["wide", "tree"].into_iter().enumerate() {
-        let dirs = fresh_dirs(set.base, set.lowers, set.flat, false)?;
+/// The FUSE daemon's peak RSS after mounting and after a stat walk of `wide`, of
+/// `tree` and of the big walk tree (`walk`, a lower of its own), each walk on a fresh
+/// mount with caches dropped first.
+fn measure_memory(imp: Impl, set: &Setup<'_>, walk_layer: &Path) -> Result<Memory> {
+    let mut out = [0; 4];
+    let walk_lowers = [walk_layer.to_path_buf()];
+    for (i, sub) in ["wide", "tree", "walk"].into_iter().enumerate() {
+        let lowers = if sub == "walk" {
+            &walk_lowers[..]
+        } else {
+            set.lowers
+        };
+        let dirs = fresh_dirs(set.base, lowers, set.flat, false)?;
         let m = impls::mount(imp, &dirs)?;
         let pid = m
             .daemon
@@ -368,6 +376,7 @@ fn run(args: Args) -> Result<()> {
     let (bottom, top, flat) = (base.join("lower0"), base.join("lower1"), base.join("flat"));
     let start = Instant::now();
     let archive = base.join("untar.tar");
+    let walk_layer = base.join("walk-layer");
     // The trees, for the workloads and the memory table (the launcher and pull rows
     // read none).
     if workloads::ALL.iter().any(|w| selected(w.name)) || selected("memory") {
@@ -380,6 +389,9 @@ fn run(args: Args) -> Result<()> {
             .any(|w| selected(w.name) && w.name == "git status")
         {
             workloads::make_checkout(&bottom)?;
+        }
+        if selected("memory") {
+            bench_trees::write_walk(&walk_layer, sizes)?;
         }
         std::fs::write(&archive, workloads::untar_archive(&sizes)?)
             .with_context(|| format!("write {}", archive.display()))?;
@@ -463,7 +475,7 @@ fn run(args: Args) -> Result<()> {
             let m = match imp.unavailable() {
                 Some(_) if imp.not_installed() => Err(NOT_INSTALLED.to_string()),
                 Some(why) => Err(why),
-                None => measure_memory(imp, &setup).map_err(|e| format!("{e:#}")),
+                None => measure_memory(imp, &setup, &walk_layer).map_err(|e| format!("{e:#}")),
             };
             if let Err(e) = &m {
                 eprintln!("  daemon memory of {}: {e}", imp.name());
@@ -687,30 +699,33 @@ fn render(
         );
         let _ = writeln!(
             s,
-            "| daemon | after mount | after walking the {}-entry dir | after walking {} files in {} dirs |",
+            "| daemon | after mount | after walking the {}-entry dir | after walking {} files in {} dirs | after walking {} files in {} dirs |",
             sizes.wide_entries,
             sizes.dirs * sizes.files_per_dir,
-            sizes.dirs
+            sizes.dirs,
+            sizes.walk_dirs * sizes.walk_files_per_dir,
+            sizes.walk_dirs
         );
-        let _ = writeln!(s, "|---|---:|---:|---:|");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for (name, m) in memory {
             match m {
                 Ok(m) => {
                     let mib = |k: u64| k as f64 / 1024.0;
                     let _ = writeln!(
                         s,
-                        "| {name} | {:.1} | {:.1} | {:.1} |",
+                        "| {name} | {:.1} | {:.1} | {:.1} | {:.1} |",
                         mib(m[0]),
                         mib(m[1]),
-                        mib(m[2])
+                        mib(m[2]),
+                        mib(m[3])
                     );
                 }
                 Err(e) if e == NOT_INSTALLED => {
-                    let _ = writeln!(s, "| {name} | {NOT_INSTALLED} | | |");
+                    let _ = writeln!(s, "| {name} | {NOT_INSTALLED} | | | |");
                 }
                 Err(e) => {
                     let short: String = e.chars().take(80).collect();
-                    let _ = writeln!(s, "| {name} | failed: {} | | |", short.replace('|', "/"));
+                    let _ = writeln!(s, "| {name} | failed: {} | | | |", short.replace('|', "/"));
                 }
             }
         }
