@@ -6,7 +6,9 @@ use std::os::fd::BorrowedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
-use crate::layers::Span;
+use ovlformat::whiteout::OPAQUE_YES;
+
+use crate::layers::{self, Span};
 use crate::node::{Loc, Node};
 use crate::sys;
 
@@ -103,6 +105,10 @@ impl Overlay {
         let dst_in_lower = self.lower_has(np, newname)?;
         let mut rflags = 0;
         let mut orphan = None;
+        // A char whiteout holding the target name goes to the source's name in the same
+        // step (an exchange, as the kernel does): the whiteout the source's old name
+        // needs when a lower holds it, removed after otherwise.
+        let mut took_whiteout = false;
         if exchange {
             rflags = libc::RENAME_EXCHANGE;
         } else if let Some(d) = dnode {
@@ -121,15 +127,42 @@ impl Overlay {
                 sys::link_between(ufd, &to, wfd, &tmp).map_err(errno)?;
                 orphan = Some(tmp);
             }
+        } else if sys::lstat_at(ufd, &to).is_ok_and(|st| layers::is_chr_whiteout(&st)) {
+            rflags = libc::RENAME_EXCHANGE;
+            took_whiteout = true;
         } else {
-            // No visible target: drop a whiteout that may hold the name.
+            // No visible target: drop a `.wh.` marker that may hold the name.
             self.clear_whiteout(&to)?;
         }
-        if let Err(e) = sys::rename_between(ufd, &from, ufd, &to, rflags) {
-            if let (Some(tmp), Ok(wfd)) = (&orphan, self.work_fd()) {
-                let _ = sys::unlink_at(wfd, tmp, false);
+        // The markers a moved directory needs go on it before it moves (a redirect to
+        // its own path, or opaque with no lower part, changes nothing where it is), and
+        // the whiteout its old name needs comes with the rename itself
+        // (`RENAME_WHITEOUT`): killed at any point, the upper shows the tree before the
+        // rename or the tree after it, never both names.
+        self.mark_moved_dir(ufd, snode, &from, dst_in_lower)?;
+        if exchange {
+            if let Some(d) = dnode {
+                self.mark_moved_dir(ufd, d, &to, src_in_lower)?;
             }
-            return Err(errno(e));
+        }
+        let whiteout_with_rename = rflags == 0 && src_in_lower && !self.settings.whiteout_files;
+        let mut renamed = false;
+        if whiteout_with_rename {
+            match sys::rename_between(ufd, &from, ufd, &to, libc::RENAME_WHITEOUT) {
+                Ok(()) => renamed = true,
+                // An upper file system without whiteout renames: two steps.
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EPERM)) => {}
+                Err(e) => {
+                    self.drop_orphan(orphan.as_deref());
+                    return Err(errno(e));
+                }
+            }
+        }
+        if !renamed {
+            if let Err(e) = sys::rename_between(ufd, &from, ufd, &to, rflags) {
+                self.drop_orphan(orphan.as_deref());
+                return Err(errno(e));
+            }
         }
         if let (false, Some(d)) = (exchange, dnode) {
             if !d.is_dir {
@@ -138,12 +171,16 @@ impl Overlay {
             }
             self.detach(d.ino, np.ino, newname, orphan);
         }
-        if !exchange && src_in_lower {
+        if took_whiteout {
+            if !src_in_lower {
+                // Nothing below to hide at the old name.
+                sys::unlink_at(ufd, &from, false).map_err(errno)?;
+            }
+        } else if !exchange && src_in_lower && !renamed {
             self.make_whiteout(&from)?;
         }
-        // Directories that moved keep their lower contents by redirect, or are made
-        // opaque where they land on a name the lowers hold.
-        self.fix_moved_dir(ufd, snode, &to, dst_in_lower)?;
+        // Lookups of a moved directory now merge from every lower.
+        Self::widen_span(snode, self.lowers.len());
         {
             let mut s = snode.state.write();
             s.parent = np.ino;
@@ -151,7 +188,7 @@ impl Overlay {
         }
         if exchange {
             if let Some(d) = dnode {
-                self.fix_moved_dir(ufd, d, &from, src_in_lower)?;
+                Self::widen_span(d, self.lowers.len());
                 let mut s = d.state.write();
                 s.parent = p.ino;
                 s.name = name.to_os_string();
@@ -160,12 +197,15 @@ impl Overlay {
         Ok(())
     }
 
-    fn fix_moved_dir(
+    /// Marks the directory `node` (at `at` in the upper, before it moves): a redirect
+    /// to its lower path when it has a lower part, else opaque when it lands on a name
+    /// the lowers hold.
+    fn mark_moved_dir(
         &self,
         ufd: BorrowedFd<'_>,
         node: &Node,
         at: &Path,
-        name_in_lower: bool,
+        lands_on_lower_name: bool,
     ) -> OvResult<()> {
         if !node.is_dir {
             return Ok(());
@@ -175,19 +215,34 @@ impl Overlay {
             Some(span) => {
                 let mut v = b"/".to_vec();
                 v.extend_from_slice(span.path.as_os_str().as_bytes());
-                sys::set_xattr(ufd, at, &self.xattr_redirect, &v, 0).map_err(errno)?;
-                // Lookups of the moved directory now merge from every lower.
-                node.state.write().span = Some(Span {
-                    path: span.path,
-                    start: 0,
-                    end: self.lowers.len(),
-                });
+                sys::set_xattr(ufd, at, &self.xattr_redirect, &v, 0).map_err(errno)
             }
-            None if name_in_lower => {
-                sys::set_xattr(ufd, at, &self.xattr_opaque, b"y", 0).map_err(errno)?;
+            None if lands_on_lower_name => {
+                sys::set_xattr(ufd, at, &self.xattr_opaque, OPAQUE_YES, 0).map_err(errno)
             }
-            None => {}
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// A moved directory with a lower part merges from every lower under its redirect.
+    fn widen_span(node: &Node, lowers: u32) {
+        if !node.is_dir {
+            return;
+        }
+        let mut s = node.state.write();
+        if let Some(span) = s.span.take() {
+            s.span = Some(Span {
+                path: span.path,
+                start: 0,
+                end: lowers,
+            });
+        }
+    }
+
+    /// Drops the work-dir link kept for a replaced file, when the rename failed.
+    fn drop_orphan(&self, tmp: Option<&Path>) {
+        if let (Some(tmp), Ok(wfd)) = (tmp, self.work_fd()) {
+            let _ = sys::unlink_at(wfd, tmp, false);
+        }
     }
 }

@@ -1,0 +1,238 @@
+//! Crash anywhere: stratafs killed (SIGKILL) at a random moment while an operation runs
+//! through it — copy-up of a small and of a large file, a hard-linked file's copy-up, a
+//! chmod, renames of lower directories, a whiteout, an opaque directory over a whiteout.
+//! After a remount the merged tree must be the tree before the operation or the tree
+//! after it (as kernel overlayfs makes it), never a mix and never a half file; the work
+//! dir's temporary area must be empty again; and kernel overlayfs, mounting the same
+//! upper, must show the same tree.
+//!
+//! `STRATA_CRASH_SEEDS` sets how many kills (default 32, each at another moment of one of
+//! the operations, round robin); a failure names its seed, and `STRATA_CRASH_SEED=N`
+//! reruns just that one.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fixtures::layers::{self, LayerSet, copy_layer_set};
+use rand::{Rng, SeedableRng};
+
+/// The operations killed in flight: each one system call, so "before" and "after" are
+/// the only states a caller may see. The flag says whether kernel overlayfs must show
+/// the same upper alike: not the copy-up of a lower hard-linked file, whose other names
+/// stratafs finds through its own index, which the kernel does not read (README,
+/// "hard links kept together across copy-up").
+fn operations() -> Vec<(Op, bool)> {
+    vec![
+        (Op::Append(p("d/keep"), p("+")), true),
+        (Op::WriteAt(p("big"), 12 << 20, p("middle")), true),
+        (Op::Append(p("h1"), p("+")), false),
+        (Op::Chmod(p("owned"), 0o640), true),
+        (Op::Rename(p("ren"), p("ren-moved"), 0), true),
+        (Op::Rename(p("d/sub"), p("sub-moved"), 0), true),
+        (Op::Unlink(p("top")), true),
+        (Op::Mkdir(p("wd"), 0o750), true),
+    ]
+}
+
+/// The standard layers plus a 24 MiB file, so a copy-up lasts long enough to be cut.
+fn build(root: &Path) -> anyhow::Result<LayerSet> {
+    let set = layers::standard(root)?;
+    set.lower(2)?.large("big", 24 << 20, 9)?.finish()?;
+    Ok(set)
+}
+
+/// The tree kernel overlayfs shows after `op` on a copy of `base`.
+fn kernel_after(base: &LayerSet, op: &Op, at: &Path) -> Snapshot {
+    let set = copy_layer_set(base, at).expect("copy layers");
+    let m = mount_kernel(&set, true);
+    let r = op.apply_as(&set.mnt, Caller::root(0o022));
+    assert_eq!(r, 0, "{op:?} on kernel overlayfs: {}", strerror(r));
+    let s = snapshot(&set.mnt);
+    m.unmount();
+    s
+}
+
+/// stratafs in the foreground on `set`, its process the caller's to kill.
+fn start_daemon(imp: &Impl, set: &LayerSet) -> Child {
+    let child = Command::new(&imp.bin)
+        .arg("-f")
+        .args(["-o", &set.options()])
+        .arg(&set.mnt)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {}: {e}", imp.bin.display()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !is_mounted(&set.mnt) {
+        assert!(Instant::now() < deadline, "stratafs -f did not mount");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    child
+}
+
+/// Detaches whatever is left mounted at `p` (a mount whose daemon is dead).
+fn detach(p: &Path) {
+    let c = cpath(p);
+    for _ in 0..100 {
+        if !is_mounted(p) {
+            return;
+        }
+        // SAFETY: `c` is a valid NUL-terminated path.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    assert!(!is_mounted(p), "{} stays mounted", p.display());
+}
+
+/// Files left in the work dir's temporary area (`work/work`), where copy-ups and
+/// whiteouts are prepared: a remount must have cleaned them.
+fn leftovers(work: &Path) -> Vec<String> {
+    let tmp = work.join("work");
+    fs::read_dir(&tmp)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// How long `op` takes through stratafs, not killed (the window the kills aim at).
+fn duration(imp: &Impl, base: &LayerSet, op: &Op, at: &Path) -> Duration {
+    let set = copy_layer_set(base, at).expect("copy layers");
+    let mut daemon = start_daemon(imp, &set);
+    let t = Instant::now();
+    let r = op.apply_as(&set.mnt, Caller::root(0o022));
+    let took = t.elapsed();
+    assert_eq!(r, 0, "{op:?} through stratafs: {}", strerror(r));
+    Mount::adopt(&set.mnt, true).unmount();
+    let _ = daemon.wait();
+    took
+}
+
+#[test]
+fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
+    if !privileged_or_skip() {
+        return;
+    }
+    let imp = Impl::selected();
+    if imp.name != "stratafs" {
+        eprintln!("skipped: the crash harness drives stratafs");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = build(&tmp.path().join("base")).expect("generate layers");
+    let ops = operations();
+    // Before: the kernel's tree of the untouched layers; after: the kernel's tree once
+    // the operation is done; and how long stratafs takes for it.
+    let before = {
+        let set = copy_layer_set(&base, &tmp.path().join("before")).expect("copy layers");
+        let m = mount_kernel(&set, true);
+        let s = snapshot(&set.mnt);
+        m.unmount();
+        s
+    };
+    let mut afters = Vec::new();
+    let mut windows = Vec::new();
+    for (i, (op, _)) in ops.iter().enumerate() {
+        afters.push(kernel_after(
+            &base,
+            op,
+            &tmp.path().join(format!("after{i}")),
+        ));
+        windows.push(duration(
+            &imp,
+            &base,
+            op,
+            &tmp.path().join(format!("time{i}")),
+        ));
+    }
+    let seeds: Vec<u64> = match std::env::var("STRATA_CRASH_SEED") {
+        Ok(s) => vec![s.parse().expect("STRATA_CRASH_SEED: a number")],
+        Err(_) => {
+            let n = std::env::var("STRATA_CRASH_SEEDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(32u64);
+            (0..n).collect()
+        }
+    };
+    let mut failures = Vec::new();
+    let mut outcomes = [0usize; 2];
+    for seed in seeds {
+        let i = (seed as usize) % ops.len();
+        let ((op, kernel_alike), after) = (&ops[i], &afters[i]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        // Anywhere in the operation's window, a little past its end included.
+        let window = windows[i].as_micros() as u64 * 3 / 2 + 100;
+        let delay = Duration::from_micros(rng.random_range(0..window));
+        let set =
+            copy_layer_set(&base, &tmp.path().join(format!("seed{seed}"))).expect("copy layers");
+        let mut daemon = start_daemon(&imp, &set);
+        let mnt = set.mnt.clone();
+        let op2 = op.clone();
+        let runner = std::thread::spawn(move || op2.apply_as(&mnt, Caller::root(0o022)));
+        std::thread::sleep(delay);
+        let _ = daemon.kill();
+        let _ = daemon.wait();
+        let _ = runner.join();
+        detach(&set.mnt);
+        let label = format!("seed {seed}: {op:?} killed after {delay:?}");
+        let m = match imp.mount_with(&set.mnt, &set.options()) {
+            Ok(m) => m,
+            Err(e) => {
+                failures.push(format!("{label}: remount failed: {e}"));
+                continue;
+            }
+        };
+        let got = snapshot(&set.mnt);
+        let left = leftovers(&set.work);
+        m.unmount();
+        if got == before {
+            outcomes[0] += 1;
+        } else if &got == after {
+            outcomes[1] += 1;
+        } else {
+            let d1 = diff("before", &before, "remounted", &got);
+            let d2 = diff("after", after, "remounted", &got);
+            failures.push(format!(
+                "{label}: the tree is neither the one before nor the one after:\n  against before: {}\n  against after: {}",
+                d1.join("\n    "),
+                d2.join("\n    ")
+            ));
+            continue;
+        }
+        if !left.is_empty() {
+            failures.push(format!(
+                "{label}: work/work holds {left:?} after the remount"
+            ));
+        }
+        // The same upper under kernel overlayfs shows the same tree.
+        if !kernel_alike {
+            let _ = fs::remove_dir_all(&set.root);
+            continue;
+        }
+        set.reset_work().expect("reset the work dir");
+        let k = mount_kernel(&set, true);
+        let kernel_view = snapshot(&set.mnt);
+        k.unmount();
+        let d = diff("stratafs", &got, "kernel overlayfs", &kernel_view);
+        if !d.is_empty() {
+            failures.push(format!(
+                "{label}: kernel overlayfs on the upper differs:\n    {}",
+                d.join("\n    ")
+            ));
+        }
+        let _ = fs::remove_dir_all(&set.root);
+    }
+    eprintln!(
+        "crash harness: {} kills left the tree as before, {} as after, {} failed",
+        outcomes[0],
+        outcomes[1],
+        failures.len()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
