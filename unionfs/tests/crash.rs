@@ -6,7 +6,7 @@
 //! dir's temporary area must be empty again; and kernel overlayfs, mounting the same
 //! upper, must show the same tree.
 //!
-//! `STRATA_CRASH_SEEDS` sets how many kills (default 32, each at another moment of one of
+//! `STRATA_CRASH_SEEDS` sets how many kills (default 36, each at another moment of one of
 //! the operations, round robin); a failure names its seed, and `STRATA_CRASH_SEED=N`
 //! reruns just that one.
 
@@ -35,6 +35,7 @@ fn operations() -> Vec<(Op, bool)> {
         (Op::Rename(p("ren"), p("ren-moved"), 0), true),
         (Op::Rename(p("d/sub"), p("sub-moved"), 0), true),
         (Op::Unlink(p("top")), true),
+        (Op::Rename(p("mid"), p("gone"), 0), true),
         (Op::Mkdir(p("wd"), 0o750), true),
     ]
 }
@@ -156,7 +157,7 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
             let n = std::env::var("STRATA_CRASH_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(32u64);
+                .unwrap_or(36u64);
             (0..n).collect()
         }
     };
