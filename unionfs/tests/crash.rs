@@ -6,7 +6,7 @@
 //! dir's temporary area must be empty again; and kernel overlayfs, mounting the same
 //! upper, must show the same tree.
 //!
-//! `STRATA_CRASH_SEEDS` sets how many kills (default 36, each at another moment of one of
+//! `STRATA_CRASH_SEEDS` sets how many kills (default 48, each at another moment of one of
 //! the operations, round robin); a failure names its seed, and `STRATA_CRASH_SEED=N`
 //! reruns just that one.
 
@@ -21,22 +21,49 @@ use common::*;
 use fixtures::layers::{self, LayerSet, copy_layer_set};
 use rand::{Rng, SeedableRng};
 
-/// The operations killed in flight: each one system call, so "before" and "after" are
-/// the only states a caller may see. The flag says whether kernel overlayfs must show
-/// the same upper alike: not the copy-up of a lower hard-linked file, whose other names
-/// stratafs finds through its own index, which the kernel does not read (README,
-/// "hard links kept together across copy-up").
-fn operations() -> Vec<(Op, bool)> {
+/// One operation killed in flight, after `prep` ran whole: each one system call, so
+/// "before" and "after" are the only states a caller may see.
+struct Case {
+    prep: Vec<Op>,
+    op: Op,
+    /// Whether kernel overlayfs must show the same upper alike: not after the copy-up
+    /// of a lower hard-linked file, whose other names stratafs finds through its own
+    /// index, which the kernel does not read (README, "hard links kept together across
+    /// copy-up").
+    kernel_alike: bool,
+}
+
+fn case(prep: Vec<Op>, op: Op) -> Case {
+    Case {
+        prep,
+        op,
+        kernel_alike: true,
+    }
+}
+
+fn cases() -> Vec<Case> {
     vec![
-        (Op::Append(p("d/keep"), p("+")), true),
-        (Op::WriteAt(p("big"), 12 << 20, p("middle")), true),
-        (Op::Append(p("h1"), p("+")), false),
-        (Op::Chmod(p("owned"), 0o640), true),
-        (Op::Rename(p("ren"), p("ren-moved"), 0), true),
-        (Op::Rename(p("d/sub"), p("sub-moved"), 0), true),
-        (Op::Unlink(p("top")), true),
-        (Op::Rename(p("mid"), p("gone"), 0), true),
-        (Op::Mkdir(p("wd"), 0o750), true),
+        case(vec![], Op::Append(p("d/keep"), p("+"))),
+        case(vec![], Op::WriteAt(p("big"), 12 << 20, p("middle"))),
+        Case {
+            kernel_alike: false,
+            ..case(vec![], Op::Append(p("h1"), p("+")))
+        },
+        case(vec![], Op::Chmod(p("owned"), 0o640)),
+        case(vec![], Op::Rename(p("ren"), p("ren-moved"), 0)),
+        case(vec![], Op::Rename(p("d/sub"), p("sub-moved"), 0)),
+        case(vec![], Op::Unlink(p("top"))),
+        case(vec![], Op::Rename(p("mid"), p("gone"), 0)),
+        case(vec![], Op::Mkdir(p("wd"), 0o750)),
+        // An upper copy over a lower file removed: the whiteout replaces it.
+        case(
+            vec![Op::Append(p("d/keep"), p("+"))],
+            Op::Unlink(p("d/keep")),
+        ),
+        // A merged directory emptied through the mount, then removed.
+        case(vec![Op::Unlink(p("ne/child"))], Op::Rmdir(p("ne"))),
+        // A lower file renamed over another lower file.
+        case(vec![], Op::Rename(p("top"), p("mid"), 0)),
     ]
 }
 
@@ -47,15 +74,24 @@ fn build(root: &Path) -> anyhow::Result<LayerSet> {
     Ok(set)
 }
 
-/// The tree kernel overlayfs shows after `op` on a copy of `base`.
-fn kernel_after(base: &LayerSet, op: &Op, at: &Path) -> Snapshot {
+/// Runs `ops` under `m`, each of which must succeed.
+fn apply_all(ops: &[Op], m: &Path, side: &str) {
+    for op in ops {
+        let r = op.apply_as(m, Caller::root(0o022));
+        assert_eq!(r, 0, "{op:?} on {side}: {}", strerror(r));
+    }
+}
+
+/// The trees kernel overlayfs shows after `c.prep` and after `c.op` on a copy of `base`.
+fn kernel_before_after(base: &LayerSet, c: &Case, at: &Path) -> (Snapshot, Snapshot) {
     let set = copy_layer_set(base, at).expect("copy layers");
     let m = mount_kernel(&set, true);
-    let r = op.apply_as(&set.mnt, Caller::root(0o022));
-    assert_eq!(r, 0, "{op:?} on kernel overlayfs: {}", strerror(r));
-    let s = snapshot(&set.mnt);
+    apply_all(&c.prep, &set.mnt, "kernel overlayfs");
+    let before = snapshot(&set.mnt);
+    apply_all(std::slice::from_ref(&c.op), &set.mnt, "kernel overlayfs");
+    let after = snapshot(&set.mnt);
     m.unmount();
-    s
+    (before, after)
 }
 
 /// stratafs in the foreground on `set`, its process the caller's to kill.
@@ -101,14 +137,15 @@ fn leftovers(work: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// How long `op` takes through stratafs, not killed (the window the kills aim at).
-fn duration(imp: &Impl, base: &LayerSet, op: &Op, at: &Path) -> Duration {
+/// How long `c.op` takes through stratafs, not killed (the window the kills aim at).
+fn duration(imp: &Impl, base: &LayerSet, c: &Case, at: &Path) -> Duration {
     let set = copy_layer_set(base, at).expect("copy layers");
     let mut daemon = start_daemon(imp, &set);
+    apply_all(&c.prep, &set.mnt, "stratafs");
     let t = Instant::now();
-    let r = op.apply_as(&set.mnt, Caller::root(0o022));
+    let r = c.op.apply_as(&set.mnt, Caller::root(0o022));
     let took = t.elapsed();
-    assert_eq!(r, 0, "{op:?} through stratafs: {}", strerror(r));
+    assert_eq!(r, 0, "{:?} through stratafs: {}", c.op, strerror(r));
     Mount::adopt(&set.mnt, true).unmount();
     let _ = daemon.wait();
     took
@@ -126,28 +163,21 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
     }
     let tmp = tempfile::tempdir().expect("tempdir");
     let base = build(&tmp.path().join("base")).expect("generate layers");
-    let ops = operations();
-    // Before: the kernel's tree of the untouched layers; after: the kernel's tree once
-    // the operation is done; and how long stratafs takes for it.
-    let before = {
-        let set = copy_layer_set(&base, &tmp.path().join("before")).expect("copy layers");
-        let m = mount_kernel(&set, true);
-        let s = snapshot(&set.mnt);
-        m.unmount();
-        s
-    };
-    let mut afters = Vec::new();
+    let cases = cases();
+    // The kernel's trees before and after each operation, and how long stratafs takes
+    // for it.
+    let mut states = Vec::new();
     let mut windows = Vec::new();
-    for (i, (op, _)) in ops.iter().enumerate() {
-        afters.push(kernel_after(
+    for (i, c) in cases.iter().enumerate() {
+        states.push(kernel_before_after(
             &base,
-            op,
-            &tmp.path().join(format!("after{i}")),
+            c,
+            &tmp.path().join(format!("kernel{i}")),
         ));
         windows.push(duration(
             &imp,
             &base,
-            op,
+            c,
             &tmp.path().join(format!("time{i}")),
         ));
     }
@@ -157,15 +187,16 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
             let n = std::env::var("STRATA_CRASH_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(36u64);
+                .unwrap_or(48u64);
             (0..n).collect()
         }
     };
     let mut failures = Vec::new();
     let mut outcomes = [0usize; 2];
     for seed in seeds {
-        let i = (seed as usize) % ops.len();
-        let ((op, kernel_alike), after) = (&ops[i], &afters[i]);
+        let i = (seed as usize) % cases.len();
+        let (c, (before, after)) = (&cases[i], &states[i]);
+        let op = &c.op;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         // Anywhere in the operation's window, a little past its end included.
         let window = windows[i].as_micros() as u64 * 3 / 2 + 100;
@@ -173,6 +204,7 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
         let set =
             copy_layer_set(&base, &tmp.path().join(format!("seed{seed}"))).expect("copy layers");
         let mut daemon = start_daemon(&imp, &set);
+        apply_all(&c.prep, &set.mnt, "stratafs");
         let mnt = set.mnt.clone();
         let op2 = op.clone();
         let runner = std::thread::spawn(move || op2.apply_as(&mnt, Caller::root(0o022)));
@@ -192,12 +224,12 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
         let got = snapshot(&set.mnt);
         let left = leftovers(&set.work);
         m.unmount();
-        if got == before {
+        if &got == before {
             outcomes[0] += 1;
         } else if &got == after {
             outcomes[1] += 1;
         } else {
-            let d1 = diff("before", &before, "remounted", &got);
+            let d1 = diff("before", before, "remounted", &got);
             let d2 = diff("after", after, "remounted", &got);
             failures.push(format!(
                 "{label}: the tree is neither the one before nor the one after:\n  against before: {}\n  against after: {}",
@@ -212,7 +244,7 @@ fn killed_daemon_leaves_the_tree_before_or_after_each_operation() {
             ));
         }
         // The same upper under kernel overlayfs shows the same tree.
-        if !kernel_alike {
+        if !c.kernel_alike {
             let _ = fs::remove_dir_all(&set.root);
             continue;
         }
