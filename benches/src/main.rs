@@ -19,6 +19,7 @@ mod impls;
 mod launch;
 mod pull;
 mod requests;
+mod soak;
 mod workloads;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,13 @@ struct Args {
     /// run, `bench-results/` in the target dir for `--quick`, outside the source tree).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Instead of the table: the soak (8 writers + 8 readers of random operations) for
+    /// this many seconds on stratafs, replayed on kernel overlayfs, trees compared.
+    #[arg(long, value_name = "SECONDS")]
+    soak: Option<u64>,
+    /// The soak's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
 }
 
 fn main() -> ExitCode {
@@ -340,7 +348,37 @@ fn measure_memory(imp: Impl, set: &Setup<'_>, walk_layer: &Path) -> Result<Memor
     Ok(out)
 }
 
+/// The soak alone: its report to stdout and to `soak.md` in the results dir.
+fn run_soak(args: &Args, seconds: u64) -> Result<()> {
+    std::fs::create_dir_all(&args.scratch)
+        .with_context(|| format!("mkdir {}", args.scratch.display()))?;
+    let tmp = tempfile::Builder::new()
+        .prefix("strata-soak")
+        .tempdir_in(&args.scratch)
+        .with_context(|| format!("make a scratch dir in {}", args.scratch.display()))?;
+    let report = soak::run(
+        tmp.path(),
+        &soak::SoakArgs {
+            duration: std::time::Duration::from_secs(seconds),
+            seed: args.seed,
+        },
+    )?;
+    println!("{report}");
+    let out = match &args.out {
+        Some(o) => o.clone(),
+        None => quick_results_dir()?,
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("mkdir {}", out.display()))?;
+    let path = out.join("soak.md");
+    std::fs::write(&path, report).with_context(|| format!("write {}", path.display()))?;
+    eprintln!("soak report written to {}", path.display());
+    Ok(())
+}
+
 fn run(args: Args) -> Result<()> {
+    if let Some(seconds) = args.soak {
+        return run_soak(&args, seconds);
+    }
     // SAFETY: geteuid has no failure mode.
     if unsafe { libc::geteuid() } != 0 {
         bail!("needs root (kernel overlayfs mounts, dropping caches)");
