@@ -160,7 +160,17 @@ impl Overlay {
                             false,
                         ),
                     };
-                    sys::copy_data(src.as_raw_fd(), dst.as_raw_fd(), st.st_size as u64)?;
+                    // A small file whose blocks cover its size has no hole (no extent
+                    // blocks are counted below 64 KiB on ext4): one copy, no seeks.
+                    let size = st.st_size as u64;
+                    let may_have_holes =
+                        size > 64 * 1024 || (st.st_blocks as u64).saturating_mul(512) < size;
+                    sys::copy_data(
+                        src.as_raw_fd(),
+                        dst.as_raw_fd(),
+                        st.st_size as u64,
+                        may_have_holes,
+                    )?;
                     if self.settings.fsync {
                         let _ = sys::io::fsync(dst.as_raw_fd(), false);
                     }

@@ -569,11 +569,17 @@ pub fn for_each_dir_entry(
     }
 }
 
-/// Copies `len` bytes of data from `src` to `dst` keeping holes: `SEEK_DATA`/`SEEK_HOLE`
-/// find the data extents, `copy_file_range` moves them (reflinks where the filesystem can).
-pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> std::io::Result<()> {
-    let mut pos: i64 = 0;
+/// Copies `len` bytes of `src` into the empty `dst`. A file that `may_have_holes` (fewer
+/// blocks than its size needs) is copied extent by extent (`SEEK_DATA`/`SEEK_HOLE`), so
+/// its holes stay holes; others in one go, with no seeks. `dst` is sized to `len` at
+/// the end only when a trailing hole was not written.
+pub fn copy_data(src: RawFd, dst: RawFd, len: u64, may_have_holes: bool) -> std::io::Result<()> {
     let end = len as i64;
+    if !may_have_holes {
+        return copy_range(src, dst, 0, end);
+    }
+    let mut pos: i64 = 0;
+    let mut written_to: i64 = 0;
     while pos < end {
         // SAFETY: plain lseek on a valid fd.
         let data = unsafe { libc::lseek(src, pos, libc::SEEK_DATA) };
@@ -589,10 +595,14 @@ pub fn copy_data(src: RawFd, dst: RawFd, len: u64) -> std::io::Result<()> {
         let hole = unsafe { libc::lseek(src, data, libc::SEEK_HOLE) };
         let hole = if hole < 0 { end } else { hole.min(end) };
         copy_range(src, dst, data, hole - data)?;
+        written_to = hole;
         pos = hole;
     }
-    // SAFETY: sets the size so a trailing hole is kept.
-    check(unsafe { libc::ftruncate(dst, end) }).map(drop)
+    if written_to < end {
+        // SAFETY: sets the size so a trailing hole is kept.
+        check(unsafe { libc::ftruncate(dst, end) })?;
+    }
+    Ok(())
 }
 
 fn copy_range(src: RawFd, dst: RawFd, start: i64, mut len: i64) -> std::io::Result<()> {
