@@ -1,9 +1,9 @@
 //! `strata image import`: docker-archive tars, OCI layout dirs and oci-archive tars.
 
-mod docker;
-mod oci;
+pub mod docker;
+pub mod oci;
 pub mod register;
-mod unpack;
+pub mod unpack;
 
 use std::path::Path;
 
