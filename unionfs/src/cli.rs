@@ -303,18 +303,13 @@ fn open_file_budget(layers: usize) -> usize {
     (limit.saturating_sub(layers + 256) / 2).clamp(64, 16384)
 }
 
-fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), String> {
-    let tallies = Tallies::new();
-    if let Some(path) = &cfg.stats {
-        // Written once now, so a path that cannot be written fails the mount.
-        tallies
-            .sum()
-            .write_to(path)
-            .map_err(|e| format!("stats={}: {}", path.display(), describe(&e)))?;
-        // Before any thread starts, so that every one inherits SIGUSR1 blocked.
-        write_stats_on_signal(path.clone(), tallies.clone());
-    }
-    let writable = p.upper.is_some();
+/// The file system a mount of `cfg` serves, set up (layers opened, work dir cleaned)
+/// but not mounted: what the fuzz target of the request decoder drives.
+pub fn unmounted_fs(cfg: &MountConfig) -> Result<Arc<OverlayFs>, String> {
+    build_fs(cfg, prepare(cfg)?)
+}
+
+fn build_fs(cfg: &MountConfig, p: Prepared) -> Result<Arc<OverlayFs>, String> {
     let settings = OverlaySettings {
         user_xattr: cfg.user_xattr || !sys::process::is_root(),
         static_nlink: cfg.static_nlink,
@@ -335,11 +330,26 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         crate::idmap::IdMapper::from_config(cfg),
         cfg.io,
     );
-    let fs = Arc::new(if cfg.no_xattrs {
+    Ok(Arc::new(if cfg.no_xattrs {
         fs.without_xattrs()
     } else {
         fs
-    });
+    }))
+}
+
+fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), String> {
+    let tallies = Tallies::new();
+    if let Some(path) = &cfg.stats {
+        // Written once now, so a path that cannot be written fails the mount.
+        tallies
+            .sum()
+            .write_to(path)
+            .map_err(|e| format!("stats={}: {}", path.display(), describe(&e)))?;
+        // Before any thread starts, so that every one inherits SIGUSR1 blocked.
+        write_stats_on_signal(path.clone(), tallies.clone());
+    }
+    let writable = p.upper.is_some();
+    let fs = build_fs(cfg, p)?;
     fs.set_posix_acl(!cfg.noacl && !cfg.no_xattrs);
     // io_uring queues are set up before INIT so the kernel is only told yes when they
     // can be served.

@@ -119,53 +119,90 @@ fn serve_one(
             },
         };
         let started = Instant::now();
-        let request = &input[..n];
-        let Some(h) = read::<InHeader>(request) else {
-            continue;
-        };
-        let end = request
-            .len()
-            .saturating_sub(usize::from(h.total_extlen) * 8)
-            .max(size_of::<InHeader>());
-        let body = &request[size_of::<InHeader>()..end];
-        match h.opcode {
-            FORGET => {
-                if let Some(f) = read::<abi::ForgetIn>(body) {
-                    fs.forget(INodeNo(h.nodeid), f.nlookup);
-                }
+        match handle(fs, access, &input[..n], &mut op_in, &mut out) {
+            Handled::Ignored => {}
+            Handled::Forgot(opcode) => tally.add(opcode, started.elapsed()),
+            Handled::Answered(h, done) => {
+                // Counted before the reply goes: the caller it wakes may read the table
+                // at once (as the io_uring queues count before they commit).
                 tally.add(h.opcode, started.elapsed());
-                continue;
-            }
-            BATCH_FORGET => {
-                let count = read::<abi::BatchForgetIn>(body).map_or(0, |b| b.count as usize);
-                let each = size_of::<abi::ForgetOne>();
-                let rest = body
-                    .get(size_of::<abi::BatchForgetIn>()..)
-                    .unwrap_or_default();
-                for one in rest.chunks_exact(each).take(count) {
-                    if let Some(f) = read::<abi::ForgetOne>(one) {
-                        fs.forget(INodeNo(f.nodeid), f.nlookup);
-                    }
+                reply(fd.as_raw_fd(), h.unique, &done, &out);
+                if h.opcode == abi::DESTROY {
+                    return Ok(());
                 }
-                tally.add(h.opcode, started.elapsed());
-                continue;
             }
-            // Nothing here blocks long enough to be worth interrupting; no reply.
-            INTERRUPT | NOTIFY_REPLY => continue,
-            _ => {}
         }
-        let size = op_in_size(h.opcode).min(body.len());
-        op_in.fill(0);
-        op_in[..size].copy_from_slice(&body[..size]);
-        let mut done = Outcome::default();
-        dispatch(fs, access, &h, &op_in, &body[size..], &mut out, &mut done);
-        // Counted before the reply goes: the caller it wakes may read the table at once
-        // (as the io_uring queues count before they commit).
-        tally.add(h.opcode, started.elapsed());
-        reply(fd.as_raw_fd(), h.unique, &done, &out);
-        if h.opcode == abi::DESTROY {
-            return Ok(());
+    }
+}
+
+/// What became of one request.
+enum Handled {
+    /// Too short to be a request, or one that takes no reply and changes nothing.
+    Ignored,
+    /// FORGET or BATCH_FORGET (no reply).
+    Forgot(u32),
+    /// Served: the reply (its payload in the output buffer) is due.
+    Answered(InHeader, Outcome),
+}
+
+/// Decodes `request` as the device gives it (header, the opcode's arguments, names and
+/// data, extensions) and serves it, the reply's payload going to `out`.
+fn handle(
+    fs: &OverlayFs,
+    access: Access,
+    request: &[u8],
+    op_in: &mut [u8; abi::HEADER_OP_IN],
+    out: &mut [u8],
+) -> Handled {
+    let Some(h) = read::<InHeader>(request) else {
+        return Handled::Ignored;
+    };
+    let end = request
+        .len()
+        .saturating_sub(usize::from(h.total_extlen) * 8)
+        .max(size_of::<InHeader>());
+    let body = &request[size_of::<InHeader>()..end];
+    match h.opcode {
+        FORGET => {
+            if let Some(f) = read::<abi::ForgetIn>(body) {
+                fs.forget(INodeNo(h.nodeid), f.nlookup);
+            }
+            return Handled::Forgot(h.opcode);
         }
+        BATCH_FORGET => {
+            let count = read::<abi::BatchForgetIn>(body).map_or(0, |b| b.count as usize);
+            let each = size_of::<abi::ForgetOne>();
+            let rest = body
+                .get(size_of::<abi::BatchForgetIn>()..)
+                .unwrap_or_default();
+            for one in rest.chunks_exact(each).take(count) {
+                if let Some(f) = read::<abi::ForgetOne>(one) {
+                    fs.forget(INodeNo(f.nodeid), f.nlookup);
+                }
+            }
+            return Handled::Forgot(h.opcode);
+        }
+        // Nothing here blocks long enough to be worth interrupting; no reply.
+        INTERRUPT | NOTIFY_REPLY => return Handled::Ignored,
+        _ => {}
+    }
+    let size = op_in_size(h.opcode).min(body.len());
+    op_in.fill(0);
+    op_in[..size].copy_from_slice(&body[..size]);
+    let mut done = Outcome::default();
+    dispatch(fs, access, &h, op_in, &body[size..], out, &mut done);
+    Handled::Answered(h, done)
+}
+
+/// Serves one request given as the bytes `/dev/fuse` would hand over, the way the
+/// device loop does, and returns the reply's errno and payload length (`None` for a
+/// request that takes no reply). For the fuzz target of the decoder: any bytes are a
+/// request, and none may panic the daemon.
+pub fn serve_bytes(fs: &OverlayFs, request: &[u8], out: &mut [u8]) -> Option<(i32, usize)> {
+    let mut op_in = [0u8; abi::HEADER_OP_IN];
+    match handle(fs, Access { owner_only: None }, request, &mut op_in, out) {
+        Handled::Answered(_, done) => Some((done.error, done.len)),
+        Handled::Ignored | Handled::Forgot(_) => None,
     }
 }
 

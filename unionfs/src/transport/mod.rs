@@ -20,7 +20,7 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
-pub use device::serve as serve_device;
+pub use device::{serve as serve_device, serve_bytes};
 pub use dispatch::Access;
 pub use tally::{Tallies, Totals};
 
