@@ -33,6 +33,7 @@ pub mod progress;
 pub mod reference;
 pub mod root;
 pub mod tarwrite;
+mod upper_walk;
 
 use std::fs;
 use std::path::{Path, PathBuf};
