@@ -346,7 +346,7 @@ fn remove_in_userns(store: &store::Store, id: &str, map: &idmap::IdMapping) -> R
             let mut w = up.writer();
             let code = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
                 Ok(()) => {
-                    let _ = w.send("u");
+                    let _ = w.send(&runtime::sync::Msg::UsernsReady);
                     drop(w);
                     // Give the parent time to write the maps: wait until uid 0 is mapped.
                     let mut ok = false;
@@ -367,7 +367,7 @@ fn remove_in_userns(store: &store::Store, id: &str, map: &idmap::IdMapping) -> R
         }
         ForkResult::Parent { child } => {
             let mut r = up.reader();
-            r.expect("u")?;
+            r.expect(&runtime::sync::Msg::UsernsReady)?;
             idmap::write_maps(child.as_raw(), map)?;
             let ns = std::fs::File::open(format!("/proc/{child}/ns/user"))
                 .context("opening user namespace")?;
