@@ -425,7 +425,7 @@ pub fn mount(root: Option<PathBuf>, args: MountArgs) -> Result<ExitCode> {
 pub fn unmount(_root: Option<PathBuf>, args: UnmountArgs) -> Result<ExitCode> {
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("mount point {}", args.dir.display()))?;
-    if !union::is_mounted(&dir) {
+    if !store::mountinfo::is_mount_point(&dir) {
         bail!("{} is not a mount point", dir.display());
     }
     if nix::unistd::geteuid().is_root() {
