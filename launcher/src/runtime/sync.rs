@@ -3,9 +3,11 @@
 //! `d` done), spelled only by [`Msg::encode`] and [`Msg::decode`].
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 /// A message between the launcher and the processes it forks (setup, guard, the
 /// user-namespace helper of `rm`): one type so that each side sends and matches the
@@ -130,6 +132,30 @@ impl Channel {
         }
     }
 
+    /// Receives one message, waiting at most `timeout` for it to start: a child
+    /// waits on its parent's word this way (woken by the pipe) instead of polling for
+    /// the parent's work to show. `Ok(None)` at end of file; an error when time is up.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Msg>> {
+        let deadline = Instant::now() + timeout;
+        let r = self.reader.as_ref().context("channel has no read end")?;
+        if r.buffer().is_empty() {
+            loop {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let wait = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+                let mut fds = [PollFd::new(r.get_ref().as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, wait) {
+                    Ok(0) if Instant::now() >= deadline => {
+                        bail!("no message on the launcher pipe within {timeout:?}")
+                    }
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+                    Ok(_) => break,
+                    Err(e) => return Err(e).context("polling the launcher pipe"),
+                }
+            }
+        }
+        self.recv()
+    }
+
     /// Receives one message and checks it is `want`; an [`Msg::Error`] becomes that error.
     pub fn expect(&mut self, want: &Msg) -> Result<()> {
         let line = match self.recv() {
@@ -206,5 +232,26 @@ mod tests {
         assert_eq!(err.as_deref(), Some("two lines"));
         assert!(ch.expect(&Msg::Go).is_ok());
         assert_eq!(ch.recv().ok().flatten(), None);
+    }
+
+    #[test]
+    fn recv_timeout_wakes_on_a_message_and_gives_up_in_time() {
+        let p = Pipe::new().unwrap_or_else(|e| panic!("{e}"));
+        let mut ch = Channel {
+            reader: Some(BufReader::new(std::fs::File::from(p.r))),
+            writer: Some(std::fs::File::from(p.w)),
+        };
+        let start = Instant::now();
+        assert!(ch.recv_timeout(Duration::from_millis(50)).is_err());
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        ch.send(&Msg::Go).unwrap_or_else(|e| panic!("{e}"));
+        ch.send(&Msg::Done).unwrap_or_else(|e| panic!("{e}"));
+        let long = Duration::from_secs(5);
+        assert_eq!(ch.recv_timeout(long).ok().flatten(), Some(Msg::Go));
+        // The second line is already buffered.
+        assert_eq!(ch.recv_timeout(long).ok().flatten(), Some(Msg::Done));
+        ch.writer = None;
+        assert_eq!(ch.recv_timeout(long).ok().flatten(), None);
+        assert!(start.elapsed() < long);
     }
 }
