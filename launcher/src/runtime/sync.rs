@@ -59,7 +59,10 @@ impl Msg {
 
 /// A line read from a channel that is no [`Msg`]: a peer speaking another protocol.
 #[derive(Debug)]
-pub struct BadMessage(pub String);
+pub struct BadMessage(
+    /// The line, without its newline.
+    pub String,
+);
 
 impl std::fmt::Display for BadMessage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
