@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::run_config::{self, RunConfig, RunFlags};
 use crate::runtime::spec::{self, Driver, Limits, Network};
 use crate::runtime::{self, RunSpec, idmap, state, union};
 
@@ -148,49 +149,23 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
     }
     let store = store::Store::open(root)?;
     let image = store.resolve_image(&args.image)?;
-    let cfg = &image.config;
-    let argv: Vec<String> = if !args.command.is_empty() {
-        cfg.entrypoint
-            .iter()
-            .chain(args.command.iter())
-            .cloned()
-            .collect()
-    } else {
-        cfg.entrypoint
-            .iter()
-            .chain(cfg.cmd.iter())
-            .cloned()
-            .collect()
-    };
-    if argv.is_empty() {
-        bail!(
-            "no command given and image {} has no Entrypoint or Cmd",
-            args.image
-        );
-    }
-    let default_path = vec![spec::DEFAULT_PATH.to_string()];
-    let host_term = std::env::var("TERM")
-        .ok()
-        .filter(|_| args.tty)
-        .map(|t| vec![format!("TERM={t}")])
-        .unwrap_or_default();
-    let container_marker = vec!["container=strata".to_string()];
-    let env = spec::merge_env(&[
-        &default_path,
-        &container_marker,
-        &host_term,
-        &cfg.env,
-        &cli_env,
-    ]);
-    let cwd = args
-        .workdir
-        .clone()
-        .or_else(|| cfg.working_dir.clone().filter(|w| !w.is_empty()))
-        .unwrap_or_else(|| "/".to_string());
-    let user = args
-        .user
-        .clone()
-        .or_else(|| cfg.user.clone().filter(|u| !u.is_empty()));
+    let term = std::env::var("TERM").ok().filter(|_| args.tty);
+    let RunConfig {
+        argv,
+        env,
+        cwd,
+        user,
+    } = run_config::resolve(
+        &image.config,
+        &RunFlags {
+            image: &args.image,
+            command: &args.command,
+            env: &cli_env,
+            workdir: args.workdir.as_deref(),
+            user: args.user.as_deref(),
+            term: term.as_deref(),
+        },
+    )?;
     let provisional = args.hostname.clone();
     let container = store.create_container(
         &image,
@@ -335,42 +310,45 @@ pub fn rm(root: Option<PathBuf>, args: RmArgs) -> Result<ExitCode> {
     })
 }
 
+/// How long `rm`'s user-namespace helper waits for its id maps (it used to poll
+/// `/proc/self/uid_map` 500 times, 10 ms apart).
+const USERNS_MAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Rootless with subordinate ids: files in the upper may belong to mapped ids the
 /// caller cannot delete; remove from inside a fresh user namespace with the same map.
 fn remove_in_userns(store: &store::Store, id: &str, map: &idmap::IdMapping) -> Result<()> {
     use nix::unistd::{ForkResult, fork};
-    let up = runtime::sync::Pipe::new()?;
+    use runtime::sync::{Msg, Pipe};
+    let up = Pipe::new()?;
+    let down = Pipe::new()?;
     // SAFETY: single-threaded; the child unshares, waits for its maps and exits.
     match unsafe { fork() }.context("fork")? {
         ForkResult::Child => {
-            let mut w = up.writer();
+            let mut to_parent = up.writer();
+            let mut from_parent = down.reader();
             let code = match nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER) {
                 Ok(()) => {
-                    let _ = w.send("u");
-                    drop(w);
-                    // Give the parent time to write the maps: wait until uid 0 is mapped.
-                    let mut ok = false;
-                    for _ in 0..500 {
-                        if std::fs::read_to_string("/proc/self/uid_map")
-                            .is_ok_and(|m| !m.trim().is_empty())
-                        {
-                            ok = true;
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    let _ = to_parent.send(&Msg::UsernsReady);
+                    drop(to_parent);
+                    // Stay until the parent has written the maps and holds the namespace
+                    // (woken by its message, or by end of file if it gave up).
+                    match from_parent.recv_timeout(USERNS_MAPS_TIMEOUT) {
+                        Ok(Some(Msg::Go)) => 0,
+                        _ => 1,
                     }
-                    if ok { 0 } else { 1 }
                 }
                 Err(_) => 1,
             };
             std::process::exit(code);
         }
         ForkResult::Parent { child } => {
-            let mut r = up.reader();
-            r.expect("u")?;
+            let mut from_child = up.reader();
+            let mut to_child = down.writer();
+            from_child.expect(&Msg::UsernsReady)?;
             idmap::write_maps(child.as_raw(), map)?;
             let ns = std::fs::File::open(format!("/proc/{child}/ns/user"))
                 .context("opening user namespace")?;
+            let _ = to_child.send(&Msg::Go);
             let _ = nix::sys::wait::waitpid(child, None);
             runtime::guard::remove_container(
                 store.root(),
@@ -425,7 +403,7 @@ pub fn mount(root: Option<PathBuf>, args: MountArgs) -> Result<ExitCode> {
 pub fn unmount(_root: Option<PathBuf>, args: UnmountArgs) -> Result<ExitCode> {
     let dir = std::fs::canonicalize(&args.dir)
         .with_context(|| format!("mount point {}", args.dir.display()))?;
-    if !union::is_mounted(&dir) {
+    if !store::mountinfo::is_mount_point(&dir) {
         bail!("{} is not a mount point", dir.display());
     }
     if nix::unistd::geteuid().is_root() {

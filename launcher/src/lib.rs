@@ -4,4 +4,5 @@
 pub mod cmd_image;
 pub mod cmd_registry;
 pub mod cmd_run;
+pub mod run_config;
 pub mod runtime;

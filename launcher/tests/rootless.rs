@@ -191,6 +191,29 @@ fn rootless_single_and_full_mapping() {
         ],
     );
     assert_ok_output(&o, "2\nchowned\n");
+
+    // `rm` of a container whose upper holds files of a subordinate id removes it from
+    // inside a user namespace with the same map.
+    let o = as_user(
+        &dir,
+        &[
+            "run",
+            "--driver",
+            "kernel",
+            "--name",
+            "subid-kept",
+            "demo",
+            "/bin/sh",
+            "-c",
+            "mkdir /tmp/sub && touch /tmp/sub/f && chown -R 1000:1000 /tmp/sub && echo ok",
+        ],
+    );
+    assert_ok_output(&o, "ok\n");
+    let store = store::Store::open(Some(dir.join("store"))).expect("store");
+    let c = store.container("subid-kept").expect("container");
+    let rm = as_user(&dir, &["rm", "subid-kept"]);
+    assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
+    assert!(!c.dir.exists());
 }
 
 /// Sets the permission bits of /dev/fuse for one test and restores the old ones on drop

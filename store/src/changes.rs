@@ -2,13 +2,15 @@
 //! `strata export` (the flattened rootfs as a tar, whiteouts and opaque dirs applied).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::fs;
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{DirRef, Lowers, Node, lower_of_upper_dir, read_layer_dir};
+use crate::overlay::{DirRef, LayerDir, Lowers, Node};
 use crate::tarwrite::write_merged;
+use crate::upper_walk::{UpperVisitor, walk_upper};
 use crate::{Container, Store};
 
 /// Kind of a change, as `docker diff` prints it.
@@ -49,51 +51,72 @@ fn push(out: &mut Vec<Change>, kind: ChangeKind, rel: &Path) {
     });
 }
 
-/// Changes below the upper dir `dir` at `rel`, whose lower path is `rel` itself.
-fn walk_upper(
-    lowers: &Lowers,
-    dir: &Path,
-    rel: &Path,
-    out: &mut Vec<Change>,
-) -> Result<(), StoreError> {
-    let l = read_layer_dir(dir)?;
-    let mut names: BTreeSet<&OsString> = l.entries.keys().chain(&l.whiteouts).collect();
-    let hidden = if l.opaque && !rel.as_os_str().is_empty() {
-        lowers.children(rel)?
-    } else {
-        BTreeMap::new()
-    };
-    names.extend(hidden.keys());
-    for name in names {
-        let r = rel.join(name);
-        let Some((path, meta)) = l.entries.get(name) else {
-            // Whited out, or hidden by the opaque dir: deleted if the image had it.
-            if hidden.contains_key(name) || lowers.lookup(&r).is_some() {
-                push(out, ChangeKind::Deleted, &r);
-            }
-            continue;
+/// The changes an upper makes, as `docker diff` lists them: every name of each upper
+/// dir in order, deletions (whiteouts, and what an opaque dir hides) among the
+/// entries, a renamed dir's content compared against what the image has at its new name.
+struct Diff<'a> {
+    lowers: &'a Lowers,
+    out: Vec<Change>,
+    /// Per upper dir being walked: its path and the names it deletes, last name first.
+    deleted: Vec<(PathBuf, Vec<OsString>)>,
+}
+
+impl Diff<'_> {
+    /// Reports the deletions of the innermost dir named before `until` (all if `None`).
+    fn flush(&mut self, until: Option<&OsStr>) {
+        let Some((rel, names)) = self.deleted.last_mut() else {
+            return;
         };
-        let kind = if lowers.lookup(&r).is_some() {
+        while let Some(name) = names.last() {
+            if until.is_some_and(|u| u <= name.as_os_str()) {
+                break;
+            }
+            push(&mut self.out, ChangeKind::Deleted, &rel.join(name));
+            names.pop();
+        }
+    }
+}
+
+impl UpperVisitor for Diff<'_> {
+    fn enter(&mut self, _dir: &Path, rel: &Path, l: &LayerDir) -> Result<(), StoreError> {
+        let hidden = if l.opaque && !rel.as_os_str().is_empty() {
+            self.lowers.children(rel)?
+        } else {
+            BTreeMap::new()
+        };
+        let names: BTreeSet<&OsString> = l.whiteouts.iter().chain(hidden.keys()).collect();
+        // Whited out, or hidden by the opaque dir: deleted if the image had it.
+        let mut gone: Vec<OsString> = names
+            .into_iter()
+            .filter(|n| !l.entries.contains_key(*n))
+            .filter(|n| hidden.contains_key(*n) || self.lowers.lookup(&rel.join(n)).is_some())
+            .cloned()
+            .collect();
+        gone.reverse();
+        self.deleted.push((rel.to_path_buf(), gone));
+        Ok(())
+    }
+
+    fn entry(&mut self, _path: &Path, r: &Path, _meta: &fs::Metadata) -> Result<(), StoreError> {
+        self.flush(r.file_name());
+        let kind = if self.lowers.lookup(r).is_some() {
             ChangeKind::Changed
         } else {
             ChangeKind::Added
         };
-        push(out, kind, &r);
-        if !meta.is_dir() {
-            continue;
-        }
-        match lower_of_upper_dir(path, Some(rel))? {
-            (Some(target), true) => {
-                let d = DirRef {
-                    upper: Some(path.clone()),
-                    lower: Some(target),
-                };
-                walk_moved(lowers, &d, &r, out)?;
-            }
-            _ => walk_upper(lowers, path, &r, out)?,
-        }
+        push(&mut self.out, kind, r);
+        Ok(())
     }
-    Ok(())
+
+    fn moved(&mut self, d: &DirRef, r: &Path) -> Result<(), StoreError> {
+        walk_moved(self.lowers, d, r, &mut self.out)
+    }
+
+    fn leave(&mut self, _rel: &Path) -> Result<(), StoreError> {
+        self.flush(None);
+        self.deleted.pop();
+        Ok(())
+    }
 }
 
 /// Changes below a renamed (redirected) dir now at `rel`: its merged content against
@@ -136,9 +159,13 @@ impl Store {
     /// The changes in a container's upper relative to its image and init layer.
     pub fn container_changes(&self, c: &Container) -> Result<Vec<Change>, StoreError> {
         let lowers = Lowers::new(self.container_lower_dirs(c)?);
-        let mut out = Vec::new();
-        walk_upper(&lowers, &c.upper, Path::new(""), &mut out)?;
-        Ok(out)
+        let mut diff = Diff {
+            lowers: &lowers,
+            out: Vec::new(),
+            deleted: Vec::new(),
+        };
+        walk_upper(&c.upper, &mut diff)?;
+        Ok(diff.out)
     }
 
     /// Writes the container's flattened rootfs (lowers, init layer and upper merged
@@ -166,5 +193,52 @@ impl Store {
         tmp.persist(out)
             .map_err(|e| StoreError::io("rename into", out, e.error))?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deletions come among the entries in name order, below a dir after its entry.
+    #[test]
+    fn changes_in_name_order() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (low, up) = (t.path().join("low"), t.path().join("up"));
+        for d in ["low/d", "up/d"] {
+            fs::create_dir_all(t.path().join(d)).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for f in [
+            "low/a", "low/c", "low/e", "low/d/x", "low/d/y", "up/b", "up/f", "up/d/y",
+        ] {
+            fs::write(t.path().join(f), f).unwrap_or_else(|e| panic!("{e}"));
+        }
+        for f in [
+            "up/.wh.a",
+            "up/.wh.c",
+            "up/.wh.e",
+            "up/.wh.zz",
+            "up/d/.wh..wh..opq",
+        ] {
+            fs::write(t.path().join(f), b"").unwrap_or_else(|e| panic!("{e}"));
+        }
+        let lowers = Lowers::new(vec![low]);
+        let mut diff = Diff {
+            lowers: &lowers,
+            out: Vec::new(),
+            deleted: Vec::new(),
+        };
+        walk_upper(&up, &mut diff).unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<String> = diff
+            .out
+            .iter()
+            .map(|c| format!("{} {}", c.kind.letter(), c.path))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "D /a", "A /b", "D /c", "C /d", "D /d/x", "C /d/y", "D /e", "A /f"
+            ]
+        );
     }
 }

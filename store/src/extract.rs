@@ -19,12 +19,13 @@ use std::fs;
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use filetime::FileTime;
 use nix::sys::stat::{Mode, SFlag, makedev, mknod};
 
 use crate::error::{IoContext, StoreError};
+use crate::fsutil::sanitize;
 
 /// How to extract: as root (owners, device nodes, trusted xattrs) or rootless.
 #[derive(Debug, Clone, Copy)]
@@ -54,23 +55,6 @@ struct DirMeta {
     uid: u64,
     gid: u64,
     mtime: u64,
-}
-
-/// Turns a tar entry name into a relative path of normal components, or says why not.
-pub fn sanitize(name: &[u8]) -> Result<PathBuf, String> {
-    let p = Path::new(OsStr::from_bytes(name));
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::CurDir => {}
-            Component::ParentDir => return Err("name contains '..'".into()),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err("absolute name".into());
-            }
-        }
-    }
-    Ok(out)
 }
 
 struct Extractor<'a> {

@@ -1,9 +1,11 @@
 //! Small filesystem helpers: atomic writes (temp + fsync + rename), temp dirs inside
 //! the store, random ids.
 
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
 
@@ -114,4 +116,23 @@ pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>, StoreError> {
             Ok(out)
         }
     }
+}
+
+/// Turns a name from a layer (a tar entry, a hard link target, an overlay redirect)
+/// into a relative path of normal components, or says why not: the one rule for names
+/// that must stay inside a layer, shared by extraction and the overlay reader.
+pub fn sanitize(name: &[u8]) -> Result<PathBuf, String> {
+    let p = Path::new(OsStr::from_bytes(name));
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::ParentDir => return Err("name contains '..'".into()),
+            Component::RootDir | Component::Prefix(_) => {
+                return Err("absolute name".into());
+            }
+        }
+    }
+    Ok(out)
 }

@@ -27,12 +27,14 @@ pub mod fsutil;
 pub mod image;
 pub mod import;
 pub mod lock;
+pub mod mountinfo;
 pub mod ops;
 pub mod overlay;
 pub mod progress;
 pub mod reference;
 pub mod root;
 pub mod tarwrite;
+mod upper_walk;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -324,7 +326,7 @@ impl Store {
     pub fn remove_container(&self, name_or_id: &str) -> Result<(), StoreError> {
         let _lock = self.lock()?;
         let c = self.container(name_or_id)?;
-        if is_mount_point(&c.merged) {
+        if mountinfo::is_mount_point(&c.merged) {
             return Err(StoreError::Conflict(format!(
                 "container {} is still mounted at {}; stop it first",
                 c.name,
@@ -336,19 +338,6 @@ impl Store {
         fs::rename(&c.dir, &trash).ctx("rename", &c.dir)?;
         fsutil::remove_tree(&trash)
     }
-}
-
-/// Whether `path` is a mount point (its device differs from its parent's, or it appears
-/// in /proc/self/mountinfo).
-fn is_mount_point(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let Some(p) = path.to_str() else {
-        return false;
-    };
-    info.lines()
-        .any(|l| l.split(' ').nth(4).is_some_and(|mp| mp == p))
 }
 
 #[cfg(test)]

@@ -125,7 +125,7 @@ pub fn redirect_of(dir: &Path, parent_lower: Option<&Path>) -> Result<Option<Pat
     if rest.is_empty() || rest.contains(&0) {
         return Err(bad("empty"));
     }
-    let rel = crate::extract::sanitize(rest).map_err(|r| bad(&r))?;
+    let rel = crate::fsutil::sanitize(rest).map_err(|r| bad(&r))?;
     if absolute {
         Ok(Some(rel))
     } else {

@@ -11,7 +11,8 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{self, DirRef, Lowers, OPAQUE_MARKER, lower_of_upper_dir, read_layer_dir};
+use crate::overlay::{self, DirRef, LayerDir, Lowers, OPAQUE_MARKER};
+use crate::upper_walk::{UpperVisitor, walk_upper};
 
 /// How to treat overlay metadata found in the tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,43 +139,6 @@ impl<W: Write> Writer<W> {
         Ok(())
     }
 
-    /// An upper as a diff layer: whiteouts become `.wh.NAME`, opaque dirs get
-    /// `.wh..wh..opq`, and a redirected (renamed lower) dir is written whole from the
-    /// merged view and marked opaque, so nothing at its new name shows from below.
-    fn walk_upper(&mut self, lowers: &Lowers, dir: &Path, rel: &Path) -> Result<(), StoreError> {
-        let l = read_layer_dir(dir)?;
-        if l.opaque && !rel.as_os_str().is_empty() {
-            self.marker(&rel.join(OPAQUE_MARKER), dir)?;
-        }
-        for w in &l.whiteouts {
-            self.marker(&rel.join(ovlformat::whiteout::whiteout_name(w)), dir)?;
-        }
-        for (fname, (path, meta)) in &l.entries {
-            let name = rel.join(fname);
-            let data = if meta.is_file() {
-                lowers.data_of(path, Some(&name))?
-            } else {
-                path.clone()
-            };
-            self.entry(path, &data, &name, meta)?;
-            if !meta.is_dir() {
-                continue;
-            }
-            match lower_of_upper_dir(path, Some(rel))? {
-                (Some(target), true) => {
-                    self.marker(&name.join(OPAQUE_MARKER), path)?;
-                    let d = DirRef {
-                        upper: Some(path.clone()),
-                        lower: Some(target),
-                    };
-                    self.walk_merged(lowers, &d, &name)?;
-                }
-                _ => self.walk_upper(lowers, path, &name)?,
-            }
-        }
-        Ok(())
-    }
-
     /// The merged view below `dir`: every visible entry, whiteouts applied.
     fn walk_merged(&mut self, lowers: &Lowers, dir: &DirRef, rel: &Path) -> Result<(), StoreError> {
         for node in lowers.merged_children(dir)? {
@@ -250,6 +214,42 @@ impl<W: Write> Writer<W> {
     }
 }
 
+/// An upper as a diff layer: whiteouts become `.wh.NAME`, opaque dirs get
+/// `.wh..wh..opq`, and a redirected (renamed lower) dir is written whole from the
+/// merged view and marked opaque, so nothing at its new name shows from below.
+struct DiffLayer<'a, W: Write> {
+    w: Writer<W>,
+    lowers: &'a Lowers,
+}
+
+impl<W: Write> UpperVisitor for DiffLayer<'_, W> {
+    fn enter(&mut self, dir: &Path, rel: &Path, l: &LayerDir) -> Result<(), StoreError> {
+        if l.opaque && !rel.as_os_str().is_empty() {
+            self.w.marker(&rel.join(OPAQUE_MARKER), dir)?;
+        }
+        for w in &l.whiteouts {
+            self.w
+                .marker(&rel.join(ovlformat::whiteout::whiteout_name(w)), dir)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &Path, name: &Path, meta: &fs::Metadata) -> Result<(), StoreError> {
+        let data = if meta.is_file() {
+            self.lowers.data_of(path, Some(name))?
+        } else {
+            path.to_path_buf()
+        };
+        self.w.entry(path, &data, name, meta)
+    }
+
+    fn moved(&mut self, d: &DirRef, name: &Path) -> Result<(), StoreError> {
+        let path = d.upper.as_deref().unwrap_or(name);
+        self.w.marker(&name.join(OPAQUE_MARKER), path)?;
+        self.w.walk_merged(self.lowers, d, name)
+    }
+}
+
 /// Writes the tree at `dir` as a layer tar into `out`. An `Upper` is read without its
 /// lowers: redirected dirs and metacopy files need [`write_upper`].
 pub fn write_tree<W: Write>(dir: &Path, kind: TreeKind, out: W) -> Result<W, StoreError> {
@@ -265,9 +265,12 @@ pub fn write_tree<W: Write>(dir: &Path, kind: TreeKind, out: W) -> Result<W, Sto
 
 /// Writes the overlay upper `upper` over `lowers` as an OCI diff layer into `out`.
 pub fn write_upper<W: Write>(upper: &Path, lowers: &Lowers, out: W) -> Result<W, StoreError> {
-    let mut w = Writer::new(out);
-    w.walk_upper(lowers, upper, Path::new(""))?;
-    w.b.into_inner().ctx("finish tar of", upper)
+    let mut v = DiffLayer {
+        w: Writer::new(out),
+        lowers,
+    };
+    walk_upper(upper, &mut v)?;
+    v.w.b.into_inner().ctx("finish tar of", upper)
 }
 
 /// Writes the merged view of `upper` over `lowers` (a flattened rootfs) into `out`.

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::union::is_mounted;
+use store::mountinfo::is_mount_point;
 
 /// How a wait for a daemon's mount ended.
 #[derive(Debug)]
@@ -51,7 +51,7 @@ pub fn wait_for_mount(
     let mountinfo = File::open("/proc/self/mountinfo").context("open /proc/self/mountinfo")?;
     let exit = child.as_deref().and_then(pidfd);
     loop {
-        if is_mounted(target) {
+        if is_mount_point(target) {
             return Ok(MountWait::Mounted);
         }
         if let Some(c) = child.as_deref_mut() {

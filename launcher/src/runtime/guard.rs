@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 
 use super::cgroups::Cgroup;
-use super::sync::Channel;
+use super::sync::{Channel, Msg};
 
 /// What to clean up.
 pub struct Cleanup<'a> {
@@ -36,9 +36,8 @@ pub fn guard_main(mut from_launcher: Channel, cleanup: &Cleanup<'_>) -> ! {
             let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn);
         }
     }
-    match from_launcher.recv() {
-        Ok(Some(m)) if m == "d" => std::process::exit(0),
-        _ => {}
+    if let Ok(Some(Msg::Done)) = from_launcher.recv() {
+        std::process::exit(0)
     }
     let code = match clean(cleanup) {
         Ok(()) => 0,

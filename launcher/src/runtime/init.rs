@@ -117,22 +117,13 @@ fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
 fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     if controlling {
-        take_controlling_tty(slave.as_raw_fd())?;
+        super::pty::take_controlling_tty(slave.as_raw_fd())?;
     }
     for target in 0..3 {
         // SAFETY: dup2 onto the standard fds; `slave` stays open until dropped.
         if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
             return Err(std::io::Error::last_os_error()).context("dup2 of the pty");
         }
-    }
-    Ok(())
-}
-
-/// Makes the terminal on `fd` the controlling tty of this (session leader) process.
-pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
-    // SAFETY: TIOCSCTTY on a terminal fd we own; argument 0 never steals it.
-    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ use nix::unistd::{ForkResult, Pid, fork};
 use super::cgroups::Cgroup;
 use super::guard::{self, Cleanup};
 use super::pid1::FORWARDED;
-use super::sync::Pipe;
+use super::sync::{BadMessage, Msg, Pipe};
 use super::{RunSpec, idmap, pty, setup, state};
 
 /// Runs the container described by `spec` to completion; returns the exit status the
@@ -110,7 +110,7 @@ fn run_blocked(
         return abort(e);
     }
     if let Some(map) = &spec.idmap {
-        if let Err(e) = up.expect("u") {
+        if let Err(e) = up.expect(&Msg::UsernsReady) {
             return abort(e);
         }
         if let Err(e) = idmap::write_maps(setup_pid.as_raw(), map) {
@@ -125,7 +125,7 @@ fn run_blocked(
             }
         }
     }
-    if let Err(e) = down.send("g") {
+    if let Err(e) = down.send(&Msg::Go) {
         return abort(e);
     }
     // The guard outlives a killed launcher and cleans up after it.
@@ -147,19 +147,17 @@ fn run_blocked(
     };
     let mut guard_w = guard_pipe.writer();
     let container_pid = match up.recv() {
-        Ok(Some(m)) if m.starts_with('p') => match m[1..].parse::<i32>() {
-            Ok(p) => Pid::from_raw(p),
-            Err(_) => return abort(anyhow::anyhow!("bad message {m:?} from the setup process")),
-        },
-        Ok(Some(m)) if m.starts_with('e') => {
+        Ok(Some(Msg::Started(p))) => Pid::from_raw(p),
+        Err(e) if e.is::<BadMessage>() => return abort(e),
+        Ok(Some(Msg::Error(text))) => {
             let _ = waitpid(setup_pid, None);
-            let _ = guard_w.send("d");
+            let _ = guard_w.send(&Msg::Done);
             let _ = waitpid(guard_pid, None);
-            bail!("{}", &m[1..]);
+            bail!("{text}");
         }
         Ok(_) | Err(_) => {
             let status = waitpid(setup_pid, None);
-            let _ = guard_w.send("d");
+            let _ = guard_w.send(&Msg::Done);
             let _ = waitpid(guard_pid, None);
             bail!("the setup process exited before starting the container ({status:?})");
         }
@@ -178,7 +176,7 @@ fn run_blocked(
         Err(e) => {
             let _ = kill(container_pid, Signal::SIGKILL);
             let _ = waitpid(setup_pid, None);
-            let _ = guard_w.send("d");
+            let _ = guard_w.send(&Msg::Done);
             let _ = waitpid(guard_pid, None);
             return Err(e);
         }
@@ -193,7 +191,7 @@ fn run_blocked(
     );
     drop(raw);
     // The launcher cleans up itself; tell the guard it has nothing to do.
-    let _ = guard_w.send("d");
+    let _ = guard_w.send(&Msg::Done);
     let _ = waitpid(guard_pid, None);
     r
 }

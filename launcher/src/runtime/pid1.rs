@@ -51,7 +51,7 @@ pub fn init_main(tty: bool, exec_command: impl FnOnce() -> Infallible) -> ! {
             if tty {
                 let session = nix::unistd::setsid()
                     .map_err(anyhow::Error::from)
-                    .and_then(|_| super::init::take_controlling_tty(0));
+                    .and_then(|_| super::pty::take_controlling_tty(0));
                 if let Err(e) = session {
                     fail(&format!("init: giving the terminal to the command: {e:#}"));
                 }

@@ -150,3 +150,13 @@ impl Drop for RawGuard {
         }
     }
 }
+
+/// Makes the terminal on `fd` the controlling tty of this (session leader) process:
+/// the container's setup (`-t`) and the init's command (`--init -t`) both take it.
+pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
+    // SAFETY: TIOCSCTTY on a terminal fd we own; argument 0 never steals it.
+    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
+    }
+    Ok(())
+}

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid, fork};
 
-use super::sync::Channel;
+use super::sync::{Channel, Msg};
 use super::{EXIT_STRATA_ERROR, RunSpec, init, namespaces, union};
 
 /// Entry point of the setup process (never returns). `to_parent` carries `u`, `p<pid>`
@@ -23,7 +23,7 @@ pub fn setup_main(
     let code = match run(spec, launcher, &mut to_parent, &mut from_parent, console) {
         Ok(code) => code,
         Err(e) => {
-            let _ = to_parent.send(&format!("e{e:#}"));
+            let _ = to_parent.send(&Msg::Error(format!("{e:#}")));
             EXIT_STRATA_ERROR
         }
     };
@@ -44,9 +44,9 @@ fn run(
     }
     if spec.idmap.is_some() {
         namespaces::unshare_ns(nix::sched::CloneFlags::CLONE_NEWUSER)?;
-        to_parent.send("u")?;
+        to_parent.send(&Msg::UsernsReady)?;
     }
-    from_parent.expect("g")?;
+    from_parent.expect(&Msg::Go)?;
     if spec.idmap.is_some() {
         let root_g = Gid::from_raw(0);
         let root_u = Uid::from_raw(0);
@@ -73,7 +73,7 @@ fn run(
         // SAFETY: the console socket belongs to the container now.
         unsafe { libc::close(fd) };
     }
-    to_parent.send(&format!("p{}", child.as_raw()))?;
+    to_parent.send(&Msg::Started(child.as_raw()))?;
     let code = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, c)) => break c,

@@ -235,28 +235,6 @@ fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<Mount
     })
 }
 
-/// Whether `target` is a mount point in this mount namespace.
-pub fn is_mounted(target: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let Some(t) = target.to_str() else {
-        return false;
-    };
-    info.lines().any(|l| {
-        l.split(' ')
-            .nth(4)
-            .is_some_and(|mp| unescape_mountinfo(mp) == t)
-    })
-}
-
-fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
-}
-
 impl MountedUnion {
     /// Unmounts (lazily) and waits for a foreground FUSE daemon to exit.
     pub fn unmount(mut self) -> Result<()> {

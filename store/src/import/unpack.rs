@@ -9,7 +9,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::extract::sanitize;
+use crate::fsutil::sanitize;
 
 /// Joins `rel` (relative, from a manifest) to `root`, refusing escapes, and checks it
 /// is a regular file (not a symlink).

@@ -17,19 +17,10 @@ pub struct V1Cgroup {
 
 /// Mount point of the v1 hierarchy holding `controller`, from /proc/self/mountinfo.
 fn mount_of(controller: &str) -> Option<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    for line in info.lines() {
-        let (pre, post) = line.split_once(" - ")?;
-        let mut post = post.split(' ');
-        if post.next() != Some("cgroup") {
-            continue;
-        }
-        let opts = post.nth(1).unwrap_or("");
-        if opts.split(',').any(|o| o == controller) {
-            return pre.split(' ').nth(4).map(PathBuf::from);
-        }
-    }
-    None
+    store::mountinfo::mounts()
+        .into_iter()
+        .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == controller))
+        .map(|m| m.mount_point)
 }
 
 /// This process's path in the v1 hierarchy holding `controller`.
