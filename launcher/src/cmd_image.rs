@@ -145,7 +145,7 @@ pub fn image(root: Option<PathBuf>, cmd: ImageCommand) -> anyhow::Result<ExitCod
             reference,
         } => {
             let parent = parent.map(|p| store.resolve_image(&p)).transpose()?;
-            let img = store::build::image_from_tree(
+            let img = store::new_image::image_from_tree(
                 &store,
                 &from_dir,
                 TreeKind::Rootfs,
@@ -251,7 +251,7 @@ pub fn diff(root: Option<PathBuf>, args: DiffArgs) -> anyhow::Result<ExitCode> {
 /// Runs `strata commit`.
 pub fn commit(root: Option<PathBuf>, args: CommitArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(root)?;
-    let img = store::build::commit_container(&store, &args.container, &args.reference)
+    let img = store::new_image::commit_container(&store, &args.container, &args.reference)
         .with_context(|| format!("commit {}", args.container))?;
     print_image(&img);
     Ok(ExitCode::SUCCESS)

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{DirRef, LayerDir, Lowers, Node};
+use crate::layer_tree::{DirRef, LayerDir, Lowers, Node};
 use crate::tarwrite::write_merged;
 use crate::upper_walk::{UpperVisitor, walk_upper};
 use crate::{Container, Store};

@@ -203,7 +203,7 @@ impl Extractor<'_> {
             kind,
         )?;
         for (name, value) in xattrs {
-            if crate::overlay::is_private_xattr(name) {
+            if crate::layer_tree::is_private_xattr(name) {
                 continue; // never let a layer forge overlay or owner metadata
             }
             if let Err(e) =
@@ -260,7 +260,7 @@ impl Extractor<'_> {
                 fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
                     .ctx("chmod", &path)?;
                 for (name, value) in &xattrs {
-                    if !crate::overlay::is_private_xattr(name) {
+                    if !crate::layer_tree::is_private_xattr(name) {
                         let _ = rustix::fs::lsetxattr(
                             &path,
                             name.as_str(),

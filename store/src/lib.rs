@@ -14,7 +14,6 @@
 
 #![forbid(unsafe_code)]
 
-pub mod build;
 pub mod changes;
 pub mod compression;
 pub mod container;
@@ -26,10 +25,11 @@ pub mod extract;
 pub mod fsutil;
 pub mod image;
 pub mod import;
+pub mod layer_tree;
 pub mod lock;
 pub mod mountinfo;
+pub mod new_image;
 pub mod ops;
-pub mod overlay;
 pub mod progress;
 pub mod reference;
 pub mod root;

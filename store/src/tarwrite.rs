@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::error::{IoContext, StoreError};
-use crate::overlay::{self, DirRef, LayerDir, Lowers, OPAQUE_MARKER};
+use crate::layer_tree::{self, DirRef, LayerDir, Lowers, OPAQUE_MARKER};
 use crate::upper_walk::{UpperVisitor, walk_upper};
 
 /// How to treat overlay metadata found in the tree.
@@ -37,10 +37,10 @@ pub fn list_xattrs(path: &Path) -> Vec<(String, Vec<u8>)> {
 
 /// Whether a directory carries an opaque marker (xattr in any known namespace).
 pub fn is_opaque(path: &Path) -> bool {
-    overlay::is_opaque_xattr(path)
+    layer_tree::is_opaque_xattr(path)
 }
 
-pub use crate::overlay::is_whiteout;
+pub use crate::layer_tree::is_whiteout;
 
 fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
     let body_len = key.len() + value.len() + 3; // ' ', '=', '\n'
@@ -77,7 +77,7 @@ impl<W: Write> Writer<W> {
     fn header(&self, path: &Path, meta: &fs::Metadata) -> tar::Header {
         let mut h = tar::Header::new_gnu();
         h.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
-        if let Some((uid, gid, mode)) = overlay::override_stat(path) {
+        if let Some((uid, gid, mode)) = layer_tree::override_stat(path) {
             h.set_uid(uid);
             h.set_gid(gid);
             h.set_mode(mode);
@@ -97,7 +97,7 @@ impl<W: Write> Writer<W> {
     fn xattrs(&mut self, path: &Path, name: &Path) -> io::Result<()> {
         let mut pax = Vec::new();
         for (k, v) in list_xattrs(path) {
-            if !overlay::is_private_xattr(&k) {
+            if !layer_tree::is_private_xattr(&k) {
                 pax.extend(pax_record(&format!("SCHILY.xattr.{k}"), &v));
             }
         }

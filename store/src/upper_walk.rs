@@ -9,7 +9,7 @@ use std::fs;
 use std::path::Path;
 
 use crate::error::StoreError;
-use crate::overlay::{DirRef, LayerDir, lower_of_upper_dir, read_layer_dir};
+use crate::layer_tree::{DirRef, LayerDir, lower_of_upper_dir, read_layer_dir};
 
 /// What a walk of an upper reports, in this order for each directory: [`enter`]
 /// (before any entry), then for each entry by name [`entry`] followed, for a

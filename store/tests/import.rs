@@ -422,7 +422,7 @@ fn create_from_dir_with_parent() {
     fs::hard_link(rootfs.join("etc/base"), rootfs.join("etc/link"))
         .unwrap_or_else(|e| panic!("{e}"));
     std::os::unix::fs::symlink("base", rootfs.join("etc/sym")).unwrap_or_else(|e| panic!("{e}"));
-    let base = store::build::image_from_tree(
+    let base = store::new_image::image_from_tree(
         &store,
         &rootfs,
         store::tarwrite::TreeKind::Rootfs,
@@ -435,7 +435,7 @@ fn create_from_dir_with_parent() {
     let top = dir.path().join("top");
     fs::create_dir_all(&top).unwrap_or_else(|e| panic!("{e}"));
     fs::write(top.join("extra"), "x\n").unwrap_or_else(|e| panic!("{e}"));
-    let stacked = store::build::image_from_tree(
+    let stacked = store::new_image::image_from_tree(
         &store,
         &top,
         store::tarwrite::TreeKind::Rootfs,
@@ -564,7 +564,7 @@ fn xattrs_and_fifos_round_trip() {
         nix::sys::stat::Mode::from_bits_truncate(0o640),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let img = store::build::image_from_tree(
+    let img = store::new_image::image_from_tree(
         &store,
         &rootfs,
         store::tarwrite::TreeKind::Rootfs,

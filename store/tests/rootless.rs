@@ -144,7 +144,7 @@ fn rootless_import_records_owners_in_override_stat() {
     own("rootdir", 0, 0, 0o700);
     own("mine", uid, gid, 0o644);
     let src = Store::open(Some(d.join("src-root"))).unwrap_or_else(|e| panic!("{e}"));
-    store::build::image_from_tree(&src, &tree, TreeKind::Rootfs, None, "owned:1", "test")
+    store::new_image::image_from_tree(&src, &tree, TreeKind::Rootfs, None, "owned:1", "test")
         .unwrap_or_else(|e| panic!("{e}"));
     let archive = d.join("owned.tar");
     store::export::export_image(&src, "owned:1", ArchiveFormat::DockerArchive, &archive)

@@ -211,7 +211,7 @@ fn container_diff_commit_export_via_kernel_overlay() {
         );
     }
     // commit: the new top layer holds OCI whiteouts
-    let new = store::build::commit_container(&store, "box", "demo:committed")
+    let new = store::new_image::commit_container(&store, "box", "demo:committed")
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(new.layers.len(), img.layers.len() + 1);
     let top = store
@@ -528,7 +528,7 @@ fn renamed_lower_dirs_commit_diff_export_via_kernel_overlay() {
     }
 
     // commit: whiteouts at the old names, the new dirs whole and opaque, metacopy data
-    let new = store::build::commit_container(&store, "mv", "ren:committed")
+    let new = store::new_image::commit_container(&store, "mv", "ren:committed")
         .unwrap_or_else(|e| panic!("{e}"));
     let top = store
         .blob_path(&new.layers[new.layers.len() - 1].blob_digest)

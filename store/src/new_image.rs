@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::digest::HashingWriter;
 use crate::error::{IoContext, StoreError};
 use crate::import::{ImageSource, LayerSource, register};
-use crate::overlay::Lowers;
+use crate::layer_tree::Lowers;
 use crate::tarwrite::{TreeKind, write_tree, write_upper};
 use crate::{Image, Store, fsutil, reference};
 
