@@ -148,6 +148,19 @@ options: lowerdir=L1:L2,upperdir=U,workdir=W,uidmapping=STORED:SHOWN:N[:...],
          stats=PATH (stratafs: requests served per opcode, written to PATH at
          unmount and on SIGUSR1)";
 
+/// A path as a `lowerdir=`/`upperdir=`/`workdir=` value: `\`, `,` and `:` escaped with
+/// `\`, as both stratafs ([`split_escaped`]) and kernel overlayfs read them back.
+pub fn escape_path(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &c in path {
+        if matches!(c, b'\\' | b',' | b':') {
+            out.push(b'\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// Splits `s` at unescaped `sep`, turning `\X` into `X`.
 pub fn split_escaped(s: &[u8], sep: u8) -> Vec<Vec<u8>> {
     let mut out = vec![Vec::new()];
@@ -559,6 +572,19 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaped_paths_split_back_to_themselves() {
+        for p in [&b"/plain/dir"[..], b"/a,b", b"/c:d", b"/e\\f", b"/all,:\\x"] {
+            let mut joined = escape_path(p);
+            joined.push(b':');
+            joined.extend(escape_path(b"/second"));
+            assert_eq!(
+                split_escaped(&joined, b':'),
+                vec![p.to_vec(), b"/second".to_vec()]
+            );
+        }
+    }
 
     fn argv(s: &[&str]) -> Vec<OsString> {
         s.iter().map(OsString::from).collect()

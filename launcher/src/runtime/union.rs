@@ -44,14 +44,14 @@ impl UnionDirs {
     }
 }
 
+/// `p` as an overlay option value: `,`, `:` and `\` escaped, as stratafs and kernel
+/// overlayfs both read them.
 fn opt_path(p: &Path) -> Result<String> {
     let s = p
         .to_str()
         .with_context(|| format!("path {} is not UTF-8", p.display()))?;
-    if s.contains([',', ':']) {
-        bail!("path {s:?} contains ',' or ':' and cannot be passed as an overlay option");
-    }
-    Ok(s.to_string())
+    String::from_utf8(unionfs::options::escape_path(s.as_bytes()))
+        .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 
 /// A mounted union; for FUSE, the daemon serving it when run in the foreground.
@@ -247,5 +247,23 @@ impl MountedUnion {
             }
         }
         r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_paths_with_separators_are_escaped_not_refused() {
+        let dirs = UnionDirs {
+            lowers: vec![PathBuf::from("/s/a,b"), PathBuf::from("/s/c:d")],
+            upper: Some(PathBuf::from("/s/u\\p")),
+            work: Some(PathBuf::from("/s/w")),
+        };
+        assert_eq!(
+            dirs.options().expect("options"),
+            "lowerdir=/s/a\\,b:/s/c\\:d,upperdir=/s/u\\\\p,workdir=/s/w"
+        );
     }
 }
