@@ -348,7 +348,7 @@ pub fn mount(imp: Impl, dirs: &RunDirs) -> Result<Mounted> {
     })
 }
 
-use unionfs::transport::ENABLE_URING;
+use stratafs::transport::ENABLE_URING;
 
 /// The fuse module's `enable_uring` set one way for as long as this lives, then put
 /// back as it was.

@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     if argv.get(1).is_some_and(|a| a == "__stratafs") {
         let mut a = vec![std::ffi::OsString::from("stratafs")];
         a.extend(argv.into_iter().skip(2));
-        return unionfs::cli::main(a);
+        return stratafs::cli::main(a);
     }
     match run(Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,7 +6,7 @@
 use std::ffi::OsString;
 
 use libfuzzer_sys::fuzz_target;
-use unionfs::options::{Command, parse};
+use stratafs::options::{Command, parse};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(scratch) = tempfile::tempdir() else {
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(Command::Mount(cfg)) = parse(&argv) else {
         return;
     };
-    let Ok(fs) = unionfs::cli::unmounted_fs(&cfg) else {
+    let Ok(fs) = stratafs::cli::unmounted_fs(&cfg) else {
         return;
     };
     let mut out = vec![0u8; 1 << 20];
@@ -48,7 +48,7 @@ fuzz_target!(|data: &[u8]| {
     while rest.len() >= 4 {
         let claimed = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
         let len = claimed.clamp(1, rest.len());
-        let _ = unionfs::transport::serve_bytes(&fs, &rest[..len], &mut out);
+        let _ = stratafs::transport::serve_bytes(&fs, &rest[..len], &mut out);
         rest = &rest[len..];
     }
 });

@@ -17,5 +17,5 @@ fuzz_target!(|data: &[u8]| {
         OsString::from_vec(opts),
         OsString::from_vec(rest),
     ];
-    let _ = unionfs::options::parse(&argv);
+    let _ = stratafs::options::parse(&argv);
 });

@@ -1,5 +1,5 @@
 //! strata's launcher: the CLI's commands and the container runtime (namespaces, uid/gid
-//! maps, cgroups, rootfs, PID 1 duties) on top of `store` and `unionfs`.
+//! maps, cgroups, rootfs, PID 1 duties) on top of `store` and `stratafs`.
 
 pub mod cmd_image;
 pub mod cmd_registry;

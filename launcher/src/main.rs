@@ -82,7 +82,7 @@ fn main() -> ExitCode {
         Command::Stratafs { args } => {
             let mut argv = vec![std::ffi::OsString::from("stratafs")];
             argv.extend(args);
-            return unionfs::cli::main(argv);
+            return stratafs::cli::main(argv);
         }
     };
     match result {

@@ -1,5 +1,5 @@
-//! The overlay on-disk format, one owner for its rules: what stratafs (crate
-//! `unionfs`) serves and what the store reads back from an upper (`diff`, `commit`,
+//! The overlay on-disk format, one owner for its rules: what stratafs serves
+//! and what the store reads back from an upper (`diff`, `commit`,
 //! `export`) and writes into layers. Knows no FUSE and no images.
 //!
 //! * [`whiteout`] — the markers: char 0/0 whiteouts, `.wh.NAME`, `.wh..wh..opq`, the

@@ -50,7 +50,7 @@ fn opt_path(p: &Path) -> Result<String> {
     let s = p
         .to_str()
         .with_context(|| format!("path {} is not UTF-8", p.display()))?;
-    String::from_utf8(unionfs::options::escape_path(s.as_bytes()))
+    String::from_utf8(stratafs::options::escape_path(s.as_bytes()))
         .with_context(|| format!("path {} is not UTF-8", p.display()))
 }
 

@@ -1,5 +1,5 @@
 //! `stratafs`: the FUSE overlay daemon, called like fuse-overlayfs and mount.fuse3.
 
 fn main() -> std::process::ExitCode {
-    unionfs::cli::main(std::env::args_os().collect())
+    stratafs::cli::main(std::env::args_os().collect())
 }

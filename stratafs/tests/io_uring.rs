@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use fixtures::layers;
 
-use unionfs::transport::ENABLE_URING;
+use stratafs::transport::ENABLE_URING;
 
 /// Turns the fuse module's `enable_uring` on (it is read when a mount starts) and back
 /// to what it was when dropped.
