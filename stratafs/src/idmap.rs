@@ -7,7 +7,7 @@
 //! kernel's overflow id (`/proc/sys/kernel/overflowuid`, `overflowgid`; 65534),
 //! as fuse-overlayfs 2.0 does both ways. `squash_to_*` changes only what is shown.
 
-use crate::options::{IdMapping, MountConfig};
+use crate::daemon::options::{IdMapping, MountConfig};
 
 /// The overflow id when `/proc/sys/kernel/overflow{u,g}id` cannot be read.
 pub const OVERFLOW_ID: u32 = 65534;

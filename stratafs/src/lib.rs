@@ -1,24 +1,22 @@
 //! stratafs: overlay (union) filesystem semantics implemented in userspace over FUSE.
 //!
 //! The overlay logic (`layers`, `node`, `overlay`) is plain Rust over fd-relative
-//! syscalls (`sys`); `fuse` adapts it to `fuser`; `options` and `cli` give the
-//! fuse-overlayfs-compatible command line.
+//! syscalls (`sys`); `fuse` holds the request handlers, `transport` carries requests
+//! from the kernel to them, and `daemon` is the fuse-overlayfs-compatible command line
+//! and the mount. Other crates use the command line (`cli`, `options`) and, for the
+//! fuzz target and the benches, `transport`; the rest is the crate's own.
 
-pub mod backing;
-pub mod caller;
-pub mod cli;
-pub mod files;
-pub mod fuse;
-pub mod idmap;
-pub mod layers;
-pub mod mount;
-pub mod mount_flag;
-pub mod names;
-pub mod node;
-pub mod options;
-pub mod overlay;
-pub mod override_stat;
-pub mod plus;
-pub mod sys;
+mod daemon;
+mod files;
+mod fuse;
+mod idmap;
+mod layers;
+mod names;
+mod node;
+mod overlay;
+mod override_stat;
+mod sys;
 pub mod transport;
-pub mod whiteout;
+mod whiteout;
+
+pub use daemon::{cli, options};

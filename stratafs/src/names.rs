@@ -161,6 +161,7 @@ impl<T> NameMap<T> {
     }
 
     /// How many names.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()
     }

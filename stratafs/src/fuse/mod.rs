@@ -1,11 +1,16 @@
 //! The FUSE side of the overlay: request handlers (`ops`) written once over reply
 //! traits (`reply`), served by `crate::transport` from `/dev/fuse` and, where the kernel
 //! offers it, through FUSE-over-io_uring queues; fuser mounts and answers INIT
-//! (`adapter`).
+//! (`adapter`). FUSE-only policies live beside them: passthrough backing files per inode
+//! (`backing`), what a caller may do (`caller`), which processes get READDIRPLUS
+//! (`plus`).
 
 mod adapter;
+pub(crate) mod backing;
+pub(crate) mod caller;
 mod listing;
 mod ops;
+pub(crate) mod plus;
 pub(crate) mod reply;
 
 pub use adapter::FuseAdapter;
@@ -20,14 +25,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use dashmap::DashMap;
 use fuser::{Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, TimeOrNow};
 
-use crate::backing::{BackingFile, Grant, IoModes};
-use crate::caller::{Caller, has_privilege_bits};
+use crate::daemon::options::IoStrategy;
 use crate::files::RealFile;
+use crate::fuse::backing::{BackingFile, Grant, IoModes};
+use crate::fuse::caller::{Caller, has_privilege_bits};
+use crate::fuse::plus::PlusPolicy;
 use crate::idmap::IdMapper;
 use crate::node::Node;
-use crate::options::IoStrategy;
 use crate::overlay::{NewObject, Overlay};
-use crate::plus::PlusPolicy;
 use crate::sys::{self, Stat};
 use listing::DirListing;
 use reply::{EntryReply, OpenReply, Who, XattrReply};

@@ -13,7 +13,7 @@ use fuser::{
 
 use super::reply::*;
 use super::*;
-use crate::options::IoStrategy;
+use crate::daemon::options::IoStrategy;
 use crate::overlay::NewObject;
 
 /// Asks for `cap` when the kernel offers it; true when it is on.

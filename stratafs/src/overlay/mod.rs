@@ -20,7 +20,7 @@ mod whiteout;
 mod xattr;
 
 pub use create::NewObject;
-pub use remove::{remove_tree, remove_tree_or_file};
+pub use remove::remove_tree_or_file;
 
 use std::ffi::{CString, OsStr, OsString};
 use std::io;

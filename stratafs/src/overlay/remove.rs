@@ -50,11 +50,29 @@ impl Overlay {
         let upath = self.path_of(&p)?.join(name);
         let in_lower = self.lower_has(&p, name)?;
         let mut orphan = None;
+        let mut whited_out = false;
         if state.loc == Loc::Upper {
             let wfd = self.work_fd()?;
+            // Where a lower holds the name, the whiteout takes the object's place in one
+            // step and the object lands in the work dir; else it is moved there itself.
+            let swapped = if in_lower {
+                self.swap_in_whiteout(&upath)?
+            } else {
+                None
+            };
+            whited_out = swapped.is_some();
+            let to_work = |swapped: Option<std::path::PathBuf>| -> OvResult<std::path::PathBuf> {
+                match swapped {
+                    Some(t) => Ok(t),
+                    None => {
+                        let tmp = self.tmp_name();
+                        sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
+                        Ok(tmp)
+                    }
+                }
+            };
             if is_dir {
-                let tmp = self.tmp_name();
-                sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
+                let tmp = to_work(swapped)?;
                 if self.held(ino, 0) {
                     // Kept, emptied of its whiteouts, while the kernel holds it.
                     clear_dir(wfd, &tmp);
@@ -66,16 +84,17 @@ impl Overlay {
                 // The last name of a file the kernel holds (it may be open): moved
                 // to the work dir, not unlinked, until the kernel forgets it. (An
                 // indexed file has its index link besides: unlinked, it lives on.)
-                let tmp = self.tmp_name();
-                sys::rename_between(ufd, &upath, wfd, &tmp, 0).map_err(errno)?;
-                orphan = Some(tmp);
+                orphan = Some(to_work(swapped)?);
             } else {
-                sys::unlink_at(ufd, &upath, false).map_err(errno)?;
+                match &swapped {
+                    Some(t) => sys::unlink_at(wfd, t, false).map_err(errno)?,
+                    None => sys::unlink_at(ufd, &upath, false).map_err(errno)?,
+                }
                 self.adjust_index_nlink(ino, -1);
                 self.name_gone(ino, p.ino, name);
             }
         }
-        if in_lower {
+        if in_lower && !whited_out {
             self.make_whiteout(&upath)?;
         }
         self.detach(ino, p.ino, name, orphan);

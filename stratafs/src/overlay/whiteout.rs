@@ -2,7 +2,7 @@
 //! either format (char 0/0 or `.wh.NAME`). Shared by creation, removal and rename.
 
 use std::os::fd::BorrowedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ovlformat::whiteout::whiteout_name;
 
@@ -38,6 +38,40 @@ impl Overlay {
             // No mknod here (rootless without privileges): the `.wh.NAME` format.
             Err(e) if e.raw_os_error() == Some(libc::EPERM) => Self::make_wh_file(ufd, upath),
             Err(e) => Err(errno(e)),
+        }
+    }
+
+    /// Puts a whiteout in place of the upper object at `upath` in one step, as the
+    /// kernel does: a whiteout made in the work dir is exchanged with the object
+    /// (`RENAME_EXCHANGE`), so a crash leaves either the object or the whiteout, never
+    /// the lower object showing through. Returns the work-dir name the object now has,
+    /// for the caller to remove or keep; `None` when it cannot be done so (the `.wh.`
+    /// format, an upper without exchange): the caller then removes and whites out in
+    /// two steps.
+    pub(super) fn swap_in_whiteout(&self, upath: &Path) -> OvResult<Option<PathBuf>> {
+        if self.settings.whiteout_files {
+            return Ok(None);
+        }
+        let ufd = self.upper_fd()?;
+        let wfd = self.work_fd()?;
+        let tmp = self.tmp_name();
+        let made = self
+            .whiteout
+            .link(wfd, wfd, &tmp, || self.tmp_name())
+            .map_err(errno)?
+            || sys::mknod_at(wfd, &tmp, libc::S_IFCHR, 0).is_ok();
+        if !made {
+            return Ok(None);
+        }
+        match sys::rename_between(wfd, &tmp, ufd, upath, libc::RENAME_EXCHANGE) {
+            Ok(()) => Ok(Some(tmp)),
+            Err(e) => {
+                let _ = sys::unlink_at(wfd, &tmp, false);
+                match e.raw_os_error() {
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(None),
+                    _ => Err(errno(e)),
+                }
+            }
         }
     }
 

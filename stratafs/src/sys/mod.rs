@@ -496,8 +496,6 @@ pub fn list_xattr(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Vec<u8>> 
 pub struct DirEntry {
     /// The name (never `.` or `..`).
     pub name: Vec<u8>,
-    /// The inode number in its layer.
-    pub ino: u64,
     /// `DT_*` type as getdents reported it.
     pub d_type: u8,
 }
@@ -511,10 +509,9 @@ pub fn read_dir_at(dir: BorrowedFd<'_>, path: &Path) -> std::io::Result<Vec<DirE
 /// Reads every entry of an open directory fd (consumed).
 pub fn read_dir_fd(fd: OwnedFd) -> std::io::Result<Vec<DirEntry>> {
     let mut out = Vec::new();
-    for_each_dir_entry(fd, |name, ino, d_type| {
+    for_each_dir_entry(fd, |name, _ino, d_type| {
         out.push(DirEntry {
             name: name.to_vec(),
-            ino,
             d_type,
         });
         Ok(())

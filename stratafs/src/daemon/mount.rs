@@ -13,7 +13,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use crate::options::MountConfig;
+use crate::daemon::options::MountConfig;
 use crate::sys;
 
 /// The file system type the mount shows.
@@ -37,7 +37,7 @@ pub fn mount_fuse(
         data.push_str(",allow_other");
     }
     let source = cfg.source.as_deref().unwrap_or("stratafs");
-    let flags = crate::mount_flag::ms_flags(&cfg.kernel_flags, writable);
+    let flags = crate::daemon::mount_flag::ms_flags(&cfg.kernel_flags, writable);
     if let Err(e) = sys::mount::mount(source, &cfg.mountpoint, FS_TYPE, flags, &data) {
         return match e.raw_os_error() {
             Some(libc::EPERM) => Ok(None),

@@ -5,7 +5,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::mount_flag::{self, MountFlag};
+use crate::daemon::mount_flag::{self, MountFlag};
 
 /// One uid/gid mapping range, `STORED:SHOWN:COUNT` as fuse-overlayfs reads
 /// `uidmapping=`: the id stored in the layers, then the id shown through the mount

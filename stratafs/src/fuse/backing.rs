@@ -146,14 +146,4 @@ impl IoModes {
             }
         }
     }
-
-    /// Inodes with counted opens now.
-    pub fn len(&self) -> usize {
-        self.by_ino.len()
-    }
-
-    /// No inode has counted opens.
-    pub fn is_empty(&self) -> bool {
-        self.by_ino.is_empty()
-    }
 }

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use nix::sys::signal::{SigSet, Signal};
 
+use crate::daemon::options::{self, Command, MountConfig};
 use crate::fuse::{FuseAdapter, OverlayFs};
 use crate::layers::Layer;
-use crate::options::{self, Command, MountConfig};
 use crate::overlay::{Overlay, OverlaySettings};
 use crate::sys;
 use crate::transport::Tallies;
@@ -377,30 +377,31 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         |e: std::io::Error| format!("mount {}: {}", cfg.mountpoint.display(), describe(&e));
     let allow_other = config.acl == fuser::SessionACL::All;
     let config_acl = config.acl;
-    let session = match crate::mount::mount_fuse(cfg, writable, allow_other).map_err(mount_err)? {
-        Some(fd) => {
-            let acl = config.acl;
-            fuser::Session::from_fd(adapter, fd, acl, config).map_err(|e| {
-                crate::mount::detach(cfg);
-                mount_err(e)
-            })?
-        }
-        // No privilege to mount: fusermount3 does it, without the options it refuses.
-        None => {
-            for f in cfg
-                .kernel_flags
-                .iter()
-                .filter(|f| f.fusermount3_option().is_none())
-            {
-                eprintln!(
-                    "stratafs: {}: fusermount3 cannot set it on an unprivileged mount; \
-                     mounted without it",
-                    f.name()
-                );
+    let session =
+        match crate::daemon::mount::mount_fuse(cfg, writable, allow_other).map_err(mount_err)? {
+            Some(fd) => {
+                let acl = config.acl;
+                fuser::Session::from_fd(adapter, fd, acl, config).map_err(|e| {
+                    crate::daemon::mount::detach(cfg);
+                    mount_err(e)
+                })?
             }
-            fuser::Session::new(adapter, &cfg.mountpoint, &config).map_err(mount_err)?
-        }
-    };
+            // No privilege to mount: fusermount3 does it, without the options it refuses.
+            None => {
+                for f in cfg
+                    .kernel_flags
+                    .iter()
+                    .filter(|f| f.fusermount3_option().is_none())
+                {
+                    eprintln!(
+                        "stratafs: {}: fusermount3 cannot set it on an unprivileged mount; \
+                     mounted without it",
+                        f.name()
+                    );
+                }
+                fuser::Session::new(adapter, &cfg.mountpoint, &config).map_err(mount_err)?
+            }
+        };
     // INIT is answered by now (fuser's handshake).
     match session.as_fd().try_clone_to_owned() {
         Ok(dev) => fs.attach_device(dev),
@@ -423,7 +424,7 @@ fn serve(cfg: &MountConfig, p: Prepared, ready: Option<OwnedFd>) -> Result<(), S
         });
         if let Err(e) = started {
             // The kernel now waits for every queue: without them the mount would hang.
-            crate::mount::detach(cfg);
+            crate::daemon::mount::detach(cfg);
             return Err(format!(
                 "serving {} through io_uring: {} (mount with -o noio_uring to avoid it)",
                 cfg.mountpoint.display(),
