@@ -7,11 +7,7 @@ use std::io;
 use std::os::fd::RawFd;
 
 fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    super::check(ret).map(drop)
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends (EINTR retried);

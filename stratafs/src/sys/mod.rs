@@ -578,26 +578,21 @@ pub fn copy_data(src: RawFd, dst: RawFd, len: u64, may_have_holes: bool) -> std:
     let mut pos: i64 = 0;
     let mut written_to: i64 = 0;
     while pos < end {
-        // SAFETY: plain lseek on a valid fd.
-        let data = unsafe { libc::lseek(src, pos, libc::SEEK_DATA) };
-        if data < 0 {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENXIO) {
-                break; // only a hole remains
-            }
+        let data = match io::lseek(src, pos, libc::SEEK_DATA) {
+            Ok(d) => d,
+            // Only a hole remains.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break,
             // No SEEK_DATA support: copy everything.
-            return copy_range(src, dst, pos, end - pos);
-        }
-        // SAFETY: as above.
-        let hole = unsafe { libc::lseek(src, data, libc::SEEK_HOLE) };
-        let hole = if hole < 0 { end } else { hole.min(end) };
+            Err(_) => return copy_range(src, dst, pos, end - pos),
+        };
+        let hole = io::lseek(src, data, libc::SEEK_HOLE).map_or(end, |h| h.min(end));
         copy_range(src, dst, data, hole - data)?;
         written_to = hole;
         pos = hole;
     }
     if written_to < end {
-        // SAFETY: sets the size so a trailing hole is kept.
-        check(unsafe { libc::ftruncate(dst, end) })?;
+        // Sized so a trailing hole is kept.
+        io::ftruncate(dst, end as u64)?;
     }
     Ok(())
 }
