@@ -38,7 +38,7 @@ fn spawn_sleeper(m: &Path, bin: &str) -> Child {
         .args(["sleep", "30"])
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("exec {}/bin/busybox: {e}", m.display()))
+        .unwrap_or_else(|e| panic!("exec {}: {e}", m.join(bin).display()))
 }
 
 /// Exit status of `busybox true` run from the mount, or the exec error.
@@ -92,12 +92,20 @@ fn a_running_binary_executes_again_and_after_a_chmod() {
     for m in [d.km().to_path_buf(), d.um().to_path_buf()] {
         // From the lower layer, then a copy made in the mount (an upper file).
         exec_while_running(&m, "bin/busybox");
-        std::fs::copy(m.join("bin/busybox"), m.join("bin/copy/busybox"))
-            .or_else(|_| {
-                std::fs::create_dir(m.join("bin/copy"))?;
-                std::fs::copy(m.join("bin/busybox"), m.join("bin/copy/busybox"))
-            })
-            .expect("copy binary in the mount");
+        // Copied by a `cp` child, not in this process: a file this process held open
+        // for writing would leak, between fork and exec, into the children other test
+        // threads spawn at that moment, and its exec fail ETXTBSY on any file system.
+        std::fs::create_dir_all(m.join("bin/copy")).expect("mkdir bin/copy");
+        let cp = Command::new("cp")
+            .arg(m.join("bin/busybox"))
+            .arg(m.join("bin/copy/busybox"))
+            .status()
+            .expect("run cp");
+        assert!(
+            cp.success(),
+            "{}: cp of the binary in the mount",
+            m.display()
+        );
         exec_while_running(&m, "bin/copy/busybox");
     }
     d.compare("after execs");
