@@ -92,8 +92,9 @@ fn is_xattr_whiteout(dir: BorrowedFd<'_>, path: &Path) -> bool {
 /// half-open range of lower layers to merge.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Span {
-    /// Path of the directory inside each lower layer.
-    pub path: PathBuf,
+    /// Path of the directory inside each lower layer, shared with the nodes of its
+    /// lower entries (see `Loc::Lower`; a thin pointer keeps those nodes small).
+    pub path: Arc<PathBuf>,
     /// First lower layer (index into the lowers) holding the directory.
     pub start: u32,
     /// One past the last lower layer merged.
@@ -318,6 +319,8 @@ impl Lowers {
                 }
             }
         }
+        // Kept while mounted: no growth slack.
+        out.entries.shrink_to_fit();
         Ok(out)
     }
 }

@@ -59,6 +59,12 @@ impl<T> NameList<T> {
         Ok(())
     }
 
+    /// Gives back the memory grown past what the entries need (for lists kept long).
+    pub fn shrink_to_fit(&mut self) {
+        self.bytes.shrink_to_fit();
+        self.items.shrink_to_fit();
+    }
+
     /// Removes every entry (keeping the memory for reuse).
     pub fn clear(&mut self) {
         self.bytes.clear();
@@ -153,6 +159,15 @@ impl<T> NameMap<T> {
     /// Every name and value, in insertion order.
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &T)> + '_ {
         self.list.iter()
+    }
+
+    /// Gives back the memory grown past what the entries need (for maps kept long).
+    pub fn shrink_to_fit(&mut self) {
+        self.list.shrink_to_fit();
+        let hasher = &self.hasher;
+        let list = &self.list;
+        self.index
+            .shrink_to_fit(|&i| hasher.hash_one(list.get(i as usize).0));
     }
 
     /// Every value, in insertion order, to change them.

@@ -1,30 +1,96 @@
 //! The inode table: what each FUSE node id stands for, and where its data lives.
+//!
+//! The kernel keeps a node for every inode it caches (a million after walking a
+//! million files), so a node is kept small: its name inline when short, a lower
+//! object's path shared with its siblings, a directory's span path shared likewise.
 
-use std::ffi::OsString;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use compact_bytes::CompactBytes;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use crate::layers::Span;
+
+/// A node's name in its parent: up to 23 bytes live in the value itself, so most nodes
+/// cost no allocation for it. Empty for the root and for a node whose name went.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Name(CompactBytes);
+
+impl Name {
+    /// The name of `name`.
+    pub fn new(name: &OsStr) -> Name {
+        Name(CompactBytes::new(name.as_bytes()))
+    }
+
+    /// The name as an `OsStr`, to join to paths.
+    pub fn as_os_str(&self) -> &OsStr {
+        OsStr::from_bytes(self.0.as_slice())
+    }
+
+    /// True for no name (the root, or a node whose name went).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq<OsStr> for Name {
+    fn eq(&self, other: &OsStr) -> bool {
+        self.0.as_slice() == other.as_bytes()
+    }
+}
+
+impl AsRef<Path> for Name {
+    fn as_ref(&self) -> &Path {
+        Path::new(self.as_os_str())
+    }
+}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_os_str().fmt(f)
+    }
+}
 
 /// Where an object's current data and metadata live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Loc {
     /// In the upper layer, at the node's merged path.
     Upper,
-    /// In a lower layer (index into the lowers) at this path.
-    Lower(u32, PathBuf),
+    /// In a lower layer (index into the lowers), named as the node is, in this
+    /// directory of the layer: the parent's lower directory (its span path), one
+    /// allocation shared by every sibling.
+    Lower(u32, Arc<PathBuf>),
+    /// In a lower layer, at this path: a lower object whose node lost or changed its
+    /// name (unlinked while the kernel held it), so its name no longer completes it.
+    LowerAt(u32, Box<PathBuf>),
     /// A lower hard-linked file one of whose names was already copied up: the shared
     /// copy in the work dir's index (this name is not copied up yet).
-    Index(PathBuf),
+    Index(Box<PathBuf>),
     /// An upper object whose last name went while the kernel still held it (an open
     /// file unlinked or renamed over, a removed directory), or a lower object's copy
     /// made after its name went: kept in the work dir under this name until the kernel
     /// forgets the node, so open files keep working as on any file system.
-    Orphan(PathBuf),
+    Orphan(Box<PathBuf>),
+}
+
+impl Loc {
+    /// The lower layer holding the object, if it lives in one.
+    pub fn lower_layer(&self) -> Option<u32> {
+        match self {
+            Loc::Lower(l, _) | Loc::LowerAt(l, _) => Some(*l),
+            _ => None,
+        }
+    }
+
+    /// True when the object lives in a lower layer (not copied up).
+    pub fn is_lower(&self) -> bool {
+        self.lower_layer().is_some()
+    }
 }
 
 /// Mutable part of a node, changed by lookups, copy-up and rename.
@@ -32,12 +98,45 @@ pub enum Loc {
 pub struct NodeState {
     /// Parent node id (the root is its own parent).
     pub parent: u64,
-    /// Name in the parent.
-    pub name: OsString,
+    /// Name in the parent: change it with [`NodeState::rename`] or
+    /// [`NodeState::unname`], which keep a lower object's path.
+    pub name: Name,
     /// Where the object lives.
     pub loc: Loc,
-    /// For directories: the lower part merged into it, if any.
-    pub span: Option<Span>,
+    /// For directories: the lower part merged into it, if any (boxed: most nodes are
+    /// files, which need none).
+    pub span: Option<Box<Span>>,
+}
+
+impl NodeState {
+    /// The layer and path of a lower object (see [`Loc::Lower`]).
+    pub fn lower_path(&self) -> Option<(u32, PathBuf)> {
+        match &self.loc {
+            Loc::Lower(l, dir) => Some((*l, dir.join(&self.name))),
+            Loc::LowerAt(l, path) => Some((*l, path.to_path_buf())),
+            _ => None,
+        }
+    }
+
+    /// A lower object's path no longer follows from its name: kept whole.
+    fn pin_lower_path(&mut self) {
+        if let Loc::Lower(l, dir) = &self.loc {
+            self.loc = Loc::LowerAt(*l, Box::new(dir.join(&self.name)));
+        }
+    }
+
+    /// The node is now `name` in `parent`.
+    pub fn rename(&mut self, parent: u64, name: &OsStr) {
+        self.pin_lower_path();
+        self.parent = parent;
+        self.name = Name::new(name);
+    }
+
+    /// No name of the tree reaches the node any more.
+    pub fn unname(&mut self) {
+        self.pin_lower_path();
+        self.name = Name::default();
+    }
 }
 
 /// One object of the merged tree known to the kernel.
@@ -52,11 +151,12 @@ pub struct Node {
     pub nlookup: AtomicU64,
     /// Bumped when a new object takes over this node id while the kernel may still
     /// hold the old one (inode number reuse): the kernel then drops its stale inode.
-    pub generation: AtomicU64,
+    generation: AtomicU32,
     /// Location and name.
     pub state: RwLock<NodeState>,
-    /// The node id lookups answer with when not `ino` (0: none), see `NodeTable::split`.
-    alias: AtomicU64,
+    /// Set once the node has an alias node id (kept in the table, see
+    /// `NodeTable::split`: few nodes get one, so none carries the field).
+    aliased: AtomicBool,
     /// Set when opens of this object conflicted with a lower file passed through:
     /// its lower file is not passed through again (served through the page cache).
     pub shared_backing_refused: AtomicBool,
@@ -69,11 +169,16 @@ impl Node {
             ino,
             is_dir,
             nlookup: AtomicU64::new(0),
-            generation: AtomicU64::new(0),
+            generation: AtomicU32::new(0),
             state: RwLock::new(state),
-            alias: AtomicU64::new(0),
+            aliased: AtomicBool::new(false),
             shared_backing_refused: AtomicBool::new(false),
         }
+    }
+
+    /// The FUSE generation of the node id (see the field).
+    pub fn generation(&self) -> u64 {
+        u64::from(self.generation.load(Ordering::Relaxed))
     }
 }
 
@@ -81,13 +186,40 @@ impl Node {
 /// take bits 56 and up only past 63 layers on distinct file systems).
 pub const ALIAS_BIT: u64 = 1 << 62;
 
+/// A table slot: the node itself, found by its id (hashed and compared as the id, so
+/// the table is a set of 8-byte pointers rather than a map of 16-byte pairs).
+#[derive(Debug)]
+struct ById(Arc<Node>);
+
+impl std::hash::Hash for ById {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.ino.hash(state)
+    }
+}
+
+impl PartialEq for ById {
+    fn eq(&self, other: &ById) -> bool {
+        self.0.ino == other.0.ino
+    }
+}
+
+impl Eq for ById {}
+
+impl std::borrow::Borrow<u64> for ById {
+    fn borrow(&self) -> &u64 {
+        &self.0.ino
+    }
+}
+
 /// The node table, keyed by node id.
 #[derive(Debug, Default)]
 pub struct NodeTable {
-    map: DashMap<u64, Arc<Node>>,
+    map: DashMap<ById, ()>,
     /// Alias node ids, each kept while its node lives (a kernel forgetting it does
     /// not end it: lookups answering with it may be under way).
     aliases: DashMap<u64, Arc<Node>>,
+    /// Each aliased node's alias, by the node's own id.
+    alias_of: DashMap<u64, u64>,
     next_alias: AtomicU64,
 }
 
@@ -99,7 +231,7 @@ impl NodeTable {
                 return Some(n.clone());
             }
         }
-        self.map.get(&ino).map(|n| n.clone())
+        self.map.get(&ino).map(|n| Arc::clone(&n.key().0))
     }
 
     /// Gives `node` a second node id that lookups answer with from now on, so the
@@ -109,26 +241,60 @@ impl NodeTable {
     /// fails with ESTALE after a fresh lookup, which finds the alias. An existing
     /// alias is kept. Returns the alias.
     pub fn split(&self, node: &Arc<Node>) -> u64 {
-        let current = node.alias.load(Ordering::Acquire);
-        if current != 0 && self.aliases.contains_key(&current) {
-            return current;
+        if let Some(a) = self.alias_held(node) {
+            return a;
         }
         let id = loop {
             let id = ALIAS_BIT | self.next_alias.fetch_add(1, Ordering::Relaxed);
-            if !self.map.contains_key(&id) {
+            if !self.map.contains_key(&id) && !self.aliases.contains_key(&id) {
                 break id;
             }
         };
-        self.aliases.insert(id, node.clone());
-        match node
-            .alias
-            .compare_exchange(current, id, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(_) => id,
-            Err(won) => {
-                // A concurrent split gave the node its alias first.
-                self.aliases.remove(&id);
-                won
+        match self.alias_of.entry(node.ino) {
+            dashmap::Entry::Occupied(mut o) => {
+                let current = *o.get();
+                if self
+                    .aliases
+                    .get(&current)
+                    .is_some_and(|n| Arc::ptr_eq(&n, node))
+                {
+                    // A concurrent split gave the node its alias first.
+                    return current;
+                }
+                // An alias left by a node this one replaced.
+                self.aliases.remove(&current);
+                o.insert(id);
+            }
+            dashmap::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+        }
+        self.aliases.insert(id, Arc::clone(node));
+        node.aliased.store(true, Ordering::Release);
+        id
+    }
+
+    /// The alias `node` has, if any.
+    fn alias_held(&self, node: &Node) -> Option<u64> {
+        if !node.aliased.load(Ordering::Acquire) {
+            return None;
+        }
+        let a = *self.alias_of.get(&node.ino)?;
+        self.aliases
+            .get(&a)
+            .is_some_and(|n| std::ptr::eq(Arc::as_ptr(&n), node))
+            .then_some(a)
+    }
+
+    /// Drops the alias of `node` (the node going, or replaced).
+    fn drop_alias(&self, node: &Node) {
+        if node.aliased.load(Ordering::Acquire) {
+            if let Some((_, a)) = self.alias_of.remove_if(&node.ino, |_, a| {
+                self.aliases
+                    .get(a)
+                    .is_some_and(|n| std::ptr::eq(Arc::as_ptr(&n), node))
+            }) {
+                self.aliases.remove(&a);
             }
         }
     }
@@ -136,10 +302,7 @@ impl NodeTable {
     /// The node id an entry reply for `node` carries: its alias if it has one, else
     /// its own. (The node's `nlookup` counts the lookups of both.)
     pub fn entry_id(&self, node: &Node) -> u64 {
-        match node.alias.load(Ordering::Acquire) {
-            0 => node.ino,
-            id => id,
-        }
+        self.alias_held(node).unwrap_or(node.ino)
     }
 
     /// Records a lookup of `ino` with a fresh state: an existing node takes the new
@@ -164,34 +327,45 @@ impl NodeTable {
     /// meanwhile (it takes the node out when the count reaches zero) either comes first
     /// and this makes a node, or sees the count with this lookup in it.
     fn record(&self, ino: u64, is_dir: bool, state: NodeState, new_object: bool) -> Arc<Node> {
-        match self.map.entry(ino) {
+        if !new_object {
+            // The common case, a node the table has: counted under the shard's read lock.
+            if let Some(slot) = self.map.get(&ino) {
+                let node = &slot.key().0;
+                if node.is_dir == is_dir {
+                    node.nlookup.fetch_add(1, Ordering::Relaxed);
+                    let node = Arc::clone(node);
+                    drop(slot);
+                    *node.state.write() = state;
+                    return node;
+                }
+            }
+        }
+        let node = Arc::new(Node::detached(ino, is_dir, state));
+        match self.map.entry(ById(Arc::clone(&node))) {
             dashmap::Entry::Vacant(v) => {
-                let node = Arc::new(Node::detached(ino, is_dir, state));
                 node.nlookup.store(1, Ordering::Relaxed);
-                v.insert(Arc::clone(&node));
+                v.insert(());
                 node
             }
-            dashmap::Entry::Occupied(mut o) => {
-                let old = o.get();
+            dashmap::Entry::Occupied(o) => {
+                let old = &o.key().0;
                 if new_object || old.is_dir != is_dir {
-                    let node = Arc::new(Node::detached(ino, is_dir, state));
                     let lookups = old.nlookup.load(Ordering::Relaxed) + 1;
                     node.nlookup.store(lookups, Ordering::Relaxed);
-                    let generation = old.generation.load(Ordering::Relaxed) + 1;
+                    let generation = old.generation.load(Ordering::Relaxed).wrapping_add(1);
                     node.generation.store(generation, Ordering::Relaxed);
                     // The old object's alias is not this object's.
-                    let alias = old.alias.load(Ordering::Acquire);
-                    if alias != 0 {
-                        self.aliases.remove(&alias);
-                    }
-                    o.insert(Arc::clone(&node));
+                    self.drop_alias(old);
+                    // The slot now holds the new node (the entry's key).
+                    o.replace_entry(());
                     node
                 } else {
-                    let node = Arc::clone(old);
-                    node.nlookup.fetch_add(1, Ordering::Relaxed);
+                    // Another lookup of the same object put it in meanwhile.
+                    let old = Arc::clone(old);
+                    old.nlookup.fetch_add(1, Ordering::Relaxed);
                     drop(o);
-                    *node.state.write() = state;
-                    node
+                    *old.state.write() = node.state.read().clone();
+                    old
                 }
             }
         }
@@ -201,7 +375,7 @@ impl NodeTable {
     pub fn insert_root(&self, state: NodeState) {
         let root = Node::detached(1, true, state);
         root.nlookup.store(1, Ordering::Relaxed);
-        self.map.insert(1, Arc::new(root));
+        self.map.insert(ById(Arc::new(root)), ());
     }
 
     /// Drops `n` lookups of node id `id` (its own or an alias: a node's `nlookup`
@@ -215,17 +389,14 @@ impl NodeTable {
         if ino == 1 {
             return None;
         }
-        let (_, node) = self.map.remove_if(&ino, |_, node| {
+        let (ById(node), ()) = self.map.remove_if(&ino, |ById(node), _| {
             let prev = node.nlookup.fetch_sub(
                 n.min(node.nlookup.load(Ordering::Relaxed)),
                 Ordering::Relaxed,
             );
             prev <= n
         })?;
-        let alias = node.alias.load(Ordering::Acquire);
-        if alias != 0 {
-            self.aliases.remove(&alias);
-        }
+        self.drop_alias(&node);
         Some(node)
     }
 
@@ -247,10 +418,39 @@ mod tests {
     fn state() -> NodeState {
         NodeState {
             parent: 1,
-            name: "f".into(),
+            name: Name::new("f".as_ref()),
             loc: Loc::Upper,
             span: None,
         }
+    }
+
+    #[test]
+    fn a_node_stays_small() {
+        // With the table's Arc header, 120 bytes is glibc's 128-byte chunk: the memory
+        // table's row of a million nodes depends on it.
+        assert!(
+            std::mem::size_of::<Node>() <= 96,
+            "{}",
+            std::mem::size_of::<Node>()
+        );
+        assert_eq!(std::mem::size_of::<Name>(), 24);
+    }
+
+    #[test]
+    fn a_lower_path_survives_a_new_name_and_no_name() {
+        let dir = Arc::new(PathBuf::from("a/b"));
+        let mut st = NodeState {
+            parent: 3,
+            name: Name::new("f".as_ref()),
+            loc: Loc::Lower(2, dir),
+            span: None,
+        };
+        assert_eq!(st.lower_path(), Some((2, PathBuf::from("a/b/f"))));
+        st.rename(4, "g".as_ref());
+        assert_eq!(st.lower_path(), Some((2, PathBuf::from("a/b/f"))));
+        st.unname();
+        assert!(st.name.is_empty());
+        assert_eq!(st.lower_path(), Some((2, PathBuf::from("a/b/f"))));
     }
 
     #[test]
@@ -297,7 +497,7 @@ mod tests {
         );
         assert!(!Arc::ptr_eq(&dir, &file));
         assert!(Arc::ptr_eq(&t.get(9).expect("the new node"), &dir));
-        assert_eq!(dir.generation.load(Ordering::Relaxed), 1);
+        assert_eq!(dir.generation(), 1);
         // The kernel forgets the old inode's two lookups and the new one's by one id.
         assert!(t.forget(9, 2).is_none());
         assert_eq!(t.forget(9, 1).map(|n| n.ino), Some(9));
@@ -305,7 +505,7 @@ mod tests {
         t.looked_up(5, true, state());
         let f = t.looked_up(5, false, state());
         assert!(!f.is_dir);
-        assert_eq!(f.generation.load(Ordering::Relaxed), 1);
+        assert_eq!(f.generation(), 1);
     }
 
     #[test]

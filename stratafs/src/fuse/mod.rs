@@ -492,7 +492,7 @@ impl OverlayFs {
     }
 
     fn entry(&self, reply: impl EntryReply, node: &Node, st: &Stat) {
-        let generation = Generation(node.generation.load(Ordering::Relaxed));
+        let generation = Generation(node.generation());
         let id = self.ov.entry_id(node);
         if id == node.ino {
             return reply.entry(&self.ttl, &self.attr(st), generation);

@@ -458,7 +458,7 @@ impl OverlayFs {
             }
             match self.ov.lookup(ino.0, name) {
                 Ok((node, st)) => {
-                    let generation = Generation(node.generation.load(Ordering::Relaxed));
+                    let generation = Generation(node.generation());
                     let full = reply.add(
                         INodeNo(node.ino),
                         next,
@@ -608,7 +608,7 @@ impl OverlayFs {
             reply,
             ttl: self.ttl,
             attr: self.attr(st),
-            generation: Generation(node.generation.load(Ordering::Relaxed)),
+            generation: Generation(node.generation()),
         };
         self.reply_open(node.ino, fd, flags, false, created);
     }

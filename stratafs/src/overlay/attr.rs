@@ -103,7 +103,7 @@ impl Overlay {
             self.make_writable(&node)?;
         }
         let (fd, path) = self.real(&node)?;
-        let lower = matches!(node.state.read().loc, Loc::Lower(..));
+        let lower = node.state.read().loc.is_lower();
         let f = sys::open_beneath(
             fd,
             &path,
@@ -130,7 +130,7 @@ impl Overlay {
             }
             self.make_writable(&node)?;
         }
-        let lower = matches!(node.state.read().loc, Loc::Lower(..));
+        let lower = node.state.read().loc.is_lower();
         let (dir, path) = self.real(&node)?;
         let fd = if write {
             sys::open_beneath(dir, &path, libc::O_RDWR, 0)
@@ -149,7 +149,7 @@ impl Overlay {
         // A copy-up that finished while this lower file was being opened has already
         // cleared the cache: drop the stale entry (the caller's read still sees data
         // equal to the copy's).
-        if lower && !matches!(node.state.read().loc, Loc::Lower(..)) {
+        if lower && !node.state.read().loc.is_lower() {
             self.files.remove_if_same(ino, &file);
         }
         Ok(file)
@@ -169,8 +169,7 @@ impl Overlay {
 
     /// Whether `ino` is still served from a lower file (not copied up since).
     pub fn is_lower(&self, ino: u64) -> bool {
-        self.node(ino)
-            .is_ok_and(|n| matches!(n.state.read().loc, Loc::Lower(..)))
+        self.node(ino).is_ok_and(|n| n.state.read().loc.is_lower())
     }
 
     /// statfs of the upper layer (or the top lower when read-only).

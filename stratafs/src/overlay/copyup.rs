@@ -23,7 +23,7 @@ impl Overlay {
         let needs_copy_up = {
             let st = node.state.read();
             match st.loc {
-                Loc::Lower(..) => true,
+                Loc::Lower(..) | Loc::LowerAt(..) => true,
                 // A live lower name of an indexed file joins the shared copy, as the
                 // kernel copies it up; a node whose name is gone writes the copy itself.
                 Loc::Index(_) => !st.name.is_empty(),
@@ -44,7 +44,7 @@ impl Overlay {
         if Self::unnamed(node) {
             // A lower object written after its name went: its copy has no name either.
             let _g = self.ns_lock.lock();
-            if matches!(node.state.read().loc, Loc::Lower(..)) {
+            if node.state.read().loc.is_lower() {
                 self.copy_up_one(node)?;
                 self.files.remove(node.ino);
             }
@@ -105,7 +105,7 @@ impl Overlay {
         // where they differ or the owner cannot be given; else the shown ones go on
         // the file.
         let lower_kind = match &node.state.read().loc {
-            Loc::Lower(l, _) => self.lowers.layers[*l as usize].override_stat,
+            Loc::Lower(l, _) | Loc::LowerAt(l, _) => self.lowers.layers[*l as usize].override_stat,
             _ => None,
         };
         let upper_kind = self.upper_override();
@@ -238,7 +238,11 @@ impl Overlay {
         if let Some(pst) = pst {
             restore_times(ufd, &parent_upath, &pst);
         }
-        node.state.write().loc = if orphan { Loc::Orphan(tmp) } else { Loc::Upper };
+        node.state.write().loc = if orphan {
+            Loc::Orphan(Box::new(tmp))
+        } else {
+            Loc::Upper
+        };
         Ok(())
     }
 

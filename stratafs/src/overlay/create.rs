@@ -1,14 +1,14 @@
 //! Creation: new objects (`make`, `tmpfile`), hard links, and giving a created object
 //! its caller's owner. What `NewObject` names goes here too.
 
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::node::{Loc, Node, NodeState};
+use crate::node::{Loc, Name, Node, NodeState};
 use crate::override_stat;
 use crate::sys::{self, Stat};
 
@@ -93,7 +93,7 @@ impl Overlay {
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
             parent: p.ino,
-            name: name.to_os_string(),
+            name: Name::new(name),
             loc: Loc::Upper,
             span: None,
         };
@@ -199,8 +199,8 @@ impl Overlay {
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
             parent: p.ino,
-            name: OsString::new(),
-            loc: Loc::Orphan(tmp),
+            name: Name::default(),
+            loc: Loc::Orphan(Box::new(tmp)),
             span: None,
         };
         let node = self.nodes.created(ino, false, state);
@@ -218,8 +218,7 @@ impl Overlay {
         };
         sys::rename_between(wfd, &tmp, ufd, dst, libc::RENAME_NOREPLACE).map_err(errno)?;
         let mut s = node.state.write();
-        s.parent = np.ino;
-        s.name = newname.to_os_string();
+        s.rename(np.ino, newname);
         s.loc = Loc::Upper;
         Ok(())
     }

@@ -13,7 +13,7 @@ use ovlformat::whiteout;
 
 use crate::layers::{self, LowerEntry, Span};
 use crate::names::NameMap;
-use crate::node::{Loc, Node, NodeState};
+use crate::node::{Loc, Name, Node, NodeState};
 use crate::sys::{self, Stat};
 
 use super::{ListEntry, Listing, OvResult, Overlay, errno, index_key};
@@ -57,9 +57,9 @@ impl Overlay {
                     };
                     let state = NodeState {
                         parent: parent.ino,
-                        name: name.to_os_string(),
+                        name: Name::new(name),
                         loc: Loc::Upper,
-                        span,
+                        span: span.map(Box::new),
                     };
                     return Ok((ino, state, st));
                 }
@@ -92,12 +92,12 @@ impl Overlay {
         // opaque in its own layer; the span says so (and merged-ness shows in st_nlink).
         let merges = is_dir && dirs > 1 && !layers::dir_is_opaque(lfd, &lpath);
         let child_span = is_dir.then(|| Span {
-            path: lpath.clone(),
+            path: Arc::new(lpath.clone()),
             start: layer,
             end: if merges { end } else { layer + 1 },
         });
         let ino = self.compose_ino(st.st_dev, st.st_ino);
-        let loc = self.lower_loc(layer, lpath, &st, ino)?;
+        let loc = self.lower_loc(layer, &span.path, &st, ino)?;
         let st = match &loc {
             // The shared copy of a hard-linked file holds the current attributes.
             Loc::Index(key) => match &self.index {
@@ -108,9 +108,9 @@ impl Overlay {
         };
         let state = NodeState {
             parent: parent.ino,
-            name: name.to_os_string(),
+            name: Name::new(name),
             loc,
-            span: child_span,
+            span: child_span.map(Box::new),
         };
 
         Ok((ino, state, st))
@@ -118,16 +118,16 @@ impl Overlay {
 
     /// A lower object's location; a hard-linked file whose other name was already copied
     /// up resolves to the shared copy in the index.
-    fn lower_loc(&self, layer: u32, lpath: PathBuf, st: &Stat, ino: u64) -> OvResult<Loc> {
+    fn lower_loc(&self, layer: u32, dir: &Arc<PathBuf>, st: &Stat, ino: u64) -> OvResult<Loc> {
         if st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG {
             if let Some(index) = &self.index {
                 let key = index_key(ino);
                 if sys::lstat_at(index.as_fd(), &key).is_ok() {
-                    return Ok(Loc::Index(key));
+                    return Ok(Loc::Index(Box::new(key)));
                 }
             }
         }
-        Ok(Loc::Lower(layer, lpath))
+        Ok(Loc::Lower(layer, Arc::clone(dir)))
     }
 
     fn child_span(
@@ -150,7 +150,7 @@ impl Overlay {
                     .unwrap_or_else(|| PathBuf::from(r))
             };
             return Some(Span {
-                path,
+                path: Arc::new(path),
                 start: 0,
                 end: self.lowers.len(),
             });
@@ -165,7 +165,7 @@ impl Overlay {
                 }),
                 Some(ps),
             ) => Some(Span {
-                path: ps.path.join(upath.file_name().unwrap_or_default()),
+                path: Arc::new(ps.path.join(upath.file_name().unwrap_or_default())),
                 start: layer,
                 end,
             }),

@@ -22,7 +22,7 @@ mod xattr;
 pub use create::NewObject;
 pub use remove::remove_tree_or_file;
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{CString, OsStr};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use crate::files::OpenFiles;
 use crate::layers::{self, Layer, Lowers, Span};
 use crate::names::NameList;
-use crate::node::{Loc, Node, NodeState, NodeTable};
+use crate::node::{Loc, Name, Node, NodeState, NodeTable};
 use crate::override_stat::{self, OverrideKind};
 use crate::sys::{self, Stat};
 use crate::whiteout::SharedWhiteout;
@@ -172,7 +172,7 @@ impl Overlay {
     fn root_state(&self) -> OvResult<NodeState> {
         let n = self.lowers.len();
         let span = (n > 0).then(|| Span {
-            path: PathBuf::new(),
+            path: Arc::new(PathBuf::new()),
             start: 0,
             end: n,
         });
@@ -181,16 +181,16 @@ impl Overlay {
                 let opaque = layers::dir_is_opaque(u.fd(), Path::new(""));
                 (Loc::Upper, if opaque { None } else { span })
             }
-            None => (Loc::Lower(0, PathBuf::new()), span),
+            None => (Loc::LowerAt(0, Box::default()), span),
         };
         if self.upper.is_none() && n == 0 {
             return Err(libc::EINVAL);
         }
         Ok(NodeState {
             parent: 1,
-            name: OsString::new(),
+            name: Name::default(),
             loc,
-            span,
+            span: span.map(Box::new),
         })
     }
 
@@ -227,17 +227,16 @@ impl Overlay {
 
     /// The node's path in the merged tree (and so in the upper layer).
     pub fn path_of(&self, node: &Node) -> OvResult<PathBuf> {
-        let mut names: Vec<OsString> = Vec::new();
-        let mut cur = node.state.read().clone();
+        let mut names: Vec<Name> = Vec::new();
         let mut ino = node.ino;
         while ino != 1 {
-            if cur.name.is_empty() {
-                // A node whose name went (see `Loc::Orphan`): no path in the tree.
-                return Err(libc::ENOENT);
-            }
-            names.push(cur.name.clone());
-            ino = cur.parent;
-            cur = self.node(ino)?.state.read().clone();
+            let (name, parent) = if names.is_empty() {
+                Self::name_and_parent(node)?
+            } else {
+                Self::name_and_parent(&*self.node(ino)?)?
+            };
+            names.push(name);
+            ino = parent;
             if names.len() > 4096 {
                 return Err(libc::ELOOP);
             }
@@ -249,14 +248,32 @@ impl Overlay {
         Ok(p)
     }
 
+    /// A node's name and parent; a node whose name went (see `Loc::Orphan`) has no
+    /// path in the tree.
+    fn name_and_parent(node: &Node) -> OvResult<(Name, u64)> {
+        let st = node.state.read();
+        if st.name.is_empty() {
+            return Err(libc::ENOENT);
+        }
+        Ok((st.name.clone(), st.parent))
+    }
+
     /// The layer fd and path where the node's object lives now.
     fn real(&self, node: &Node) -> OvResult<(BorrowedFd<'_>, PathBuf)> {
-        let loc = node.state.read().loc.clone();
-        match loc {
-            Loc::Upper => Ok((self.upper_fd()?, self.path_of(node)?)),
-            Loc::Lower(layer, path) => Ok((self.lowers.layers[layer as usize].fd(), path)),
-            Loc::Index(key) => Ok((self.index.as_ref().ok_or(libc::EROFS)?.as_fd(), key)),
-            Loc::Orphan(name) => Ok((self.work_fd()?, name)),
+        let st = node.state.read();
+        if let Some((layer, path)) = st.lower_path() {
+            return Ok((self.lowers.layers[layer as usize].fd(), path));
+        }
+        match &st.loc {
+            Loc::Index(key) => Ok((
+                self.index.as_ref().ok_or(libc::EROFS)?.as_fd(),
+                key.to_path_buf(),
+            )),
+            Loc::Orphan(name) => Ok((self.work_fd()?, name.to_path_buf())),
+            _ => {
+                drop(st);
+                Ok((self.upper_fd()?, self.path_of(node)?))
+            }
         }
     }
 
@@ -276,15 +293,15 @@ impl Overlay {
             return;
         };
         let mut st = node.state.write();
-        if st.parent != parent || st.name != name {
+        if st.parent != parent || st.name != *name {
             return;
         }
         if let Some(o) = orphan {
             // (A directory keeps its span: only its link count uses it now, as the
             // kernel lists nothing of a removed directory.)
-            st.loc = Loc::Orphan(o);
+            st.loc = Loc::Orphan(Box::new(o));
         }
-        st.name = OsString::new();
+        st.unname();
     }
 
     /// Whether the kernel holds the node of `ino` beyond `own` lookups of the caller's:
@@ -320,13 +337,13 @@ impl Overlay {
             return;
         };
         let mut st = node.state.write();
-        if st.parent == parent && st.name == name {
+        if st.parent == parent && st.name == *name {
             let key = index_key(ino);
             if let Some(index) = &self.index {
                 if sys::lstat_at(index.as_fd(), &key).is_ok() {
-                    st.loc = Loc::Index(key);
+                    st.loc = Loc::Index(Box::new(key));
                     // No live name until the next lookup gives one.
-                    st.name = OsString::new();
+                    st.unname();
                 }
             }
         }
@@ -386,7 +403,7 @@ impl Overlay {
     /// Where the object at `loc` keeps its owner and mode, if in an xattr.
     fn override_of(&self, loc: &Loc) -> Option<OverrideKind> {
         match loc {
-            Loc::Lower(l, _) => self.lowers.layers[*l as usize].override_stat,
+            Loc::Lower(l, _) | Loc::LowerAt(l, _) => self.lowers.layers[*l as usize].override_stat,
             _ => self.upper.as_ref().and_then(|u| u.override_stat),
         }
     }

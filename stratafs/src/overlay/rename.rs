@@ -8,7 +8,7 @@ use std::path::Path;
 
 use ovlformat::whiteout::OPAQUE_YES;
 
-use crate::layers::{self, Span};
+use crate::layers;
 use crate::node::{Loc, Node};
 use crate::sys;
 
@@ -183,15 +183,13 @@ impl Overlay {
         Self::widen_span(snode, self.lowers.len());
         {
             let mut s = snode.state.write();
-            s.parent = np.ino;
-            s.name = newname.to_os_string();
+            s.rename(np.ino, newname);
         }
         if exchange {
             if let Some(d) = dnode {
                 Self::widen_span(d, self.lowers.len());
                 let mut s = d.state.write();
-                s.parent = p.ino;
-                s.name = name.to_os_string();
+                s.rename(p.ino, name);
             }
         }
         Ok(())
@@ -230,12 +228,9 @@ impl Overlay {
             return;
         }
         let mut s = node.state.write();
-        if let Some(span) = s.span.take() {
-            s.span = Some(Span {
-                path: span.path,
-                start: 0,
-                end: lowers,
-            });
+        if let Some(span) = s.span.as_mut() {
+            span.start = 0;
+            span.end = lowers;
         }
     }
 
