@@ -101,6 +101,9 @@ pub struct Span {
     pub end: u32,
 }
 
+/// The most lower layers a mount takes (kernel overlayfs takes 500).
+pub const MAX_LOWERS: usize = u16::MAX as usize - 1;
+
 /// What one name resolves to across the lowers of a merged directory.
 #[derive(Debug, Clone, Copy)]
 pub enum LowerEntry {
@@ -108,17 +111,18 @@ pub enum LowerEntry {
     Whiteout,
     /// The top-most object of that name.
     Object {
-        /// Lower layer holding it.
-        layer: u32,
+        /// Lower layer holding it (16 bits: see [`MAX_LOWERS`]; a cached listing keeps
+        /// an entry per name, a million for a million files).
+        layer: u16,
         /// `DT_*` type.
         d_type: u8,
         /// Inode number in that layer.
         ino: u64,
         /// For directories: one past the last lower layer it merges with.
-        end: u32,
+        end: u16,
         /// For directories: how many lower layers below `end` hold a directory of this
         /// name (its own opaque marker, which may stop the merge sooner, not counted).
-        dirs: u32,
+        dirs: u16,
     },
 }
 
@@ -223,6 +227,8 @@ impl Lowers {
         let mut path_buf = Vec::new();
         for layer in span.start..span.end {
             let l = &self.layers[layer as usize];
+            let layer16 = u16::try_from(layer)
+                .map_err(|_| io::Error::other("more lower layers than a mount takes"))?;
             let fd = match sys::open_beneath(
                 l.fd(),
                 &span.path,
@@ -279,11 +285,11 @@ impl Lowers {
                         end,
                         dirs,
                         ..
-                    }) if *end == u32::MAX => {
+                    }) if *end == u16::MAX => {
                         // A directory above still merging: a non-directory or a whiteout
                         // here ends its merge.
                         if whiteout || d_type != libc::DT_DIR {
-                            *end = layer;
+                            *end = layer16;
                         } else {
                             *dirs += 1;
                         }
@@ -294,10 +300,10 @@ impl Lowers {
                     None => {
                         let is_dir = d_type == libc::DT_DIR;
                         let entry = LowerEntry::Object {
-                            layer,
+                            layer: layer16,
                             d_type,
                             ino,
-                            end: if is_dir { u32::MAX } else { layer + 1 },
+                            end: if is_dir { u16::MAX } else { layer16 + 1 },
                             dirs: 1,
                         };
                         // A name first seen as an object stays the visible one.
@@ -312,9 +318,11 @@ impl Lowers {
             }
         }
         // Directories still merging at the bottom merge down to where the span stops.
+        let stop = u16::try_from(stop)
+            .map_err(|_| io::Error::other("more lower layers than a mount takes"))?;
         for e in out.entries.values_mut() {
             if let LowerEntry::Object { end, .. } = e {
-                if *end == u32::MAX {
+                if *end == u16::MAX {
                     *end = stop;
                 }
             }

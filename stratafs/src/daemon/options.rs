@@ -556,6 +556,13 @@ pub fn parse(args: &[OsString]) -> Result<Command, UsageError> {
             "lowerdir: no lower layer given (-o lowerdir=DIR[:DIR...])".into(),
         ));
     }
+    if cfg.lowers.len() > crate::layers::MAX_LOWERS {
+        return Err(UsageError(format!(
+            "lowerdir: {} layers given, a mount takes at most {}",
+            cfg.lowers.len(),
+            crate::layers::MAX_LOWERS
+        )));
+    }
     match (&cfg.upper, &cfg.work) {
         (Some(_), None) => return Err(UsageError("workdir: required with upperdir".into())),
         (None, Some(_)) => return Err(UsageError("upperdir: required with workdir".into())),
@@ -631,6 +638,20 @@ mod tests {
         .unwrap();
         let Command::Mount(c) = c else { panic!() };
         assert_eq!(c.kernel_flags, [MountFlag::NoSuid, MountFlag::Dev]);
+    }
+
+    #[test]
+    fn more_lowers_than_a_mount_takes_are_refused() {
+        let many = vec!["/l"; crate::layers::MAX_LOWERS + 1].join(":");
+        let e = parse(&argv(&[
+            "stratafs",
+            "-o",
+            &format!("lowerdir={many}"),
+            "/m",
+        ]))
+        .unwrap_err();
+        assert!(e.0.contains("at most 65534"), "{}", e.0);
+        assert!(std::mem::size_of::<crate::layers::LowerEntry>() <= 16);
     }
 
     #[test]

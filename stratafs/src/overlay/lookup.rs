@@ -83,7 +83,7 @@ impl Overlay {
             ) => (span, (layer, end, dirs)),
             _ => return Err(libc::ENOENT),
         };
-        let (layer, end, dirs) = entry;
+        let (layer, end, dirs) = (u32::from(entry.0), u32::from(entry.1), entry.2);
         let lpath = span.path.join(name);
         let lfd = self.lowers.layers[layer as usize].fd();
         let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
@@ -166,8 +166,8 @@ impl Overlay {
                 Some(ps),
             ) => Some(Span {
                 path: Arc::new(ps.path.join(upath.file_name().unwrap_or_default())),
-                start: layer,
-                end,
+                start: u32::from(layer),
+                end: u32::from(end),
             }),
             _ => None,
         }
