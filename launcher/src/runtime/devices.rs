@@ -6,9 +6,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use nix::mount::MsFlags;
-use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+use nix::sys::stat::{Mode, SFlag, makedev};
 
 use super::mounts::{do_mount, ensure_dir, ensure_file};
+use super::syscall::Syscall;
 
 /// The device nodes every container gets: (name, major, minor).
 pub const DEVICES: &[(&str, u64, u64)] = &[
@@ -22,10 +23,11 @@ pub const DEVICES: &[(&str, u64, u64)] = &[
 
 /// Builds `rootfs/dev`. `rootless` selects bind mounts instead of mknod. (`-t` adds
 /// `/dev/console` later, once the container's pty exists.)
-pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
+pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, rootless: bool) -> Result<()> {
     let dev = rootfs.join("dev");
     ensure_dir(&dev)?;
     do_mount(
+        sys,
         Some(Path::new("tmpfs")),
         Some("tmpfs"),
         &dev,
@@ -37,6 +39,7 @@ pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
         if rootless {
             ensure_file(&p)?;
             do_mount(
+                sys,
                 Some(&Path::new("/dev").join(name)),
                 None,
                 &p,
@@ -44,7 +47,7 @@ pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
                 None,
             )?;
         } else {
-            mknod(
+            sys.mknod(
                 &p,
                 SFlag::S_IFCHR,
                 Mode::from_bits_truncate(0o666),
@@ -52,13 +55,8 @@ pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
             )
             .with_context(|| format!("mknod {}", p.display()))?;
             // mknod is subject to the umask.
-            nix::sys::stat::fchmodat(
-                nix::fcntl::AT_FDCWD,
-                &p,
-                Mode::from_bits_truncate(0o666),
-                nix::sys::stat::FchmodatFlags::FollowSymlink,
-            )
-            .with_context(|| format!("chmod {}", p.display()))?;
+            sys.chmod(&p, Mode::from_bits_truncate(0o666))
+                .with_context(|| format!("chmod {}", p.display()))?;
         }
     }
     let pts = dev.join("pts");
@@ -69,6 +67,7 @@ pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
         "newinstance,ptmxmode=0666,mode=0620,gid=5"
     };
     do_mount(
+        sys,
         Some(Path::new("devpts")),
         Some("devpts"),
         &pts,
@@ -78,6 +77,7 @@ pub fn setup_dev(rootfs: &Path, rootless: bool) -> Result<()> {
     let shm = dev.join("shm");
     ensure_dir(&shm)?;
     do_mount(
+        sys,
         Some(Path::new("shm")),
         Some("tmpfs"),
         &shm,

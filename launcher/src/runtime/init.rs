@@ -9,6 +9,8 @@ use anyhow::{Context, Result};
 
 use super::rootfs::{self, RootfsPlan};
 use super::spec::{Network, UserSpec, resolve_user};
+use super::syscall::Syscall;
+use super::syscall::linux::LinuxSyscall;
 use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
 
 /// Runs in the new namespaces and never returns: exec's the command or exits with
@@ -50,22 +52,26 @@ fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
         .context("PR_SET_PDEATHSIG")?;
     // Its own mount namespace, so pivot_root moves only the container (not the setup
     // process and the FUSE daemon, which share the one the union was mounted in).
-    super::namespaces::unshare_ns(nix::sched::CloneFlags::CLONE_NEWNS)?;
-    nix::unistd::sethostname(&spec.hostname)
+    let sys = LinuxSyscall;
+    super::namespaces::unshare_ns(&sys, nix::sched::CloneFlags::CLONE_NEWNS)?;
+    sys.sethostname(&spec.hostname)
         .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
     if spec.network == Network::None {
         net::loopback_up()?;
     }
-    rootfs::prepare(&RootfsPlan {
-        rootfs: &spec.merged,
-        rootless: spec.idmap.is_some(),
-        own_netns: spec.network == Network::None,
-        volumes: &spec.volumes,
-    })?;
-    rootfs::pivot(&spec.merged)?;
-    rootfs::finish()?;
+    rootfs::prepare(
+        &sys,
+        &RootfsPlan {
+            rootfs: &spec.merged,
+            rootless: spec.idmap.is_some(),
+            own_netns: spec.network == Network::None,
+            volumes: &spec.volumes,
+        },
+    )?;
+    rootfs::pivot(&sys, &spec.merged)?;
+    rootfs::finish(&sys, Path::new("/"))?;
     if let Some(socket) = console {
-        let slave = super::pty::open_in_container(socket)?;
+        let slave = super::pty::open_in_container(&sys, socket)?;
         // SAFETY: closing the socket inherited for this purpose; nothing else uses it.
         unsafe { libc::close(socket) };
         // With --init, the command (not the init) takes the terminal as its controlling

@@ -32,6 +32,7 @@ pub mod setup;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod syscall;
 pub mod union;
 
 use std::path::PathBuf;

@@ -4,32 +4,36 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
+
+use super::syscall::Syscall;
 
 /// `mount(2)` with an error naming what and where.
 pub fn do_mount(
+    sys: &dyn Syscall,
     source: Option<&Path>,
     fstype: Option<&str>,
     target: &Path,
     flags: MsFlags,
     data: Option<&str>,
 ) -> Result<()> {
-    mount(source, target, fstype, flags, data).with_context(|| {
-        format!(
-            "mounting {} ({}) at {}",
-            source.map(|s| s.display().to_string()).unwrap_or_default(),
-            fstype.unwrap_or("bind"),
-            target.display()
-        )
-    })
+    sys.mount(source, target, fstype, flags, data)
+        .with_context(|| {
+            format!(
+                "mounting {} ({}) at {}",
+                source.map(|s| s.display().to_string()).unwrap_or_default(),
+                fstype.unwrap_or("bind"),
+                target.display()
+            )
+        })
 }
 
 /// Remounts a bind mount read-only, keeping nosuid/nodev/noexec that may be locked
 /// (in a user namespace they cannot be cleared).
-pub fn remount_ro(target: &Path) -> Result<()> {
-    let st = nix::sys::statvfs::statvfs(target)
+pub fn remount_ro(sys: &dyn Syscall, target: &Path) -> Result<()> {
+    let f = sys
+        .statvfs_flags(target)
         .with_context(|| format!("statvfs {}", target.display()))?;
-    let f = st.flags();
     let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
     use nix::sys::statvfs::FsFlags;
     for (fs, ms) in [
@@ -44,7 +48,7 @@ pub fn remount_ro(target: &Path) -> Result<()> {
             flags |= ms;
         }
     }
-    do_mount(None, None, target, flags, None)
+    do_mount(sys, None, None, target, flags, None)
 }
 
 /// Creates `path` as a directory (with parents) if missing.

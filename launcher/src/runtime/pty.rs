@@ -18,6 +18,7 @@ use nix::sys::socket::{
 use nix::sys::termios::{self, SetArg, Termios};
 
 use super::mounts::{do_mount, ensure_file};
+use super::syscall::Syscall;
 
 /// The socket pair the container sends its pty master over.
 pub struct ConsoleSocket {
@@ -47,7 +48,7 @@ impl ConsoleSocket {
 /// In the container, after pivot_root: opens a pty in the container's devpts, sized like
 /// the launcher's terminal (still the container's stdin), binds its slave at
 /// `/dev/console`, sends the master over `socket` and returns the slave.
-pub fn open_in_container(socket: RawFd) -> Result<OwnedFd> {
+pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("opening /dev/ptmx in the container")?;
     nix::pty::unlockpt(&master).context("unlocking the container's pty")?;
@@ -64,6 +65,7 @@ pub fn open_in_container(socket: RawFd) -> Result<OwnedFd> {
     let console = Path::new("/dev/console");
     ensure_file(console)?;
     do_mount(
+        sys,
         Some(Path::new(&name)),
         None,
         console,

@@ -5,12 +5,14 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use nix::mount::MsFlags;
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
 
 use super::devices::setup_dev;
 use super::mounts::{do_mount, ensure_dir, ensure_file, remount_ro};
 use super::paths::secure_join;
 use super::spec::Volume;
+use super::syscall::Syscall;
 
 /// Paths hidden from the container (as crun masks them).
 pub const MASKED_PATHS: &[&str] = &[
@@ -50,27 +52,29 @@ pub struct RootfsPlan<'a> {
 }
 
 /// Mounts `/proc`, `/dev`, `/sys` and the volumes under the rootfs.
-pub fn prepare(plan: &RootfsPlan<'_>) -> Result<()> {
+pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan<'_>) -> Result<()> {
     let root = plan.rootfs;
     let proc_dir = secure_join(root, Path::new("/proc"))?;
     ensure_dir(&proc_dir)?;
     do_mount(
+        sys,
         Some(Path::new("proc")),
         Some("proc"),
         &proc_dir,
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         None,
     )?;
-    setup_dev(root, plan.rootless)?;
-    let sys = secure_join(root, Path::new("/sys"))?;
-    ensure_dir(&sys)?;
+    setup_dev(sys, root, plan.rootless)?;
+    let sys_dir = secure_join(root, Path::new("/sys"))?;
+    ensure_dir(&sys_dir)?;
     let sys_flags =
         MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RDONLY;
     let fresh = if !plan.rootless || plan.own_netns {
         do_mount(
+            sys,
             Some(Path::new("sysfs")),
             Some("sysfs"),
-            &sys,
+            &sys_dir,
             sys_flags,
             None,
         )
@@ -80,21 +84,22 @@ pub fn prepare(plan: &RootfsPlan<'_>) -> Result<()> {
     if fresh.is_err() {
         // A user namespace without its own netns may not mount sysfs: bind the host's.
         do_mount(
+            sys,
             Some(Path::new("/sys")),
             None,
-            &sys,
+            &sys_dir,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        remount_ro(&sys)?;
+        remount_ro(sys, &sys_dir)?;
     }
     for v in plan.volumes {
-        bind_volume(root, v)?;
+        bind_volume(sys, root, v)?;
     }
     Ok(())
 }
 
-fn bind_volume(root: &Path, v: &Volume) -> Result<()> {
+fn bind_volume(sys: &dyn Syscall, root: &Path, v: &Volume) -> Result<()> {
     let target = secure_join(root, &v.target)?;
     let is_dir = std::fs::metadata(&v.source)
         .with_context(|| format!("volume source {}", v.source.display()))?
@@ -105,6 +110,7 @@ fn bind_volume(root: &Path, v: &Volume) -> Result<()> {
         ensure_file(&target)?;
     }
     do_mount(
+        sys,
         Some(&v.source),
         None,
         &target,
@@ -112,7 +118,7 @@ fn bind_volume(root: &Path, v: &Volume) -> Result<()> {
         None,
     )?;
     if v.readonly {
-        remount_ro(&target)?;
+        remount_ro(sys, &target)?;
     }
     Ok(())
 }
@@ -120,60 +126,70 @@ fn bind_volume(root: &Path, v: &Volume) -> Result<()> {
 /// Makes `rootfs` the root: `pivot_root(".", ".")` and a lazy unmount of the old root
 /// stacked beneath (no directory needed, as runc does it). Falls back to `chroot` only
 /// where pivot_root cannot work (the rootfs on an initramfs).
-pub fn pivot(rootfs: &Path) -> Result<()> {
-    nix::unistd::chdir(rootfs).with_context(|| format!("chdir {}", rootfs.display()))?;
-    match nix::unistd::pivot_root(".", ".") {
+pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    let here = Path::new(".");
+    sys.chdir(rootfs)
+        .with_context(|| format!("chdir {}", rootfs.display()))?;
+    match sys.pivot_root(here, here) {
         Ok(()) => {
-            nix::mount::umount2(".", nix::mount::MntFlags::MNT_DETACH)
+            sys.umount2(here, MntFlags::MNT_DETACH)
                 .context("detaching the old root after pivot_root")?;
         }
-        Err(nix::errno::Errno::EINVAL) => {
-            nix::unistd::chroot(".").context("chroot into the rootfs")?;
+        Err(Errno::EINVAL) => {
+            sys.chroot(here).context("chroot into the rootfs")?;
         }
         Err(e) => return Err(e).context(format!("pivot_root into {}", rootfs.display())),
     }
-    nix::unistd::chdir("/").context("chdir / in the container")?;
+    sys.chdir(Path::new("/"))
+        .context("chdir / in the container")?;
     Ok(())
 }
 
-/// After pivoting: masks and read-only paths.
-pub fn finish() -> Result<()> {
+/// After pivoting: masks and read-only paths. `root` is `/` (the pivoted root; a
+/// test passes a directory standing for it), under which the paths are looked up.
+pub fn finish(sys: &dyn Syscall, root: &Path) -> Result<()> {
     for p in MASKED_PATHS {
-        let path = Path::new(p);
-        let Ok(md) = std::fs::metadata(path) else {
+        let path = root.join(p.trim_start_matches('/'));
+        let Ok(md) = std::fs::metadata(&path) else {
             continue;
         };
         if md.is_dir() {
             do_mount(
+                sys,
                 Some(Path::new("tmpfs")),
                 Some("tmpfs"),
-                path,
+                &path,
                 MsFlags::MS_RDONLY,
                 Some("size=0"),
             )?;
         } else {
             do_mount(
+                sys,
                 Some(Path::new("/dev/null")),
                 None,
-                path,
+                &path,
                 MsFlags::MS_BIND,
                 None,
             )?;
         }
     }
     for p in READONLY_PATHS {
-        let path = Path::new(p);
-        if std::fs::symlink_metadata(path).is_err() {
+        let path = root.join(p.trim_start_matches('/'));
+        if std::fs::symlink_metadata(&path).is_err() {
             continue;
         }
         do_mount(
-            Some(path),
+            sys,
+            Some(&path),
             None,
-            path,
+            &path,
             MsFlags::MS_BIND | MsFlags::MS_REC,
             None,
         )?;
-        remount_ro(path)?;
+        remount_ro(sys, &path)?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,6 +9,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Uid, fork};
 
 use super::sync::{Channel, Msg};
+use super::syscall::linux::LinuxSyscall;
 use super::{EXIT_STRATA_ERROR, RunSpec, init, namespaces, union};
 
 /// Entry point of the setup process (never returns). `to_parent` carries `u`, `p<pid>`
@@ -42,8 +43,9 @@ fn run(
     if nix::unistd::getppid() != launcher {
         anyhow::bail!("the launcher exited during setup");
     }
+    let sys = LinuxSyscall;
     if spec.idmap.is_some() {
-        namespaces::unshare_ns(nix::sched::CloneFlags::CLONE_NEWUSER)?;
+        namespaces::unshare_ns(&sys, nix::sched::CloneFlags::CLONE_NEWUSER)?;
         to_parent.send(&Msg::UsernsReady)?;
     }
     from_parent.expect(&Msg::Go)?;
@@ -55,7 +57,7 @@ fn run(
         nix::unistd::setresuid(root_u, root_u, root_u)
             .context("becoming uid 0 in the user namespace")?;
     }
-    namespaces::private_mount_ns()?;
+    namespaces::private_mount_ns(&sys)?;
     let mounted = union::mount_union(
         spec.driver,
         &spec.union,
@@ -63,7 +65,7 @@ fn run(
         spec.idmap.is_some(),
         true,
     )?;
-    namespaces::unshare_ns(namespaces::container_flags(spec.network))?;
+    namespaces::unshare_ns(&sys, namespaces::container_flags(spec.network))?;
     // SAFETY: single-threaded process; the child only runs the container setup and exec.
     let child = match unsafe { fork() }.context("fork of the container process")? {
         ForkResult::Child => init::container_main(spec, console),

@@ -8,6 +8,7 @@ pub mod fuse_dev;
 pub mod io;
 pub mod mount;
 pub mod process;
+pub mod uring;
 
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

@@ -11,17 +11,16 @@
 //! queue is idle.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Instant;
-
-use io_uring::{IoUring, cqueue, opcode, squeue, types};
 
 use super::abi::{self, CmdReq, EntInOut, InHeader, OutHeader, read};
 use super::answer::Outcome;
 use super::dispatch::{Access, dispatch};
 use super::tally::Tallies;
 use crate::fuse::OverlayFs;
+use crate::sys::uring::Ring;
 
 /// Threads serving each CPU's queue: requests one queue serves at once (a CPU's
 /// callers, and the kernel's readahead and writeback on their behalf).
@@ -35,7 +34,7 @@ pub const ENTRIES_PER_THREAD: usize = 1;
 /// cannot serve).
 pub struct Queue {
     qid: u16,
-    ring: IoUring<squeue::Entry128, cqueue::Entry>,
+    ring: Ring,
 }
 
 /// Sets up `per_queue` io_urings for each of `queues` queues.
@@ -43,9 +42,7 @@ pub fn prepare(queues: usize, per_queue: usize, depth: usize) -> io::Result<Vec<
     let mut out = Vec::with_capacity(queues * per_queue);
     for q in 0..queues {
         for _ in 0..per_queue {
-            let ring = IoUring::<squeue::Entry128, cqueue::Entry>::builder()
-                .setup_cqsize(2 * (depth as u32 + 1))
-                .build(2 * depth as u32)?;
+            let ring = Ring::new(2 * depth as u32, 2 * (depth as u32 + 1))?;
             out.push(Queue {
                 qid: q as u16,
                 ring,
@@ -66,48 +63,9 @@ pub struct Shared {
     pub tallies: Arc<Tallies>,
 }
 
-/// One registered entry: its buffers, which the kernel writes between a command's
-/// submission and its completion (so only raw pointers are kept across).
-struct Entry {
-    header: Box<[u8]>,
-    payload: Box<[u8]>,
-    iov: [libc::iovec; 2],
-}
-
-impl Entry {
-    fn new(payload_size: usize) -> Box<Entry> {
-        let mut e = Box::new(Entry {
-            header: vec![0u8; abi::HEADER_SIZE].into_boxed_slice(),
-            // Zeroed pages are only faulted in as requests use them.
-            payload: vec![0u8; payload_size].into_boxed_slice(),
-            iov: [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; 2],
-        });
-        e.iov = [
-            libc::iovec {
-                iov_base: e.header.as_mut_ptr().cast(),
-                iov_len: e.header.len(),
-            },
-            libc::iovec {
-                iov_base: e.payload.as_mut_ptr().cast(),
-                iov_len: e.payload.len(),
-            },
-        ];
-        e
-    }
-}
-
-/// A FUSE io_uring command on `device` for entry `idx` of queue `qid`.
-fn command(
-    device: i32,
-    qid: u16,
-    op: u32,
-    commit_id: u64,
-    idx: usize,
-    iov: Option<u64>,
-) -> squeue::Entry128 {
+/// The 80-byte FUSE io_uring command naming queue `qid` and, for a commit, the
+/// request answered.
+fn command(qid: u16, commit_id: u64) -> [u8; 80] {
     let req = CmdReq {
         qid,
         commit_id,
@@ -115,75 +73,48 @@ fn command(
     };
     let mut cmd = [0u8; 80];
     cmd[..std::mem::size_of::<CmdReq>()].copy_from_slice(abi::bytes(&req));
-    let mut sqe = opcode::UringCmd80::new(types::Fd(device), op)
-        .cmd(cmd)
-        .addr(iov)
-        .build()
-        .user_data(idx as u64);
-    if iov.is_some() {
-        // The iovec count goes in the SQE's `len` (offset 24), which io-uring 0.7's
-        // UringCmd80 has no setter for.
-        // SAFETY: an Entry128 is a 128-byte io_uring_sqe; bytes 24..28 are its u32 `len`.
-        unsafe {
-            let p = (&mut sqe as *mut squeue::Entry128).cast::<u8>().add(24);
-            p.cast::<u32>().write_unaligned(2);
-        }
-    }
-    sqe
+    cmd
 }
 
 /// Serves queue `q` until the mount goes. Runs on its own thread.
-pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
+pub fn serve(q: Queue, shared: &Shared) -> io::Result<()> {
     pin_to_cpu(usize::from(q.qid));
     let tally = shared.tallies.register();
-    let dev = shared.device.as_raw_fd();
-    let mut entries: Vec<Box<Entry>> = (0..shared.depth)
-        .map(|_| Entry::new(shared.payload_size))
-        .collect();
-    for (i, e) in entries.iter().enumerate() {
-        let iov = e.iov.as_ptr() as u64;
-        let sqe = command(dev, q.qid, abi::URING_CMD_REGISTER, 0, i, Some(iov));
-        // SAFETY: the entry's buffers and iovecs live (boxed, never moved) as long as
-        // this function, which outlives every command on them (it returns only once
-        // the kernel completed them all, or the process ends).
-        unsafe { q.ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+    let dev = shared.device.as_fd();
+    // The ring owns the entries' buffers and keeps them alive while the kernel may
+    // write them (`sys::uring`).
+    let mut ring = q
+        .ring
+        .with_entries(shared.depth, abi::HEADER_SIZE, shared.payload_size);
+    for i in 0..ring.entries() {
+        ring.push_with_buffers(dev, abi::URING_CMD_REGISTER, command(q.qid, 0), i)?;
     }
     // Names and small arguments are copied here before the reply overwrites them.
     let mut scratch: Vec<u8> = Vec::with_capacity(2 * 4096 + 64 * 1024);
-    let mut live = shared.depth;
+    let mut live = ring.entries();
     let mut done_cqes: Vec<(usize, i32)> = Vec::with_capacity(2 * shared.depth);
     while live > 0 {
-        match q.ring.submit_and_wait(1) {
+        match ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => continue,
             Err(e) => return Err(e),
         }
         done_cqes.clear();
-        done_cqes.extend(
-            q.ring
-                .completion()
-                .map(|c| (c.user_data() as usize, c.result())),
-        );
+        ring.reap(&mut done_cqes);
         for &(idx, res) in &done_cqes {
-            let Some(e) = entries.get_mut(idx) else {
-                continue;
-            };
-            let sqe = if res < 0 {
+            if res < 0 {
                 match -res {
                     // The mount went away (unmounted, or aborted): this entry is done.
                     libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED | libc::ENODEV => {
                         live -= 1;
-                        continue;
                     }
                     // Not taken: arm the entry again.
-                    libc::EAGAIN | libc::EINTR => command(
+                    libc::EAGAIN | libc::EINTR => ring.push_with_buffers(
                         dev,
-                        q.qid,
                         abi::URING_CMD_REGISTER,
-                        0,
+                        command(q.qid, 0),
                         idx,
-                        Some(e.iov.as_ptr() as u64),
-                    ),
+                    )?,
                     err => {
                         return Err(io::Error::other(format!(
                             "queue {}: {}",
@@ -192,48 +123,52 @@ pub fn serve(mut q: Queue, shared: &Shared) -> io::Result<()> {
                         )));
                     }
                 }
-            } else {
-                let started = Instant::now();
-                let (commit_id, opcode) = answer(e, shared, &mut scratch);
-                tally.add(opcode, started.elapsed());
-                command(
-                    dev,
-                    q.qid,
-                    abi::URING_CMD_COMMIT_AND_FETCH,
-                    commit_id,
-                    idx,
-                    None,
-                )
+                continue;
+            }
+            let Some((header, payload)) = ring.buffers(idx) else {
+                continue;
             };
-            // SAFETY: as for REGISTER above.
-            unsafe { q.ring.submission().push(&sqe) }.map_err(io::Error::other)?;
+            let started = Instant::now();
+            let (commit_id, opcode) = answer(header, payload, shared, &mut scratch);
+            tally.add(opcode, started.elapsed());
+            ring.push_on_registered(
+                dev,
+                abi::URING_CMD_COMMIT_AND_FETCH,
+                command(q.qid, commit_id),
+                idx,
+            )?;
         }
     }
     Ok(())
 }
 
-/// Serves the request the kernel put in `e`; its reply goes in `e`. Returns the id the
-/// commit names and the request's opcode.
-fn answer(e: &mut Entry, shared: &Shared, scratch: &mut Vec<u8>) -> (u64, u32) {
-    let (head, rest) = e.header.split_at_mut(abi::HEADER_IN_OUT);
+/// Serves the request the kernel put in an entry's `header` and `payload`; its reply
+/// goes in them. Returns the id the commit names and the request's opcode.
+fn answer(
+    header: &mut [u8],
+    payload: &mut [u8],
+    shared: &Shared,
+    scratch: &mut Vec<u8>,
+) -> (u64, u32) {
+    let (head, rest) = header.split_at_mut(abi::HEADER_IN_OUT);
     let (op_in, ent) = rest.split_at_mut(abi::HEADER_OP_IN);
     let h: InHeader = read(head).unwrap_or_default();
     let ent_io: EntInOut = read(ent).unwrap_or_default();
-    let used = (ent_io.payload_sz as usize).min(e.payload.len());
+    let used = (ent_io.payload_sz as usize).min(payload.len());
     let mut done = Outcome::default();
     match h.opcode {
         // Big inputs with (at most) an 8-byte reply: read in place, reply aside.
         abi::WRITE | abi::SETXATTR => {
             let mut small = [0u8; 16];
-            let (input, out) = (&e.payload[..used], &mut small[..]);
+            let (input, out) = (&payload[..used], &mut small[..]);
             dispatch(&shared.fs, shared.access, &h, op_in, input, out, &mut done);
             let n = done.len.min(small.len());
-            e.payload[..n].copy_from_slice(&small[..n]);
+            payload[..n].copy_from_slice(&small[..n]);
         }
         _ => {
             scratch.clear();
-            scratch.extend_from_slice(&e.payload[..used]);
-            let out = &mut e.payload[..];
+            scratch.extend_from_slice(&payload[..used]);
+            let out = &mut payload[..];
             dispatch(
                 &shared.fs,
                 shared.access,
