@@ -45,6 +45,9 @@ impl ExtractOptions {
 
 use ovlformat::whiteout::{OPAQUE_TRUSTED, OPAQUE_USER, OPAQUE_YES};
 
+/// Names aufs kept its own metadata under (the opaque marker aside).
+const AUFS_META: &str = ".wh..wh.";
+
 /// Owner and mode a rootless extraction could not apply, as containers/storage and
 /// fuse-overlayfs record them: `UID:GID:0MODE[:TYPE]`.
 const OVERRIDE_STAT: &str = ovlformat::override_stat::CONTAINERS_RECORD;
@@ -74,13 +77,21 @@ impl Extractor<'_> {
     }
 
     /// Makes sure every ancestor of `rel` is a real directory inside dest (creating
-    /// missing ones), refusing to go beneath a symlink or a non-directory.
-    fn prepare_parents(&self, rel: &Path) -> Result<(), StoreError> {
+    /// missing ones if `create`, else refusing them), refusing to go beneath a symlink,
+    /// a non-directory or a whiteout name (`.wh.*` is reserved for whiteouts by the OCI
+    /// spec, and a layer dir written without mknod holds its whiteouts under such names).
+    fn prepare_parents(&self, rel: &Path, create: bool) -> Result<(), StoreError> {
         let mut cur = self.dest.to_path_buf();
         let Some(parent) = rel.parent() else {
             return Ok(());
         };
         for c in parent.components() {
+            if c.as_os_str()
+                .as_bytes()
+                .starts_with(ovlformat::whiteout::WH_PREFIX.as_bytes())
+            {
+                return Err(self.unsafe_entry(rel, "lies beneath a whiteout name"));
+            }
             cur.push(c);
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => {}
@@ -88,6 +99,9 @@ impl Extractor<'_> {
                     return Err(self.unsafe_entry(rel, "lies beneath a symlink"));
                 }
                 Ok(_) => return Err(self.unsafe_entry(rel, "lies beneath a non-directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !create => {
+                    return Err(self.unsafe_entry(rel, "lies beneath a missing directory"));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&cur).ctx("create dir", &cur)?;
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
@@ -227,16 +241,24 @@ impl Extractor<'_> {
         if rel.as_os_str().is_empty() {
             return Ok(()); // "./": the layer root itself
         }
-        self.prepare_parents(&rel)?;
+        self.prepare_parents(&rel, true)?;
         let path = self.dest.join(&rel);
         let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
         if ovlformat::whiteout::is_opaque_marker(name) {
             let dir = path.parent().unwrap_or(self.dest);
             return self.set_opaque(dir);
         }
+        if name.starts_with(AUFS_META.as_bytes()) {
+            // aufs metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): skipped, as docker does.
+            log::debug!("{}: aufs metadata entry skipped", rel.display());
+            return Ok(());
+        }
         if let Some(hidden) = ovlformat::whiteout::whited_out(name) {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(self.unsafe_entry(&rel, "whiteout of an invalid name"));
+                return Err(self.unsafe_entry(
+                    &rel,
+                    "whiteout of an invalid name (the directory itself or its parent)",
+                ));
             }
             let target = path.with_file_name(OsStr::from_bytes(hidden));
             return self.whiteout(&target, &path);
@@ -316,8 +338,11 @@ impl Extractor<'_> {
                 if trel.as_os_str().is_empty() {
                     return Err(self.unsafe_entry(&rel, "hard link to the layer root"));
                 }
-                self.prepare_parents(&trel).map_err(|_| {
-                    self.unsafe_entry(&rel, "hard link target lies beneath a symlink")
+                self.prepare_parents(&trel, false).map_err(|e| match e {
+                    StoreError::UnsafeEntry { reason, .. } => {
+                        self.unsafe_entry(&rel, format!("hard link target {reason}"))
+                    }
+                    other => other,
                 })?;
                 let tpath = self.dest.join(&trel);
                 match fs::symlink_metadata(&tpath) {
