@@ -138,9 +138,50 @@ impl Store {
         &self.root
     }
 
-    /// Takes the writer lock (blocking until other writers are done).
+    /// Takes the writer lock (blocking until other writers are done), then removes
+    /// what writers killed mid-operation left (see [`Store::remove_stale_temp`]).
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
-        StoreLock::acquire(&self.root.join("lock"))
+        let lock = StoreLock::acquire(&self.root.join("lock"))?;
+        self.remove_stale_temp();
+        Ok(lock)
+    }
+
+    /// Removes the staging a killed writer left: `tmp/*` but `tmp/downloads` (work
+    /// dirs of imports, commits and container creation, `rm-*` and `prune-*` trash)
+    /// and `.tmp-*` files (atomic writes, spooled blobs) in `blobs/sha256`, `images`
+    /// and the root. Every writer makes these only while holding the lock, so once the
+    /// caller holds it none of them is in use. `tmp/downloads` holds partial
+    /// downloads, fetched without the lock and resumed by the next pull; `prune`
+    /// removes those. Failures are logged, not returned: leftovers only cost space.
+    fn remove_stale_temp(&self) {
+        let tmp = self.root.join("tmp");
+        for p in fsutil::list_dir(&tmp).unwrap_or_default() {
+            if p.file_name().is_some_and(|n| n == "downloads") {
+                continue;
+            }
+            log::debug!("removing {} (left by a killed writer)", p.display());
+            if let Err(e) = fsutil::remove_tree(&p) {
+                log::warn!("stale temp not removed: {e}");
+            }
+        }
+        for dir in [
+            self.root.join("blobs/sha256"),
+            self.root.join("images"),
+            self.root.clone(),
+        ] {
+            for p in fsutil::list_dir(&dir).unwrap_or_default() {
+                let stale = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".tmp-"));
+                if stale && p.is_file() {
+                    log::debug!("removing {} (left by a killed writer)", p.display());
+                    if let Err(e) = fs::remove_file(&p) {
+                        log::warn!("stale temp {} not removed: {e}", p.display());
+                    }
+                }
+            }
+        }
     }
 
     /// Path of a blob by `sha256:` digest.
