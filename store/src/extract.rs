@@ -428,3 +428,109 @@ pub fn extract_layer<R: Read>(
     }
     ex.finish_dirs()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of `(name, type, link target)` entries, regular files holding "x".
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            let data: &[u8] = if *kind == tar::EntryType::Regular {
+                b"x"
+            } else {
+                b""
+            };
+            h.set_size(data.len() as u64);
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, data).unwrap_or_else(|e| panic!("{e}"));
+        }
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn extract(
+        entries: &[(&str, tar::EntryType, &str)],
+    ) -> (tempfile::TempDir, Result<(), String>) {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dest = t.path().join("layer");
+        fs::create_dir(&dest).unwrap_or_else(|e| panic!("{e}"));
+        let opts = ExtractOptions { as_root: false };
+        let r = extract_layer(&tar_of(entries)[..], &dest, "test", opts).map_err(|e| e.to_string());
+        (t, r)
+    }
+
+    #[test]
+    fn climbing_whiteouts_and_names_beneath_whiteouts_refused() {
+        use tar::EntryType::{Directory, Regular};
+        for (entries, needle) in [
+            (
+                vec![(".wh..", Regular, "")],
+                "\".wh..\": whiteout of an invalid name",
+            ),
+            (
+                vec![(".wh...", Regular, "")],
+                "\".wh...\": whiteout of an invalid name",
+            ),
+            (
+                vec![("d/", Directory, ""), ("d/.wh...", Regular, "")],
+                "\"d/.wh...\": whiteout of an invalid name",
+            ),
+            (
+                vec![(".wh.../x", Regular, "")],
+                "\".wh.../x\": lies beneath a whiteout name",
+            ),
+        ] {
+            let (t, r) = extract(&entries);
+            let err = r.err().unwrap_or_else(|| panic!("{entries:?} extracted"));
+            assert!(err.contains(needle), "{err} should say {needle}");
+            assert!(!t.path().join("x").exists());
+        }
+    }
+
+    #[test]
+    fn hard_links_through_symlinks_or_to_missing_dirs_refused() {
+        use tar::EntryType::{Link, Symlink};
+        let (t, r) = extract(&[("s", Symlink, "/etc"), ("h", Link, "s/passwd")]);
+        let err = r.err().unwrap_or_default();
+        assert!(
+            err.contains("hard link target lies beneath a symlink"),
+            "{err}"
+        );
+        assert!(!t.path().join("layer/h").exists());
+        let (t, r) = extract(&[("h", Link, "a/b/c")]);
+        let err = r.err().unwrap_or_default();
+        assert!(
+            err.contains("hard link target lies beneath a missing directory"),
+            "{err}"
+        );
+        assert!(
+            !t.path().join("layer/a").exists(),
+            "target dirs made on the way"
+        );
+    }
+
+    #[test]
+    fn aufs_metadata_skipped_dir_over_symlink_is_real() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let (t, r) = extract(&[
+            (".wh..wh.aufs", Regular, ""),
+            ("d", Symlink, "/tmp"),
+            ("d/", Directory, ""),
+            ("d/f", Regular, ""),
+        ]);
+        r.unwrap_or_else(|e| panic!("{e}"));
+        let layer = t.path().join("layer");
+        assert!(!layer.join(".wh..wh.aufs").exists());
+        assert!(!layer.join(".wh.aufs").exists());
+        let m = fs::symlink_metadata(layer.join("d")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.is_dir());
+        assert!(layer.join("d/f").is_file());
+    }
+}
