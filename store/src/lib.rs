@@ -9,8 +9,9 @@
 //! * `tags.json` — `NAME:TAG` → image id
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
 //! * `distribution/` — which registry blobs are which layers ([`distribution`])
-//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations and
-//!   partial downloads (`tmp/downloads/`)
+//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations (what a
+//!   killed writer left is removed by the next one to take the lock) and partial
+//!   downloads (`tmp/downloads/`, resumed by the next pull)
 
 #![forbid(unsafe_code)]
 
