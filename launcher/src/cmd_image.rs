@@ -14,7 +14,8 @@ use store::tarwrite::TreeKind;
 /// `strata image` subcommands.
 #[derive(Subcommand)]
 pub enum ImageCommand {
-    /// Import a docker-archive tar, an OCI layout dir or an oci-archive tar.
+    /// Import a docker-archive tar, an OCI layout dir or an oci-archive tar. A layer
+    /// expanding past $STRATA_MAX_LAYER_SIZE (default 64G; 0: no limit) is refused.
     Import {
         /// The archive or layout.
         path: PathBuf,

@@ -6,6 +6,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -94,6 +95,12 @@ pub async fn fetch(
     let hex = hex_of(&blob.digest, target)?;
     let done = dir.join(&hex);
     let partial = dir.join(format!("{hex}.partial"));
+    if done.is_file() {
+        // A pull killed before it registered the blob downloaded it (verified before
+        // the rename): no partial file is made for it.
+        bar.finish("done (downloaded before)");
+        return Ok(done);
+    }
     let mut f = OpenOptions::new()
         .read(true)
         .write(true)
@@ -104,6 +111,15 @@ pub async fn fetch(
     lock(&f, &partial).await?;
     if done.exists() {
         // Another pull finished it while we waited (it verified it before renaming).
+        // The partial file opened above is ours to remove unless a later pull has made
+        // a new one at that name meanwhile.
+        let ours = f.metadata().map(|m| (m.dev(), m.ino())).ok();
+        let there = std::fs::symlink_metadata(&partial)
+            .map(|m| (m.dev(), m.ino()))
+            .ok();
+        if ours.is_some() && ours == there {
+            let _ = std::fs::remove_file(&partial);
+        }
         bar.finish("done (fetched by another pull)");
         return Ok(done);
     }

@@ -12,7 +12,7 @@ use oci_client::manifest::{
     OCI_IMAGE_MEDIA_TYPE,
 };
 use oci_client::{Reference, RegistryOperation};
-use oci_spec::image::{ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde_json::Value;
 use store::digest::{chain_ids, sha256_digest};
 use store::import::{ImageSource, LayerSource, register};
@@ -74,6 +74,67 @@ fn is_index(bytes: &[u8], target: &str) -> Result<bool, RegistryError> {
     Ok(media == OCI_IMAGE_INDEX_MEDIA_TYPE
         || media == IMAGE_MANIFEST_LIST_MEDIA_TYPE
         || (media.is_empty() && v.get("manifests").is_some()))
+}
+
+/// What a manifest response holds.
+#[derive(Debug)]
+pub enum Served {
+    /// An image manifest.
+    Manifest(Box<ImageManifest>),
+    /// A manifest list or OCI index: its entry for the wanted platform, to fetch next.
+    Index(Box<Descriptor>),
+}
+
+/// Reads a registry's manifest response `bytes` (whose digest is `digest`) for
+/// `target`: an image manifest, or the entry of a list/index for `want`. Refuses
+/// schema 1, bad JSON and lists without an entry for `want`, naming the cause. No
+/// I/O: the pull's reading of what a registry serves, which the fuzz target drives.
+pub fn read_manifest(
+    bytes: &[u8],
+    digest: &str,
+    target: &str,
+    want: &Platform,
+) -> Result<Served, RegistryError> {
+    if is_index(bytes, target)? {
+        let index = ImageIndex::from_reader(bytes).map_err(|e| RegistryError::Protocol {
+            target: target.to_string(),
+            detail: format!("bad manifest list: {e}"),
+        })?;
+        let d = platform::choose(&index, want).map_err(|detail| RegistryError::NotFound {
+            target: target.to_string(),
+            detail,
+        })?;
+        return Ok(Served::Index(Box::new(d.clone())));
+    }
+    let manifest = ImageManifest::from_reader(bytes).map_err(|e| RegistryError::Protocol {
+        target: target.to_string(),
+        detail: format!("bad image manifest {digest}: {e}"),
+    })?;
+    Ok(Served::Manifest(Box::new(manifest)))
+}
+
+/// Reads the config a registry served for `manifest`: its diffIDs, one per layer of
+/// the manifest, and (with `platform`) that it is for that platform. No I/O, like
+/// [`read_manifest`].
+pub fn read_config(
+    manifest: &ImageManifest,
+    config: &[u8],
+    platform: Option<&Platform>,
+    target: &str,
+) -> Result<Vec<String>, RegistryError> {
+    check_platform(config, platform, target)?;
+    let diff_ids = diff_ids(config, target)?;
+    if diff_ids.len() != manifest.layers().len() {
+        return Err(RegistryError::Protocol {
+            target: target.to_string(),
+            detail: format!(
+                "the config lists {} layers, the manifest {}",
+                diff_ids.len(),
+                manifest.layers().len()
+            ),
+        });
+    }
+    Ok(diff_ids)
 }
 
 /// Fetches the manifest `r` names, checking it against the digest in `r` if any.
@@ -152,48 +213,34 @@ async fn pull_async(
             .await?;
     }
     let (mut bytes, mut digest) = manifest_bytes(&conn, r, target).await?;
-    if is_index(&bytes, target)? {
-        let index = ImageIndex::from_reader(&bytes[..]).map_err(|e| RegistryError::Protocol {
-            target: target.to_string(),
-            detail: format!("bad manifest list: {e}"),
-        })?;
-        let want = opts.platform.clone().unwrap_or_else(Platform::host);
-        let d = platform::choose(&index, &want).map_err(|detail| RegistryError::NotFound {
-            target: target.to_string(),
-            detail,
-        })?;
-        let child = r.clone_with_digest(d.digest().to_string());
-        (bytes, digest) = manifest_bytes(&conn, &child, target).await?;
-        if is_index(&bytes, target)? {
-            return Err(RegistryError::Protocol {
-                target: target.to_string(),
-                detail: format!("manifest list entry {} is itself a list", d.digest()),
-            });
+    let want = opts.platform.clone().unwrap_or_else(Platform::host);
+    let manifest = match read_manifest(&bytes, &digest, target, &want)? {
+        Served::Manifest(m) => {
+            if let Some(want) = &opts.platform {
+                log::info!(
+                    "{target} is a single-platform image; --platform {want} checked against its config"
+                );
+            }
+            m
         }
-    } else if let Some(want) = &opts.platform {
-        log::info!(
-            "{target} is a single-platform image; --platform {want} checked against its config"
-        );
-    }
-    let manifest = ImageManifest::from_reader(&bytes[..]).map_err(|e| RegistryError::Protocol {
-        target: target.to_string(),
-        detail: format!("bad image manifest {digest}: {e}"),
-    })?;
+        Served::Index(d) => {
+            let child = r.clone_with_digest(d.digest().to_string());
+            (bytes, digest) = manifest_bytes(&conn, &child, target).await?;
+            match read_manifest(&bytes, &digest, target, &want)? {
+                Served::Manifest(m) => m,
+                Served::Index(_) => {
+                    return Err(RegistryError::Protocol {
+                        target: target.to_string(),
+                        detail: format!("manifest list entry {} is itself a list", d.digest()),
+                    });
+                }
+            }
+        }
+    };
     let cfg = manifest.config();
     progress.line(&format!("Copying config {}", short(cfg.digest().as_ref())));
     let config = small_blob(&conn, r, cfg.digest().as_ref(), cfg.size(), target).await?;
-    check_platform(&config, opts.platform.as_ref(), target)?;
-    let diff_ids = diff_ids(&config, target)?;
-    if diff_ids.len() != manifest.layers().len() {
-        return Err(RegistryError::Protocol {
-            target: target.to_string(),
-            detail: format!(
-                "the config lists {} layers, the manifest {}",
-                diff_ids.len(),
-                manifest.layers().len()
-            ),
-        });
-    }
+    let diff_ids = read_config(&manifest, &config, opts.platform.as_ref(), target)?;
     let chains = chain_ids(&diff_ids);
     let dir = downloads_dir(store)?;
 

@@ -7,7 +7,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{IoContext, StoreError};
+use crate::error::StoreError;
 use crate::layer_tree::{DirRef, LayerDir, Lowers, Node};
 use crate::tarwrite::write_merged;
 use crate::upper_walk::{UpperVisitor, walk_upper};
@@ -175,24 +175,14 @@ impl Store {
         write_merged(&c.upper, &lowers, out)
     }
 
-    /// Writes the container's flattened rootfs to the file `out` (temp name in the
-    /// same dir, renamed into place when complete).
+    /// Writes the container's flattened rootfs to the file `out`, which appears only
+    /// when complete ([`crate::fsutil::OutputFile`]).
     pub fn export_container_to_file(&self, c: &Container, out: &Path) -> Result<(), StoreError> {
-        let dir = out
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new()
-            .prefix(".strata-export-")
-            .tempfile_in(dir)
-            .ctx("create temp file in", dir)?;
-        let w = self.export_container(c, std::io::BufWriter::new(tmp.as_file()))?;
+        let pending = crate::fsutil::OutputFile::create(out)?;
+        let w = self.export_container(c, std::io::BufWriter::new(pending.file()))?;
         w.into_inner()
             .map_err(|e| StoreError::io("write", out, e.into_error()))?;
-        tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
-        tmp.persist(out)
-            .map_err(|e| StoreError::io("rename into", out, e.error))?;
-        Ok(())
+        pending.persist()
     }
 }
 

@@ -1,5 +1,5 @@
 //! `strata image export`: an image from the store as an oci-archive or a
-//! docker-archive tar (written to a temp name, renamed into place).
+//! docker-archive tar (an unnamed file named only when complete).
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -117,7 +117,7 @@ fn write_docker<W: Write>(
     add_bytes(b, "manifest.json", &bytes).ctx("archive", &cfg_path)
 }
 
-/// Writes `image` to `out` in `format`.
+/// Writes `image` to `out` in `format`; `out` appears only when complete.
 pub fn export_image(
     store: &Store,
     image: &str,
@@ -125,15 +125,8 @@ pub fn export_image(
     out: &Path,
 ) -> Result<(), StoreError> {
     let img = store.resolve_image(image)?;
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = tempfile::Builder::new()
-        .prefix(".strata-export-")
-        .tempfile_in(dir)
-        .ctx("create temp file in", dir)?;
-    let mut b = tar::Builder::new(BufWriter::new(tmp.as_file()));
+    let pending = crate::fsutil::OutputFile::create(out)?;
+    let mut b = tar::Builder::new(BufWriter::new(pending.file()));
     match format {
         ArchiveFormat::OciArchive => write_oci(store, &img, &mut b)?,
         ArchiveFormat::DockerArchive => write_docker(store, &img, &mut b)?,
@@ -141,8 +134,6 @@ pub fn export_image(
     let w = b.into_inner().ctx("finish", out)?;
     w.into_inner()
         .map_err(|e| StoreError::io("write", out, e.into_error()))?;
-    tmp.as_file().sync_all().ctx("fsync", tmp.path())?;
-    tmp.persist(out)
-        .map_err(|e| StoreError::io("rename into", out, e.error))?;
+    pending.persist()?;
     Ok(())
 }

@@ -45,6 +45,9 @@ impl ExtractOptions {
 
 use ovlformat::whiteout::{OPAQUE_TRUSTED, OPAQUE_USER, OPAQUE_YES};
 
+/// Names aufs kept its own metadata under (the opaque marker aside).
+const AUFS_META: &str = ".wh..wh.";
+
 /// Owner and mode a rootless extraction could not apply, as containers/storage and
 /// fuse-overlayfs record them: `UID:GID:0MODE[:TYPE]`.
 const OVERRIDE_STAT: &str = ovlformat::override_stat::CONTAINERS_RECORD;
@@ -74,13 +77,21 @@ impl Extractor<'_> {
     }
 
     /// Makes sure every ancestor of `rel` is a real directory inside dest (creating
-    /// missing ones), refusing to go beneath a symlink or a non-directory.
-    fn prepare_parents(&self, rel: &Path) -> Result<(), StoreError> {
+    /// missing ones if `create`, else refusing them), refusing to go beneath a symlink,
+    /// a non-directory or a whiteout name (`.wh.*` is reserved for whiteouts by the OCI
+    /// spec, and a layer dir written without mknod holds its whiteouts under such names).
+    fn prepare_parents(&self, rel: &Path, create: bool) -> Result<(), StoreError> {
         let mut cur = self.dest.to_path_buf();
         let Some(parent) = rel.parent() else {
             return Ok(());
         };
         for c in parent.components() {
+            if c.as_os_str()
+                .as_bytes()
+                .starts_with(ovlformat::whiteout::WH_PREFIX.as_bytes())
+            {
+                return Err(self.unsafe_entry(rel, "lies beneath a whiteout name"));
+            }
             cur.push(c);
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => {}
@@ -88,6 +99,9 @@ impl Extractor<'_> {
                     return Err(self.unsafe_entry(rel, "lies beneath a symlink"));
                 }
                 Ok(_) => return Err(self.unsafe_entry(rel, "lies beneath a non-directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && !create => {
+                    return Err(self.unsafe_entry(rel, "lies beneath a missing directory"));
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
                     fs::create_dir(&cur).ctx("create dir", &cur)?;
                     fs::set_permissions(&cur, fs::Permissions::from_mode(0o755))
@@ -227,16 +241,24 @@ impl Extractor<'_> {
         if rel.as_os_str().is_empty() {
             return Ok(()); // "./": the layer root itself
         }
-        self.prepare_parents(&rel)?;
+        self.prepare_parents(&rel, true)?;
         let path = self.dest.join(&rel);
         let name = rel.file_name().map(OsStr::as_bytes).unwrap_or_default();
         if ovlformat::whiteout::is_opaque_marker(name) {
             let dir = path.parent().unwrap_or(self.dest);
             return self.set_opaque(dir);
         }
+        if name.starts_with(AUFS_META.as_bytes()) {
+            // aufs metadata (`.wh..wh.plnk`, `.wh..wh.aufs`): skipped, as docker does.
+            log::debug!("{}: aufs metadata entry skipped", rel.display());
+            return Ok(());
+        }
         if let Some(hidden) = ovlformat::whiteout::whited_out(name) {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
-                return Err(self.unsafe_entry(&rel, "whiteout of an invalid name"));
+                return Err(self.unsafe_entry(
+                    &rel,
+                    "whiteout of an invalid name (the directory itself or its parent)",
+                ));
             }
             let target = path.with_file_name(OsStr::from_bytes(hidden));
             return self.whiteout(&target, &path);
@@ -316,8 +338,11 @@ impl Extractor<'_> {
                 if trel.as_os_str().is_empty() {
                     return Err(self.unsafe_entry(&rel, "hard link to the layer root"));
                 }
-                self.prepare_parents(&trel).map_err(|_| {
-                    self.unsafe_entry(&rel, "hard link target lies beneath a symlink")
+                self.prepare_parents(&trel, false).map_err(|e| match e {
+                    StoreError::UnsafeEntry { reason, .. } => {
+                        self.unsafe_entry(&rel, format!("hard link target {reason}"))
+                    }
+                    other => other,
                 })?;
                 let tpath = self.dest.join(&trel);
                 match fs::symlink_metadata(&tpath) {
@@ -402,4 +427,110 @@ pub fn extract_layer<R: Read>(
         ex.entry(entry)?;
     }
     ex.finish_dirs()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tar of `(name, type, link target)` entries, regular files holding "x".
+    fn tar_of(entries: &[(&str, tar::EntryType, &str)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_mode(0o644);
+            let data: &[u8] = if *kind == tar::EntryType::Regular {
+                b"x"
+            } else {
+                b""
+            };
+            h.set_size(data.len() as u64);
+            let old = h.as_old_mut();
+            old.name[..name.len()].copy_from_slice(name.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            h.set_cksum();
+            b.append(&h, data).unwrap_or_else(|e| panic!("{e}"));
+        }
+        b.into_inner().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn extract(
+        entries: &[(&str, tar::EntryType, &str)],
+    ) -> (tempfile::TempDir, Result<(), String>) {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dest = t.path().join("layer");
+        fs::create_dir(&dest).unwrap_or_else(|e| panic!("{e}"));
+        let opts = ExtractOptions { as_root: false };
+        let r = extract_layer(&tar_of(entries)[..], &dest, "test", opts).map_err(|e| e.to_string());
+        (t, r)
+    }
+
+    #[test]
+    fn climbing_whiteouts_and_names_beneath_whiteouts_refused() {
+        use tar::EntryType::{Directory, Regular};
+        for (entries, needle) in [
+            (
+                vec![(".wh..", Regular, "")],
+                "\".wh..\": whiteout of an invalid name",
+            ),
+            (
+                vec![(".wh...", Regular, "")],
+                "\".wh...\": whiteout of an invalid name",
+            ),
+            (
+                vec![("d/", Directory, ""), ("d/.wh...", Regular, "")],
+                "\"d/.wh...\": whiteout of an invalid name",
+            ),
+            (
+                vec![(".wh.../x", Regular, "")],
+                "\".wh.../x\": lies beneath a whiteout name",
+            ),
+        ] {
+            let (t, r) = extract(&entries);
+            let err = r.err().unwrap_or_else(|| panic!("{entries:?} extracted"));
+            assert!(err.contains(needle), "{err} should say {needle}");
+            assert!(!t.path().join("x").exists());
+        }
+    }
+
+    #[test]
+    fn hard_links_through_symlinks_or_to_missing_dirs_refused() {
+        use tar::EntryType::{Link, Symlink};
+        let (t, r) = extract(&[("s", Symlink, "/etc"), ("h", Link, "s/passwd")]);
+        let err = r.err().unwrap_or_default();
+        assert!(
+            err.contains("hard link target lies beneath a symlink"),
+            "{err}"
+        );
+        assert!(!t.path().join("layer/h").exists());
+        let (t, r) = extract(&[("h", Link, "a/b/c")]);
+        let err = r.err().unwrap_or_default();
+        assert!(
+            err.contains("hard link target lies beneath a missing directory"),
+            "{err}"
+        );
+        assert!(
+            !t.path().join("layer/a").exists(),
+            "target dirs made on the way"
+        );
+    }
+
+    #[test]
+    fn aufs_metadata_skipped_dir_over_symlink_is_real() {
+        use tar::EntryType::{Directory, Regular, Symlink};
+        let (t, r) = extract(&[
+            (".wh..wh.aufs", Regular, ""),
+            ("d", Symlink, "/tmp"),
+            ("d/", Directory, ""),
+            ("d/f", Regular, ""),
+        ]);
+        r.unwrap_or_else(|e| panic!("{e}"));
+        let layer = t.path().join("layer");
+        assert!(!layer.join(".wh..wh.aufs").exists());
+        assert!(!layer.join(".wh.aufs").exists());
+        let m = fs::symlink_metadata(layer.join("d")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.is_dir());
+        assert!(layer.join("d/f").is_file());
+    }
 }

@@ -136,3 +136,138 @@ pub fn sanitize(name: &[u8]) -> Result<PathBuf, String> {
     }
     Ok(out)
 }
+
+/// A file being written for `dest` that no one sees until [`OutputFile::persist`]:
+/// an unnamed `O_TMPFILE` in `dest`'s directory where the filesystem supports it (a
+/// writer killed mid-way leaves nothing behind), else a `.strata-export-*` temp file
+/// there (left behind by a kill, as with `cp` or `docker save`).
+pub struct OutputFile {
+    file: File,
+    dest: PathBuf,
+    named: Option<tempfile::NamedTempFile>,
+}
+
+impl OutputFile {
+    /// Starts a file to become `dest` (mode 0644 before the umask).
+    pub fn create(dest: &Path) -> Result<OutputFile, StoreError> {
+        use rustix::fs::{CWD, Mode, OFlags, openat};
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let flags = OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC;
+        match openat(CWD, dir, flags, Mode::from_raw_mode(0o644)) {
+            Ok(fd) => Ok(OutputFile {
+                file: File::from(fd),
+                dest: dest.to_path_buf(),
+                named: None,
+            }),
+            Err(e) if e == rustix::io::Errno::NOENT || e == rustix::io::Errno::NOTDIR => {
+                Err(StoreError::io("create a file in", dir, e.into()))
+            }
+            Err(_) => {
+                // No O_TMPFILE here (an older kernel, a filesystem without it).
+                let named = tempfile::Builder::new()
+                    .prefix(".strata-export-")
+                    .tempfile_in(dir)
+                    .ctx("create temp file in", dir)?;
+                let file = named.reopen().ctx("open", named.path())?;
+                Ok(OutputFile {
+                    file,
+                    dest: dest.to_path_buf(),
+                    named: Some(named),
+                })
+            }
+        }
+    }
+
+    /// The file to write to.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Flushes the file to disk and gives it its name, replacing what `dest` held.
+    /// An unnamed file is linked in under a temp name and renamed over `dest` (link
+    /// cannot replace), so `dest` is at every moment absent, the old file or the new.
+    pub fn persist(self) -> Result<(), StoreError> {
+        use std::os::unix::fs::PermissionsExt;
+        let dest = self.dest;
+        self.file.sync_all().ctx("fsync", &dest)?;
+        if let Some(named) = self.named {
+            named
+                .as_file()
+                .set_permissions(fs::Permissions::from_mode(0o644))
+                .ctx("chmod", named.path())?;
+            return named
+                .persist(&dest)
+                .map(|_| ())
+                .map_err(|e| StoreError::io("rename into", &dest, e.error));
+        }
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let name = dest
+            .file_name()
+            .ok_or_else(|| StoreError::bad(&dest, "no file name"))?;
+        let tmp = dir.join(format!(
+            ".{}.strata-{}",
+            name.to_string_lossy(),
+            &random_hex64()?[..12]
+        ));
+        link_fd(&self.file, &tmp)?;
+        if let Err(e) = fs::rename(&tmp, &dest) {
+            let _ = fs::remove_file(&tmp);
+            return Err(StoreError::io("rename into", &dest, e));
+        }
+        Ok(())
+    }
+}
+
+/// Gives the unnamed file `f` the name `to`: through `/proc/self/fd` (any user), else
+/// `AT_EMPTY_PATH` (needs CAP_DAC_READ_SEARCH).
+fn link_fd(f: &File, to: &Path) -> Result<(), StoreError> {
+    use std::os::fd::AsRawFd;
+
+    use rustix::fs::{AtFlags, CWD, linkat};
+    let proc_path = format!("/proc/self/fd/{}", f.as_raw_fd());
+    match linkat(CWD, proc_path.as_str(), CWD, to, AtFlags::SYMLINK_FOLLOW) {
+        Ok(()) => Ok(()),
+        Err(first) => linkat(f, "", CWD, to, AtFlags::EMPTY_PATH)
+            .map_err(|_| StoreError::io("link", to, first.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn output_file_appears_only_when_persisted() {
+        let t = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let dest = t.path().join("out.tar");
+        fs::write(&dest, b"old").unwrap_or_else(|e| panic!("{e}"));
+        let pending = OutputFile::create(&dest).unwrap_or_else(|e| panic!("{e}"));
+        pending
+            .file()
+            .write_all(b"new contents")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read(&dest).ok().as_deref(), Some(&b"old"[..]));
+        pending.persist().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(fs::read(&dest).ok().as_deref(), Some(&b"new contents"[..]));
+        let names: Vec<_> = fs::read_dir(t.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("out.tar")]);
+        // Dropped unpersisted: nothing named (with O_TMPFILE) or the temp removed.
+        let gone = t.path().join("never.tar");
+        let p = OutputFile::create(&gone).unwrap_or_else(|e| panic!("{e}"));
+        drop(p);
+        assert_eq!(fs::read_dir(t.path()).map(|r| r.count()).ok(), Some(1));
+    }
+}

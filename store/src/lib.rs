@@ -9,8 +9,9 @@
 //! * `tags.json` — `NAME:TAG` → image id
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
 //! * `distribution/` — which registry blobs are which layers ([`distribution`])
-//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations and
-//!   partial downloads (`tmp/downloads/`)
+//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations (what a
+//!   killed writer left is removed by the next one to take the lock) and partial
+//!   downloads (`tmp/downloads/`, resumed by the next pull)
 
 #![forbid(unsafe_code)]
 
@@ -53,6 +54,35 @@ use lock::StoreLock;
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    max_layer_size: u64,
+}
+
+/// The environment variable that sets [`Store::max_layer_size`] (bytes, or with a
+/// `K`/`M`/`G`/`T` suffix in powers of 1024; `0` means no limit).
+pub const MAX_LAYER_SIZE_ENV: &str = "STRATA_MAX_LAYER_SIZE";
+
+/// The default cap on a layer's uncompressed size: 64 GiB, far above any real layer
+/// (the largest public images' layers are a few GiB) yet below what a decompression
+/// bomb would fill a disk with. Ratio caps are not used: layers of zeros or sparse
+/// files legitimately compress a thousandfold (zstd far more).
+pub const DEFAULT_MAX_LAYER_SIZE: u64 = 64 << 30;
+
+/// Parses a size as [`MAX_LAYER_SIZE_ENV`] takes it: bytes, or a number with a
+/// `K`, `M`, `G` or `T` suffix (powers of 1024, optionally followed by `iB` or `B`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num.parse().ok()?;
+    let shift = match unit.trim_end_matches("iB").trim_end_matches('B') {
+        "" => 0,
+        "K" | "k" => 10,
+        "M" | "m" => 20,
+        "G" | "g" => 30,
+        "T" | "t" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
@@ -66,8 +96,17 @@ pub fn unix_now() -> u64 {
 impl Store {
     /// Opens (creating if needed) the store at `root`, else at the default root:
     /// `$STRATA_ROOT`, `/var/lib/strata` as root, `$XDG_DATA_HOME/strata` or
-    /// `~/.local/share/strata` otherwise.
+    /// `~/.local/share/strata` otherwise. The layer size cap is taken from
+    /// `$STRATA_MAX_LAYER_SIZE` if set, else [`DEFAULT_MAX_LAYER_SIZE`].
     pub fn open(root: Option<PathBuf>) -> Result<Store, StoreError> {
+        let max_layer_size = match std::env::var(MAX_LAYER_SIZE_ENV) {
+            Err(_) => DEFAULT_MAX_LAYER_SIZE,
+            Ok(v) => parse_size(&v).ok_or_else(|| {
+                StoreError::Conflict(format!(
+                    "${MAX_LAYER_SIZE_ENV}={v:?}: not a size (bytes, or a number with K, M, G or T)"
+                ))
+            })?,
+        };
         let root = match root {
             Some(r) => r,
             None => root::default_root()?,
@@ -77,7 +116,22 @@ impl Store {
             fs::create_dir_all(&d).ctx("create dir", &d)?;
         }
         let root = fs::canonicalize(&root).ctx("resolve", &root)?;
-        Ok(Store { root })
+        Ok(Store {
+            root,
+            max_layer_size,
+        })
+    }
+
+    /// The same store with the cap on a layer's uncompressed size set to `bytes`
+    /// (`0`: no limit). An import or pull of a layer expanding past it is refused.
+    pub fn with_max_layer_size(mut self, bytes: u64) -> Store {
+        self.max_layer_size = bytes;
+        self
+    }
+
+    /// The cap on a layer's uncompressed size in bytes (`0`: no limit).
+    pub fn max_layer_size(&self) -> u64 {
+        self.max_layer_size
     }
 
     /// The store's root directory.
@@ -85,9 +139,50 @@ impl Store {
         &self.root
     }
 
-    /// Takes the writer lock (blocking until other writers are done).
+    /// Takes the writer lock (blocking until other writers are done), then removes
+    /// what writers killed mid-operation left (see [`Store::remove_stale_temp`]).
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
-        StoreLock::acquire(&self.root.join("lock"))
+        let lock = StoreLock::acquire(&self.root.join("lock"))?;
+        self.remove_stale_temp();
+        Ok(lock)
+    }
+
+    /// Removes the staging a killed writer left: `tmp/*` but `tmp/downloads` (work
+    /// dirs of imports, commits and container creation, `rm-*` and `prune-*` trash)
+    /// and `.tmp-*` files (atomic writes, spooled blobs) in `blobs/sha256`, `images`
+    /// and the root. Every writer makes these only while holding the lock, so once the
+    /// caller holds it none of them is in use. `tmp/downloads` holds partial
+    /// downloads, fetched without the lock and resumed by the next pull; `prune`
+    /// removes those. Failures are logged, not returned: leftovers only cost space.
+    fn remove_stale_temp(&self) {
+        let tmp = self.root.join("tmp");
+        for p in fsutil::list_dir(&tmp).unwrap_or_default() {
+            if p.file_name().is_some_and(|n| n == "downloads") {
+                continue;
+            }
+            log::debug!("removing {} (left by a killed writer)", p.display());
+            if let Err(e) = fsutil::remove_tree(&p) {
+                log::warn!("stale temp not removed: {e}");
+            }
+        }
+        for dir in [
+            self.root.join("blobs/sha256"),
+            self.root.join("images"),
+            self.root.clone(),
+        ] {
+            for p in fsutil::list_dir(&dir).unwrap_or_default() {
+                let stale = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(".tmp-"));
+                if stale && p.is_file() {
+                    log::debug!("removing {} (left by a killed writer)", p.display());
+                    if let Err(e) = fs::remove_file(&p) {
+                        log::warn!("stale temp {} not removed: {e}", p.display());
+                    }
+                }
+            }
+        }
     }
 
     /// Path of a blob by `sha256:` digest.

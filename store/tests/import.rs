@@ -807,3 +807,388 @@ fn blobs_stored_once_from_the_extracting_pass() {
         let _ = fs::remove_dir_all(&src).or_else(|_| fs::remove_file(&src));
     }
 }
+
+/// Path, size, link count and contents of one file of the sentinel.
+type SentinelEntry = (PathBuf, u64, u64, Vec<u8>);
+
+/// Names, sizes, link counts and contents of everything under `dir` (a sentinel
+/// outside the store that hostile layers aim at).
+fn sentinel_state(dir: &Path) -> Vec<SentinelEntry> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{e}"));
+            if m.is_dir() {
+                stack.push(p.clone());
+            }
+            let data = if m.is_file() {
+                fs::read(&p).unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            out.push((p, m.len(), m.nlink(), data));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A sentinel dir outside the store holding `passwd`, and its state.
+fn sentinel(d: &Path) -> (PathBuf, Vec<SentinelEntry>) {
+    let s = d.join("outside");
+    fs::create_dir_all(&s).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(s.join("passwd"), "root:x:0:0\n").unwrap_or_else(|e| panic!("{e}"));
+    let state = sentinel_state(&s);
+    (s, state)
+}
+
+/// The layer entries of an import whose image is refused, with the sentinel checked.
+fn refused_with_sentinel(store: &Store, path: &Path, needle: &str, out: &Path) {
+    let before = sentinel_state(out);
+    expect_refused(store, path, needle);
+    assert_eq!(
+        sentinel_state(out),
+        before,
+        "{}: something was written or linked outside the store",
+        path.display()
+    );
+}
+
+fn dir_entry(name: &str) -> Entry {
+    raw(name, tar::EntryType::Directory, "")
+}
+
+#[test]
+fn more_hostile_layers_refused_nothing_written_outside() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let store = open(d);
+    let good = hostile(d, "good", vec![file("x", "y\n")]);
+    store::import::import(&store, &good, None).unwrap_or_else(|e| panic!("{e}"));
+    let (out, _) = sentinel(d);
+    let o = out.display().to_string();
+    let reg = tar::EntryType::Regular;
+    let sym = tar::EntryType::Symlink;
+    let cases: Vec<(&str, Vec<Entry>, &str)> = vec![
+        // a dir, replaced by a symlink of the same name pointing outside, then a file
+        // written through it
+        (
+            "dirswap",
+            vec![dir_entry("d/"), raw("d", sym, &o), raw("d/evil", reg, "")],
+            "\"d/evil\": lies beneath a symlink",
+        ),
+        // a hard link whose target goes through a symlink of the layer
+        (
+            "hardsym",
+            vec![
+                raw("s", sym, &o),
+                raw("h", tar::EntryType::Link, "s/passwd"),
+            ],
+            "\"h\": hard link target lies beneath a symlink",
+        ),
+        (
+            "hardsymrel",
+            vec![
+                raw("s", sym, "../../../../../../.."),
+                raw("h", tar::EntryType::Link, &format!("s{o}/passwd")),
+            ],
+            "hard link target lies beneath a symlink",
+        ),
+        // whiteouts whose target is the dir itself, its parent, or beneath a whiteout
+        (
+            "whdot",
+            vec![raw(".wh..", reg, "")],
+            "\".wh..\": whiteout of an invalid name",
+        ),
+        (
+            "whdotdot",
+            vec![raw(".wh...", reg, "")],
+            "\".wh...\": whiteout of an invalid name",
+        ),
+        (
+            "whsub",
+            vec![dir_entry("dir/"), raw("dir/.wh..", reg, "")],
+            "\"dir/.wh..\": whiteout of an invalid name",
+        ),
+        (
+            "whsubdotdot",
+            vec![dir_entry("dir/"), raw("dir/.wh...", reg, "")],
+            "\"dir/.wh...\": whiteout of an invalid name",
+        ),
+        (
+            "whparent",
+            vec![raw(".wh.../x", reg, "")],
+            "\".wh.../x\": lies beneath a whiteout name",
+        ),
+        (
+            "whparentdir",
+            vec![dir_entry(".wh.x/"), raw(".wh.x/y", reg, "")],
+            "\".wh.x/y\": lies beneath a whiteout name",
+        ),
+        // a file, replaced by a dir, holding a file; then a file over the dir, and a
+        // file beneath that file
+        (
+            "filebeneathfile",
+            vec![dir_entry("p/"), raw("p", reg, ""), raw("p/q", reg, "")],
+            "\"p/q\": lies beneath a non-directory",
+        ),
+        // a hard link to a name the layer does not hold (not created on the way)
+        (
+            "hardmissing",
+            vec![raw("h", tar::EntryType::Link, "no/such/file")],
+            "\"h\": hard link target lies beneath a missing directory",
+        ),
+    ];
+    for (name, entries, needle) in cases {
+        let p = hostile(d, name, entries);
+        refused_with_sentinel(&store, &p, needle, &out);
+    }
+}
+
+/// A docker-archive dir holding one valid image whose manifest names `layers`.
+fn docker_dir_with_layers(d: &Path, name: &str, layers: serde_json::Value) -> PathBuf {
+    let spec = ImageSpec {
+        layers: vec![small_layer(vec![file("a", "a\n")], Compression::None)],
+        config: serde_json::json!({}),
+        tag: Some(format!("{name}:latest")),
+    };
+    let t = write_image(
+        &spec,
+        &d.join(format!("{name}.tar")),
+        ImageFormat::DockerArchive,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = d.join(name);
+    fs::create_dir(&out).unwrap_or_else(|e| panic!("{e}"));
+    tar::Archive::new(fs::File::open(&t).unwrap_or_else(|e| panic!("{e}")))
+        .unpack(&out)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mpath = out.join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&fs::read(&mpath).unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    m[0]["Layers"] = layers;
+    fs::write(&mpath, serde_json::to_vec(&m).unwrap_or_default()).unwrap_or_else(|e| panic!("{e}"));
+    out
+}
+
+/// The single layer blob of an OCI layout written by `hostile`-like specs.
+fn layout_layer_blobs(layout: &Path) -> Vec<PathBuf> {
+    let idx: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+    let mdig = idx["manifests"][0]["digest"]
+        .as_str()
+        .unwrap_or("")
+        .replace("sha256:", "");
+    let man: serde_json::Value = serde_json::from_slice(
+        &fs::read(layout.join("blobs/sha256").join(mdig)).unwrap_or_default(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    man["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            layout
+                .join("blobs/sha256")
+                .join(l["digest"].as_str().unwrap_or("").replace("sha256:", ""))
+        })
+        .collect()
+}
+
+#[test]
+fn manifest_paths_leaving_the_archive_refused() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let store = open(d);
+    let good = hostile(d, "good", vec![file("x", "y\n")]);
+    store::import::import(&store, &good, None).unwrap_or_else(|e| panic!("{e}"));
+    let (out, _) = sentinel(d);
+    // docker-archive manifests naming layers outside the archive
+    let up = docker_dir_with_layers(d, "up", serde_json::json!(["../../etc/passwd"]));
+    refused_with_sentinel(
+        &store,
+        &up,
+        "\"../../etc/passwd\" refused: name contains '..'",
+        &out,
+    );
+    let abs = docker_dir_with_layers(d, "abs", serde_json::json!(["/etc/passwd"]));
+    refused_with_sentinel(&store, &abs, "\"/etc/passwd\" refused: absolute name", &out);
+    // the same as tars (the manifest is read from the unpacked copy)
+    for (name, src) in [("up", &up), ("abs", &abs)] {
+        let t = d.join(format!("{name}-re.tar"));
+        let mut b = tar::Builder::new(fs::File::create(&t).unwrap_or_else(|e| panic!("{e}")));
+        b.append_dir_all(".", src).unwrap_or_else(|e| panic!("{e}"));
+        b.finish().unwrap_or_else(|e| panic!("{e}"));
+        drop(b);
+        refused_with_sentinel(&store, &t, "refused", &out);
+    }
+    // OCI index digests that are not sha256:<64 hex>
+    for (name, digest) in [
+        (
+            "dotdot",
+            format!("sha256:{}/../../../etc/passwd", "a".repeat(64)),
+        ),
+        ("short", "sha256:abc".to_string()),
+        ("algo", format!("md5:{}", "a".repeat(32))),
+        ("slash", format!("sha256:../../{}", "a".repeat(58))),
+    ] {
+        let lay = hostile(d, &format!("idx-{name}"), vec![file("x", "y\n")]);
+        let ipath = lay.join("index.json");
+        let mut idx: serde_json::Value =
+            serde_json::from_slice(&fs::read(&ipath).unwrap_or_default())
+                .unwrap_or_else(|e| panic!("{e}"));
+        idx["manifests"][0]["digest"] = serde_json::json!(digest);
+        fs::write(&ipath, serde_json::to_vec(&idx).unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        refused_with_sentinel(&store, &lay, "index", &out);
+    }
+    // a layer file symlinked outside the layout, with the right bytes: refused; the
+    // same symlink to a copy inside the layout is fine
+    let lay = hostile(d, "symout", vec![file("x", "outside\n")]);
+    let blob = layout_layer_blobs(&lay)
+        .pop()
+        .unwrap_or_else(|| panic!("no layer"));
+    let copy = out.join("layer-copy");
+    fs::copy(&blob, &copy).unwrap_or_else(|e| panic!("{e}"));
+    fs::remove_file(&blob).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&copy, &blob).unwrap_or_else(|e| panic!("{e}"));
+    refused_with_sentinel(&store, &lay, "leads outside the archive", &out);
+    let inside = lay.join("elsewhere");
+    fs::copy(&copy, &inside).unwrap_or_else(|e| panic!("{e}"));
+    fs::remove_file(&blob).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink("../../elsewhere", &blob).unwrap_or_else(|e| panic!("{e}"));
+    store::import::import(&store, &lay, None).unwrap_or_else(|e| panic!("symlink inside: {e}"));
+    // the whole blobs dir symlinked outside
+    let lay2 = hostile(d, "blobsout", vec![file("x", "blobs\n")]);
+    let moved = out.join("blobs");
+    fs::rename(lay2.join("blobs"), &moved).unwrap_or_else(|e| panic!("{e}"));
+    std::os::unix::fs::symlink(&moved, lay2.join("blobs")).unwrap_or_else(|e| panic!("{e}"));
+    refused_with_sentinel(&store, &lay2, "leads outside the archive", &out);
+}
+
+#[test]
+fn decompression_bomb_refused_nothing_left() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let store = open(d).with_max_layer_size(1 << 20);
+    let fits = hostile(d, "fits", vec![file("small", &"s".repeat(100_000))]);
+    store::import::import(&store, &fits, None).unwrap_or_else(|e| panic!("{e}"));
+    let zeros = vec![0u8; 10 << 20];
+    let bomb_entries = || {
+        vec![Entry::File {
+            path: "zeros".into(),
+            mode: 0o644,
+            data: zeros.clone(),
+        }]
+    };
+    for (format, name) in [
+        (ImageFormat::OciLayout, "bomb-layout"),
+        (ImageFormat::DockerArchive, "bomb.tar"),
+        (ImageFormat::OciArchive, "bomb.oci.tar"),
+    ] {
+        let spec = ImageSpec {
+            layers: vec![small_layer(bomb_entries(), Compression::Gzip)],
+            config: serde_json::json!({}),
+            tag: Some("bomb:latest".into()),
+        };
+        let p = write_image(&spec, &d.join(name), format).unwrap_or_else(|e| panic!("{e}"));
+        expect_refused(&store, &p, "more than 1048576 bytes uncompressed");
+        let blobs_tmp = fs::read_dir(store.root().join("blobs/sha256"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+            .count();
+        assert_eq!(blobs_tmp, 0, "{name}: a spooled blob was left behind");
+    }
+    // the message names the layer blob and the limit
+    let p = d.join("bomb-layout");
+    let err = store::import::import(&store, &p, None)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("blobs/sha256/") && err.contains("STRATA_MAX_LAYER_SIZE"),
+        "{err}"
+    );
+    // without the cap (0) the same layer is fine
+    let unlimited = store.clone().with_max_layer_size(0);
+    store::import::import(&unlimited, &p, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(store::parse_size("1M"), Some(1 << 20));
+    assert_eq!(store::parse_size("64GiB"), Some(64 << 30));
+    assert_eq!(store::parse_size("12"), Some(12));
+    assert_eq!(store::parse_size("1X"), None);
+}
+
+/// Later entries of the same name replace earlier ones, as docker and containers/storage
+/// apply layers: file over file (last wins), dir over file, file over dir (its content
+/// gone), dir over symlink (a real dir, nothing written through the link), dir over
+/// dir (merged, the last entry's mode).
+#[test]
+fn duplicate_entries_last_wins_without_escaping() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let d = dir.path();
+    let store = open(d);
+    let (out, _) = sentinel(d);
+    let o = out.display().to_string();
+    let before = sentinel_state(&out);
+    let entries = vec![
+        file("dup", "one\n"),
+        file("dup", "two\n"),
+        file("fd", "file\n"),
+        Entry::Dir {
+            path: "fd".into(),
+            mode: 0o755,
+        },
+        file("fd/x", "beneath\n"),
+        Entry::Dir {
+            path: "df".into(),
+            mode: 0o755,
+        },
+        file("df/y", "gone\n"),
+        file("df", "now a file\n"),
+        Entry::Symlink {
+            path: "sd".into(),
+            target: o.clone(),
+        },
+        Entry::Dir {
+            path: "sd".into(),
+            mode: 0o755,
+        },
+        file("sd/passwd", "inside\n"),
+        Entry::Dir {
+            path: "dd".into(),
+            mode: 0o700,
+        },
+        file("dd/a", "a\n"),
+        Entry::Dir {
+            path: "dd".into(),
+            mode: 0o750,
+        },
+        file("dd/b", "b\n"),
+    ];
+    let p = hostile(d, "dups", entries);
+    store::import::import(&store, &p, None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(sentinel_state(&out), before, "written outside the store");
+    let img = store
+        .resolve_image("dups")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let top = store.lower_dirs(&img).unwrap_or_else(|e| panic!("{e}"))[0].clone();
+    let read = |p: &str| fs::read_to_string(top.join(p)).ok();
+    assert_eq!(read("dup").as_deref(), Some("two\n"));
+    assert!(top.join("fd").is_dir());
+    assert_eq!(read("fd/x").as_deref(), Some("beneath\n"));
+    assert_eq!(read("df").as_deref(), Some("now a file\n"));
+    let sd = fs::symlink_metadata(top.join("sd")).unwrap_or_else(|e| panic!("{e}"));
+    assert!(sd.is_dir(), "sd is a real dir");
+    assert_eq!(read("sd/passwd").as_deref(), Some("inside\n"));
+    assert_eq!(read("dd/a").as_deref(), Some("a\n"));
+    assert_eq!(read("dd/b").as_deref(), Some("b\n"));
+    let mode = fs::metadata(top.join("dd"))
+        .map(|m| m.permissions().mode() & 0o777)
+        .ok();
+    assert_eq!(mode, Some(0o750));
+}

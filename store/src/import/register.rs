@@ -66,6 +66,30 @@ impl<R: Read> Read for Tee<'_, R> {
     }
 }
 
+/// A reader that fails once more than `limit` bytes came through it (`0`: no limit),
+/// and remembers that it did, so a decompression bomb is told apart from a bad tar.
+struct Capped<R> {
+    inner: R,
+    limit: u64,
+    count: u64,
+    tripped: std::rc::Rc<std::cell::Cell<bool>>,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count += n as u64;
+        if self.limit > 0 && self.count > self.limit {
+            self.tripped.set(true);
+            return Err(std::io::Error::other(format!(
+                "uncompressed size exceeds the limit of {} bytes",
+                self.limit
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// What one pass over a layer blob found in its tar.
 struct Streamed {
     diff_id: String,
@@ -77,20 +101,27 @@ struct Streamed {
 /// decompressed (diffID), copies the stored bytes into `spool` if given, and extracts
 /// the tar into `dest` if given. Returns the digest and size of the stored bytes even
 /// when decompressing or extracting failed (a corrupt blob is a digest mismatch first),
-/// and the tar's outcome.
+/// and the tar's outcome. A tar longer than `limit` bytes (`0`: no limit) is refused.
 fn stream_layer(
     path: &Path,
     spool: Option<&mut File>,
     dest: Option<&Path>,
+    limit: u64,
 ) -> Result<(String, u64, Result<Streamed, StoreError>), StoreError> {
     let f = File::open(path).ctx("open layer blob", path)?;
     let mut stored = HashingReader::new(Tee {
         inner: f,
         sink: spool,
     });
+    let tripped = std::rc::Rc::new(std::cell::Cell::new(false));
     let tar = (|| {
         let (r, media) = decompress(&mut stored, path)?;
-        let mut tar = HashingReader::new(r);
+        let mut tar = HashingReader::new(Capped {
+            inner: r,
+            limit,
+            count: 0,
+            tripped: tripped.clone(),
+        });
         if let Some(dest) = dest {
             extract_layer(
                 &mut tar as &mut dyn Read,
@@ -108,6 +139,17 @@ fn stream_layer(
             media,
         })
     })();
+    let tar = match tar {
+        Err(_) if tripped.get() => Err(StoreError::bad(
+            path,
+            format!(
+                "layer expands to more than {limit} bytes uncompressed, the store's limit \
+                 (${}; 0 for none): refused as a decompression bomb",
+                crate::MAX_LAYER_SIZE_ENV
+            ),
+        )),
+        other => other,
+    };
     // Bytes after the end of the compressed stream (or after an error) still count.
     let (digest, size) = stored.finish().ctx("read layer blob", path)?;
     Ok((digest, size, tar))
@@ -243,6 +285,7 @@ impl Batch<'_> {
                 path,
                 spool.as_mut().map(|t| t.as_file_mut()),
                 (!already).then_some(diff.as_path()),
+                store.max_layer_size(),
             );
             let checked = streamed.and_then(|(digest, size, tar)| {
                 if let Some(exp) = ls.expected_digest.as_ref().filter(|e| **e != digest) {

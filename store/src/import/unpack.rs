@@ -12,13 +12,30 @@ use crate::error::{IoContext, StoreError};
 use crate::fsutil::sanitize;
 
 /// Joins `rel` (relative, from a manifest) to `root`, refusing escapes, and checks it
-/// is a regular file (not a symlink).
+/// is a regular file. Symlinks on the way (an unpacked `docker save` links layers to
+/// blobs) are followed only while they stay inside `root`; the path returned is the
+/// resolved one, so nothing outside the archive or layout is ever read.
 pub fn safe_file(root: &Path, rel: &str, what: &Path) -> Result<PathBuf, StoreError> {
     let clean = sanitize(rel.as_bytes())
         .map_err(|r| StoreError::bad(what, format!("path {rel:?} refused: {r}")))?;
     let p = root.join(&clean);
-    match fs::symlink_metadata(&p) {
-        Ok(m) if m.is_file() => Ok(p),
+    if let Err(e) = fs::symlink_metadata(&p) {
+        return Err(StoreError::bad(what, format!("{rel:?} is missing: {e}")));
+    }
+    let top = fs::canonicalize(root).ctx("resolve", root)?;
+    let real = fs::canonicalize(&p)
+        .map_err(|e| StoreError::bad(what, format!("{rel:?} cannot be resolved: {e}")))?;
+    if !real.starts_with(&top) {
+        return Err(StoreError::bad(
+            what,
+            format!(
+                "{rel:?} leads outside the archive (to {}) through a symlink: refused",
+                real.display()
+            ),
+        ));
+    }
+    match fs::metadata(&real) {
+        Ok(m) if m.is_file() => Ok(real),
         Ok(_) => Err(StoreError::bad(
             what,
             format!("{rel:?} is not a regular file"),
