@@ -210,6 +210,19 @@ impl OutputFile {
         let name = dest
             .file_name()
             .ok_or_else(|| StoreError::bad(&dest, "no file name"))?;
+        // Where nothing holds the name yet, the file is linked in under it directly:
+        // no temp name a kill could leave behind.
+        match link_fd(&self.file, &dest) {
+            Ok(()) => return Ok(()),
+            Err(_) if !dest.exists() && fs::symlink_metadata(&dest).is_err() => {
+                return Err(StoreError::io(
+                    "link",
+                    &dest,
+                    std::io::Error::other("cannot name the written file"),
+                ));
+            }
+            Err(_) => {}
+        }
         let tmp = dir.join(format!(
             ".{}.strata-{}",
             name.to_string_lossy(),
