@@ -2,7 +2,7 @@
 //! without saying it cleaned up (SIGKILL included), the guard kills what is left in the
 //! cgroup, removes it, and with `--rm` removes the container from the store.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -78,11 +78,9 @@ pub fn remove_container(root: &std::path::Path, id: &str, userns: Option<&OwnedF
     match unsafe { nix::unistd::fork() }.context("fork for container removal")? {
         nix::unistd::ForkResult::Child => {
             let r = (|| -> Result<()> {
-                // SAFETY: setns on an fd we own.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
-                    return Err(std::io::Error::last_os_error())
-                        .context("entering the container's user namespace");
-                }
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .map_err(std::io::Error::from)
+                    .context("entering the container's user namespace")?;
                 let zero_g = nix::unistd::Gid::from_raw(0);
                 let zero_u = nix::unistd::Uid::from_raw(0);
                 let _ = nix::unistd::setresgid(zero_g, zero_g, zero_g);

@@ -7,6 +7,7 @@
 //! so the command starts exactly as it would without `--init`.
 
 use std::convert::Infallible;
+use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
@@ -51,7 +52,7 @@ pub fn init_main(tty: bool, exec_command: impl FnOnce() -> Infallible) -> ! {
             if tty {
                 let session = nix::unistd::setsid()
                     .map_err(anyhow::Error::from)
-                    .and_then(|_| super::pty::take_controlling_tty(0));
+                    .and_then(|_| super::pty::take_controlling_tty(std::io::stdin().as_fd()));
                 if let Err(e) = session {
                     fail(&format!("init: giving the terminal to the command: {e:#}"));
                 }

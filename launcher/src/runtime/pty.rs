@@ -5,7 +5,7 @@
 //! bytes both ways and passes window-size changes on.
 
 use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
@@ -48,7 +48,7 @@ impl ConsoleSocket {
 /// In the container, after pivot_root: opens a pty in the container's devpts, sized like
 /// the launcher's terminal (still the container's stdin), binds its slave at
 /// `/dev/console`, sends the master over `socket` and returns the slave.
-pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
+pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<OwnedFd> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("opening /dev/ptmx in the container")?;
     nix::pty::unlockpt(&master).context("unlocking the container's pty")?;
@@ -59,9 +59,7 @@ pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening {name}"))?;
-    // SAFETY: the master fd stays open for the lifetime of this borrow.
-    let master_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(master.as_raw_fd()) };
-    copy_winsize(std::io::stdin().as_fd(), master_fd);
+    copy_winsize(std::io::stdin().as_fd(), master.as_fd());
     let console = Path::new("/dev/console");
     ensure_file(console)?;
     do_mount(
@@ -74,7 +72,7 @@ pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
     )?;
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(
-        socket,
+        socket.as_raw_fd(),
         &[IoSlice::new(b"m")],
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::empty(),
@@ -118,7 +116,7 @@ pub fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
 
 /// Copies the window size of terminal `from` to terminal `to` (nothing when `from` is
 /// not a terminal).
-pub fn copy_winsize(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>) {
+pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     // SAFETY: winsize is plain data; TIOCGWINSZ/TIOCSWINSZ read/write it.
     unsafe {
         let mut ws: libc::winsize = std::mem::zeroed();
@@ -155,10 +153,9 @@ impl Drop for RawGuard {
 
 /// Makes the terminal on `fd` the controlling tty of this (session leader) process:
 /// the container's setup (`-t`) and the init's command (`--init -t`) both take it.
-pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
-    // SAFETY: TIOCSCTTY on a terminal fd we own; argument 0 never steals it.
-    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
-    }
-    Ok(())
+pub(super) fn take_controlling_tty(fd: BorrowedFd<'_>) -> Result<()> {
+    // Argument 0: never steals a terminal that is another session's.
+    rustix::process::ioctl_tiocsctty(fd)
+        .map_err(std::io::Error::from)
+        .context("TIOCSCTTY on the pty")
 }
