@@ -31,10 +31,7 @@ pub fn guard_main(mut from_launcher: Channel, cleanup: &Cleanup<'_>) -> ! {
         nix::sys::signal::Signal::SIGHUP,
         nix::sys::signal::Signal::SIGQUIT,
     ] {
-        // SAFETY: setting SIG_IGN installs no handler code.
-        unsafe {
-            let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn);
-        }
+        let _ = crate::sys::process::ignore_signal(s);
     }
     if let Ok(Some(Msg::Done)) = from_launcher.recv() {
         std::process::exit(0)
@@ -74,8 +71,7 @@ pub fn remove_container(root: &std::path::Path, id: &str, userns: Option<&OwnedF
         let store = store::Store::open(Some(root.to_path_buf()))?;
         return remove_retrying(&store, id);
     };
-    // SAFETY: the child only calls setns, store removal and _exit.
-    match unsafe { nix::unistd::fork() }.context("fork for container removal")? {
+    match crate::sys::process::fork().context("fork for container removal")? {
         nix::unistd::ForkResult::Child => {
             let r = (|| -> Result<()> {
                 nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)

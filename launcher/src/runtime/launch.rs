@@ -9,7 +9,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
 use super::guard::{self, Cleanup};
@@ -82,8 +82,7 @@ fn run_blocked(
     let up = Pipe::new()?;
     let down = Pipe::new()?;
     let launcher = nix::unistd::getpid();
-    // SAFETY: the launcher is single-threaded; the child runs the setup and exits.
-    let setup_pid = match unsafe { fork() }.context("fork of the setup process")? {
+    let setup_pid = match crate::sys::process::fork().context("fork of the setup process")? {
         ForkResult::Child => {
             let socket = console.map(|c| {
                 drop(c.launcher);
@@ -135,8 +134,7 @@ fn run_blocked(
             .then(|| (spec.store_root.clone(), spec.id.clone())),
         userns: userns.as_ref(),
     };
-    // SAFETY: single-threaded; the child only waits on a pipe and cleans up.
-    let guard_pid = match unsafe { fork() }.context("fork of the guard")? {
+    let guard_pid = match crate::sys::process::fork().context("fork of the guard")? {
         ForkResult::Child => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             guard::guard_main(guard_pipe.reader(), &guard_cleanup)

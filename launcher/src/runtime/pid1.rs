@@ -13,7 +13,7 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid};
 
 use super::EXIT_STRATA_ERROR;
 
@@ -45,8 +45,7 @@ pub fn init_main(tty: bool, exec_command: impl FnOnce() -> Infallible) -> ! {
         Ok(s) => s,
         Err(e) => fail(&format!("init: setting up signal handling: {e}")),
     };
-    // SAFETY: single-threaded; the child only resets its session and exec's.
-    let child = match unsafe { fork() } {
+    let child = match crate::sys::process::fork() {
         Ok(ForkResult::Child) => {
             drop(sfd);
             if tty {

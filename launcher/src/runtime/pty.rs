@@ -4,16 +4,15 @@
 //! a socket pair (`SCM_RIGHTS`). The launcher puts its own terminal in raw mode, relays
 //! bytes both ways and passes window-size changes on.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
 };
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -86,44 +85,22 @@ pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<Ow
 /// exited before sending one (its error is reported by its exit status).
 pub fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
     let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the pty master from the container")?;
-    if msg.bytes == 0 {
+    let (bytes, fds) = crate::sys::fd::recv_with_fds(socket.as_fd(), &mut byte)
+        .context("receiving the pty master from the container")?;
+    if bytes == 0 {
         return Ok(None);
     }
-    for cmsg in msg.cmsgs().context("reading the pty master message")? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this fd for us; nobody else owns it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            for &extra in &fds[1..] {
-                // SAFETY: as above; unexpected extras are closed.
-                drop(unsafe { OwnedFd::from_raw_fd(extra) });
-            }
-            return Ok(Some(owned));
-        }
+    // Unexpected extras are closed when `fds` is dropped.
+    match fds.into_iter().next() {
+        Some(master) => Ok(Some(master)),
+        None => bail!("the container sent no pty master"),
     }
-    bail!("the container sent no pty master")
 }
 
 /// Copies the window size of terminal `from` to terminal `to` (nothing when `from` is
 /// not a terminal).
 pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
-    // SAFETY: winsize is plain data; TIOCGWINSZ/TIOCSWINSZ read/write it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
+    crate::sys::term::copy_winsize(from, to)
 }
 
 /// The launcher's terminal in raw mode; restored on drop.

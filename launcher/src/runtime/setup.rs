@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Uid, fork};
+use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
 use super::syscall::linux::LinuxSyscall;
@@ -66,8 +66,7 @@ fn run(
         true,
     )?;
     namespaces::unshare_ns(&sys, namespaces::container_flags(spec.network))?;
-    // SAFETY: single-threaded process; the child only runs the container setup and exec.
-    let child = match unsafe { fork() }.context("fork of the container process")? {
+    let child = match crate::sys::process::fork().context("fork of the container process")? {
         ForkResult::Child => init::container_main(spec, console),
         ForkResult::Parent { child } => child,
     };
