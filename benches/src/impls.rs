@@ -93,8 +93,7 @@ impl Impl {
                 "{FUSE_OVERLAYFS_1} missing (apt-get install fuse-overlayfs)"
             )),
             Impl::FuseOverlayfs2 => fuse_overlayfs2().err().map(|e| format!("{e:#}")),
-            // SAFETY: geteuid has no failure mode.
-            Impl::StratafsPassthrough if unsafe { libc::geteuid() } != 0 => {
+            Impl::StratafsPassthrough if !nix::unistd::geteuid().is_root() => {
                 Some("FUSE passthrough needs root".into())
             }
             Impl::StratafsUring if !UringParam::available() => Some(format!(

@@ -142,8 +142,7 @@ fn sh(cmd: &mut Command) -> Result<()> {
 }
 
 fn drop_caches() {
-    // SAFETY: sync has no failure mode.
-    unsafe { libc::sync() };
+    nix::unistd::sync();
     let _ = std::fs::write("/proc/sys/vm/drop_caches", "3");
 }
 
@@ -379,8 +378,7 @@ fn run(args: Args) -> Result<()> {
     if let Some(seconds) = args.soak {
         return run_soak(&args, seconds);
     }
-    // SAFETY: geteuid has no failure mode.
-    if unsafe { libc::geteuid() } != 0 {
+    if !nix::unistd::geteuid().is_root() {
         bail!("needs root (kernel overlayfs mounts, dropping caches)");
     }
     if std::env::var("CI").as_deref() == Ok("true")

@@ -90,12 +90,11 @@ pub fn snapshot(pid: u32, path: &Path) -> Result<Requests> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e).with_context(|| format!("remove {}", path.display())),
     }
-    // SAFETY: kill has no memory-safety preconditions.
-    if unsafe { libc::kill(pid as i32, libc::SIGUSR1) } != 0 {
-        bail!(
-            "signal stratafs ({pid}): {}",
-            std::io::Error::last_os_error()
-        );
+    if let Err(e) = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGUSR1,
+    ) {
+        bail!("signal stratafs ({pid}): {}", std::io::Error::from(e));
     }
     let start = Instant::now();
     loop {

@@ -317,12 +317,11 @@ const USERNS_MAPS_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 /// Rootless with subordinate ids: files in the upper may belong to mapped ids the
 /// caller cannot delete; remove from inside a fresh user namespace with the same map.
 fn remove_in_userns(store: &store::Store, id: &str, map: &idmap::IdMapping) -> Result<()> {
-    use nix::unistd::{ForkResult, fork};
+    use nix::unistd::ForkResult;
     use runtime::sync::{Msg, Pipe};
     let up = Pipe::new()?;
     let down = Pipe::new()?;
-    // SAFETY: single-threaded; the child unshares, waits for its maps and exits.
-    match unsafe { fork() }.context("fork")? {
+    match crate::sys::process::fork().context("fork")? {
         ForkResult::Child => {
             let mut to_parent = up.writer();
             let mut from_parent = down.reader();

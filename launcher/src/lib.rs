@@ -6,3 +6,4 @@ pub mod cmd_registry;
 pub mod cmd_run;
 pub mod run_config;
 pub mod runtime;
+pub mod sys;

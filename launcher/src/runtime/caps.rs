@@ -18,22 +18,6 @@ pub const DEFAULT_CAPS: &[u32] = &[
     31, // CAP_SETFCAP
 ];
 
-#[repr(C)]
-struct CapHeader {
-    version: u32,
-    pid: i32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Default)]
-struct CapData {
-    effective: u32,
-    permitted: u32,
-    inheritable: u32,
-}
-
-const CAP_VERSION_3: u32 = 0x2008_0522;
-
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -48,14 +32,17 @@ pub fn drop_bounding() -> Result<()> {
         if DEFAULT_CAPS.contains(&cap) {
             continue;
         }
-        // SAFETY: prctl with integer arguments only.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if r != 0 {
-            let e = std::io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e)
-                    .with_context(|| format!("dropping capability {cap} from the bounding set"));
-            }
+        // A capability set has 64 bits; no kernel numbers a capability past them.
+        let Some(bit) = 1u64.checked_shl(cap) else {
+            continue;
+        };
+        let set = rustix::thread::CapabilitySet::from_bits_retain(bit);
+        // EINVAL: a number past the running kernel's last capability.
+        if let Err(e) = rustix::thread::remove_capability_from_bounding_set(set)
+            && e != rustix::io::Errno::INVAL
+        {
+            return Err(std::io::Error::from(e))
+                .with_context(|| format!("dropping capability {cap} from the bounding set"));
         }
     }
     Ok(())
@@ -66,41 +53,25 @@ pub fn drop_bounding() -> Result<()> {
 /// inheritable set, as runc and moby do since CVE-2022-24769 (an inheritable set lets
 /// a program with file capabilities gain them past the bounding set's intent).
 pub fn set_default_caps() -> Result<()> {
-    let mut mask = [0u32; 2];
+    use rustix::thread::{CapabilitySet, CapabilitySets, capabilities, set_capabilities};
+    let mut mask = 0u64;
     for c in DEFAULT_CAPS {
-        mask[(*c / 32) as usize] |= 1 << (c % 32);
+        mask |= 1 << c;
     }
-    let mut hdr = CapHeader {
-        version: CAP_VERSION_3,
-        pid: 0,
-    };
-    let mut cur = [CapData::default(); 2];
-    // SAFETY: header and two data structs as capget(2) requires for version 3.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_capget,
-            &mut hdr as *mut CapHeader,
-            cur.as_mut_ptr(),
-        )
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).context("capget");
-    }
-    let mut data = [CapData::default(); 2];
-    for i in 0..2 {
-        let m = mask[i] & cur[i].permitted;
-        data[i] = CapData {
+    let cur = capabilities(None)
+        .map_err(std::io::Error::from)
+        .context("capget")?;
+    let m = CapabilitySet::from_bits_retain(mask) & cur.permitted;
+    set_capabilities(
+        None,
+        CapabilitySets {
             effective: m,
             permitted: m,
-            inheritable: 0,
-        };
-    }
-    // SAFETY: as above, for capset(2).
-    let r = unsafe { libc::syscall(libc::SYS_capset, &mut hdr as *mut CapHeader, data.as_ptr()) };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error()).context("capset");
-    }
-    Ok(())
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(std::io::Error::from)
+    .context("capset")
 }
 
 /// Sets no_new_privs: setuid binaries and file capabilities grant nothing.

@@ -6,7 +6,7 @@
 //! each end (mount, and the daemon's exit after the unmount).
 
 use std::fs::File;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
@@ -29,10 +29,8 @@ pub enum MountWait {
 
 /// A pidfd for `child` (Linux >= 5.3); `None` where the kernel has none.
 fn pidfd(child: &Child) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    // SAFETY: a non-negative return is a new fd owned by nobody else.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    use rustix::process::{Pid, PidfdFlags, pidfd_open};
+    pidfd_open(Pid::from_child(child), PidfdFlags::empty()).ok()
 }
 
 /// The poll timeout until `deadline`, at most `cap`.

@@ -2,7 +2,7 @@
 //! without saying it cleaned up (SIGKILL included), the guard kills what is left in the
 //! cgroup, removes it, and with `--rm` removes the container from the store.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -31,10 +31,7 @@ pub fn guard_main(mut from_launcher: Channel, cleanup: &Cleanup<'_>) -> ! {
         nix::sys::signal::Signal::SIGHUP,
         nix::sys::signal::Signal::SIGQUIT,
     ] {
-        // SAFETY: setting SIG_IGN installs no handler code.
-        unsafe {
-            let _ = nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigIgn);
-        }
+        let _ = crate::sys::process::ignore_signal(s);
     }
     if let Ok(Some(Msg::Done)) = from_launcher.recv() {
         std::process::exit(0)
@@ -74,15 +71,12 @@ pub fn remove_container(root: &std::path::Path, id: &str, userns: Option<&OwnedF
         let store = store::Store::open(Some(root.to_path_buf()))?;
         return remove_retrying(&store, id);
     };
-    // SAFETY: the child only calls setns, store removal and _exit.
-    match unsafe { nix::unistd::fork() }.context("fork for container removal")? {
+    match crate::sys::process::fork().context("fork for container removal")? {
         nix::unistd::ForkResult::Child => {
             let r = (|| -> Result<()> {
-                // SAFETY: setns on an fd we own.
-                if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWUSER) } != 0 {
-                    return Err(std::io::Error::last_os_error())
-                        .context("entering the container's user namespace");
-                }
+                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .map_err(std::io::Error::from)
+                    .context("entering the container's user namespace")?;
                 let zero_g = nix::unistd::Gid::from_raw(0);
                 let zero_u = nix::unistd::Uid::from_raw(0);
                 let _ = nix::unistd::setresgid(zero_g, zero_g, zero_g);

@@ -2,7 +2,7 @@
 //! capabilities, then exec of the command (127 not found, 126 not executable).
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -16,7 +16,7 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
-pub fn container_main(spec: &RunSpec, console: Option<RawFd>) -> ! {
+pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>) -> ! {
     let tty = console.is_some();
     match prepare(spec, console) {
         Ok((path, argv, envp)) if spec.init => {
@@ -47,7 +47,8 @@ fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
 
 type Prepared = (CString, Vec<CString>, Vec<CString>);
 
-fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
+fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
+    let tty = console.is_some();
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
     // Its own mount namespace, so pivot_root moves only the container (not the setup
@@ -71,9 +72,9 @@ fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
     rootfs::pivot(&sys, &spec.merged)?;
     rootfs::finish(&sys, Path::new("/"))?;
     if let Some(socket) = console {
-        let slave = super::pty::open_in_container(&sys, socket)?;
-        // SAFETY: closing the socket inherited for this purpose; nothing else uses it.
-        unsafe { libc::close(socket) };
+        let slave = super::pty::open_in_container(&sys, socket.as_fd())?;
+        // The socket was inherited for this purpose only.
+        drop(socket);
         // With --init, the command (not the init) takes the terminal as its controlling
         // tty, so job control and ^C reach it.
         attach_tty(slave, !spec.init)?;
@@ -89,7 +90,7 @@ fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
         std::fs::create_dir_all(cwd)
             .with_context(|| format!("creating working directory {}", cwd.display()))?;
     }
-    if console.is_some() && user.uid != 0 {
+    if tty && user.uid != 0 {
         // The terminal belongs to the user the command runs as (as runc does it).
         nix::unistd::fchown(
             std::io::stdin(),
@@ -123,24 +124,20 @@ fn prepare(spec: &RunSpec, console: Option<RawFd>) -> Result<Prepared> {
 fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     if controlling {
-        super::pty::take_controlling_tty(slave.as_raw_fd())?;
+        super::pty::take_controlling_tty(slave.as_fd())?;
     }
-    for target in 0..3 {
-        // SAFETY: dup2 onto the standard fds; `slave` stays open until dropped.
-        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
-            return Err(std::io::Error::last_os_error()).context("dup2 of the pty");
-        }
-    }
-    Ok(())
+    nix::unistd::dup2_stdin(&slave)
+        .and_then(|()| nix::unistd::dup2_stdout(&slave))
+        .and_then(|()| nix::unistd::dup2_stderr(&slave))
+        .map_err(std::io::Error::from)
+        .context("dup2 of the pty")
 }
 
 fn redirect_stdin_null() -> Result<()> {
     let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
-    // SAFETY: dup2 onto fd 0.
-    if unsafe { libc::dup2(f.as_raw_fd(), 0) } < 0 {
-        return Err(std::io::Error::last_os_error()).context("dup2 /dev/null to stdin");
-    }
-    Ok(())
+    nix::unistd::dup2_stdin(&f)
+        .map_err(std::io::Error::from)
+        .context("dup2 /dev/null to stdin")
 }
 
 fn switch_user(user: UserSpec, rootless: bool) -> Result<()> {

@@ -2,14 +2,14 @@
 //! guard, then PID 1 duties from outside: forward signals, relay the pty, collect the
 //! exit status, clean up.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use anyhow::{Context, Result, bail};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
 use super::guard::{self, Cleanup};
@@ -82,14 +82,11 @@ fn run_blocked(
     let up = Pipe::new()?;
     let down = Pipe::new()?;
     let launcher = nix::unistd::getpid();
-    // SAFETY: the launcher is single-threaded; the child runs the setup and exits.
-    let setup_pid = match unsafe { fork() }.context("fork of the setup process")? {
+    let setup_pid = match crate::sys::process::fork().context("fork of the setup process")? {
         ForkResult::Child => {
             let socket = console.map(|c| {
                 drop(c.launcher);
-                let fd = c.container.as_raw_fd();
-                std::mem::forget(c.container);
-                fd
+                c.container
             });
             setup::setup_main(spec, launcher, up.writer(), down.reader(), socket)
         }
@@ -137,8 +134,7 @@ fn run_blocked(
             .then(|| (spec.store_root.clone(), spec.id.clone())),
         userns: userns.as_ref(),
     };
-    // SAFETY: single-threaded; the child only waits on a pipe and cleans up.
-    let guard_pid = match unsafe { fork() }.context("fork of the guard")? {
+    let guard_pid = match crate::sys::process::fork().context("fork of the guard")? {
         ForkResult::Child => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
             guard::guard_main(guard_pipe.reader(), &guard_cleanup)
@@ -229,12 +225,12 @@ fn monitor(
         let (sig_ready, master_ready, stdin_ready) = (ready(0), ready(1), ready(2));
         drop(fds);
         if let (Some(m), true) = (master, master_ready)
-            && !copy(m.as_raw_fd(), 1)
+            && !copy(m, std::io::stdout().as_fd())
         {
             master_open = false;
         }
         if let (Some(m), true) = (master, stdin_ready)
-            && !copy(0, m.as_raw_fd())
+            && !copy(stdin.as_fd(), m)
         {
             stdin_open = false;
         }
@@ -259,7 +255,7 @@ fn monitor(
         match waitpid(setup_pid, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => {
                 if let Some(m) = master {
-                    drain(m.as_raw_fd());
+                    drain(m);
                 }
                 return Ok(match forced {
                     Some(s) if code == 128 + Signal::SIGKILL as i32 => 128 + s as i32,
@@ -273,33 +269,32 @@ fn monitor(
 }
 
 /// Copies what is readable from `from` to `to`; false at end of file or error.
-fn copy(from: i32, to: i32) -> bool {
+fn copy(from: BorrowedFd<'_>, to: BorrowedFd<'_>) -> bool {
     let mut buf = [0u8; 8192];
-    // SAFETY: reading into and writing from our own buffer.
-    let n = unsafe { libc::read(from, buf.as_mut_ptr().cast(), buf.len()) };
-    if n <= 0 {
-        return false;
-    }
+    let n = match nix::unistd::read(from, &mut buf) {
+        Ok(0) | Err(_) => return false,
+        Ok(n) => n,
+    };
     let mut off = 0usize;
-    while off < n as usize {
-        // SAFETY: as above.
-        let w = unsafe { libc::write(to, buf[off..].as_ptr().cast(), n as usize - off) };
-        if w <= 0 {
-            return false;
+    while off < n {
+        match nix::unistd::write(to, &buf[off..n]) {
+            Ok(0) | Err(_) => return false,
+            Ok(w) => off += w,
         }
-        off += w as usize;
     }
     true
 }
 
 /// Reads whatever the container left in the pty after it exited.
-fn drain(master: i32) {
-    // SAFETY: fcntl on our own fd.
-    unsafe {
-        let fl = libc::fcntl(master, libc::F_GETFL);
-        libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
+fn drain(master: BorrowedFd<'_>) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    if let Ok(fl) = fcntl(master, FcntlArg::F_GETFL) {
+        let _ = fcntl(
+            master,
+            FcntlArg::F_SETFL(OFlag::from_bits_retain(fl) | OFlag::O_NONBLOCK),
+        );
     }
-    while copy(master, 1) {}
+    while copy(master, std::io::stdout().as_fd()) {}
 }
 
 /// Delivers `sig` to the container's PID 1. A PID 1 without a handler ignores

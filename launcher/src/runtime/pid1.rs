@@ -7,12 +7,13 @@
 //! so the command starts exactly as it would without `--init`.
 
 use std::convert::Infallible;
+use std::os::fd::AsFd;
 
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::{ForkResult, Pid};
 
 use super::EXIT_STRATA_ERROR;
 
@@ -44,14 +45,13 @@ pub fn init_main(tty: bool, exec_command: impl FnOnce() -> Infallible) -> ! {
         Ok(s) => s,
         Err(e) => fail(&format!("init: setting up signal handling: {e}")),
     };
-    // SAFETY: single-threaded; the child only resets its session and exec's.
-    let child = match unsafe { fork() } {
+    let child = match crate::sys::process::fork() {
         Ok(ForkResult::Child) => {
             drop(sfd);
             if tty {
                 let session = nix::unistd::setsid()
                     .map_err(anyhow::Error::from)
-                    .and_then(|_| super::pty::take_controlling_tty(0));
+                    .and_then(|_| super::pty::take_controlling_tty(std::io::stdin().as_fd()));
                 if let Err(e) = session {
                     fail(&format!("init: giving the terminal to the command: {e:#}"));
                 }

@@ -4,16 +4,15 @@
 //! a socket pair (`SCM_RIGHTS`). The launcher puts its own terminal in raw mode, relays
 //! bytes both ways and passes window-size changes on.
 
-use std::io::{IoSlice, IoSliceMut};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::IoSlice;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use nix::fcntl::OFlag;
 use nix::mount::MsFlags;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair,
 };
 use nix::sys::termios::{self, SetArg, Termios};
 
@@ -48,7 +47,7 @@ impl ConsoleSocket {
 /// In the container, after pivot_root: opens a pty in the container's devpts, sized like
 /// the launcher's terminal (still the container's stdin), binds its slave at
 /// `/dev/console`, sends the master over `socket` and returns the slave.
-pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
+pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<OwnedFd> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("opening /dev/ptmx in the container")?;
     nix::pty::unlockpt(&master).context("unlocking the container's pty")?;
@@ -59,9 +58,7 @@ pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
         nix::sys::stat::Mode::empty(),
     )
     .with_context(|| format!("opening {name}"))?;
-    // SAFETY: the master fd stays open for the lifetime of this borrow.
-    let master_fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(master.as_raw_fd()) };
-    copy_winsize(std::io::stdin().as_fd(), master_fd);
+    copy_winsize(std::io::stdin().as_fd(), master.as_fd());
     let console = Path::new("/dev/console");
     ensure_file(console)?;
     do_mount(
@@ -74,7 +71,7 @@ pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
     )?;
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(
-        socket,
+        socket.as_raw_fd(),
         &[IoSlice::new(b"m")],
         &[ControlMessage::ScmRights(&fds)],
         MsgFlags::empty(),
@@ -88,44 +85,22 @@ pub fn open_in_container(sys: &dyn Syscall, socket: RawFd) -> Result<OwnedFd> {
 /// exited before sending one (its error is reported by its exit status).
 pub fn receive_master(socket: &OwnedFd) -> Result<Option<OwnedFd>> {
     let mut byte = [0u8; 1];
-    let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let msg = recvmsg::<()>(
-        socket.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )
-    .context("receiving the pty master from the container")?;
-    if msg.bytes == 0 {
+    let (bytes, fds) = crate::sys::fd::recv_with_fds(socket.as_fd(), &mut byte)
+        .context("receiving the pty master from the container")?;
+    if bytes == 0 {
         return Ok(None);
     }
-    for cmsg in msg.cmsgs().context("reading the pty master message")? {
-        if let ControlMessageOwned::ScmRights(fds) = cmsg
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just installed this fd for us; nobody else owns it.
-            let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-            for &extra in &fds[1..] {
-                // SAFETY: as above; unexpected extras are closed.
-                drop(unsafe { OwnedFd::from_raw_fd(extra) });
-            }
-            return Ok(Some(owned));
-        }
+    // Unexpected extras are closed when `fds` is dropped.
+    match fds.into_iter().next() {
+        Some(master) => Ok(Some(master)),
+        None => bail!("the container sent no pty master"),
     }
-    bail!("the container sent no pty master")
 }
 
 /// Copies the window size of terminal `from` to terminal `to` (nothing when `from` is
 /// not a terminal).
-pub fn copy_winsize(from: std::os::fd::BorrowedFd<'_>, to: std::os::fd::BorrowedFd<'_>) {
-    // SAFETY: winsize is plain data; TIOCGWINSZ/TIOCSWINSZ read/write it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
-        }
-    }
+pub fn copy_winsize(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    crate::sys::term::copy_winsize(from, to)
 }
 
 /// The launcher's terminal in raw mode; restored on drop.
@@ -155,10 +130,9 @@ impl Drop for RawGuard {
 
 /// Makes the terminal on `fd` the controlling tty of this (session leader) process:
 /// the container's setup (`-t`) and the init's command (`--init -t`) both take it.
-pub(super) fn take_controlling_tty(fd: RawFd) -> Result<()> {
-    // SAFETY: TIOCSCTTY on a terminal fd we own; argument 0 never steals it.
-    if unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(std::io::Error::last_os_error()).context("TIOCSCTTY on the pty");
-    }
-    Ok(())
+pub(super) fn take_controlling_tty(fd: BorrowedFd<'_>) -> Result<()> {
+    // Argument 0: never steals a terminal that is another session's.
+    rustix::process::ioctl_tiocsctty(fd)
+        .map_err(std::io::Error::from)
+        .context("TIOCSCTTY on the pty")
 }

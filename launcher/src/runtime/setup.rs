@@ -2,11 +2,11 @@
 //! namespace, mounts the union, unshares the container's namespaces, forks the command
 //! (PID 1 of the new pid namespace), waits for it, unmounts, and exits with its status.
 
-use std::os::fd::RawFd;
+use std::os::fd::OwnedFd;
 
 use anyhow::{Context, Result};
 use nix::sys::wait::{WaitStatus, waitpid};
-use nix::unistd::{ForkResult, Gid, Uid, fork};
+use nix::unistd::{ForkResult, Gid, Uid};
 
 use super::sync::{Channel, Msg};
 use super::syscall::linux::LinuxSyscall;
@@ -19,7 +19,7 @@ pub fn setup_main(
     launcher: nix::unistd::Pid,
     mut to_parent: Channel,
     mut from_parent: Channel,
-    console: Option<RawFd>,
+    console: Option<OwnedFd>,
 ) -> ! {
     let code = match run(spec, launcher, &mut to_parent, &mut from_parent, console) {
         Ok(code) => code,
@@ -36,7 +36,7 @@ fn run(
     launcher: nix::unistd::Pid,
     to_parent: &mut Channel,
     from_parent: &mut Channel,
-    console: Option<RawFd>,
+    console: Option<OwnedFd>,
 ) -> Result<i32> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .context("PR_SET_PDEATHSIG")?;
@@ -66,15 +66,12 @@ fn run(
         true,
     )?;
     namespaces::unshare_ns(&sys, namespaces::container_flags(spec.network))?;
-    // SAFETY: single-threaded process; the child only runs the container setup and exec.
-    let child = match unsafe { fork() }.context("fork of the container process")? {
+    let child = match crate::sys::process::fork().context("fork of the container process")? {
         ForkResult::Child => init::container_main(spec, console),
         ForkResult::Parent { child } => child,
     };
-    if let Some(fd) = console {
-        // SAFETY: the console socket belongs to the container now.
-        unsafe { libc::close(fd) };
-    }
+    // The console socket belongs to the container now.
+    drop(console);
     to_parent.send(&Msg::Started(child.as_raw()))?;
     let code = loop {
         match waitpid(child, None) {

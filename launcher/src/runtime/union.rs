@@ -3,7 +3,6 @@
 //! (stratafs via `strata stratafs`, or `$STRATA_FUSE_PROGRAM`).
 
 use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -189,13 +188,7 @@ fn mount_fuse(dirs: &UnionDirs, target: &Path, foreground: bool) -> Result<Mount
     cmd.arg("-o").arg(dirs.options()?).arg(target);
     cmd.stdin(std::process::Stdio::null());
     if foreground {
-        // SAFETY: prctl is async-signal-safe; runs in the child between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        crate::sys::process::kill_with_parent(&mut cmd);
     }
     let mut child = cmd
         .spawn()
