@@ -214,7 +214,7 @@ impl OutputFile {
         // no temp name a kill could leave behind.
         match link_fd(&self.file, &dest) {
             Ok(()) => return Ok(()),
-            Err(_) if !dest.exists() && fs::symlink_metadata(&dest).is_err() => {
+            Err(_) if fs::symlink_metadata(&dest).is_err() => {
                 return Err(StoreError::io(
                     "link",
                     &dest,
