@@ -112,3 +112,75 @@ fn requests_are_counted_on_signal_and_at_unmount() {
         "150 missing names looked up in all, table at unmount says {lookups}:\n{table}"
     );
 }
+
+/// Runs `find ARGS` in `dir` and returns its output, sorted by line.
+fn find(dir: &Path, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new("find")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("run find");
+    assert!(out.status.success(), "find {args:?}: {out:?}");
+    let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// `find` lists names only (the daemon answers it without attributes, which the kernel
+/// then caches); a `find -printf '%s'` after it reads those cached listings and stats
+/// every name. Once it looks up the first file, the daemon drops the cached bare
+/// listings, so its next listings come with attributes: far fewer LOOKUPs than files,
+/// and the sizes all true.
+#[test]
+fn a_stat_walk_after_a_plain_walk_gets_attributes_with_its_listings() {
+    if !privileged_or_skip() {
+        return;
+    }
+    let imp = Impl::selected();
+    if imp.name != "stratafs" {
+        eprintln!("skipped: stats= is stratafs' own option");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| tmp.path().join(d));
+    for d in [&u, &w, &m] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let (dirs, files) = (40, 25);
+    let mut want = Vec::new();
+    for d in 0..dirs {
+        let dir = l.join(format!("d{d:02}"));
+        fs::create_dir_all(&dir).expect("mkdir lower");
+        for f in 0..files {
+            let size = d * files + f;
+            fs::write(dir.join(format!("f{f:02}")), vec![b'x'; size]).expect("write lower");
+            want.push(format!("{size} d{d:02}/f{f:02}"));
+        }
+    }
+    want.sort();
+    let stats = tmp.path().join("stats.tsv");
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},stats={}",
+        l.display(),
+        u.display(),
+        w.display(),
+        stats.display()
+    );
+    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(find(&m, &["-type", "f"]).len(), dirs * files, "plain walk");
+    let sized = find(&m, &["-type", "f", "-printf", "%s %P\n"]);
+    assert_eq!(sized, want, "sizes seen by the walk that stats");
+    fs::remove_file(&stats).expect("remove the table written at mount");
+    mount.unmount();
+    let table = wait_for(&stats, "at unmount");
+    let lookups = count_of(&table, "LOOKUP");
+    assert!(
+        lookups < (dirs * files / 4) as u64,
+        "{} files statted after a plain walk: {lookups} LOOKUPs (each listing after \
+         the first should carry attributes):\n{table}",
+        dirs * files
+    );
+}

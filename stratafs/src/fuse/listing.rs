@@ -80,6 +80,13 @@ impl DirListing {
         listing
     }
 
+    /// Complete, with at most `max` entries: a reader takes it whole in one or two
+    /// getdents calls, so hardly any is ever in the middle of it.
+    pub(crate) fn is_small(&self, max: usize) -> bool {
+        let f = self.filling.lock();
+        f.done && f.list.len() <= max
+    }
+
     fn fill(
         &self,
         fill: impl FnOnce(&mut dyn FnMut(&[u8], ListEntry) -> io::Result<()>) -> Result<(), i32>,

@@ -16,6 +16,10 @@ use super::*;
 use crate::daemon::options::IoStrategy;
 use crate::overlay::NewObject;
 
+/// Entries at most in a listing given bare whose kernel cache may be dropped for a
+/// process that stats what it lists (see `plus`): a getdents of 32 KiB takes it whole.
+const SMALL_BARE_LISTING: usize = 512;
+
 /// Asks for `cap` when the kernel offers it; true when it is on.
 fn take(config: &mut KernelConfig, cap: InitFlags) -> bool {
     config.capabilities().contains(cap) && config.add_capabilities(cap).is_ok()
@@ -100,8 +104,11 @@ impl OverlayFs {
     pub(crate) fn lookup(&self, req: &Who, parent: INodeNo, name: &OsStr, reply: impl EntryReply) {
         match self.ov.lookup(parent.0, name) {
             Ok((node, st)) => {
-                self.plus.looked_up(req.pid(), parent.0, node.is_dir);
-                self.entry(reply, &node, &st)
+                let learned = self.plus.looked_up(req.pid(), parent.0, node.is_dir);
+                self.entry(reply, &node, &st);
+                if learned {
+                    self.drop_bare_listings();
+                }
             }
             // A negative entry (node id 0) lets the kernel cache "no such name" for the
             // TTL: every change of the tree goes through this mount and updates it.
@@ -221,6 +228,7 @@ impl OverlayFs {
     }
 
     pub(crate) fn unlink(&self, parent: INodeNo, name: &OsStr, reply: impl EmptyReply) {
+        self.plus.changed(parent.0);
         match self.ov.remove(parent.0, name, false) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -228,6 +236,7 @@ impl OverlayFs {
     }
 
     pub(crate) fn rmdir(&self, parent: INodeNo, name: &OsStr, reply: impl EmptyReply) {
+        self.plus.changed(parent.0);
         match self.ov.remove(parent.0, name, true) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -263,6 +272,8 @@ impl OverlayFs {
         flags: RenameFlags,
         reply: impl EmptyReply,
     ) {
+        self.plus.changed(parent.0);
+        self.plus.changed(newparent.0);
         match self
             .ov
             .rename(parent.0, name, newparent.0, newname, flags.bits())
@@ -279,6 +290,7 @@ impl OverlayFs {
         newname: &OsStr,
         reply: impl EntryReply,
     ) {
+        self.plus.changed(newparent.0);
         match self.ov.link(ino.0, newparent.0, newname) {
             Ok((node, st)) => self.entry(reply, &node, &st),
             Err(e) => reply.error(err(e)),
@@ -417,6 +429,23 @@ impl OverlayFs {
         }
     }
 
+    /// Has the kernel drop the listings it caches without attributes, so the next
+    /// listings of a process that stats what it lists come here (module `plus`).
+    fn drop_bare_listings(&self) {
+        let Some(dev) = self.device.get() else {
+            return;
+        };
+        for dir in self.plus.take_bare_dirs() {
+            if self.dirs.contains_key(&(dir | LISTING_BY_INO)) {
+                // The kernel has not read this listing to its end: a reader is in the
+                // middle of it, and goes on from the listing kept here.
+                continue;
+            }
+            // ENOENT: the kernel no longer holds that directory; nothing to drop.
+            let _ = sys::fuse_dev::notify_inval_inode(&**dev, dir);
+        }
+    }
+
     pub(crate) fn readdirplus(
         &self,
         req: &Who,
@@ -479,6 +508,9 @@ impl OverlayFs {
         });
         match added {
             Ok(added) => {
+                if names_only && list.is_small(SMALL_BARE_LISTING) {
+                    self.plus.listed_bare(ino.0);
+                }
                 self.listing_read(key, fh, added);
                 reply.ok();
             }
@@ -577,6 +609,7 @@ impl OverlayFs {
             // kernel falls back to MKNOD and an open of its own.
             return reply.error(Errno::ENOSYS);
         }
+        self.plus.changed(parent.0);
         let obj = NewObject::File {
             mode: mode & 0o7777,
             flags,

@@ -66,3 +66,18 @@ pub fn write_reply(device: RawFd, head: &[u8], body: &[u8]) -> io::Result<usize>
         Ok(r as usize)
     }
 }
+
+/// `FUSE_NOTIFY_INVAL_INODE`: the kernel drops what it caches of node `ino` — its
+/// attributes and its pages, which for a directory is its cached listing. An inode
+/// the kernel does not hold answers ENOENT, which callers may ignore.
+pub fn notify_inval_inode(device: impl AsFd, ino: u64) -> io::Result<()> {
+    const FUSE_NOTIFY_INVAL_INODE: i32 = 2;
+    // struct fuse_out_header { len, error (the notification code), unique: 0 }.
+    let mut head = [0u8; 16];
+    head[..4].copy_from_slice(&40u32.to_ne_bytes());
+    head[4..8].copy_from_slice(&FUSE_NOTIFY_INVAL_INODE.to_ne_bytes());
+    // struct fuse_notify_inval_inode_out { ino, off: 0, len: 0 (to the end) }.
+    let mut body = [0u8; 24];
+    body[..8].copy_from_slice(&ino.to_ne_bytes());
+    write_reply(device.as_fd().as_raw_fd(), &head, &body).map(|_| ())
+}
