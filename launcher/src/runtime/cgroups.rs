@@ -104,6 +104,36 @@ impl Cgroup {
         Ok(Some(Cgroup::V1(v1::V1Cgroup::create(name, limits)?)))
     }
 
+    /// Creates the cgroup at an OCI `cgroupsPath` (as root): an absolute path from the
+    /// hierarchy's root, a relative one under this process's own cgroup; v2 where the
+    /// host is unified (or its unified mount has every controller the limits need),
+    /// else v1.
+    pub fn create_at(path: &Path, limits: &Limits) -> Result<Cgroup> {
+        let rel_v2 = |mount: &Path| -> Result<V2Path> {
+            let rel = match path.strip_prefix("/") {
+                Ok(abs) => abs.to_path_buf(),
+                Err(_) => own_v2_path()?.join(path),
+            };
+            Ok(V2Path(mount.to_path_buf(), rel))
+        };
+        if is_unified_host() {
+            let V2Path(m, rel) = rel_v2(Path::new("/sys/fs/cgroup"))?;
+            return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
+        }
+        let unified = Path::new("/sys/fs/cgroup/unified");
+        let needed = needed_controllers(limits);
+        if limits.any()
+            && let Ok(avail) = std::fs::read_to_string(unified.join("cgroup.controllers"))
+            && needed
+                .iter()
+                .all(|c| avail.split_whitespace().any(|a| a == *c))
+        {
+            let V2Path(m, rel) = rel_v2(unified)?;
+            return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
+        }
+        Ok(Cgroup::V1(v1::V1Cgroup::create_at(path, limits)?))
+    }
+
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: i32) -> Result<()> {
         match self {
@@ -139,6 +169,9 @@ fn rootless_hint(e: anyhow::Error, rootless: bool) -> anyhow::Error {
         e
     }
 }
+
+/// A v2 mount point and a cgroup's path relative to it.
+struct V2Path(PathBuf, PathBuf);
 
 /// Writes `value` to a cgroup control file, naming the file on error.
 pub fn write_file(path: &Path, value: &str) -> Result<()> {

@@ -7,8 +7,10 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::exec_fifo;
 use super::rootfs::{self, RootfsPlan};
 use super::spec::{Network, UserSpec, resolve_user};
+use super::sync::{Channel, Msg};
 use super::syscall::Syscall;
 use super::syscall::linux::LinuxSyscall;
 use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
@@ -16,14 +18,20 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
-pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>) -> ! {
+/// `ready` (a created container, with `spec.exec_fifo`) is where the init says it is
+/// set up, or why it failed, before it waits on the fifo.
+pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>, ready: Option<Channel>) -> ! {
     let tty = console.is_some();
-    match prepare(spec, console) {
+    let mut ready = ready;
+    match prepare(spec, console, &mut ready) {
         Ok((path, argv, envp)) if spec.init => {
             super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
         }
         Ok((path, argv, envp)) => exec_unblocked(&path, &argv, &envp),
         Err(e) => {
+            if let Some(ch) = ready.as_mut() {
+                let _ = ch.send(&Msg::Error(format!("{e:#}")));
+            }
             eprintln!("strata: {e:#}");
             std::process::exit(super::EXIT_STRATA_ERROR)
         }
@@ -47,18 +55,36 @@ fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
 
 type Prepared = (CString, Vec<CString>, Vec<CString>);
 
-fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
+fn prepare(
+    spec: &RunSpec,
+    console: Option<OwnedFd>,
+    ready: &mut Option<Channel>,
+) -> Result<Prepared> {
     let tty = console.is_some();
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .context("PR_SET_PDEATHSIG")?;
+    // A created container's init outlives the setup process that forked it.
+    let detached = spec.exec_fifo.is_some();
+    if !detached {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("PR_SET_PDEATHSIG")?;
+    }
+    let fifo = spec
+        .exec_fifo
+        .as_deref()
+        .map(exec_fifo::Pending::open)
+        .transpose()?;
     // Its own mount namespace, so pivot_root moves only the container (not the setup
     // process and the FUSE daemon, which share the one the union was mounted in).
     let sys = LinuxSyscall;
     super::namespaces::unshare_ns(&sys, nix::sched::CloneFlags::CLONE_NEWNS)?;
-    sys.sethostname(&spec.hostname)
-        .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
+    if !spec.hostname.is_empty() {
+        sys.sethostname(&spec.hostname)
+            .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
+    }
     if spec.network == Network::None {
         net::loopback_up()?;
+    }
+    if spec.union.is_none() {
+        rootfs::bind_self(&sys, &spec.merged)?;
     }
     rootfs::prepare(
         &sys,
@@ -67,10 +93,19 @@ fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
             rootless: spec.idmap.is_some(),
             own_netns: spec.network == Network::None,
             volumes: &spec.volumes,
+            mounts: spec.mounts.as_deref(),
         },
     )?;
     rootfs::pivot(&sys, &spec.merged)?;
-    rootfs::finish(&sys, Path::new("/"))?;
+    rootfs::finish(
+        &sys,
+        Path::new("/"),
+        &spec.masked_paths,
+        &spec.readonly_paths,
+    )?;
+    if spec.rootfs_readonly {
+        super::mounts::remount_ro(&sys, Path::new("/"))?;
+    }
     if let Some(socket) = console {
         let slave = super::pty::open_in_container(&sys, socket.as_fd())?;
         // The socket was inherited for this purpose only.
@@ -99,19 +134,37 @@ fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
         )
         .context("giving the pty to the container's user")?;
     }
-    caps::drop_bounding()?;
-    switch_user(user, spec.idmap.is_some())?;
+    if let Some(m) = spec.umask {
+        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
+    }
+    for r in &spec.rlimits {
+        nix::sys::resource::setrlimit(r.resource, r.soft, r.hard)
+            .with_context(|| format!("setrlimit {:?}", r.resource))?;
+    }
+    if let Some(fifo) = fifo {
+        // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
+        if let Some(mut ch) = ready.take() {
+            ch.send(&Msg::Ready)?;
+        }
+        fifo.wait()?;
+    }
+    caps::drop_bounding(&spec.caps.bounding)?;
+    switch_user(user, &spec.additional_gids, spec.idmap.is_some())?;
     nix::unistd::chdir(cwd)
         .with_context(|| format!("chdir to working directory {}", cwd.display()))?;
     if user.uid == 0 {
-        caps::set_default_caps()?;
+        caps::set_caps(&spec.caps)?;
     }
-    caps::set_no_new_privs()?;
+    if spec.no_new_privs {
+        caps::set_no_new_privs()?;
+    }
     // Signals stay blocked until exec (or for good in the init, which reads them from a
     // signalfd): PID 1 would drop them otherwise.
     // Credential changes clear the parent-death signal: set it again.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .context("PR_SET_PDEATHSIG")?;
+    if !detached {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("PR_SET_PDEATHSIG")?;
+    }
     let path = resolve_command(&spec.argv, &spec.env);
     let c = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
     let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
@@ -140,10 +193,12 @@ fn redirect_stdin_null() -> Result<()> {
         .context("dup2 /dev/null to stdin")
 }
 
-fn switch_user(user: UserSpec, rootless: bool) -> Result<()> {
+fn switch_user(user: UserSpec, additional_gids: &[u32], rootless: bool) -> Result<()> {
     use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
     let gid = Gid::from_raw(user.gid);
-    if let Err(e) = setgroups(&[gid]) {
+    let mut groups = vec![gid];
+    groups.extend(additional_gids.iter().map(|g| Gid::from_raw(*g)));
+    if let Err(e) = setgroups(&groups) {
         // With a single mapping, setgroups is denied in the user namespace.
         if !(rootless && e == nix::errno::Errno::EPERM) {
             return Err(e).context("setgroups");

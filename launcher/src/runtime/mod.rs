@@ -12,11 +12,17 @@
 //!   and the command is its child;
 //! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
 //!   the container) once the container's processes are gone.
+//!
+//! An OCI `create` (module [`created`]) runs the same setup process and init on a
+//! [`RunSpec`] with no union and an exec fifo: the setup process exits once the init
+//! is forked, the init waits on the fifo before exec, and no launcher stays.
 
 pub mod caps;
 pub mod cgroups;
+pub mod created;
 pub mod daemon_wait;
 pub mod devices;
+pub mod exec_fifo;
 pub mod guard;
 pub mod idmap;
 pub mod init;
@@ -55,9 +61,10 @@ pub struct RunSpec {
     pub name: String,
     /// The container's directory in the store.
     pub dir: PathBuf,
-    /// The union to mount.
-    pub union: union::UnionDirs,
-    /// Where to mount it.
+    /// The union to mount; `None` when `merged` is a plain directory already holding
+    /// the rootfs (an OCI bundle's `root.path`: the engine mounted it).
+    pub union: Option<union::UnionDirs>,
+    /// Where to mount it (the container's rootfs).
     pub merged: PathBuf,
     /// Kernel overlayfs or FUSE.
     pub driver: Driver,
@@ -69,8 +76,31 @@ pub struct RunSpec {
     pub cwd: String,
     /// `-u` / image User, resolved inside the rootfs.
     pub user: Option<String>,
-    /// UTS hostname.
+    /// UTS hostname (empty: left as it is).
     pub hostname: String,
+    /// Namespaces made new or joined by the setup process.
+    pub namespaces: namespaces::NsPlan,
+    /// An explicit mount list in place of the standard `/proc`, `/dev`, `/sys`.
+    pub mounts: Option<Vec<mounts::MountSpec>>,
+    /// Paths masked after pivot_root.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only after pivot_root.
+    pub readonly_paths: Vec<String>,
+    /// Remount the rootfs read-only after pivot_root.
+    pub rootfs_readonly: bool,
+    /// The capability sets.
+    pub caps: caps::CapSets,
+    /// Supplementary groups of the command, besides its gid.
+    pub additional_gids: Vec<u32>,
+    /// Resource limits of the command.
+    pub rlimits: Vec<spec::Rlimit>,
+    /// Set no_new_privs before exec.
+    pub no_new_privs: bool,
+    /// The command's umask (`None`: inherited).
+    pub umask: Option<u32>,
+    /// A created (OCI) container: its init waits on this fifo before exec, nothing
+    /// waits for it and it does not die with its parent.
+    pub exec_fifo: Option<PathBuf>,
     /// Network mode.
     pub network: Network,
     /// cgroup limits.

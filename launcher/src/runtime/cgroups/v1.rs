@@ -40,6 +40,20 @@ impl V1Cgroup {
     /// Creates `<mount>/<own>/strata/<name>` in the memory, cpu and pids hierarchies
     /// (those present) and applies the limits; a limit whose controller is missing fails.
     pub fn create(name: &str, limits: &Limits) -> Result<V1Cgroup> {
+        Self::create_with(limits, |ctrl| Ok(own_path(ctrl)?.join("strata").join(name)))
+    }
+
+    /// Creates the cgroup at `path` in each hierarchy: an absolute path from the
+    /// hierarchy's root, a relative one under this process's own cgroup (OCI
+    /// `cgroupsPath`).
+    pub fn create_at(path: &Path, limits: &Limits) -> Result<V1Cgroup> {
+        Self::create_with(limits, |ctrl| match path.strip_prefix("/") {
+            Ok(abs) => Ok(abs.to_path_buf()),
+            Err(_) => Ok(own_path(ctrl)?.join(path)),
+        })
+    }
+
+    fn create_with(limits: &Limits, rel: impl Fn(&str) -> Result<PathBuf>) -> Result<V1Cgroup> {
         let mut cg = V1Cgroup { paths: Vec::new() };
         for ctrl in ["memory", "cpu", "pids"] {
             let Some(mount) = mount_of(ctrl) else {
@@ -54,7 +68,7 @@ impl V1Cgroup {
                 }
                 continue;
             };
-            let dir = mount.join(own_path(ctrl)?).join("strata").join(name);
+            let dir = mount.join(rel(ctrl)?);
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 let _ = cg.remove();
                 return Err(e).with_context(|| format!("creating cgroup {}", dir.display()));
