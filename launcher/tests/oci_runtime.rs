@@ -1,0 +1,391 @@
+//! `strata-runtime` as podman/conmon and containerd drive it, as root: real bundles
+//! (a busybox rootfs, config.json from `strata-runtime spec`), the create → start →
+//! state → kill → delete lifecycle, `run`'s exit status, refused fields, JSON logs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{find_cgroups, skip_unless_root};
+use serde_json::{Value, json};
+
+/// The binary under test.
+fn runtime() -> &'static str {
+    env!("CARGO_BIN_EXE_strata-runtime")
+}
+
+/// Applets linked to busybox in the test rootfs.
+const APPLETS: &[&str] = &[
+    "sh", "echo", "cat", "sleep", "id", "hostname", "touch", "true", "false", "ls", "test", "[",
+];
+
+/// A bundle with a busybox rootfs, its state root and a host directory bound at
+/// `/shared` in the container.
+struct Bundle {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    root: PathBuf,
+    shared: PathBuf,
+}
+
+/// What one run of the runtime did.
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    fn show(&self) -> String {
+        format!(
+            "status {:?}\nstdout: {}\nstderr: {}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Bundle {
+    /// A bundle whose process runs `sh -c SCRIPT`.
+    fn new(script: &str) -> Bundle {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("bundle");
+        let bin = dir.join("rootfs/bin");
+        std::fs::create_dir_all(&bin).expect("rootfs/bin");
+        std::fs::copy(busybox(), bin.join("busybox")).expect("copying busybox");
+        for a in APPLETS {
+            std::os::unix::fs::symlink("busybox", bin.join(a)).expect("applet link");
+        }
+        for d in ["proc", "dev", "sys", "tmp", "shared"] {
+            std::fs::create_dir_all(dir.join("rootfs").join(d)).expect("rootfs dir");
+        }
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).expect("shared dir");
+        let b = Bundle {
+            root: tmp.path().join("state"),
+            dir,
+            shared,
+            _tmp: tmp,
+        };
+        let o = b.rt(&["spec", "--bundle", b.dir.to_str().expect("utf-8 path")]);
+        assert_eq!(o.code, Some(0), "spec: {}", o.show());
+        b.edit(|c| {
+            c["process"]["terminal"] = json!(false);
+            c["process"]["args"] = json!(["sh", "-c", script]);
+            if let Some(m) = c["mounts"].as_array_mut() {
+                m.push(json!({"destination": "/shared", "type": "bind",
+                              "source": b.shared, "options": ["rbind", "rw"]}));
+            }
+        });
+        b
+    }
+
+    /// Changes config.json.
+    fn edit(&self, f: impl FnOnce(&mut Value)) {
+        let p = self.dir.join("config.json");
+        let mut c: Value = serde_json::from_str(&std::fs::read_to_string(&p).expect("config.json"))
+            .expect("config.json is JSON");
+        f(&mut c);
+        std::fs::write(&p, c.to_string()).expect("writing config.json");
+    }
+
+    /// Runs `strata-runtime --root STATE ARGS` (stdio to files: a created container
+    /// keeps them) and waits at most 60 s.
+    fn rt(&self, args: &[&str]) -> Out {
+        let mut all = vec!["--root", self.root.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        run_runtime(&all)
+    }
+
+    fn create(&self, id: &str) -> Out {
+        self.rt(&["create", "--bundle", self.dir.to_str().expect("utf-8"), id])
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let o = self.rt(&["state", id]);
+        assert_eq!(o.code, Some(0), "state: {}", o.show());
+        serde_json::from_str(&o.stdout).expect("state is JSON")
+    }
+
+    fn wait_status(&self, id: &str, want: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.state(id);
+            if s["status"] == want {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{id} never got {want}: {s}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_file(&self, name: &str) -> String {
+        let p = self.shared.join(name);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !p.exists() {
+            assert!(Instant::now() < deadline, "{} never appeared", p.display());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        std::fs::read_to_string(&p).expect("reading a shared file")
+    }
+}
+
+fn busybox() -> &'static Path {
+    let p = Path::new("/bin/busybox");
+    if !p.is_file() {
+        panic!("these tests need busybox-static at /bin/busybox (scripts/deps installs it)");
+    }
+    p
+}
+
+fn run_runtime(args: &[&str]) -> Out {
+    let out = tempfile::NamedTempFile::new().expect("stdout file");
+    let err = tempfile::NamedTempFile::new().expect("stderr file");
+    let mut child = Command::new(runtime())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(out.reopen().expect("reopen"))
+        .stderr(err.reopen().expect("reopen"))
+        .spawn()
+        .expect("spawning strata-runtime");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("strata-runtime {args:?} did not finish in 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Out {
+        code: status.code(),
+        stdout: std::fs::read_to_string(out.path()).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err.path()).unwrap_or_default(),
+    }
+}
+
+/// A container id unique to this test process.
+fn id(name: &str) -> String {
+    format!("oci-{}-{name}", std::process::id())
+}
+
+#[test]
+fn create_start_state_delete() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "echo $$ $(hostname) $(id -u) > /shared/out; \
+         while [ ! -e /shared/stop ]; do sleep 0.05; done; exit 3",
+    );
+    let c = id("life");
+    let pid_file = b.shared.join("../pid");
+    let o = b.rt(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        "--pid-file",
+        pid_file.to_str().expect("utf-8"),
+        &c,
+    ]);
+    assert_eq!(o.code, Some(0), "create: {}", o.show());
+    let s = b.state(&c);
+    assert_eq!(s["status"], "created", "{s}");
+    assert_eq!(s["id"], c.as_str());
+    assert_eq!(s["bundle"], b.dir.to_str().expect("utf-8"));
+    let pid = s["pid"].as_i64().expect("a pid");
+    assert!(pid > 0);
+    let written = std::fs::read_to_string(&pid_file).expect("pid file");
+    assert_eq!(written.trim(), pid.to_string());
+    assert!(b.root.join(&c).join("exec.fifo").exists());
+    // Nothing ran yet.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!b.shared.join("out").exists());
+    // Its cgroup exists while it lives.
+    assert!(!find_cgroups(&c).is_empty(), "no cgroup for {c}");
+
+    let o = b.rt(&["start", &c]);
+    assert_eq!(o.code, Some(0), "start: {}", o.show());
+    assert_eq!(b.wait_file("out").trim(), "1 strata 0");
+    assert_eq!(b.state(&c)["status"], "running");
+    let o = b.rt(&["start", &c]);
+    assert_ne!(o.code, Some(0), "a second start must fail: {}", o.show());
+
+    let o = b.rt(&["ps", "--format", "json", &c]);
+    assert_eq!(o.code, Some(0), "ps: {}", o.show());
+    let pids: Vec<i64> = serde_json::from_str(&o.stdout).expect("ps json");
+    assert!(pids.contains(&pid), "{pids:?} lacks {pid}");
+
+    std::fs::write(b.shared.join("stop"), "").expect("stop file");
+    b.wait_status(&c, "stopped");
+    assert_eq!(b.state(&c)["pid"], 0);
+    let o = b.rt(&["delete", &c]);
+    assert_eq!(o.code, Some(0), "delete: {}", o.show());
+    assert!(!b.root.join(&c).exists());
+    assert!(find_cgroups(&c).is_empty(), "cgroup of {c} left");
+    let o = b.rt(&["state", &c]);
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("does not exist"), "{}", o.show());
+}
+
+#[test]
+fn kill_by_number_and_name_and_delete_needs_force_while_running() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "trap 'echo term > /shared/term-$N; exit 0' TERM; echo up > /shared/up-$N; \
+         while true; do sleep 0.05; done",
+    );
+    for (n, sig) in [("1", "15"), ("2", "TERM"), ("3", "SIGTERM")] {
+        b.edit(|c| c["process"]["env"] = json!(["PATH=/bin", format!("N={n}")]));
+        let c = id(&format!("kill{n}"));
+        let o = b.create(&c);
+        assert_eq!(o.code, Some(0), "create: {}", o.show());
+        let o = b.rt(&["start", &c]);
+        assert_eq!(o.code, Some(0), "start: {}", o.show());
+        b.wait_file(&format!("up-{n}"));
+        if n == "1" {
+            let o = b.rt(&["delete", &c]);
+            assert_ne!(
+                o.code,
+                Some(0),
+                "delete of a running container: {}",
+                o.show()
+            );
+            assert!(o.stderr.contains("running"), "{}", o.show());
+            assert_eq!(b.state(&c)["status"], "running");
+        }
+        let o = b.rt(&["kill", &c, sig]);
+        assert_eq!(o.code, Some(0), "kill {sig}: {}", o.show());
+        assert_eq!(b.wait_file(&format!("term-{n}")).trim(), "term");
+        b.wait_status(&c, "stopped");
+        let o = b.rt(&["delete", &c]);
+        assert_eq!(o.code, Some(0), "delete: {}", o.show());
+    }
+    // --force kills a running container.
+    let c = id("force");
+    b.edit(|c| c["process"]["env"] = json!(["PATH=/bin", "N=f"]));
+    assert_eq!(b.create(&c).code, Some(0));
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("up-f");
+    let o = b.rt(&["delete", "--force", &c]);
+    assert_eq!(o.code, Some(0), "delete --force: {}", o.show());
+    assert!(!b.root.join(&c).exists());
+    assert!(find_cgroups(&c).is_empty());
+}
+
+#[test]
+fn run_exits_with_the_container_status() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("echo ran > /shared/ran; exit 7");
+    let c = id("run");
+    let o = b.rt(&["run", "--bundle", b.dir.to_str().expect("utf-8"), &c]);
+    assert_eq!(o.code, Some(7), "run: {}", o.show());
+    assert_eq!(b.wait_file("ran").trim(), "ran");
+    assert!(!b.root.join(&c).exists(), "run leaves no state behind");
+}
+
+#[test]
+fn an_unsupported_field_fails_create_and_leaves_nothing() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("true");
+    b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"}));
+    let c = id("seccomp");
+    let o = b.create(&c);
+    assert_ne!(o.code, Some(0), "{}", o.show());
+    assert!(o.stderr.contains("linux.seccomp"), "{}", o.show());
+    assert!(
+        !b.root.join(&c).exists(),
+        "a failed create left its state dir"
+    );
+    // The same failure with --log-format json: one JSON object with msg in the log.
+    let log = b.shared.join("../log.json");
+    let o = b.rt(&[
+        "--log",
+        log.to_str().expect("utf-8"),
+        "--log-format",
+        "json",
+        "create",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        &c,
+    ]);
+    assert_ne!(o.code, Some(0));
+    let text = std::fs::read_to_string(&log).expect("the log");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let v: Value = serde_json::from_str(lines[0]).expect("a JSON object");
+    assert!(
+        v["msg"]
+            .as_str()
+            .is_some_and(|m| m.contains("linux.seccomp")),
+        "{v}"
+    );
+    assert_eq!(v["level"], "error");
+    // An error in the init (a bind source that is not there) is reported by create.
+    let b = Bundle::new("true");
+    b.edit(|c| {
+        if let Some(m) = c["mounts"].as_array_mut() {
+            m.push(
+                json!({"destination": "/x", "type": "tmpfs", "source": "tmpfs",
+                          "options": ["size=nonsense"]}),
+            );
+        }
+    });
+    let c = id("badmount");
+    let o = b.create(&c);
+    assert_ne!(o.code, Some(0), "{}", o.show());
+    assert!(o.stderr.contains("/x"), "{}", o.show());
+    assert!(!b.root.join(&c).exists());
+    assert!(find_cgroups(&c).is_empty());
+}
+
+#[test]
+fn list_json_and_version() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("sleep 30");
+    let (c1, c2) = (id("list1"), id("list2"));
+    assert_eq!(b.create(&c1).code, Some(0));
+    assert_eq!(b.create(&c2).code, Some(0));
+    assert_eq!(b.rt(&["start", &c2]).code, Some(0));
+    let o = b.rt(&["list", "--format", "json"]);
+    assert_eq!(o.code, Some(0), "{}", o.show());
+    let all: Vec<Value> = serde_json::from_str(&o.stdout).expect("list json");
+    let status = |id: &str| {
+        all.iter()
+            .find(|s| s["id"] == id)
+            .map(|s| s["status"].clone())
+    };
+    assert_eq!(status(&c1), Some(json!("created")), "{all:?}");
+    assert_eq!(status(&c2), Some(json!("running")), "{all:?}");
+    for c in [&c1, &c2] {
+        let o = b.rt(&["delete", "--force", c]);
+        assert_eq!(o.code, Some(0), "{}", o.show());
+    }
+
+    let o = run_runtime(&["--version"]);
+    assert_eq!(o.code, Some(0));
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", o.stdout);
+    assert!(
+        lines[0].starts_with("strata-runtime version "),
+        "{}",
+        o.stdout
+    );
+    assert!(lines[1].starts_with("spec: 1."), "{}", o.stdout);
+    assert!(lines[2].starts_with("commit: "), "{}", o.stdout);
+    let o = run_runtime(&["features"]);
+    let f: Value = serde_json::from_str(&o.stdout).expect("features json");
+    assert_eq!(f["ociVersionMin"], "1.0.0");
+}
