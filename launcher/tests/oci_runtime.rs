@@ -19,6 +19,7 @@ fn runtime() -> &'static str {
 /// Applets linked to busybox in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "id", "hostname", "touch", "true", "false", "ls", "test", "[",
+    "grep", "wc", "readlink", "tty",
 ];
 
 /// A bundle with a busybox rootfs, its state root and a host directory bound at
@@ -388,4 +389,111 @@ fn list_json_and_version() {
     let o = run_runtime(&["features"]);
     let f: Value = serde_json::from_str(&o.stdout).expect("features json");
     assert_eq!(f["ociVersionMin"], "1.0.0");
+}
+
+#[test]
+fn config_fields_are_honoured() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "{ touch /x 2>/dev/null && echo rw || echo ro; ulimit -n; \
+           grep CapEff /proc/self/status; id -G; cat /proc/cmdline | wc -c; \
+           readlink /proc/self/ns/net; hostname; echo $K; pwd; \
+           touch /tmp/t && echo tmp-ok; } > /shared/out 2>&1",
+    );
+    b.edit(|c| {
+        c["hostname"] = json!("honoured");
+        c["process"]["env"] = json!(["PATH=/bin", "K=v1"]);
+        c["process"]["cwd"] = json!("/tmp");
+        c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 321, "soft": 123}]);
+        c["process"]["user"]["additionalGids"] = json!([10, 20]);
+        c["mounts"].as_array_mut().expect("mounts").push(json!(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "nodev", "mode=1777", "size=1m"]}));
+        let ns = c["linux"]["namespaces"].as_array_mut().expect("namespaces");
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network", "path": "/proc/self/ns/net"}));
+        c["linux"]["maskedPaths"] = json!(["/proc/cmdline"]);
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}});
+    });
+    let c = id("fields");
+    let o = b.rt(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        "--keep",
+        &c,
+    ]);
+    assert_eq!(o.code, Some(0), "run: {}", o.show());
+    let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
+    let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
+    let want = format!(
+        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\n",
+        host_net.display()
+    );
+    assert_eq!(out, want);
+    // The limits went to the container's cgroup (v2 or v1, whichever holds them).
+    let dirs = find_cgroups(&c);
+    let read = |names: &[&str]| {
+        dirs.iter()
+            .flat_map(|d| names.iter().map(move |n| d.join(n)))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+    };
+    assert_eq!(
+        read(&["memory.max", "memory.limit_in_bytes"]).as_deref(),
+        Some("67108864"),
+        "{dirs:?}"
+    );
+    assert_eq!(read(&["pids.max"]).as_deref(), Some("50"), "{dirs:?}");
+    let o = b.rt(&["delete", &c]);
+    assert_eq!(o.code, Some(0), "delete: {}", o.show());
+    assert!(find_cgroups(&c).is_empty());
+}
+
+#[test]
+fn a_terminal_goes_to_the_console_socket() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("tty > /shared/tty; echo hello-pty; sleep 0.3");
+    b.edit(|c| c["process"]["terminal"] = json!(true));
+    let sock = b.shared.join("../console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).expect("console socket");
+    let c = id("tty");
+    let o = b.rt(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        "--console-socket",
+        sock.to_str().expect("utf-8"),
+        &c,
+    ]);
+    assert_eq!(o.code, Some(0), "create: {}", o.show());
+    let (conn, _) = listener.accept().expect("the runtime connects");
+    let mut byte = [0u8; 16];
+    let (_, fds) = launcher::sys::fd::recv_with_fds(std::os::fd::AsFd::as_fd(&conn), &mut byte)
+        .expect("receiving the master");
+    let master = std::fs::File::from(fds.into_iter().next().expect("a pty master"));
+    let o = b.rt(&["start", &c]);
+    assert_eq!(o.code, Some(0), "start: {}", o.show());
+    let mut seen = String::new();
+    let mut reader = std::io::BufReader::new(master);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !seen.contains("hello-pty") && Instant::now() < deadline {
+        let mut line = String::new();
+        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+            break;
+        }
+        seen.push_str(&line);
+    }
+    assert!(seen.contains("hello-pty"), "{seen:?}");
+    assert!(b.wait_file("tty").starts_with("/dev/pts/"));
+    b.wait_status(&c, "stopped");
+    assert_eq!(b.rt(&["delete", &c]).code, Some(0));
+    // A terminal without a console socket is refused.
+    let o = b.create(&id("tty2"));
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("console-socket"), "{}", o.show());
 }
