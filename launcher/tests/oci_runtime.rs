@@ -291,6 +291,28 @@ fn run_exits_with_the_container_status() {
     assert_eq!(o.code, Some(7), "run: {}", o.show());
     assert_eq!(b.wait_file("ran").trim(), "ran");
     assert!(!b.root.join(&c).exists(), "run leaves no state behind");
+
+    // SIGTERM to `run` reaches the container's init.
+    let b =
+        Bundle::new("trap 'exit 5' TERM; echo up > /shared/up; while true; do sleep 0.05; done");
+    let c = id("runterm");
+    let mut child = Command::new(runtime())
+        .args(["--root", b.root.to_str().expect("utf-8"), "run", "--bundle"])
+        .arg(&b.dir)
+        .arg(&c)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawning run");
+    b.wait_file("up");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signalling run");
+    let status = child.wait().expect("waiting for run");
+    assert_eq!(status.code(), Some(5));
+    assert!(!b.root.join(&c).exists());
 }
 
 #[test]

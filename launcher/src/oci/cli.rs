@@ -67,7 +67,20 @@ pub struct CommandLine {
 /// Parses `args` (the program name first). `--version` wins over a command; no
 /// command is a usage error.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::Error> {
-    let cli = Cli::try_parse_from(args)?;
+    let args: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&args) {
+        Ok(c) => c,
+        // liboci-cli makes kill's SIGNAL required; runc's default is SIGTERM.
+        Err(e)
+            if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                && args.iter().any(|a| a == "kill") =>
+        {
+            let mut with_term = args.clone();
+            with_term.push("SIGTERM".into());
+            Cli::try_parse_from(with_term).map_err(|_| e)?
+        }
+        Err(e) => return Err(e),
+    };
     if cli.version {
         return Ok(Parsed::Version);
     }
@@ -164,6 +177,17 @@ mod tests {
         assert_eq!(lines.len(), 3);
         assert!(lines[0].starts_with("strata-runtime version "));
         assert!(lines[1].starts_with("spec: "));
+    }
+
+    #[test]
+    fn kill_defaults_to_sigterm() {
+        let p = parse(args(&["strata-runtime", "kill", "c1"]));
+        let Ok(Parsed::Command(c)) = p else {
+            panic!("not parsed: {p:?}");
+        };
+        assert!(matches!(c.command, Command::Standard(ref s)
+            if matches!(**s, liboci_cli::StandardCmd::Kill(ref k) if k.signal == "SIGTERM")));
+        assert!(parse(args(&["strata-runtime", "kill"])).is_err());
     }
 
     #[test]
