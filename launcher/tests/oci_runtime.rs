@@ -519,3 +519,115 @@ fn a_terminal_goes_to_the_console_socket() {
     assert_ne!(o.code, Some(0));
     assert!(o.stderr.contains("console-socket"), "{}", o.show());
 }
+
+/// The unprivileged user of the rootless test (made with useradd if missing).
+const ROOTLESS_USER: &str = "strata-oci";
+
+#[test]
+fn rootless_create_start_delete_as_an_unprivileged_user() {
+    if skip_unless_root() {
+        return;
+    }
+    let known = Command::new("id")
+        .arg(ROOTLESS_USER)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !known {
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", ROOTLESS_USER])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd failed");
+    }
+    let user = nix::unistd::User::from_name(ROOTLESS_USER)
+        .expect("getpwnam")
+        .expect("the user exists");
+    let b = Bundle::new("echo $(id -u) $(hostname) $$ > /shared/out; touch /shared/made");
+    // The user's own copy of the binary, bundle and state root (the build tree may
+    // not be open to it).
+    let bin = b.dir.join("../strata-runtime");
+    std::fs::copy(runtime(), &bin).expect("copying the runtime");
+    std::fs::remove_file(b.dir.join("config.json")).expect("removing config.json");
+    let chown = |p: &Path| {
+        let st = Command::new("chown")
+            .args(["-R", &format!("{ROOTLESS_USER}:")])
+            .arg(p)
+            .status()
+            .expect("chown");
+        assert!(st.success());
+    };
+    let top = b.dir.parent().expect("the bundle's parent");
+    std::fs::set_permissions(top, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    chown(top);
+    let as_user = |args: &[&str]| {
+        let o = Command::new("runuser")
+            .args(["-u", ROOTLESS_USER, "--"])
+            .arg(&bin)
+            .arg("--root")
+            .arg(&b.root)
+            .args(args)
+            .current_dir(&b.dir)
+            .stdin(Stdio::null())
+            .output()
+            .expect("runuser");
+        Out {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let o = as_user(&["spec", "--rootless"]);
+    assert_eq!(o.code, Some(0), "spec --rootless: {}", o.show());
+    b.edit(|c| {
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!([
+            "sh",
+            "-c",
+            "echo $(id -u) $(hostname) $$ > /shared/out; touch /shared/made"
+        ]);
+        c["mounts"].as_array_mut().expect("mounts").push(json!(
+            {"destination": "/shared", "type": "bind", "source": b.shared,
+             "options": ["rbind", "rw"]}));
+    });
+    let c = id("rootless");
+    // stdout/stderr to /dev/null: the created init keeps them.
+    let o = Command::new("runuser")
+        .args(["-u", ROOTLESS_USER, "--"])
+        .arg(&bin)
+        .arg("--root")
+        .arg(&b.root)
+        .args(["create", "--bundle"])
+        .arg(&b.dir)
+        .arg(&c)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("runuser create");
+    assert_eq!(o.code(), Some(0), "rootless create");
+    let o = as_user(&["state", &c]);
+    let s: Value = serde_json::from_str(&o.stdout).expect("state json");
+    assert_eq!(s["status"], "created", "{}", o.show());
+    let o = as_user(&["start", &c]);
+    assert_eq!(o.code, Some(0), "start: {}", o.show());
+    assert_eq!(b.wait_file("out").trim(), "0 strata 1");
+    let made = std::fs::metadata(b.shared.join("made")).expect("made");
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::uid(&made),
+        user.uid.as_raw(),
+        "uid 0 inside is the user outside"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let o = as_user(&["state", &c]);
+        if o.stdout.contains("\"stopped\"") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never stopped: {}", o.show());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = as_user(&["delete", &c]);
+    assert_eq!(o.code, Some(0), "delete: {}", o.show());
+    assert!(!b.root.join(&c).exists());
+}

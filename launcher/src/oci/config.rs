@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::names;
 use crate::runtime::RunSpec;
 use crate::runtime::caps::CapSets;
+use crate::runtime::idmap::{IdMapping, MapRange};
 use crate::runtime::mounts::{Bind, MountSpec};
 use crate::runtime::namespaces::NsPlan;
 use crate::runtime::spec::{Driver, Limits, Network, Rlimit};
@@ -138,12 +139,11 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
                 "sysctl",
             ],
         )?;
-        for empty_only in ["uidMappings", "gidMappings", "devices", "sysctl"] {
+        for empty_only in ["devices", "sysctl"] {
             if l.get(empty_only).is_some_and(non_empty) {
                 bail!(
                     "linux.{empty_only} is not supported by strata-runtime yet{}",
                     match empty_only {
-                        "uidMappings" | "gidMappings" => " (no user namespaces)",
                         "devices" => " (only the standard /dev nodes are made)",
                         _ => "",
                     }
@@ -223,7 +223,8 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
     if !rootfs.is_dir() {
         bail!("root.path {} is not a directory", rootfs.display());
     }
-    let (namespaces, network) = namespaces(spec)?;
+    let (namespaces, network, userns) = namespaces(spec)?;
+    let idmap = id_mapping(spec, userns)?;
     let hostname = spec.hostname().clone().unwrap_or_default();
     if !hostname.is_empty() && !namespaces.unshare.contains(CloneFlags::CLONE_NEWUTS) {
         bail!("hostname is set but linux.namespaces has no new uts namespace");
@@ -306,7 +307,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         tty: terminal,
         interactive: true,
         init: false,
-        idmap: None,
+        idmap,
         remove: false,
         store_root: at.state_dir.clone(),
     };
@@ -317,9 +318,39 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
     })
 }
 
-/// `linux.namespaces` → what the setup process unshares and joins; the network mode
-/// follows from a new network namespace (its loopback is brought up).
-fn namespaces(spec: &Spec) -> Result<(NsPlan, Network)> {
+/// `linux.uidMappings`/`gidMappings` → the new user namespace's maps (both needed
+/// with a user namespace, neither without).
+fn id_mapping(spec: &Spec, userns: bool) -> Result<Option<IdMapping>> {
+    let linux = spec.linux().as_ref();
+    let ranges = |list: Option<&Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<MapRange> {
+        list.into_iter()
+            .flatten()
+            .map(|m| MapRange {
+                container: m.container_id(),
+                host: m.host_id(),
+                count: m.size(),
+            })
+            .collect()
+    };
+    let uid = ranges(linux.and_then(|l| l.uid_mappings().as_ref()));
+    let gid = ranges(linux.and_then(|l| l.gid_mappings().as_ref()));
+    match (userns, uid.is_empty() || gid.is_empty()) {
+        (true, false) => Ok(Some(IdMapping::Explicit { uid, gid })),
+        (true, true) => bail!(
+            "linux.namespaces has a new user namespace: linux.uidMappings and \
+             linux.gidMappings are both required"
+        ),
+        (false, _) if !uid.is_empty() || !gid.is_empty() => {
+            bail!("linux.uidMappings/gidMappings need a new user namespace in linux.namespaces")
+        }
+        (false, _) => Ok(None),
+    }
+}
+
+/// `linux.namespaces` → what the setup process unshares and joins, the network mode
+/// (a new network namespace gets its loopback up) and whether a user namespace is new
+/// (the setup process makes it first, the runtime writes its maps).
+fn namespaces(spec: &Spec) -> Result<(NsPlan, Network, bool)> {
     let list = spec
         .linux()
         .as_ref()
@@ -330,8 +361,16 @@ fn namespaces(spec: &Spec) -> Result<(NsPlan, Network)> {
         join: Vec::new(),
     };
     let mut mount = false;
+    let mut user = false;
     for ns in &list {
         let flag = match ns.typ() {
+            LinuxNamespaceType::User => {
+                if ns.path().is_some() {
+                    bail!("linux.namespaces: joining a user namespace (path) is not supported");
+                }
+                user = true;
+                continue;
+            }
             LinuxNamespaceType::Mount => {
                 if ns.path().is_some() {
                     bail!("linux.namespaces: joining a mount namespace (path) is not supported");
@@ -362,7 +401,7 @@ fn namespaces(spec: &Spec) -> Result<(NsPlan, Network)> {
     } else {
         Network::Host
     };
-    Ok((plan, network))
+    Ok((plan, network, user))
 }
 
 /// `process.capabilities` by number (a missing set is empty).

@@ -13,7 +13,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
 use super::sync::{Msg, Pipe};
-use super::{RunSpec, setup};
+use super::{RunSpec, idmap, setup};
 
 /// Creates the container of `spec` (whose `exec_fifo` is set) in `cgroup`; `console`
 /// is the connected console socket the init sends its pty master over. Returns the
@@ -36,6 +36,10 @@ pub fn create(spec: &RunSpec, cgroup: Option<&Cgroup>, console: Option<OwnedFd>)
     let result = (|| -> Result<Pid> {
         if let Some(cg) = cgroup {
             cg.add(setup_pid.as_raw())?;
+        }
+        if let Some(map) = &spec.idmap {
+            up.expect(&Msg::UsernsReady)?;
+            idmap::write_maps(setup_pid.as_raw(), map)?;
         }
         down.send(&Msg::Go)?;
         // Both the setup process (started) and the init (ready) write this pipe.

@@ -31,10 +31,24 @@ pub fn do_mount(
 /// Remounts a bind mount read-only, keeping nosuid/nodev/noexec that may be locked
 /// (in a user namespace they cannot be cleared).
 pub fn remount_ro(sys: &dyn Syscall, target: &Path) -> Result<()> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    do_mount(
+        sys,
+        None,
+        None,
+        target,
+        flags | locked_flags(sys, target)?,
+        None,
+    )
+}
+
+/// The flags of the mount at `target` a user namespace may not clear (nosuid, nodev,
+/// noexec, the atime ones), as `MS_*` bits.
+fn locked_flags(sys: &dyn Syscall, target: &Path) -> Result<MsFlags> {
     let f = sys
         .statvfs_flags(target)
         .with_context(|| format!("statvfs {}", target.display()))?;
-    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::empty();
     use nix::sys::statvfs::FsFlags;
     for (fs, ms) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
@@ -48,7 +62,7 @@ pub fn remount_ro(sys: &dyn Syscall, target: &Path) -> Result<()> {
             flags |= ms;
         }
     }
-    do_mount(sys, None, None, target, flags, None)
+    Ok(flags)
 }
 
 /// Creates `path` as a directory (with parents) if missing.
@@ -122,14 +136,18 @@ pub fn mount_entry(sys: &dyn Syscall, root: &Path, m: &MountSpec) -> Result<()> 
             do_mount(sys, Some(src), None, &target, flags, None)?;
             let extra = m.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
             if !extra.is_empty() {
-                do_mount(
-                    sys,
-                    None,
-                    None,
-                    &target,
-                    MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra,
-                    None,
-                )?;
+                let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra;
+                if sys.mount(None, &target, None, flags, None).is_err() {
+                    // In a user namespace the flags the source has are locked: keep them.
+                    do_mount(
+                        sys,
+                        None,
+                        None,
+                        &target,
+                        flags | locked_flags(sys, &target)?,
+                        None,
+                    )?;
+                }
             }
         }
         None => {

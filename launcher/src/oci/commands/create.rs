@@ -30,11 +30,9 @@ pub struct Options<'a> {
     pub preserve_fds: i32,
 }
 
-/// Creates the container; returns the init's pid.
+/// Creates the container; returns the init's pid. `rootless`: the caller is no root
+/// (the config must make a user namespace; no cgroup unless limits are asked for).
 pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
-    if rootless {
-        bail!("rootless containers are not supported by strata-runtime yet: run it as root");
-    }
     if opts.no_pivot {
         bail!("--no-pivot is not supported: strata-runtime always uses pivot_root");
     }
@@ -52,13 +50,29 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     };
     // Everything the config says is checked before anything is made.
     let t = config::load(&bundle, &at)?;
+    if rootless && t.spec.idmap.is_none() {
+        bail!(
+            "rootless: config.json needs a user namespace with linux.uidMappings and \
+             linux.gidMappings (strata-runtime spec --rootless writes one)"
+        );
+    }
     let lock = dir.claim()?;
     let mut cgroup: Option<Cgroup> = None;
     let made = (|| -> Result<i32> {
         exec_fifo::make(&at.exec_fifo)?;
-        let cg = cgroup.insert(Cgroup::create_at(&t.cgroups_path, &t.spec.limits)?);
+        // Rootless, a cgroup only for limits (in a delegated v2 subtree).
+        if !rootless || t.spec.limits.any() {
+            let cg = Cgroup::create_at(&t.cgroups_path, &t.spec.limits).map_err(|e| {
+                if rootless {
+                    e.context("cannot apply linux.resources rootless")
+                } else {
+                    e
+                }
+            })?;
+            cgroup = Some(cg);
+        }
         let socket = opts.console_socket.map(console::connect).transpose()?;
-        let pid = created::create(&t.spec, Some(cg), socket)?;
+        let pid = created::create(&t.spec, cgroup.as_ref(), socket)?;
         let record = Record {
             oci_version: oci_spec::runtime::VERSION.to_string(),
             id: opts.id.to_string(),
@@ -70,7 +84,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
             annotations: t.annotations.clone(),
             created: log::now_rfc3339(),
             owner: owner(),
-            cgroup_paths: cg.paths(),
+            cgroup_paths: cgroup.as_ref().map(Cgroup::paths).unwrap_or_default(),
         };
         dir.save(&record)?;
         if let Some(p) = opts.pid_file {

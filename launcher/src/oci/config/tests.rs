@@ -101,7 +101,7 @@ fn unsupported_fields_are_named() {
 }
 
 #[test]
-fn user_and_time_namespaces_are_refused() {
+fn a_user_namespace_needs_mappings_and_time_is_refused() {
     for t in ["user", "time"] {
         let mut c = base();
         if let Some(a) = c
@@ -135,4 +135,39 @@ fn mount_options() {
     let c = mount("/sys/fs/cgroup", Some("cgroup"), None, &["ro".into()])
         .unwrap_or_else(|e| panic!("{e:#}"));
     assert_eq!(c.fstype.as_deref(), Some("cgroup2"));
+}
+
+#[test]
+fn a_user_namespace_takes_the_mappings() {
+    let mut c = base();
+    if let Some(a) = c
+        .pointer_mut("/linux/namespaces")
+        .and_then(Value::as_array_mut)
+    {
+        a.push(serde_json::json!({"type": "user"}));
+    }
+    c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    c["linux"]["gidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1001, "size": 1}]);
+    let b = bundle(c);
+    let t = load(b.path(), &placement(b.path())).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        t.spec.idmap,
+        Some(IdMapping::Explicit {
+            uid: vec![MapRange {
+                container: 0,
+                host: 1000,
+                count: 1
+            }],
+            gid: vec![MapRange {
+                container: 0,
+                host: 1001,
+                count: 1
+            }],
+        })
+    );
+    // Mappings without a user namespace are refused.
+    let mut c = base();
+    c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+    let b = bundle(c);
+    assert!(load(b.path(), &placement(b.path())).is_err());
 }
