@@ -392,10 +392,15 @@ fn list_json_and_version() {
     };
     assert_eq!(status(&c1), Some(json!("created")), "{all:?}");
     assert_eq!(status(&c2), Some(json!("running")), "{all:?}");
-    for c in [&c1, &c2] {
-        let o = b.rt(&["delete", "--force", c]);
-        assert_eq!(o.code, Some(0), "{}", o.show());
-    }
+    // kill --all signals every process in the cgroup.
+    let o = b.rt(&["kill", "--all", &c2, "KILL"]);
+    assert_eq!(o.code, Some(0), "kill --all: {}", o.show());
+    b.wait_status(&c2, "stopped");
+    assert_eq!(b.rt(&["delete", &c2]).code, Some(0));
+    // A created container is deleted without --force (its init is killed).
+    let o = b.rt(&["delete", &c1]);
+    assert_eq!(o.code, Some(0), "{}", o.show());
+    assert!(find_cgroups(&c1).is_empty());
 
     let o = run_runtime(&["--version"]);
     assert_eq!(o.code, Some(0));

@@ -56,7 +56,10 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
              linux.gidMappings (strata-runtime spec --rootless writes one)"
         );
     }
-    let lock = dir.claim()?;
+    // The claim (mkdir) keeps other creates of the id out; other commands find no
+    // state.json until it is written. The lock is let go before forking, so the init
+    // (which keeps inherited descriptors until exec) never holds it.
+    drop(dir.claim()?);
     let mut cgroup: Option<Cgroup> = None;
     let made = (|| -> Result<i32> {
         exec_fifo::make(&at.exec_fifo)?;
@@ -99,7 +102,6 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
                 let _ = cg.remove();
             }
             let _ = dir.remove();
-            drop(lock);
             Err(e)
         }
     }
