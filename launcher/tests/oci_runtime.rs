@@ -427,7 +427,8 @@ fn config_fields_are_honoured() {
         "{ touch /x 2>/dev/null && echo rw || echo ro; ulimit -n; \
            grep CapEff /proc/self/status; id -G; cat /proc/cmdline | wc -c; \
            readlink /proc/self/ns/net; hostname; echo $K; pwd; \
-           touch /tmp/t && echo tmp-ok; } > /shared/out 2>&1",
+           touch /tmp/t && echo tmp-ok; echo x > /dev/null && echo null-ok; \
+         } > /shared/out 2>&1",
     );
     b.edit(|c| {
         c["hostname"] = json!("honoured");
@@ -442,7 +443,8 @@ fn config_fields_are_honoured() {
         ns.retain(|n| n["type"] != "network");
         ns.push(json!({"type": "network", "path": "/proc/self/ns/net"}));
         c["linux"]["maskedPaths"] = json!(["/proc/cmdline"]);
-        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50}});
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50},
+                                         "devices": [{"allow": false, "access": "rwm"}]});
     });
     let c = id("fields");
     let o = b.rt(&[
@@ -456,7 +458,7 @@ fn config_fields_are_honoured() {
     let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
     let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
     let want = format!(
-        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\n",
+        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n",
         host_net.display()
     );
     assert_eq!(out, want);
@@ -474,6 +476,12 @@ fn config_fields_are_honoured() {
         "{dirs:?}"
     );
     assert_eq!(read(&["pids.max"]).as_deref(), Some("50"), "{dirs:?}");
+    // Device rules: all denied, then the standard nodes allowed (cgroup v1 here; on a
+    // unified host create refuses device rules).
+    if let Some(list) = read(&["devices.list"]) {
+        assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
+        assert!(!list.lines().any(|l| l == "a *:* rwm"), "{list}");
+    }
     let o = b.rt(&["delete", &c]);
     assert_eq!(o.code, Some(0), "delete: {}", o.show());
     assert!(find_cgroups(&c).is_empty());

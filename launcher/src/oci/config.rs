@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::names;
 use crate::runtime::RunSpec;
 use crate::runtime::caps::CapSets;
+use crate::runtime::cgroups::devices::DeviceRule;
 use crate::runtime::idmap::{IdMapping, MapRange};
 use crate::runtime::mounts::{Bind, MountSpec};
 use crate::runtime::namespaces::NsPlan;
@@ -29,6 +30,8 @@ pub struct Translated {
     pub cgroups_path: PathBuf,
     /// `annotations`, reported by `state`.
     pub annotations: HashMap<String, String>,
+    /// `linux.resources.devices`, for the cgroup.
+    pub device_rules: Vec<DeviceRule>,
 }
 
 /// Where the core puts a created container's pieces.
@@ -152,11 +155,18 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
         }
         if let Some(r) = l.get("resources") {
             allow_only(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
-            if r.get("devices").is_some_and(non_empty) {
-                bail!(
-                    "linux.resources.devices is not supported by strata-runtime yet \
-                     (no device cgroup rules are applied)"
-                );
+            for (i, d) in r
+                .get("devices")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                allow_only(
+                    d,
+                    &format!("linux.resources.devices[{i}]"),
+                    &["allow", "type", "major", "minor", "access"],
+                )?;
             }
             if let Some(m) = r.get("memory") {
                 allow_only(m, "linux.resources.memory", &["limit"])?;
@@ -315,6 +325,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         spec: spec_out,
         cgroups_path,
         annotations: spec.annotations().clone().unwrap_or_default(),
+        device_rules: device_rules(raw)?,
     })
 }
 
@@ -426,6 +437,32 @@ fn capabilities(raw: &Value) -> Result<CapSets> {
         permitted: set("permitted")?,
         inheritable: set("inheritable")?,
     })
+}
+
+/// `linux.resources.devices` → device cgroup rules (type `a` and access `rwm` when
+/// left out).
+fn device_rules(raw: &Value) -> Result<Vec<DeviceRule>> {
+    let list = raw
+        .pointer("/linux/resources/devices")
+        .and_then(Value::as_array);
+    let mut out = Vec::new();
+    for (i, d) in list.into_iter().flatten().enumerate() {
+        let at = || format!("linux.resources.devices[{i}]");
+        let allow = d
+            .get("allow")
+            .and_then(Value::as_bool)
+            .with_context(|| format!("{}.allow is missing", at()))?;
+        let kind = d.get("type").and_then(Value::as_str).unwrap_or("a");
+        let mut chars = kind.chars();
+        let (Some(kind), None) = (chars.next(), chars.next()) else {
+            bail!("{}.type {kind:?}: expected a, c or b", at());
+        };
+        let access = d.get("access").and_then(Value::as_str).unwrap_or("rwm");
+        let major = d.get("major").and_then(Value::as_i64);
+        let minor = d.get("minor").and_then(Value::as_i64);
+        out.push(DeviceRule::new(allow, kind, major, minor, access).with_context(at)?);
+    }
+    Ok(out)
 }
 
 /// `linux.resources` → the core's limits (cpu quota/period as a number of CPUs).

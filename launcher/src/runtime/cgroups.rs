@@ -1,6 +1,7 @@
 //! cgroups: detect the host's layout (v2 unified, or v1 legacy/hybrid), create one
 //! cgroup per container, apply memory / cpu / pids limits, and remove it after exit.
 
+pub mod devices;
 pub mod v1;
 pub mod v2;
 
@@ -107,8 +108,13 @@ impl Cgroup {
     /// Creates the cgroup at an OCI `cgroupsPath` (as root): an absolute path from the
     /// hierarchy's root, a relative one under this process's own cgroup; v2 where the
     /// host is unified (or its unified mount has every controller the limits need),
-    /// else v1.
-    pub fn create_at(path: &Path, limits: &Limits) -> Result<Cgroup> {
+    /// else v1. Device rules (OCI `linux.resources.devices`) need v1's devices
+    /// controller: on a unified host (eBPF device programs) they are refused.
+    pub fn create_at(
+        path: &Path,
+        limits: &Limits,
+        device_rules: &[devices::DeviceRule],
+    ) -> Result<Cgroup> {
         let rel_v2 = |mount: &Path| -> Result<V2Path> {
             let rel = match path.strip_prefix("/") {
                 Ok(abs) => abs.to_path_buf(),
@@ -117,12 +123,19 @@ impl Cgroup {
             Ok(V2Path(mount.to_path_buf(), rel))
         };
         if is_unified_host() {
+            if !device_rules.is_empty() {
+                bail!(
+                    "linux.resources.devices on a cgroup v2 host (eBPF device programs) is \
+                     not supported yet"
+                );
+            }
             let V2Path(m, rel) = rel_v2(Path::new("/sys/fs/cgroup"))?;
             return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
         }
         let unified = Path::new("/sys/fs/cgroup/unified");
         let needed = needed_controllers(limits);
         if limits.any()
+            && device_rules.is_empty()
             && let Ok(avail) = std::fs::read_to_string(unified.join("cgroup.controllers"))
             && needed
                 .iter()
@@ -131,7 +144,11 @@ impl Cgroup {
             let V2Path(m, rel) = rel_v2(unified)?;
             return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
         }
-        Ok(Cgroup::V1(v1::V1Cgroup::create_at(path, limits)?))
+        Ok(Cgroup::V1(v1::V1Cgroup::create_at(
+            path,
+            limits,
+            device_rules,
+        )?))
     }
 
     /// Moves process `pid` into the cgroup.

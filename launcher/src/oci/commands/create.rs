@@ -64,14 +64,16 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     let made = (|| -> Result<i32> {
         exec_fifo::make(&at.exec_fifo)?;
         // Rootless, a cgroup only for limits (in a delegated v2 subtree).
-        if !rootless || t.spec.limits.any() {
-            let cg = Cgroup::create_at(&t.cgroups_path, &t.spec.limits).map_err(|e| {
-                if rootless {
-                    e.context("cannot apply linux.resources rootless")
-                } else {
-                    e
-                }
-            })?;
+        if !rootless || t.spec.limits.any() || !t.device_rules.is_empty() {
+            let cg = Cgroup::create_at(&t.cgroups_path, &t.spec.limits, &t.device_rules).map_err(
+                |e| {
+                    if rootless {
+                        e.context("cannot apply linux.resources rootless")
+                    } else {
+                        e
+                    }
+                },
+            )?;
             cgroup = Some(cg);
         }
         let socket = opts.console_socket.map(console::connect).transpose()?;
