@@ -210,6 +210,8 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             rlimits: Vec::new(),
             no_new_privs: true,
             umask: None,
+            sysctl: Vec::new(),
+            oom_score_adj: None,
             exec_fifo: None,
             network: args.network,
             limits,

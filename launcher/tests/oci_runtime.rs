@@ -428,6 +428,7 @@ fn config_fields_are_honoured() {
            grep CapEff /proc/self/status; id -G; cat /proc/cmdline | wc -c; \
            readlink /proc/self/ns/net; hostname; echo $K; pwd; \
            touch /tmp/t && echo tmp-ok; echo x > /dev/null && echo null-ok; \
+           cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj; \
          } > /shared/out 2>&1",
     );
     b.edit(|c| {
@@ -443,6 +444,8 @@ fn config_fields_are_honoured() {
         ns.retain(|n| n["type"] != "network");
         ns.push(json!({"type": "network", "path": "/proc/self/ns/net"}));
         c["linux"]["maskedPaths"] = json!(["/proc/cmdline"]);
+        c["linux"]["sysctl"] = json!({"kernel.shmmax": "123456789"});
+        c["process"]["oomScoreAdj"] = json!(500);
         c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50},
                                          "devices": [{"allow": false, "access": "rwm"}]});
     });
@@ -458,7 +461,7 @@ fn config_fields_are_honoured() {
     let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
     let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
     let want = format!(
-        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n",
+        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n123456789\n500\n",
         host_net.display()
     );
     assert_eq!(out, want);
@@ -646,9 +649,9 @@ fn rootless_create_start_delete_as_an_unprivileged_user() {
 }
 
 /// podman (with conmon) drives strata-runtime: `run --rm` prints the container's
-/// output; podman's default seccomp profile is refused with the field's name, which
-/// podman shows. podman's other defaults this runtime does not honour yet are turned
-/// off: default sysctls (through a containers.conf); and podman's rlimits (1048576
+/// output (podman's default sysctl, device rules, mounts and capabilities honoured);
+/// podman's default seccomp profile is refused with the field's name, which podman
+/// shows. podman's rlimits (1048576
 /// open files) are brought down to 4096 or the test's own hard limit, since raising a
 /// hard limit needs CAP_SYS_RESOURCE, which some hosts (this CI's) withhold.
 #[test]
@@ -672,12 +675,9 @@ fn podman_runs_a_container_through_strata_runtime() {
     let archive = tmp.path().join("demo.tar");
     fixtures::images::build_demo_image(&archive, fixtures::images::ImageFormat::DockerArchive)
         .expect("demo archive");
-    let conf = tmp.path().join("containers.conf");
-    std::fs::write(&conf, "[containers]\ndefault_sysctls = []\n").expect("containers.conf");
     let pod = tmp.path().join("podman");
     let podman = |args: &[&str]| {
         Command::new("podman")
-            .env("CONTAINERS_CONF", &conf)
             .arg("--root")
             .arg(pod.join("root"))
             .arg("--runroot")

@@ -88,6 +88,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
                 "capabilities",
                 "rlimits",
                 "noNewPrivileges",
+                "oomScoreAdj",
             ],
         )?;
         if let Some(u) = p.get("user") {
@@ -142,7 +143,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
                 "sysctl",
             ],
         )?;
-        for empty_only in ["devices", "sysctl"] {
+        for empty_only in ["devices"] {
             if l.get(empty_only).is_some_and(non_empty) {
                 bail!(
                     "linux.{empty_only} is not supported by strata-runtime yet{}",
@@ -235,6 +236,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
     }
     let (namespaces, network, userns) = namespaces(spec)?;
     let idmap = id_mapping(spec, userns)?;
+    let sysctl = sysctls(spec, &namespaces)?;
     let hostname = spec.hostname().clone().unwrap_or_default();
     if !hostname.is_empty() && !namespaces.unshare.contains(CloneFlags::CLONE_NEWUTS) {
         bail!("hostname is set but linux.namespaces has no new uts namespace");
@@ -310,6 +312,8 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         rlimits,
         no_new_privs: process.no_new_privileges().unwrap_or(false),
         umask: user.umask(),
+        sysctl,
+        oom_score_adj: process.oom_score_adj(),
         exec_fifo: Some(at.exec_fifo.clone()),
         network,
         limits: limits(raw)?,
@@ -437,6 +441,47 @@ fn capabilities(raw: &Value) -> Result<CapSets> {
         permitted: set("permitted")?,
         inheritable: set("inheritable")?,
     })
+}
+
+/// `linux.sysctl` → keys and values, each key one the container's new namespaces own
+/// (`net.*` with a new network namespace; `kernel.shm*`, `kernel.msg*`, `kernel.sem`,
+/// `fs.mqueue.*` with a new ipc namespace; `kernel.hostname`/`domainname` with a new
+/// uts namespace), as runc checks them.
+fn sysctls(spec: &Spec, ns: &NsPlan) -> Result<Vec<(String, String)>> {
+    let map = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().clone())
+        .unwrap_or_default();
+    let mut keys: Vec<_> = map.into_iter().collect();
+    keys.sort();
+    for (key, _) in &keys {
+        let valid = !key.is_empty()
+            && key.split('.').all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+            });
+        if !valid {
+            bail!("linux.sysctl: invalid key {key:?}");
+        }
+        let new = |f: CloneFlags| ns.unshare.contains(f);
+        let owned = (key.starts_with("net.") && new(CloneFlags::CLONE_NEWNET))
+            || ((key.starts_with("kernel.shm")
+                || key.starts_with("kernel.msg")
+                || key == "kernel.sem"
+                || key.starts_with("fs.mqueue."))
+                && new(CloneFlags::CLONE_NEWIPC))
+            || ((key == "kernel.hostname" || key == "kernel.domainname")
+                && new(CloneFlags::CLONE_NEWUTS));
+        if !owned {
+            bail!(
+                "linux.sysctl: {key} is not namespaced by the container's new namespaces \
+                 (it would change the host)"
+            );
+        }
+    }
+    Ok(keys)
 }
 
 /// `linux.resources.devices` → device cgroup rules (type `a` and access `rwm` when

@@ -97,6 +97,16 @@ fn prepare(
         },
     )?;
     rootfs::pivot(&sys, &spec.merged)?;
+    // Before finish() makes /proc/sys read-only.
+    for (key, value) in &spec.sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .with_context(|| format!("setting sysctl {key} to {value:?}"))?;
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("setting oom_score_adj {adj}"))?;
+    }
     rootfs::finish(
         &sys,
         Path::new("/"),

@@ -98,6 +98,11 @@ pub struct RunSpec {
     pub no_new_privs: bool,
     /// The command's umask (`None`: inherited).
     pub umask: Option<u32>,
+    /// Namespaced sysctls written in the container (`/proc/sys/KEY`), checked by the
+    /// caller to be ones the container's namespaces own.
+    pub sysctl: Vec<(String, String)>,
+    /// The init's `oom_score_adj`.
+    pub oom_score_adj: Option<i32>,
     /// A created (OCI) container: its init waits on this fifo before exec, nothing
     /// waits for it and it does not die with its parent.
     pub exec_fifo: Option<PathBuf>,

@@ -80,7 +80,6 @@ fn unsupported_fields_are_named() {
     for (patch, want) in [
         ("/linux/seccomp", "linux.seccomp"),
         ("/hooks", "hooks"),
-        ("/linux/sysctl", "linux.sysctl"),
         ("/linux/rootfsPropagation", "linux.rootfsPropagation"),
         ("/process/apparmorProfile", "process.apparmorProfile"),
         ("/linux/resources/cpu/shares", "linux.resources.cpu.shares"),
@@ -170,4 +169,29 @@ fn a_user_namespace_takes_the_mappings() {
     c["linux"]["uidMappings"] = serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
     let b = bundle(c);
     assert!(load(b.path(), &placement(b.path())).is_err());
+}
+
+#[test]
+fn sysctls_must_be_namespaced() {
+    let mut c = base();
+    c["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "1000"});
+    c["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "ipc"}]);
+    c.as_object_mut().map(|o| o.remove("hostname"));
+    let b = bundle(c.clone());
+    let t = load(b.path(), &placement(b.path())).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        t.spec.sysctl,
+        vec![("kernel.shmmax".to_string(), "1000".to_string())]
+    );
+    for key in ["net.ipv4.ip_forward", "vm.swappiness", "kernel/../x"] {
+        c["linux"]["sysctl"] = serde_json::json!({key: "1"});
+        let b = bundle(c.clone());
+        let err = load(b.path(), &placement(b.path()))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("linux.sysctl"),
+            "{key}: {err:#}"
+        );
+    }
 }
