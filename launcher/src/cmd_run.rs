@@ -212,6 +212,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             umask: None,
             sysctl: Vec::new(),
             oom_score_adj: None,
+            seccomp: None,
             exec_fifo: None,
             network: args.network,
             limits,

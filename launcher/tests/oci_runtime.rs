@@ -321,11 +321,11 @@ fn an_unsupported_field_fails_create_and_leaves_nothing() {
         return;
     }
     let b = Bundle::new("true");
-    b.edit(|c| c["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"}));
-    let c = id("seccomp");
+    b.edit(|c| c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]}));
+    let c = id("hooks");
     let o = b.create(&c);
     assert_ne!(o.code, Some(0), "{}", o.show());
-    assert!(o.stderr.contains("linux.seccomp"), "{}", o.show());
+    assert!(o.stderr.contains("hooks"), "{}", o.show());
     assert!(
         !b.root.join(&c).exists(),
         "a failed create left its state dir"
@@ -348,9 +348,7 @@ fn an_unsupported_field_fails_create_and_leaves_nothing() {
     assert_eq!(lines.len(), 1, "{text}");
     let v: Value = serde_json::from_str(lines[0]).expect("a JSON object");
     assert!(
-        v["msg"]
-            .as_str()
-            .is_some_and(|m| m.contains("linux.seccomp")),
+        v["msg"].as_str().is_some_and(|m| m.contains("hooks")),
         "{v}"
     );
     assert_eq!(v["level"], "error");
@@ -649,9 +647,9 @@ fn rootless_create_start_delete_as_an_unprivileged_user() {
 }
 
 /// podman (with conmon) drives strata-runtime: `run --rm` prints the container's
-/// output (podman's default sysctl, device rules, mounts and capabilities honoured);
-/// podman's default seccomp profile is refused with the field's name, which podman
-/// shows. podman's rlimits (1048576
+/// output (podman's default seccomp profile, sysctl, device rules, mounts and
+/// capabilities honoured); a setting this runtime refuses (cpu shares) fails with the
+/// field's name, which podman shows. podman's rlimits (1048576
 /// open files) are brought down to 4096 or the test's own hard limit, since raising a
 /// hard limit needs CAP_SYS_RESOURCE, which some hosts (this CI's) withhold.
 #[test]
@@ -715,25 +713,48 @@ fn podman_runs_a_container_through_strata_runtime() {
         &nproc,
     ];
     let mut args = base.to_vec();
-    args.extend([
-        "--security-opt",
-        "seccomp=unconfined",
-        "localhost/demo:latest",
-        "sh",
-        "-c",
-        "echo hi $(id -u) $$",
-    ]);
+    args.extend(["localhost/demo:latest", "sh", "-c", "echo hi $(id -u) $$"]);
     let o = podman(&args);
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "podman run: {out}\n{err}");
     assert_eq!(out.trim(), "hi 0 1", "{err}");
     let mut args = base.to_vec();
-    args.extend(["localhost/demo:latest", "true"]);
+    args.extend(["--cpu-shares", "512", "localhost/demo:latest", "true"]);
     let o = podman(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("linux.seccomp"), "{err}");
+    assert!(err.contains("linux.resources.cpu.shares"), "{err}");
     let _ = podman(&["rm", "-a", "-f"]);
     let _ = podman(&["rmi", "-a", "-f"]);
+}
+
+#[test]
+fn seccomp_filters_syscalls() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "{ mkdir /tmp/d 2>&1 || echo refused; echo x > /tmp/f && echo write-ok; } > /shared/out",
+    );
+    b.edit(|c| {
+        c["mounts"].as_array_mut().expect("mounts").push(json!(
+            {"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}));
+        c["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64", "SCMP_ARCH_X86"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+                          "errnoRet": 1}]
+        });
+    });
+    let o = b.rt(&[
+        "run",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        &id("seccomp"),
+    ]);
+    assert_eq!(o.code, Some(0), "run: {}", o.show());
+    let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("refused\nwrite-ok"), "{out}");
 }

@@ -141,6 +141,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
                 "readonlyPaths",
                 "devices",
                 "sysctl",
+                "seccomp",
             ],
         )?;
         for empty_only in ["devices"] {
@@ -184,7 +185,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
 }
 
 /// Fails naming the first key of object `v` not in `allowed`.
-fn allow_only(v: &Value, at: &str, allowed: &[&str]) -> Result<()> {
+pub(super) fn allow_only(v: &Value, at: &str, allowed: &[&str]) -> Result<()> {
     if let Some(obj) = v.as_object() {
         for k in obj.keys() {
             if !allowed.contains(&k.as_str()) {
@@ -201,7 +202,7 @@ fn allow_only(v: &Value, at: &str, allowed: &[&str]) -> Result<()> {
 }
 
 /// Whether a JSON value carries anything (a non-empty array or object, or a scalar).
-fn non_empty(v: &Value) -> bool {
+pub(super) fn non_empty(v: &Value) -> bool {
     match v {
         Value::Null => false,
         Value::Array(a) => !a.is_empty(),
@@ -314,6 +315,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         umask: user.umask(),
         sysctl,
         oom_score_adj: process.oom_score_adj(),
+        seccomp: super::seccomp::plan(raw)?,
         exec_fifo: Some(at.exec_fifo.clone()),
         network,
         limits: limits(raw)?,

@@ -5,7 +5,8 @@
 //!
 //! Modules: [`cli`] (the command line, liboci-cli's), [`log`] (errors as text or
 //! runc's JSON lines), [`config`] (config.json → `RunSpec`, refusing what is not
-//! honoured), [`names`] (capability, rlimit and signal names), [`state`] (the state
+//! honoured), [`seccomp`] (`linux.seccomp` → the core's filter plan), [`names`]
+//! (capability, rlimit and signal names), [`state`] (the state
 //! directory, its lock and status), [`console`] (`--console-socket`), [`commands`].
 
 pub mod cli;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod console;
 pub mod log;
 pub mod names;
+pub mod seccomp;
 pub mod state;
 
 use std::process::ExitCode;

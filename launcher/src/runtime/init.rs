@@ -158,6 +158,16 @@ fn prepare(
         }
         fifo.wait()?;
     }
+    let filter = spec
+        .seccomp
+        .as_ref()
+        .map(super::seccomp::compile)
+        .transpose()?;
+    if let (Some(f), false) = (&filter, spec.no_new_privs) {
+        // Without no_new_privs, installing needs CAP_SYS_ADMIN, which goes next: the
+        // remaining calls (capabilities, ids, exec) pass through the filter.
+        super::seccomp::install(f)?;
+    }
     caps::drop_bounding(&spec.caps.bounding)?;
     switch_user(user, &spec.additional_gids, spec.idmap.is_some())?;
     nix::unistd::chdir(cwd)
@@ -167,6 +177,9 @@ fn prepare(
     }
     if spec.no_new_privs {
         caps::set_no_new_privs()?;
+        if let Some(f) = &filter {
+            super::seccomp::install(f)?;
+        }
     }
     // Signals stay blocked until exec (or for good in the init, which reads them from a
     // signalfd): PID 1 would drop them otherwise.

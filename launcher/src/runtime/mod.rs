@@ -34,6 +34,7 @@ pub mod paths;
 pub mod pid1;
 pub mod pty;
 pub mod rootfs;
+pub mod seccomp;
 pub mod setup;
 pub mod spec;
 pub mod state;
@@ -103,6 +104,8 @@ pub struct RunSpec {
     pub sysctl: Vec<(String, String)>,
     /// The init's `oom_score_adj`.
     pub oom_score_adj: Option<i32>,
+    /// A seccomp filter installed just before exec.
+    pub seccomp: Option<seccomp::Plan>,
     /// A created (OCI) container: its init waits on this fifo before exec, nothing
     /// waits for it and it does not die with its parent.
     pub exec_fifo: Option<PathBuf>,

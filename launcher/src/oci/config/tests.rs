@@ -78,7 +78,7 @@ fn a_full_config_translates() {
 #[test]
 fn unsupported_fields_are_named() {
     for (patch, want) in [
-        ("/linux/seccomp", "linux.seccomp"),
+        ("/linux/intelRdt", "linux.intelRdt"),
         ("/hooks", "hooks"),
         ("/linux/rootfsPropagation", "linux.rootfsPropagation"),
         ("/process/apparmorProfile", "process.apparmorProfile"),
