@@ -758,3 +758,52 @@ fn seccomp_filters_syscalls() {
     assert!(out.contains("Operation not permitted"), "{out}");
     assert!(out.contains("refused\nwrite-ok"), "{out}");
 }
+
+#[test]
+fn pause_and_resume_freeze_the_container() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("i=0; while true; do i=$((i+1)); echo $i > /shared/n; sleep 0.02; done");
+    let c = id("pause");
+    assert_eq!(b.create(&c).code, Some(0));
+    let o = b.rt(&["pause", &c]);
+    assert_ne!(
+        o.code,
+        Some(0),
+        "pause of a created container: {}",
+        o.show()
+    );
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("n");
+    let o = b.rt(&["pause", &c]);
+    assert_eq!(o.code, Some(0), "pause: {}", o.show());
+    assert_eq!(b.state(&c)["status"], "paused");
+    let read = || std::fs::read_to_string(b.shared.join("n")).unwrap_or_default();
+    let frozen = read();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(read(), frozen, "the counter moved while paused");
+    let o = b.rt(&["delete", &c]);
+    assert_ne!(
+        o.code,
+        Some(0),
+        "delete of a paused container: {}",
+        o.show()
+    );
+    let o = b.rt(&["resume", &c]);
+    assert_eq!(o.code, Some(0), "resume: {}", o.show());
+    assert_eq!(b.state(&c)["status"], "running");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while read() == frozen {
+        assert!(
+            Instant::now() < deadline,
+            "the counter never moved after resume"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A paused container goes with delete --force.
+    assert_eq!(b.rt(&["pause", &c]).code, Some(0));
+    let o = b.rt(&["delete", "--force", &c]);
+    assert_eq!(o.code, Some(0), "delete --force: {}", o.show());
+    assert!(find_cgroups(&c).is_empty());
+}

@@ -21,7 +21,7 @@ pub enum Status {
     Running,
     /// Its process is gone.
     Stopped,
-    /// Frozen (never recorded by this runtime: it has no `pause` yet).
+    /// Frozen by `pause` (derived from the cgroup, never recorded).
     Paused,
 }
 
@@ -65,12 +65,17 @@ pub struct Record {
 }
 
 impl Record {
-    /// The status now: the recorded one while the init lives, else `stopped`.
+    /// The status now: the recorded one while the init lives (`paused` while its
+    /// cgroup is frozen), else `stopped`.
     pub fn status(&self) -> Status {
-        if self.alive() {
-            self.status
-        } else {
+        if !self.alive() {
             Status::Stopped
+        } else if self.status == Status::Running
+            && crate::runtime::cgroups::is_frozen(&self.cgroup_paths)
+        {
+            Status::Paused
+        } else {
+            self.status
         }
     }
 

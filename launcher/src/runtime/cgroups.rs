@@ -220,3 +220,45 @@ pub fn kill_and_rmdir(dir: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// Freezes (or thaws) the cgroup among `paths` that can be: a v2 directory
+/// (`cgroup.freeze`) or a v1 freezer one (`freezer.state`); waits until the kernel
+/// says it is done. Fails when none of `paths` can be frozen.
+pub fn freeze(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    for p in paths {
+        let v2 = p.join("cgroup.freeze");
+        if v2.exists() {
+            write_file(&v2, if frozen { "1" } else { "0" })?;
+            return wait_frozen(paths, frozen);
+        }
+        let v1 = p.join("freezer.state");
+        if v1.exists() {
+            write_file(&v1, if frozen { "FROZEN" } else { "THAWED" })?;
+            return wait_frozen(paths, frozen);
+        }
+    }
+    bail!("the container has no cgroup that can be frozen (no freezer)")
+}
+
+/// Whether the cgroup among `paths` that can be frozen is frozen (v2 `cgroup.events`
+/// `frozen 1`, v1 `freezer.state` `FROZEN`).
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        std::fs::read_to_string(p.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+            || std::fs::read_to_string(p.join("freezer.state")).is_ok_and(|t| t.trim() == "FROZEN")
+    })
+}
+
+fn wait_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    for _ in 0..500 {
+        if is_frozen(paths) == frozen {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    bail!(
+        "the container's cgroup did not get {} within 5 s",
+        if frozen { "frozen" } else { "thawed" }
+    )
+}

@@ -35,9 +35,13 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     first
 }
 
-/// SIGKILLs the init (and so its pid namespace) and waits a while for it to go.
+/// SIGKILLs the init (and so its pid namespace), thaws it if paused (a frozen process
+/// dies only once thawed) and waits a while for it to go.
 fn stop(record: &Record) {
     let _ = nix::sys::signal::kill(Pid::from_raw(record.pid), Signal::SIGKILL);
+    if crate::runtime::cgroups::is_frozen(&record.cgroup_paths) {
+        let _ = crate::runtime::cgroups::freeze(&record.cgroup_paths, false);
+    }
     let deadline = Instant::now() + Duration::from_secs(5);
     while record.alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

@@ -5,6 +5,7 @@ pub mod delete;
 pub mod features;
 pub mod kill;
 pub mod list;
+pub mod pause;
 pub mod ps;
 pub mod run;
 pub mod spec;
@@ -59,6 +60,8 @@ pub fn dispatch(cli: &CommandLine, log: &Logger) -> Result<u8> {
             CommonCmd::Ps(a) => ps::ps(&root()?, &a.container_id, &a.format).map(|()| 0),
             CommonCmd::Features(_) => features::features().map(|()| 0),
             CommonCmd::Spec(a) => spec::spec(a.bundle.as_deref(), a.rootless).map(|()| 0),
+            CommonCmd::Pause(a) => pause::pause(&root()?, &a.container_id, true).map(|()| 0),
+            CommonCmd::Resume(a) => pause::pause(&root()?, &a.container_id, false).map(|()| 0),
             other => bail!(
                 "{}: not supported by strata-runtime yet",
                 format!("{other:?}")

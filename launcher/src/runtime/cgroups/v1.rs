@@ -48,13 +48,15 @@ impl V1Cgroup {
 
     /// Creates the cgroup at `path` in each hierarchy: an absolute path from the
     /// hierarchy's root, a relative one under this process's own cgroup (OCI
-    /// `cgroupsPath`), with `device_rules` in the devices hierarchy when there are any.
+    /// `cgroupsPath`), with `device_rules` in the devices hierarchy when there are any,
+    /// and in the freezer hierarchy when mounted.
     pub fn create_at(
         path: &Path,
         limits: &Limits,
         device_rules: &[DeviceRule],
     ) -> Result<V1Cgroup> {
-        let mut ctrls = vec!["memory", "cpu", "pids"];
+        // The freezer (where mounted) lets `pause` freeze the container.
+        let mut ctrls = vec!["memory", "cpu", "pids", "freezer"];
         if !device_rules.is_empty() {
             ctrls.push("devices");
         }
@@ -89,7 +91,8 @@ impl V1Cgroup {
                     "memory" => limits.memory.is_some(),
                     "cpu" => limits.cpus.is_some(),
                     "pids" => limits.pids.is_some(),
-                    _ => true,
+                    "devices" => true,
+                    _ => false,
                 };
                 if wanted {
                     let _ = cg.remove();
