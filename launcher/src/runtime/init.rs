@@ -7,13 +7,14 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::credentials::{self, Prepared, ProcessPlan};
 use super::exec_fifo;
 use super::rootfs::{self, RootfsPlan};
 use super::spec::{Network, UserSpec, resolve_user};
 use super::sync::{Channel, Msg};
 use super::syscall::Syscall;
 use super::syscall::linux::LinuxSyscall;
-use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
+use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
@@ -40,7 +41,7 @@ pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>, ready: Option<Ch
 
 /// Unblocks every signal (the launcher blocked the forwarded ones before forking) and
 /// exec's the command.
-fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+pub fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
     let unblocked = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
@@ -52,8 +53,6 @@ fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
     }
     exec(path, argv, envp)
 }
-
-type Prepared = (CString, Vec<CString>, Vec<CString>);
 
 fn prepare(
     spec: &RunSpec,
@@ -144,13 +143,7 @@ fn prepare(
         )
         .context("giving the pty to the container's user")?;
     }
-    if let Some(m) = spec.umask {
-        nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(m));
-    }
-    for r in &spec.rlimits {
-        nix::sys::resource::setrlimit(r.resource, r.soft, r.hard)
-            .with_context(|| format!("setrlimit {:?}", r.resource))?;
-    }
+    credentials::limits(spec.umask, &spec.rlimits)?;
     if let Some(fifo) = fifo {
         // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
         if let Some(mut ch) = ready.take() {
@@ -158,29 +151,17 @@ fn prepare(
         }
         fifo.wait()?;
     }
-    let filter = spec
-        .seccomp
-        .as_ref()
-        .map(super::seccomp::compile)
-        .transpose()?;
-    if let (Some(f), false) = (&filter, spec.no_new_privs) {
-        // Without no_new_privs, installing needs CAP_SYS_ADMIN, which goes next: the
-        // remaining calls (capabilities, ids, exec) pass through the filter.
-        super::seccomp::install(f)?;
-    }
-    caps::drop_bounding(&spec.caps.bounding)?;
-    switch_user(user, &spec.additional_gids, spec.idmap.is_some())?;
-    nix::unistd::chdir(cwd)
-        .with_context(|| format!("chdir to working directory {}", cwd.display()))?;
-    if user.uid == 0 {
-        caps::set_caps(&spec.caps)?;
-    }
-    if spec.no_new_privs {
-        caps::set_no_new_privs()?;
-        if let Some(f) = &filter {
-            super::seccomp::install(f)?;
-        }
-    }
+    let prepared = credentials::become_process(&ProcessPlan {
+        argv: &spec.argv,
+        env: &spec.env,
+        cwd,
+        user,
+        additional_gids: &spec.additional_gids,
+        rootless: spec.idmap.is_some(),
+        caps: &spec.caps,
+        no_new_privs: spec.no_new_privs,
+        seccomp: spec.seccomp.as_ref(),
+    })?;
     // Signals stay blocked until exec (or for good in the init, which reads them from a
     // signalfd): PID 1 would drop them otherwise.
     // Credential changes clear the parent-death signal: set it again.
@@ -188,11 +169,7 @@ fn prepare(
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .context("PR_SET_PDEATHSIG")?;
     }
-    let path = resolve_command(&spec.argv, &spec.env);
-    let c = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
-    let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    let envp = spec.env.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    Ok((c(&path)?, argv, envp))
+    Ok(prepared)
 }
 
 /// Makes the pty `slave` stdin, stdout and stderr of a new session (its controlling
@@ -214,45 +191,6 @@ fn redirect_stdin_null() -> Result<()> {
     nix::unistd::dup2_stdin(&f)
         .map_err(std::io::Error::from)
         .context("dup2 /dev/null to stdin")
-}
-
-fn switch_user(user: UserSpec, additional_gids: &[u32], rootless: bool) -> Result<()> {
-    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-    let gid = Gid::from_raw(user.gid);
-    let mut groups = vec![gid];
-    groups.extend(additional_gids.iter().map(|g| Gid::from_raw(*g)));
-    if let Err(e) = setgroups(&groups) {
-        // With a single mapping, setgroups is denied in the user namespace.
-        if !(rootless && e == nix::errno::Errno::EPERM) {
-            return Err(e).context("setgroups");
-        }
-    }
-    setresgid(gid, gid, gid).with_context(|| format!("setting gid {}", user.gid))?;
-    let uid = Uid::from_raw(user.uid);
-    setresuid(uid, uid, uid)
-        .with_context(|| format!("setting uid {} (is it mapped?)", user.uid))?;
-    Ok(())
-}
-
-/// Finds argv[0] on the container's PATH (argv[0] itself when it has a '/').
-fn resolve_command(argv: &[String], env: &[String]) -> String {
-    let Some(cmd) = argv.first() else {
-        return String::new();
-    };
-    if cmd.contains('/') {
-        return cmd.clone();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(cmd);
-        if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
-            return p.to_string_lossy().into_owned();
-        }
-    }
-    String::new()
 }
 
 fn exec(path: &CString, argv: &[CString], envp: &[CString]) -> ! {

@@ -20,6 +20,7 @@
 pub mod caps;
 pub mod cgroups;
 pub mod created;
+pub mod credentials;
 pub mod daemon_wait;
 pub mod devices;
 pub mod exec_fifo;
