@@ -19,7 +19,7 @@ fn runtime() -> &'static str {
 /// Applets linked to busybox in the test rootfs.
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "sleep", "id", "hostname", "touch", "true", "false", "ls", "test", "[",
-    "grep", "wc", "readlink", "tty",
+    "grep", "wc", "readlink", "tty", "tr", "pwd",
 ];
 
 /// A bundle with a busybox rootfs, its state root and a host directory bound at
@@ -806,4 +806,52 @@ fn pause_and_resume_freeze_the_container() {
     let o = b.rt(&["delete", "--force", &c]);
     assert_eq!(o.code, Some(0), "delete --force: {}", o.show());
     assert!(find_cgroups(&c).is_empty());
+}
+
+#[test]
+fn exec_runs_a_process_in_the_container() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("echo $$ > /shared/up; while [ ! -e /shared/stop ]; do sleep 0.05; done");
+    let c = id("exec");
+    assert_eq!(b.create(&c).code, Some(0));
+    let o = b.rt(&["exec", &c, "true"]);
+    assert_ne!(o.code, Some(0), "exec in a created container: {}", o.show());
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("up");
+    // Same namespaces (pid, uts, mount) and the exit status comes back.
+    let o = b.rt(&[
+        "exec",
+        "--env",
+        "X=from-exec",
+        "--cwd",
+        "/shared",
+        &c,
+        "sh",
+        "-c",
+        "echo $(hostname) $X $(pwd) $(cat /proc/1/cmdline | tr '\\0' ' ') > /shared/exec; exit 4",
+    ]);
+    assert_eq!(o.code, Some(4), "exec: {}", o.show());
+    let out = std::fs::read_to_string(b.shared.join("exec")).expect("exec output");
+    assert!(out.starts_with("strata from-exec /shared sh -c"), "{out}");
+    // Its processes are in the container's cgroup: ps lists the exec'd one.
+    let o = b.rt(&["exec", "--detach", &c, "sleep", "5"]);
+    assert_eq!(o.code, Some(0), "exec --detach: {}", o.show());
+    let o = b.rt(&["ps", "--format", "json", &c]);
+    let pids: Vec<i64> = serde_json::from_str(&o.stdout).expect("ps json");
+    assert!(
+        pids.len() >= 3,
+        "init, its sleep and the exec'd sleep: {pids:?}"
+    );
+    // --user (the exec'd process writes to the runtime's stdout), and a command that is
+    // not there.
+    let o = b.rt(&["exec", "--user", "1000:1000", &c, "id", "-u"]);
+    assert_eq!(o.code, Some(0), "exec --user: {}", o.show());
+    assert_eq!(o.stdout.trim(), "1000", "{}", o.show());
+    let o = b.rt(&["exec", &c, "/no/such/cmd"]);
+    assert_eq!(o.code, Some(127), "{}", o.show());
+    std::fs::write(b.shared.join("stop"), "").expect("stop");
+    b.wait_status(&c, "stopped");
+    assert_eq!(b.rt(&["delete", &c]).code, Some(0));
 }

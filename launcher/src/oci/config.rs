@@ -49,11 +49,20 @@ pub struct Placement {
 
 /// Reads `<bundle>/config.json` and translates it for the container of `at`.
 pub fn load(bundle: &Path, at: &Placement) -> Result<Translated> {
+    load_with(bundle, at, None)
+}
+
+/// As [`load`], with `process` (an `exec --process` file's object) in place of the
+/// config's `process`.
+pub fn load_with(bundle: &Path, at: &Placement, process: Option<Value>) -> Result<Translated> {
     let path = bundle.join("config.json");
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let raw: Value = serde_json::from_str(&text)
+    let mut raw: Value = serde_json::from_str(&text)
         .with_context(|| format!("parsing {} as JSON", path.display()))?;
+    if let (Some(p), Some(obj)) = (process, raw.as_object_mut()) {
+        obj.insert("process".into(), p);
+    }
     refuse_unsupported(&raw)?;
     let spec: Spec = serde_json::from_value(raw.clone())
         .with_context(|| format!("{} is no OCI runtime configuration", path.display()))?;

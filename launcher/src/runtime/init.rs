@@ -174,7 +174,7 @@ fn prepare(
 
 /// Makes the pty `slave` stdin, stdout and stderr of a new session (its controlling
 /// tty when `controlling`).
-fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
+pub(super) fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     if controlling {
         super::pty::take_controlling_tty(slave.as_fd())?;

@@ -27,6 +27,7 @@ pub mod exec_fifo;
 pub mod guard;
 pub mod idmap;
 pub mod init;
+pub mod join;
 pub mod launch;
 pub mod mounts;
 pub mod namespaces;

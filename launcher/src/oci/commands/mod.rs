@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod exec;
 pub mod features;
 pub mod kill;
 pub mod list;
@@ -60,6 +61,7 @@ pub fn dispatch(cli: &CommandLine, log: &Logger) -> Result<u8> {
             CommonCmd::Ps(a) => ps::ps(&root()?, &a.container_id, &a.format).map(|()| 0),
             CommonCmd::Features(_) => features::features().map(|()| 0),
             CommonCmd::Spec(a) => spec::spec(a.bundle.as_deref(), a.rootless).map(|()| 0),
+            CommonCmd::Exec(a) => exec::exec(&root()?, a),
             CommonCmd::Pause(a) => pause::pause(&root()?, &a.container_id, true).map(|()| 0),
             CommonCmd::Resume(a) => pause::pause(&root()?, &a.container_id, false).map(|()| 0),
             other => bail!(

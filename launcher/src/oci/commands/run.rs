@@ -26,13 +26,7 @@ pub fn run(root: &Path, a: &liboci_cli::Run, rootless: bool) -> Result<u8> {
     if !a.detach {
         // The setup process exits after forking the init: make the init ours to reap.
         nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
-        // Blocked from here, so none is lost before the init runs (the init unblocks
-        // every signal before exec).
-        for s in FORWARDED {
-            forwarded.add(*s);
-        }
-        forwarded.add(Signal::SIGCHLD);
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), None).context("blocking signals")?;
+        forwarded = block_forwarded()?;
     }
     let opts = create::Options {
         id: &a.container_id,
@@ -68,9 +62,22 @@ const FORWARDED: &[Signal] = &[
     Signal::SIGWINCH,
 ];
 
+/// Blocks the signals passed on to a waited-for process, and SIGCHLD, from here on, so
+/// none is lost before it runs (the container's processes unblock every signal before
+/// exec); returns them, for [`wait`].
+pub(super) fn block_forwarded() -> Result<SigSet> {
+    let mut mask = SigSet::empty();
+    for s in FORWARDED {
+        mask.add(*s);
+    }
+    mask.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).context("blocking signals")?;
+    Ok(mask)
+}
+
 /// Waits for `pid` (a child or an orphan reparented to this subreaper), passing the
 /// signals of `mask` (blocked) on to it; reaps other orphans on the way.
-fn wait(pid: Pid, mask: &SigSet) -> Result<i32> {
+pub(super) fn wait(pid: Pid, mask: &SigSet) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .context("creating a signalfd")?;
     loop {
