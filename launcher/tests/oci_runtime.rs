@@ -414,6 +414,8 @@ fn list_json_and_version() {
     let o = run_runtime(&["features"]);
     let f: Value = serde_json::from_str(&o.stdout).expect("features json");
     assert_eq!(f["ociVersionMin"], "1.0.0");
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert_eq!(f["linux"]["cgroup"]["systemd"], false);
 }
 
 #[test]

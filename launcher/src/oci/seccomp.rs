@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::runtime::seccomp::{Action, ArgCmp, Cmp, Plan, Rule};
 
 /// The profile's name for the runtime's architecture.
-fn native_arch() -> &'static str {
+pub fn native_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "SCMP_ARCH_X86_64",
         "aarch64" => "SCMP_ARCH_AARCH64",
