@@ -133,6 +133,33 @@ impl Bundle {
     }
 }
 
+/// How many live processes have `id` in their command line (a created container's
+/// init is a fork of `strata-runtime create ... ID` until it execs).
+fn processes_naming(id: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.parse::<u32>().is_ok())
+        })
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c.split(|b| *b == 0).any(|a| a == id.as_bytes()))
+        })
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("stat")).is_ok_and(|s| {
+                !s.rsplit(')')
+                    .next()
+                    .unwrap_or("")
+                    .trim_start()
+                    .starts_with('Z')
+            })
+        })
+        .count()
+}
+
 fn busybox() -> &'static Path {
     let p = Path::new("/bin/busybox");
     if !p.is_file() {
@@ -352,6 +379,28 @@ fn an_unsupported_field_fails_create_and_leaves_nothing() {
         "{v}"
     );
     assert_eq!(v["level"], "error");
+    // A failure after the init started (a pid file that cannot be written) takes the
+    // init along.
+    let b2 = Bundle::new("true");
+    let c = id("pidfile");
+    let o = b2.rt(&[
+        "create",
+        "--bundle",
+        b2.dir.to_str().expect("utf-8"),
+        "--pid-file",
+        "/nonexistent-strata/pid",
+        &c,
+    ]);
+    assert_ne!(o.code, Some(0), "{}", o.show());
+    assert!(!b2.root.join(&c).exists());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_naming(&c) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the init of a failed create lives on"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // An error in the init (a bind source that is not there) is reported by create.
     let b = Bundle::new("true");
     b.edit(|c| {

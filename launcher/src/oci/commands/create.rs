@@ -61,6 +61,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     // (which keeps inherited descriptors until exec) never holds it.
     drop(dir.claim()?);
     let mut cgroup: Option<Cgroup> = None;
+    let mut started: Option<i32> = None;
     let made = (|| -> Result<i32> {
         exec_fifo::make(&at.exec_fifo)?;
         // Rootless, a cgroup only for limits (in a delegated v2 subtree).
@@ -78,6 +79,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
         }
         let socket = opts.console_socket.map(console::connect).transpose()?;
         let pid = created::create(&t.spec, cgroup.as_ref(), socket)?;
+        started = Some(pid);
         let record = Record {
             oci_version: oci_spec::runtime::VERSION.to_string(),
             id: opts.id.to_string(),
@@ -100,6 +102,14 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     match made {
         Ok(pid) => Ok(pid),
         Err(e) => {
+            // The init waits on the fifo: it goes too (with no cgroup, nothing else
+            // would kill it).
+            if let Some(pid) = started {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
             if let Some(cg) = &cgroup {
                 let _ = cg.remove();
             }
