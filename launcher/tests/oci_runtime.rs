@@ -900,6 +900,19 @@ fn exec_runs_a_process_in_the_container() {
     let o = b.rt(&["exec", "--user", "1000:1000", &c, "id", "-u"]);
     assert_eq!(o.code, Some(0), "exec --user: {}", o.show());
     assert_eq!(o.stdout.trim(), "1000", "{}", o.show());
+    // --process: a whole process object, checked as config.json's.
+    let pf = b.shared.join("../process.json");
+    let mut process = json!({"args": ["sh", "-c", "echo from-file $Y"], "cwd": "/",
+                             "env": ["PATH=/bin", "Y=yy"], "user": {"uid": 0, "gid": 0}});
+    std::fs::write(&pf, process.to_string()).expect("process.json");
+    let o = b.rt(&["exec", "--process", pf.to_str().expect("utf-8"), &c]);
+    assert_eq!(o.code, Some(0), "exec --process: {}", o.show());
+    assert_eq!(o.stdout.trim(), "from-file yy");
+    process["apparmorProfile"] = json!("strict");
+    std::fs::write(&pf, process.to_string()).expect("process.json");
+    let o = b.rt(&["exec", "--process", pf.to_str().expect("utf-8"), &c]);
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("process.apparmorProfile"), "{}", o.show());
     let o = b.rt(&["exec", &c, "/no/such/cmd"]);
     assert_eq!(o.code, Some(127), "{}", o.show());
     std::fs::write(b.shared.join("stop"), "").expect("stop");

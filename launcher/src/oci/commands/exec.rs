@@ -44,44 +44,39 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
             serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))
         })
         .transpose()?;
+    let from_file = process.is_some();
+    // The base: the file's process, else the bundle's.
+    let mut process = match process {
+        Some(p) => p,
+        None => {
+            let path = record.bundle.join("config.json");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let raw: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            raw.get("process").cloned().unwrap_or_default()
+        }
+    };
     let tty = a.tty
-        || process
-            .as_ref()
-            .and_then(|p| p.get("terminal"))
-            .and_then(serde_json::Value::as_bool)
-            .unwrap_or(false);
-    let mut process = process;
-    if let Some(p) = process.as_mut().and_then(|p| p.as_object_mut()) {
-        // The terminal is this command's; the base config's check needs it to agree.
-        p.insert("terminal".into(), tty.into());
+        || (from_file
+            && process
+                .get("terminal")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false));
+    if tty != a.console_socket.is_some() {
+        bail!("exec: a terminal (--tty) and --console-socket go together");
+    }
+    if let Some(obj) = process.as_object_mut() {
+        // The terminal is this command's, not the container's.
+        obj.insert("terminal".into(), tty.into());
     }
     let at = Placement {
         id: a.container_id.clone(),
         state_dir: dir.dir.clone(),
         exec_fifo: dir.exec_fifo(),
-        console: a.console_socket.is_some(),
+        console: tty,
     };
-    if tty != a.console_socket.is_some() {
-        bail!("exec: --tty and --console-socket go together");
-    }
-    let from_file = process.is_some();
-    let base = match process {
-        Some(p) => config::load_with(&record.bundle, &at, Some(p))?,
-        None => {
-            let mut override_terminal = serde_json::Map::new();
-            override_terminal.insert("terminal".into(), tty.into());
-            // The bundle's process, its terminal set to this command's.
-            let text = std::fs::read_to_string(record.bundle.join("config.json"))
-                .context("reading the bundle's config.json")?;
-            let raw: serde_json::Value =
-                serde_json::from_str(&text).context("parsing the bundle's config.json")?;
-            let mut p = raw.get("process").cloned().unwrap_or_default();
-            if let Some(obj) = p.as_object_mut() {
-                obj.extend(override_terminal);
-            }
-            config::load_with(&record.bundle, &at, Some(p))?
-        }
-    };
+    let base = config::load_with(&record.bundle, &at, Some(process))?;
     let s = base.spec;
     let argv = if a.command.is_empty() || from_file {
         s.argv.clone()
