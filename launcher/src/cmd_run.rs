@@ -205,6 +205,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             masked_paths: strings(runtime::rootfs::MASKED_PATHS),
             readonly_paths: strings(runtime::rootfs::READONLY_PATHS),
             rootfs_readonly: false,
+            rootfs_propagation: nix::mount::MsFlags::empty(),
             caps: runtime::caps::CapSets::default(),
             additional_gids: Vec::new(),
             rlimits: Vec::new(),

@@ -478,6 +478,7 @@ fn config_fields_are_honoured() {
            readlink /proc/self/ns/net; hostname; echo $K; pwd; \
            touch /tmp/t && echo tmp-ok; echo x > /dev/null && echo null-ok; \
            cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj; \
+           grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo | grep -c shared:; \
          } > /shared/out 2>&1",
     );
     b.edit(|c| {
@@ -494,6 +495,7 @@ fn config_fields_are_honoured() {
         ns.push(json!({"type": "network", "path": "/proc/self/ns/net"}));
         c["linux"]["maskedPaths"] = json!(["/proc/cmdline"]);
         c["linux"]["sysctl"] = json!({"kernel.shmmax": "123456789"});
+        c["linux"]["rootfsPropagation"] = json!("rshared");
         c["process"]["oomScoreAdj"] = json!(500);
         c["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 50},
                                          "devices": [{"allow": false, "access": "rwm"}]});
@@ -510,7 +512,7 @@ fn config_fields_are_honoured() {
     let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
     let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
     let want = format!(
-        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n123456789\n500\n",
+        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n123456789\n500\n1\n",
         host_net.display()
     );
     assert_eq!(out, want);

@@ -151,6 +151,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
                 "devices",
                 "sysctl",
                 "seccomp",
+                "rootfsPropagation",
             ],
         )?;
         for empty_only in ["devices"] {
@@ -317,6 +318,9 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
         rootfs_readonly: root.readonly().unwrap_or(false),
+        rootfs_propagation: rootfs_propagation(
+            linux.and_then(|l| l.rootfs_propagation().as_deref()),
+        )?,
         caps,
         additional_gids: user.additional_gids().clone().unwrap_or_default(),
         rlimits,
@@ -451,6 +455,22 @@ fn capabilities(raw: &Value) -> Result<CapSets> {
         effective: set("effective")?,
         permitted: set("permitted")?,
         inheritable: set("inheritable")?,
+    })
+}
+
+/// `linux.rootfsPropagation` → the flags for the container's `/`.
+fn rootfs_propagation(value: Option<&str>) -> Result<MsFlags> {
+    Ok(match value {
+        None | Some("") => MsFlags::empty(),
+        Some("shared") => MsFlags::MS_SHARED,
+        Some("rshared") => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        Some("slave") => MsFlags::MS_SLAVE,
+        Some("rslave") => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        Some("private") => MsFlags::MS_PRIVATE,
+        Some("rprivate") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        Some("unbindable") => MsFlags::MS_UNBINDABLE,
+        Some("runbindable") => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        Some(other) => bail!("linux.rootfsPropagation {other:?} is no propagation type"),
     })
 }
 

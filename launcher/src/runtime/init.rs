@@ -115,6 +115,10 @@ fn prepare(
     if spec.rootfs_readonly {
         super::mounts::remount_ro(&sys, Path::new("/"))?;
     }
+    if !spec.rootfs_propagation.is_empty() {
+        sys.mount(None, Path::new("/"), None, spec.rootfs_propagation, None)
+            .context("setting the propagation of the container's /")?;
+    }
     if let Some(socket) = console {
         let slave = super::pty::open_in_container(&sys, socket.as_fd())?;
         // The socket was inherited for this purpose only.

@@ -91,6 +91,10 @@ pub struct RunSpec {
     pub readonly_paths: Vec<String>,
     /// Remount the rootfs read-only after pivot_root.
     pub rootfs_readonly: bool,
+    /// The propagation the container's `/` gets after pivot_root (`MS_SHARED`,
+    /// `MS_SLAVE`, `MS_PRIVATE` or `MS_UNBINDABLE`, with `MS_REC` for the recursive
+    /// forms); empty: left private, as the setup process made it.
+    pub rootfs_propagation: nix::mount::MsFlags,
     /// The capability sets.
     pub caps: caps::CapSets,
     /// Supplementary groups of the command, besides its gid.

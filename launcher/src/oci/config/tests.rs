@@ -80,7 +80,6 @@ fn unsupported_fields_are_named() {
     for (patch, want) in [
         ("/linux/intelRdt", "linux.intelRdt"),
         ("/hooks", "hooks"),
-        ("/linux/rootfsPropagation", "linux.rootfsPropagation"),
         ("/process/apparmorProfile", "process.apparmorProfile"),
         ("/linux/resources/cpu/shares", "linux.resources.cpu.shares"),
     ] {
@@ -194,4 +193,25 @@ fn sysctls_must_be_namespaced() {
             "{key}: {err:#}"
         );
     }
+}
+
+#[test]
+fn rootfs_propagation() {
+    let mut c = base();
+    c["linux"]["rootfsPropagation"] = serde_json::json!("rslave");
+    let b = bundle(c.clone());
+    let t = load(b.path(), &placement(b.path())).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(
+        t.spec.rootfs_propagation,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC
+    );
+    c["linux"]["rootfsPropagation"] = serde_json::json!("sideways");
+    let b = bundle(c);
+    let err = load(b.path(), &placement(b.path()))
+        .map(|_| ())
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("linux.rootfsPropagation"),
+        "{err:#}"
+    );
 }
