@@ -439,6 +439,25 @@ fn list_json_and_version() {
     };
     assert_eq!(status(&c1), Some(json!("created")), "{all:?}");
     assert_eq!(status(&c2), Some(json!("running")), "{all:?}");
+    // update writes new limits into the running container's cgroup.
+    let o = b.rt(&["update", "--memory", "33554432", "--pids-limit", "20", &c2]);
+    assert_eq!(o.code, Some(0), "update: {}", o.show());
+    let dirs = find_cgroups(&c2);
+    let read = |names: &[&str]| {
+        dirs.iter()
+            .flat_map(|d| names.iter().map(move |n| d.join(n)))
+            .find_map(|p| std::fs::read_to_string(p).ok())
+            .map(|s| s.trim().to_string())
+    };
+    assert_eq!(
+        read(&["memory.max", "memory.limit_in_bytes"]).as_deref(),
+        Some("33554432"),
+        "{dirs:?}"
+    );
+    assert_eq!(read(&["pids.max"]).as_deref(), Some("20"), "{dirs:?}");
+    let o = b.rt(&["update", "--cpu-share", "2", &c2]);
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("--cpu-share"), "{}", o.show());
     // kill --all signals every process in the cgroup.
     let o = b.rt(&["kill", "--all", &c2, "KILL"]);
     assert_eq!(o.code, Some(0), "kill --all: {}", o.show());

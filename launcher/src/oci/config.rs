@@ -166,30 +166,37 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
             }
         }
         if let Some(r) = l.get("resources") {
-            allow_only(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
-            for (i, d) in r
-                .get("devices")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .enumerate()
-            {
-                allow_only(
-                    d,
-                    &format!("linux.resources.devices[{i}]"),
-                    &["allow", "type", "major", "minor", "access"],
-                )?;
-            }
-            if let Some(m) = r.get("memory") {
-                allow_only(m, "linux.resources.memory", &["limit"])?;
-            }
-            if let Some(c) = r.get("cpu") {
-                allow_only(c, "linux.resources.cpu", &["quota", "period"])?;
-            }
-            if let Some(p) = r.get("pids") {
-                allow_only(p, "linux.resources.pids", &["limit"])?;
-            }
+            check_resources(r)?;
         }
+    }
+    Ok(())
+}
+
+/// Refuses, by name, what `linux.resources` holds beyond memory.limit, cpu.quota and
+/// period, pids.limit and device rules.
+fn check_resources(r: &Value) -> Result<()> {
+    allow_only(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
+    for (i, d) in r
+        .get("devices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        allow_only(
+            d,
+            &format!("linux.resources.devices[{i}]"),
+            &["allow", "type", "major", "minor", "access"],
+        )?;
+    }
+    if let Some(m) = r.get("memory") {
+        allow_only(m, "linux.resources.memory", &["limit"])?;
+    }
+    if let Some(c) = r.get("cpu") {
+        allow_only(c, "linux.resources.cpu", &["quota", "period"])?;
+    }
+    if let Some(p) = r.get("pids") {
+        allow_only(p, "linux.resources.pids", &["limit"])?;
     }
     Ok(())
 }
@@ -539,6 +546,18 @@ fn device_rules(raw: &Value) -> Result<Vec<DeviceRule>> {
         out.push(DeviceRule::new(allow, kind, major, minor, access).with_context(at)?);
     }
     Ok(out)
+}
+
+/// `linux.resources` of `raw` (a config.json, or the object `update` builds) → the
+/// core's limits, after the same refusals as config.json's resources get.
+pub fn resource_limits(raw: &Value) -> Result<Limits> {
+    if let Some(r) = raw.pointer("/linux/resources") {
+        check_resources(r)?;
+        if r.get("devices").is_some_and(non_empty) {
+            bail!("device rules cannot be updated");
+        }
+    }
+    limits(raw)
 }
 
 /// `linux.resources` → the core's limits (cpu quota/period as a number of CPUs).

@@ -151,6 +151,38 @@ impl Cgroup {
         )?))
     }
 
+    /// The cgroup whose directories are `paths` (as [`Cgroup::paths`] listed them):
+    /// v2 when one holds `cgroup.controllers`, else v1 with each directory's
+    /// controller told by its control files. `None` for no directory.
+    pub fn from_paths(paths: &[PathBuf]) -> Option<Cgroup> {
+        if let Some(p) = paths.iter().find(|p| p.join("cgroup.controllers").exists()) {
+            return Some(Cgroup::V2(v2::V2Cgroup { path: p.clone() }));
+        }
+        let mut v1 = v1::V1Cgroup { paths: Vec::new() };
+        for p in paths {
+            for (ctrl, file) in [
+                ("memory", "memory.limit_in_bytes"),
+                ("cpu", "cpu.cfs_quota_us"),
+                ("pids", "pids.max"),
+                ("freezer", "freezer.state"),
+                ("devices", "devices.list"),
+            ] {
+                if p.join(file).exists() {
+                    v1.paths.push((ctrl.to_string(), p.clone()));
+                }
+            }
+        }
+        (!v1.paths.is_empty()).then_some(Cgroup::V1(v1))
+    }
+
+    /// Writes `limits` (those set) into the cgroup.
+    pub fn update(&self, limits: &Limits) -> Result<()> {
+        match self {
+            Cgroup::V2(c) => c.apply(limits),
+            Cgroup::V1(c) => c.apply(limits),
+        }
+    }
+
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: i32) -> Result<()> {
         match self {

@@ -12,6 +12,7 @@ pub mod run;
 pub mod spec;
 pub mod start;
 pub mod state;
+pub mod update;
 
 use anyhow::{Result, bail};
 use liboci_cli::{CommonCmd, StandardCmd};
@@ -62,6 +63,7 @@ pub fn dispatch(cli: &CommandLine, log: &Logger) -> Result<u8> {
             CommonCmd::Features(_) => features::features().map(|()| 0),
             CommonCmd::Spec(a) => spec::spec(a.bundle.as_deref(), a.rootless).map(|()| 0),
             CommonCmd::Exec(a) => exec::exec(&root()?, a),
+            CommonCmd::Update(a) => update::update(&root()?, a).map(|()| 0),
             CommonCmd::Pause(a) => pause::pause(&root()?, &a.container_id, true).map(|()| 0),
             CommonCmd::Resume(a) => pause::pause(&root()?, &a.container_id, false).map(|()| 0),
             other => bail!(

@@ -121,7 +121,8 @@ impl V1Cgroup {
             .map(|(_, p)| p.as_path())
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    /// Writes the limits asked for into the hierarchies that hold them.
+    pub fn apply(&self, limits: &Limits) -> Result<()> {
         if let (Some(m), Some(d)) = (limits.memory, self.dir("memory")) {
             write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
             let memsw = d.join("memory.memsw.limit_in_bytes");

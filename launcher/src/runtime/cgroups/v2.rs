@@ -63,7 +63,8 @@ impl V2Cgroup {
         Ok(cg)
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    /// Writes the limits asked for.
+    pub fn apply(&self, limits: &Limits) -> Result<()> {
         if let Some(m) = limits.memory {
             write_file(&self.path.join("memory.max"), &m.to_string())?;
             let swap = self.path.join("memory.swap.max");
