@@ -212,6 +212,12 @@ fn create_start_state_delete() {
     );
     let c = id("life");
     let pid_file = b.shared.join("../pid");
+    let hooked = |name: &str| {
+        let out = b.shared.join(format!("../{name}.json"));
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]})
+    };
+    let (poststart, poststop) = (hooked("poststart"), hooked("poststop"));
+    b.edit(|c| c["hooks"] = json!({"poststart": [poststart], "poststop": [poststop]}));
     let o = b.rt(&[
         "create",
         "--bundle",
@@ -239,6 +245,13 @@ fn create_start_state_delete() {
     let o = b.rt(&["start", &c]);
     assert_eq!(o.code, Some(0), "start: {}", o.show());
     assert_eq!(b.wait_file("out").trim(), "1 strata 0");
+    // The poststart hook got the state on its stdin.
+    let hook_state: Value = serde_json::from_str(
+        &std::fs::read_to_string(b.shared.join("../poststart.json")).expect("poststart ran"),
+    )
+    .expect("state JSON");
+    assert_eq!(hook_state["id"], c.as_str());
+    assert_eq!(hook_state["status"], "running");
     assert_eq!(b.state(&c)["status"], "running");
     let o = b.rt(&["start", &c]);
     assert_ne!(o.code, Some(0), "a second start must fail: {}", o.show());
@@ -255,6 +268,11 @@ fn create_start_state_delete() {
     assert_eq!(o.code, Some(0), "delete: {}", o.show());
     assert!(!b.root.join(&c).exists());
     assert!(find_cgroups(&c).is_empty(), "cgroup of {c} left");
+    let hook_state: Value = serde_json::from_str(
+        &std::fs::read_to_string(b.shared.join("../poststop.json")).expect("poststop ran"),
+    )
+    .expect("state JSON");
+    assert_eq!(hook_state["status"], "stopped");
     let o = b.rt(&["state", &c]);
     assert_ne!(o.code, Some(0));
     assert!(o.stderr.contains("does not exist"), "{}", o.show());

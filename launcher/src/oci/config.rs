@@ -32,6 +32,8 @@ pub struct Translated {
     pub annotations: HashMap<String, String>,
     /// `linux.resources.devices`, for the cgroup.
     pub device_rules: Vec<DeviceRule>,
+    /// The hooks run by `start` and `delete`.
+    pub hooks: super::hooks::Hooks,
 }
 
 /// Where the core puts a created container's pieces.
@@ -82,6 +84,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
             "hostname",
             "annotations",
             "linux",
+            "hooks",
         ],
     )?;
     if let Some(p) = raw.get("process") {
@@ -352,6 +355,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         cgroups_path,
         annotations: spec.annotations().clone().unwrap_or_default(),
         device_rules: device_rules(raw)?,
+        hooks: super::hooks::from_config(raw)?,
     })
 }
 

@@ -7,12 +7,14 @@
 //! runc's JSON lines), [`config`] (config.json → `RunSpec`, refusing what is not
 //! honoured), [`seccomp`] (`linux.seccomp` → the core's filter plan), [`names`]
 //! (capability, rlimit and signal names), [`state`] (the state
-//! directory, its lock and status), [`console`] (`--console-socket`), [`commands`].
+//! directory, its lock and status), [`console`] (`--console-socket`), [`hooks`] (poststart,
+//! poststop), [`commands`].
 
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod console;
+pub mod hooks;
 pub mod log;
 pub mod names;
 pub mod seccomp;

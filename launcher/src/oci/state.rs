@@ -62,6 +62,9 @@ pub struct Record {
     pub owner: String,
     /// The cgroup directories (one for v2, one per v1 hierarchy).
     pub cgroup_paths: Vec<PathBuf>,
+    /// The poststart and poststop hooks.
+    #[serde(default)]
+    pub hooks: crate::oci::hooks::Hooks,
 }
 
 impl Record {
@@ -276,6 +279,7 @@ mod tests {
             created: String::new(),
             owner: String::new(),
             cgroup_paths: Vec::new(),
+            hooks: Default::default(),
         };
         assert_eq!(r.status(), Status::Running);
         r.start_time += 1;

@@ -92,6 +92,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
             created: log::now_rfc3339(),
             owner: owner(),
             cgroup_paths: cgroup.as_ref().map(Cgroup::paths).unwrap_or_default(),
+            hooks: t.hooks.clone(),
         };
         dir.save(&record)?;
         if let Some(p) = opts.pid_file {

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
@@ -32,7 +32,11 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
     }
     dir.remove()?;
-    first
+    first?;
+    let mut gone = record.to_oci();
+    gone["status"] = "stopped".into();
+    gone["pid"] = 0.into();
+    crate::oci::hooks::run(&record.hooks.poststop, &gone).context("poststop")
 }
 
 /// SIGKILLs the init (and so its pid namespace), thaws it if paused (a frozen process

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use crate::oci::state::{StateDir, Status};
 use crate::runtime::exec_fifo;
@@ -20,5 +20,8 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     let probe = record.clone();
     exec_fifo::release(&dir.exec_fifo(), || probe.alive())?;
     record.status = Status::Running;
-    dir.save(&record)
+    dir.save(&record)?;
+    // A failed poststart hook is reported; the container keeps running.
+    crate::oci::hooks::run(&record.hooks.poststart, &record.to_oci())
+        .context("poststart (the container runs on)")
 }
