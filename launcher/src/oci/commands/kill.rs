@@ -17,10 +17,15 @@ pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
         bail!("container {id} is not running");
     }
     if all {
-        for pid in super::ps::cgroup_pids(&record.cgroup_paths) {
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+        let pids = super::ps::cgroup_pids(&record.cgroup_paths);
+        // Without a cgroup (rootless, no limits) the init stands for them all: its pid
+        // namespace goes with it.
+        if !pids.is_empty() {
+            for pid in pids {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
+            return Ok(());
         }
-        return Ok(());
     }
     nix::sys::signal::kill(Pid::from_raw(record.pid), sig)
         .with_context(|| format!("sending {sig} to container {id} (pid {})", record.pid))
