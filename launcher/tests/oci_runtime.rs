@@ -514,12 +514,13 @@ fn config_fields_are_honoured() {
            grep CapEff /proc/self/status; id -G; cat /proc/cmdline | wc -c; \
            readlink /proc/self/ns/net; hostname; echo $K; pwd; \
            touch /tmp/t && echo tmp-ok; echo x > /dev/null && echo null-ok; \
-           cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj; \
+           cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj /proc/sys/kernel/domainname; \
            grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo | grep -c shared:; \
          } > /shared/out 2>&1",
     );
     b.edit(|c| {
         c["hostname"] = json!("honoured");
+        c["domainname"] = json!("example.test");
         c["process"]["env"] = json!(["PATH=/bin", "K=v1"]);
         c["process"]["cwd"] = json!("/tmp");
         c["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 321, "soft": 123}]);
@@ -549,7 +550,7 @@ fn config_fields_are_honoured() {
     let host_net = std::fs::read_link("/proc/self/ns/net").expect("host netns");
     let out = std::fs::read_to_string(b.shared.join("out")).expect("out");
     let want = format!(
-        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n123456789\n500\n1\n",
+        "ro\n123\nCapEff:\t0000000020000420\n0 10 20\n0\n{}\nhonoured\nv1\n/tmp\ntmp-ok\nnull-ok\n123456789\n500\nexample.test\n1\n",
         host_net.display()
     );
     assert_eq!(out, want);

@@ -82,6 +82,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
             "mounts",
             "process",
             "hostname",
+            "domainname",
             "annotations",
             "linux",
             "hooks",
@@ -257,7 +258,15 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
     }
     let (namespaces, network, userns) = namespaces(spec)?;
     let idmap = id_mapping(spec, userns)?;
-    let sysctl = sysctls(spec, &namespaces)?;
+    let mut sysctl = sysctls(spec, &namespaces)?;
+    if let Some(d) = spec.domainname().as_deref().filter(|d| !d.is_empty()) {
+        if !namespaces.unshare.contains(CloneFlags::CLONE_NEWUTS) {
+            bail!("domainname is set but linux.namespaces has no new uts namespace");
+        }
+        // The uts namespace's domain name is its kernel.domainname sysctl.
+        sysctl.retain(|(k, _)| k != "kernel.domainname");
+        sysctl.push(("kernel.domainname".into(), d.to_string()));
+    }
     let hostname = spec.hostname().clone().unwrap_or_default();
     if !hostname.is_empty() && !namespaces.unshare.contains(CloneFlags::CLONE_NEWUTS) {
         bail!("hostname is set but linux.namespaces has no new uts namespace");
