@@ -213,6 +213,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             umask: None,
             sysctl: Vec::new(),
             oom_score_adj: None,
+            new_keyring: false,
             seccomp: None,
             exec_fifo: None,
             network: args.network,

@@ -516,7 +516,7 @@ fn config_fields_are_honoured() {
            touch /tmp/t && echo tmp-ok; echo x > /dev/null && echo null-ok; \
            cat /proc/sys/kernel/shmmax /proc/self/oom_score_adj /proc/sys/kernel/domainname; \
            grep -E '^[0-9]+ [0-9]+ [0-9:]+ [^ ]+ / ' /proc/self/mountinfo | grep -c shared:; \
-         } > /shared/out 2>&1",
+         } > /shared/out 2>&1; cat /proc/keys > /shared/keys",
     );
     b.edit(|c| {
         c["hostname"] = json!("honoured");
@@ -554,6 +554,9 @@ fn config_fields_are_honoured() {
         host_net.display()
     );
     assert_eq!(out, want);
+    // A session keyring of its own, named after the container.
+    let keys = std::fs::read_to_string(b.shared.join("keys")).expect("keys");
+    assert!(keys.contains(&c), "{keys}");
     // The limits went to the container's cgroup (v2 or v1, whichever holds them).
     let dirs = find_cgroups(&c);
     let read = |names: &[&str]| {

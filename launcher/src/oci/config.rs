@@ -47,6 +47,8 @@ pub struct Placement {
     pub exec_fifo: PathBuf,
     /// Whether a console socket was given (`process.terminal` needs one).
     pub console: bool,
+    /// A new session keyring (not `--no-new-keyring`).
+    pub new_keyring: bool,
 }
 
 /// Reads `<bundle>/config.json` and translates it for the container of `at`.
@@ -347,6 +349,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         umask: user.umask(),
         sysctl,
         oom_score_adj: process.oom_score_adj(),
+        new_keyring: at.new_keyring,
         seccomp: super::seccomp::plan(raw)?,
         exec_fifo: Some(at.exec_fifo.clone()),
         network,

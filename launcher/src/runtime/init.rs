@@ -147,6 +147,13 @@ fn prepare(
         )
         .context("giving the pty to the container's user")?;
     }
+    if spec.new_keyring {
+        match crate::sys::keyring::join_new_session_keyring(&spec.id) {
+            // Kernels without keys, or keyctl refused (seccomp on the host), as runc.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {}
+            r => r.context("joining a new session keyring")?,
+        }
+    }
     credentials::limits(spec.umask, &spec.rlimits)?;
     if let Some(fifo) = fifo {
         // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).

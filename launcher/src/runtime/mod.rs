@@ -108,6 +108,9 @@ pub struct RunSpec {
     /// Namespaced sysctls written in the container (`/proc/sys/KEY`), checked by the
     /// caller to be ones the container's namespaces own.
     pub sysctl: Vec<(String, String)>,
+    /// Give the container a session keyring of its own, named after its id (OCI
+    /// runtimes do unless `--no-new-keyring`).
+    pub new_keyring: bool,
     /// The init's `oom_score_adj`.
     pub oom_score_adj: Option<i32>,
     /// A seccomp filter installed just before exec.

@@ -28,6 +28,8 @@ pub struct Options<'a> {
     pub no_pivot: bool,
     /// `--preserve-fds N`.
     pub preserve_fds: i32,
+    /// `--no-new-keyring`: the container keeps the caller's session keyring.
+    pub no_new_keyring: bool,
 }
 
 /// Creates the container; returns the init's pid. `rootless`: the caller is no root
@@ -47,6 +49,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
         state_dir: dir.dir.clone(),
         exec_fifo: dir.exec_fifo(),
         console: opts.console_socket.is_some(),
+        new_keyring: !opts.no_new_keyring,
     };
     // Everything the config says is checked before anything is made.
     let t = config::load(&bundle, &at)?;

@@ -75,6 +75,7 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
         state_dir: dir.dir.clone(),
         exec_fifo: dir.exec_fifo(),
         console: tty,
+        new_keyring: false,
     };
     let base = config::load_with(&record.bundle, &at, Some(process))?;
     let s = base.spec;

@@ -44,6 +44,7 @@ pub fn dispatch(cli: &CommandLine, log: &Logger) -> Result<u8> {
                     pid_file: a.pid_file.as_deref(),
                     no_pivot: a.no_pivot,
                     preserve_fds: a.preserve_fds,
+                    no_new_keyring: a.no_new_keyring,
                 };
                 create::create(&root()?, &opts, cli.rootless).map(|_| 0)
             }

@@ -35,6 +35,7 @@ pub fn run(root: &Path, a: &liboci_cli::Run, rootless: bool) -> Result<u8> {
         pid_file: a.pid_file.as_deref(),
         no_pivot: a.no_pivot,
         preserve_fds: a.preserve_fds,
+        no_new_keyring: a.no_new_keyring,
     };
     let pid = create::create(root, &opts, rootless)?;
     if let Err(e) = start::start(root, &a.container_id) {

@@ -8,6 +8,7 @@ fn placement(dir: &Path) -> Placement {
         state_dir: dir.join("state"),
         exec_fifo: dir.join("state/exec.fifo"),
         console: false,
+        new_keyring: true,
     }
 }
 
