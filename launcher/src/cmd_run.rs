@@ -214,6 +214,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             sysctl: Vec::new(),
             oom_score_adj: None,
             new_keyring: false,
+            preserve_fds: None,
             seccomp: None,
             exec_fifo: None,
             network: args.network,

@@ -962,3 +962,31 @@ fn exec_runs_a_process_in_the_container() {
     b.wait_status(&c, "stopped");
     assert_eq!(b.rt(&["delete", &c]).code, Some(0));
 }
+
+#[test]
+fn preserve_fds_passes_on_that_many_descriptors() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "echo via-fd3 >&3; [ -e /proc/self/fd/4 ] && echo fd4-open > /shared/fd4 \
+         || echo fd4-closed > /shared/fd4",
+    );
+    let c = id("fds");
+    // The host's sh opens fd 3 and fd 4 (neither close-on-exec) for the runtime.
+    let script = format!(
+        "exec 3>{} 4>/dev/null; exec {} --root {} run --preserve-fds 1 --bundle {} {c}",
+        b.shared.join("fd3").display(),
+        runtime(),
+        b.root.display(),
+        b.dir.display(),
+    );
+    let o = Command::new("/bin/sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .output()
+        .expect("sh");
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(b.wait_file("fd3").trim(), "via-fd3");
+    assert_eq!(b.wait_file("fd4").trim(), "fd4-closed");
+}

@@ -49,6 +49,8 @@ pub struct Placement {
     pub console: bool,
     /// A new session keyring (not `--no-new-keyring`).
     pub new_keyring: bool,
+    /// `--preserve-fds N`.
+    pub preserve_fds: u32,
 }
 
 /// Reads `<bundle>/config.json` and translates it for the container of `at`.
@@ -350,6 +352,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         sysctl,
         oom_score_adj: process.oom_score_adj(),
         new_keyring: at.new_keyring,
+        preserve_fds: Some(at.preserve_fds),
         seccomp: super::seccomp::plan(raw)?,
         exec_fifo: Some(at.exec_fifo.clone()),
         network,

@@ -173,6 +173,9 @@ fn prepare(
         no_new_privs: spec.no_new_privs,
         seccomp: spec.seccomp.as_ref(),
     })?;
+    if let Some(n) = spec.preserve_fds {
+        crate::sys::fd::cloexec_from(3 + n).context("closing descriptors past --preserve-fds")?;
+    }
     // Signals stay blocked until exec (or for good in the init, which reads them from a
     // signalfd): PID 1 would drop them otherwise.
     // Credential changes clear the parent-death signal: set it again.

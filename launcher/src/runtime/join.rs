@@ -45,6 +45,8 @@ pub struct JoinSpec<'a> {
     pub rlimits: &'a [Rlimit],
     /// A connected console socket: the process gets a pty whose master goes there.
     pub console: Option<OwnedFd>,
+    /// Only stdio and this many descriptors after it reach the process.
+    pub preserve_fds: Option<u32>,
 }
 
 /// Starts the process; returns its pid (in the caller's pid namespace) once it
@@ -133,6 +135,10 @@ fn enter(
 fn run(spec: &JoinSpec<'_>, mut to_parent: Channel) -> ! {
     let prepared = (|| {
         credentials::limits(spec.umask, spec.rlimits)?;
+        if let Some(n) = spec.preserve_fds {
+            crate::sys::fd::cloexec_from(3 + n)
+                .context("closing descriptors past --preserve-fds")?;
+        }
         if let Some(socket) = &spec.console {
             let (slave, _) = pty::open_and_send(socket.as_fd())?;
             init::attach_tty(slave, true)?;

@@ -111,6 +111,9 @@ pub struct RunSpec {
     /// Give the container a session keyring of its own, named after its id (OCI
     /// runtimes do unless `--no-new-keyring`).
     pub new_keyring: bool,
+    /// An OCI container's `--preserve-fds N`: only stdio and the N descriptors after
+    /// it reach the command; `None` passes on whatever is not close-on-exec.
+    pub preserve_fds: Option<u32>,
     /// The init's `oom_score_adj`.
     pub oom_score_adj: Option<i32>,
     /// A seccomp filter installed just before exec.

@@ -50,6 +50,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
         exec_fifo: dir.exec_fifo(),
         console: opts.console_socket.is_some(),
         new_keyring: !opts.no_new_keyring,
+        preserve_fds: u32::try_from(opts.preserve_fds).unwrap_or(0),
     };
     // Everything the config says is checked before anything is made.
     let t = config::load(&bundle, &at)?;

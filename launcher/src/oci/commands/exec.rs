@@ -76,6 +76,7 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
         exec_fifo: dir.exec_fifo(),
         console: tty,
         new_keyring: false,
+        preserve_fds: u32::try_from(a.preserve_fds).unwrap_or(0),
     };
     let base = config::load_with(&record.bundle, &at, Some(process))?;
     let s = base.spec;
@@ -158,6 +159,7 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
         umask: s.umask,
         rlimits: &s.rlimits,
         console,
+        preserve_fds: s.preserve_fds,
     })?;
     if let Some(p) = &a.pid_file {
         std::fs::write(p, pid.to_string())

@@ -9,6 +9,7 @@ fn placement(dir: &Path) -> Placement {
         exec_fifo: dir.join("state/exec.fifo"),
         console: false,
         new_keyring: true,
+        preserve_fds: 0,
     }
 }
 
