@@ -141,11 +141,10 @@ pub struct StateDir {
 }
 
 /// The state directory's lock, held until dropped.
-pub struct Lock(
-    /// The locked lock file.
-    #[allow(dead_code)]
-    Flock<File>,
-);
+pub struct Lock {
+    /// The locked lock file (unlocked when dropped).
+    _held: Flock<File>,
+}
 
 impl StateDir {
     /// The state directory of `id` under `root` (not created).
@@ -184,7 +183,7 @@ impl StateDir {
             .open(&path)
             .map_err(|e| self.missing(e))?;
         Flock::lock(f, FlockArg::LockExclusive)
-            .map(Lock)
+            .map(|held| Lock { _held: held })
             .map_err(|(_, e)| e)
             .with_context(|| format!("locking {}", path.display()))
     }
