@@ -215,6 +215,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             oom_score_adj: None,
             new_keyring: false,
             preserve_fds: None,
+            hooks: Default::default(),
             seccomp: None,
             exec_fifo: None,
             network: args.network,

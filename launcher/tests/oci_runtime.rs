@@ -217,7 +217,16 @@ fn create_start_state_delete() {
         json!({"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", out.display())]})
     };
     let (poststart, poststop) = (hooked("poststart"), hooked("poststop"));
-    b.edit(|c| c["hooks"] = json!({"poststart": [poststart], "poststop": [poststop]}));
+    let (create_runtime, create_container) = (hooked("createRuntime"), hooked("createContainer"));
+    // Run in the container after pivot_root: its own sh, its /shared.
+    let start_container =
+        json!({"path": "/bin/sh", "args": ["sh", "-c", "cat > /shared/startContainer.json"]});
+    b.edit(|c| {
+        c["hooks"] = json!({"poststart": [poststart], "poststop": [poststop],
+                            "createRuntime": [create_runtime],
+                            "createContainer": [create_container],
+                            "startContainer": [start_container]})
+    });
     let o = b.rt(&[
         "create",
         "--bundle",
@@ -236,6 +245,15 @@ fn create_start_state_delete() {
     let written = std::fs::read_to_string(&pid_file).expect("pid file");
     assert_eq!(written.trim(), pid.to_string());
     assert!(b.root.join(&c).join("exec.fifo").exists());
+    // The creation hooks ran with the init's pid; startContainer waits for start.
+    for name in ["createRuntime", "createContainer"] {
+        let text = std::fs::read_to_string(b.shared.join(format!("../{name}.json")))
+            .unwrap_or_else(|e| panic!("{name} did not run: {e}"));
+        let hs: Value = serde_json::from_str(&text).expect("state JSON");
+        assert_eq!(hs["id"], c.as_str(), "{name}");
+        assert_eq!(hs["pid"], pid, "{name}");
+    }
+    assert!(!b.shared.join("startContainer.json").exists());
     // Nothing ran yet.
     std::thread::sleep(Duration::from_millis(200));
     assert!(!b.shared.join("out").exists());
@@ -252,6 +270,11 @@ fn create_start_state_delete() {
     .expect("state JSON");
     assert_eq!(hook_state["id"], c.as_str());
     assert_eq!(hook_state["status"], "running");
+    let hook_state: Value = serde_json::from_str(
+        &std::fs::read_to_string(b.shared.join("startContainer.json")).expect("startContainer"),
+    )
+    .expect("state JSON");
+    assert_eq!(hook_state["pid"], pid);
     assert_eq!(b.state(&c)["status"], "running");
     let o = b.rt(&["start", &c]);
     assert_ne!(o.code, Some(0), "a second start must fail: {}", o.show());
@@ -366,7 +389,7 @@ fn an_unsupported_field_fails_create_and_leaves_nothing() {
         return;
     }
     let b = Bundle::new("true");
-    b.edit(|c| c["hooks"] = json!({"prestart": [{"path": "/bin/true"}]}));
+    b.edit(|c| c["hooks"] = json!({"onBoot": [{"path": "/bin/true"}]}));
     let c = id("hooks");
     let o = b.create(&c);
     assert_ne!(o.code, Some(0), "{}", o.show());
@@ -934,9 +957,12 @@ fn exec_runs_a_process_in_the_container() {
     assert_eq!(o.code, Some(0), "exec --detach: {}", o.show());
     let o = b.rt(&["ps", "--format", "json", &c]);
     let pids: Vec<i64> = serde_json::from_str(&o.stdout).expect("ps json");
+    let exec_sleep = pids
+        .iter()
+        .any(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c == b"sleep\x005\x00"));
     assert!(
-        pids.len() >= 3,
-        "init, its sleep and the exec'd sleep: {pids:?}"
+        exec_sleep,
+        "the exec'd sleep is not in the cgroup: {pids:?}"
     );
     // --user (the exec'd process writes to the runtime's stdout), and a command that is
     // not there.

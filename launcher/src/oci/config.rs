@@ -320,6 +320,18 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => PathBuf::from("strata-runtime").join(&at.id),
     };
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let (hooks, creation_hooks) = super::hooks::from_config(
+        raw,
+        serde_json::json!({
+            "ociVersion": oci_spec::runtime::VERSION,
+            "id": at.id,
+            "status": "creating",
+            "pid": 0,
+            "bundle": bundle,
+            "annotations": annotations,
+        }),
+    )?;
     let spec_out = RunSpec {
         id: at.id.clone(),
         name: at.id.clone(),
@@ -352,6 +364,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         sysctl,
         oom_score_adj: process.oom_score_adj(),
         new_keyring: at.new_keyring,
+        hooks: creation_hooks,
         preserve_fds: Some(at.preserve_fds),
         seccomp: super::seccomp::plan(raw)?,
         exec_fifo: Some(at.exec_fifo.clone()),
@@ -368,9 +381,9 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
     Ok(Translated {
         spec: spec_out,
         cgroups_path,
-        annotations: spec.annotations().clone().unwrap_or_default(),
+        annotations,
         device_rules: device_rules(raw)?,
-        hooks: super::hooks::from_config(raw)?,
+        hooks,
     })
 }
 

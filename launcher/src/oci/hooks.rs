@@ -1,29 +1,16 @@
-//! OCI hooks run by the runtime in its own namespaces: `poststart` (after `start`) and
-//! `poststop` (in `delete`), each with the container's state JSON on stdin. The hooks
-//! that run during creation (`prestart`, `createRuntime`, `createContainer`,
-//! `startContainer`) are refused by `config`.
+//! OCI hooks: `poststart` (run by `start`) and `poststop` (by `delete`) here, each with
+//! the container's state JSON on stdin; the creation ones (`prestart`,
+//! `createRuntime`, `createContainer`, `startContainer`) go to the core
+//! (`crate::runtime::hooks`), which runs them at their points of `create`/`start`.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Hook {
-    /// Absolute path of the program.
-    pub path: PathBuf,
-    /// Its argv (argv[0] included), `[path]` when absent.
-    pub args: Vec<String>,
-    /// Its environment (`K=V`).
-    pub env: Vec<String>,
-    /// Seconds it may run.
-    pub timeout: Option<u64>,
-}
+use crate::runtime::hooks::CreationHooks;
+pub use crate::runtime::hooks::Hook;
 
 /// The hooks of a container this runtime runs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +21,24 @@ pub struct Hooks {
     pub poststop: Vec<Hook>,
 }
 
-/// Reads config.json's `hooks`, refusing the kinds not run.
-pub fn from_config(raw: &Value) -> Result<Hooks> {
+/// Reads config.json's `hooks`: those run by `start` and `delete`, and the creation
+/// ones (`state` is what they get on stdin, its pid filled in when they run).
+pub fn from_config(raw: &Value, state: Value) -> Result<(Hooks, CreationHooks)> {
     let Some(h) = raw.get("hooks") else {
-        return Ok(Hooks::default());
+        return Ok((Hooks::default(), CreationHooks::default()));
     };
-    super::config::allow_only(h, "hooks", &["poststart", "poststop"])?;
+    super::config::allow_only(
+        h,
+        "hooks",
+        &[
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop",
+        ],
+    )?;
     let list = |kind: &str| -> Result<Vec<Hook>> {
         let mut out = Vec::new();
         for (i, v) in h
@@ -85,52 +84,25 @@ pub fn from_config(raw: &Value) -> Result<Hooks> {
         }
         Ok(out)
     };
-    Ok(Hooks {
-        poststart: list("poststart")?,
-        poststop: list("poststop")?,
-    })
+    let mut create_runtime = list("prestart")?;
+    create_runtime.extend(list("createRuntime")?);
+    Ok((
+        Hooks {
+            poststart: list("poststart")?,
+            poststop: list("poststop")?,
+        },
+        CreationHooks {
+            create_runtime,
+            create_container: list("createContainer")?,
+            start_container: list("startContainer")?,
+            state,
+        },
+    ))
 }
 
 /// Runs `hooks` in order with `state` on stdin; stops at the first failure.
 pub fn run(hooks: &[Hook], state: &Value) -> Result<()> {
-    for h in hooks {
-        run_one(h, state).with_context(|| format!("hook {}", h.path.display()))?;
-    }
-    Ok(())
-}
-
-fn run_one(h: &Hook, state: &Value) -> Result<()> {
-    let mut cmd = Command::new(&h.path);
-    if let Some(arg0) = h.args.first() {
-        std::os::unix::process::CommandExt::arg0(&mut cmd, arg0);
-    }
-    cmd.args(h.args.iter().skip(1))
-        .env_clear()
-        .envs(h.env.iter().filter_map(|e| e.split_once('=')))
-        .stdin(Stdio::piped());
-    let mut child = cmd.spawn().context("starting it")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook that does not read its stdin is fine.
-        let _ = stdin.write_all(state.to_string().as_bytes());
-    }
-    let deadline = h.timeout.map(|t| Instant::now() + Duration::from_secs(t));
-    loop {
-        if let Some(status) = child.try_wait().context("waiting for it")? {
-            if !status.success() {
-                bail!("it failed ({status})");
-            }
-            return Ok(());
-        }
-        if deadline.is_some_and(|d| Instant::now() > d) {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "it ran past its timeout of {}s",
-                h.timeout.unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    crate::runtime::hooks::run(hooks, state)
 }
 
 #[cfg(test)]
@@ -138,21 +110,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hooks_are_read_and_the_creation_ones_refused() -> Result<()> {
+    fn hooks_are_read_and_unknown_kinds_refused() -> Result<()> {
         let raw = serde_json::json!({"hooks": {
             "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "true"], "timeout": 5}],
-            "poststop": [{"path": "/bin/true"}]
+            "poststop": [{"path": "/bin/true"}],
+            "prestart": [{"path": "/bin/true"}],
+            "createRuntime": [{"path": "/bin/false"}]
         }});
-        let h = from_config(&raw)?;
+        let (h, c) = from_config(&raw, serde_json::json!({}))?;
         assert_eq!(h.poststart[0].args, vec!["sh", "-c", "true"]);
         assert_eq!(h.poststop[0].args, vec!["/bin/true"]);
+        assert_eq!(c.create_runtime.len(), 2);
         run(&h.poststart, &serde_json::json!({}))?;
-        let raw = serde_json::json!({"hooks": {"createRuntime": [{"path": "/bin/true"}]}});
-        let err = from_config(&raw).map(|_| ()).unwrap_err();
-        assert!(
-            format!("{err:#}").contains("hooks.createRuntime"),
-            "{err:#}"
-        );
+        assert!(run(&c.create_runtime, &serde_json::json!({})).is_err());
+        let raw = serde_json::json!({"hooks": {"onBoot": [{"path": "/bin/true"}]}});
+        let err = from_config(&raw, serde_json::json!({}))
+            .map(|_| ())
+            .unwrap_err();
+        assert!(format!("{err:#}").contains("hooks.onBoot"), "{err:#}");
         let slow = Hook {
             path: "/bin/sleep".into(),
             args: vec!["sleep".into(), "5".into()],

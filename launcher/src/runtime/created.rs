@@ -13,7 +13,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::cgroups::Cgroup;
 use super::sync::{Msg, Pipe};
-use super::{RunSpec, idmap, setup};
+use super::{RunSpec, hooks, idmap, setup};
 
 /// Creates the container of `spec` (whose `exec_fifo` is set) in `cgroup`; `console`
 /// is the connected console socket the init sends its pty master over. Returns the
@@ -51,6 +51,15 @@ pub fn create(spec: &RunSpec, cgroup: Option<&Cgroup>, console: Option<OwnedFd>)
             match up.recv()? {
                 Some(Msg::Started(p)) => init = Some(Pid::from_raw(p)),
                 Some(Msg::Ready) => ready = true,
+                Some(Msg::Hooks) => {
+                    let pid = init.context("the container's init asked for hooks unstarted")?;
+                    hooks::run(
+                        &spec.hooks.create_runtime,
+                        &spec.hooks.state_for(pid.as_raw(), "creating"),
+                    )
+                    .context("createRuntime hooks")?;
+                    down.send(&Msg::Go)?;
+                }
                 Some(Msg::Error(text)) => bail!("{text}"),
                 Some(other) => bail!("unexpected message {:?} from the setup", other.encode()),
                 None => bail!("the container's init exited during its setup"),

@@ -21,7 +21,11 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
 /// `ready` (a created container, with `spec.exec_fifo`) is where the init says it is
 /// set up, or why it failed, before it waits on the fifo.
-pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>, ready: Option<Channel>) -> ! {
+pub fn container_main(
+    spec: &RunSpec,
+    console: Option<OwnedFd>,
+    ready: Option<(Channel, Channel)>,
+) -> ! {
     let tty = console.is_some();
     let mut ready = ready;
     match prepare(spec, console, &mut ready) {
@@ -30,7 +34,7 @@ pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>, ready: Option<Ch
         }
         Ok((path, argv, envp)) => exec_unblocked(&path, &argv, &envp),
         Err(e) => {
-            if let Some(ch) = ready.as_mut() {
+            if let Some((ch, _)) = ready.as_mut() {
                 let _ = ch.send(&Msg::Error(format!("{e:#}")));
             }
             eprintln!("strata: {e:#}");
@@ -57,7 +61,7 @@ pub fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
 fn prepare(
     spec: &RunSpec,
     console: Option<OwnedFd>,
-    ready: &mut Option<Channel>,
+    ready: &mut Option<(Channel, Channel)>,
 ) -> Result<Prepared> {
     let tty = console.is_some();
     // A created container's init outlives the setup process that forked it.
@@ -66,6 +70,11 @@ fn prepare(
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .context("PR_SET_PDEATHSIG")?;
     }
+    // The host's /proc is still this process's: its pid there, for the hooks' state.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+        .unwrap_or(0);
     let fifo = spec
         .exec_fifo
         .as_deref()
@@ -95,6 +104,18 @@ fn prepare(
             mounts: spec.mounts.as_deref(),
         },
     )?;
+    if !spec.hooks.create_runtime.is_empty()
+        && let Some((up, down)) = ready.as_mut()
+    {
+        // The runtime runs them now, the mounts made and before pivot_root.
+        up.send(&Msg::Hooks)?;
+        down.expect(&Msg::Go)?;
+    }
+    super::hooks::run(
+        &spec.hooks.create_container,
+        &spec.hooks.state_for(host_pid, "created"),
+    )
+    .context("createContainer hooks")?;
     rootfs::pivot(&sys, &spec.merged)?;
     // Before finish() makes /proc/sys read-only.
     for (key, value) in &spec.sysctl {
@@ -157,10 +178,15 @@ fn prepare(
     credentials::limits(spec.umask, &spec.rlimits)?;
     if let Some(fifo) = fifo {
         // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
-        if let Some(mut ch) = ready.take() {
+        if let Some((mut ch, _)) = ready.take() {
             ch.send(&Msg::Ready)?;
         }
         fifo.wait()?;
+        super::hooks::run(
+            &spec.hooks.start_container,
+            &spec.hooks.state_for(host_pid, "running"),
+        )
+        .context("startContainer hooks")?;
     }
     let prepared = credentials::become_process(&ProcessPlan {
         argv: &spec.argv,

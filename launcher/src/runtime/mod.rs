@@ -25,6 +25,7 @@ pub mod daemon_wait;
 pub mod devices;
 pub mod exec_fifo;
 pub mod guard;
+pub mod hooks;
 pub mod idmap;
 pub mod init;
 pub mod join;
@@ -114,6 +115,8 @@ pub struct RunSpec {
     /// An OCI container's `--preserve-fds N`: only stdio and the N descriptors after
     /// it reach the command; `None` passes on whatever is not close-on-exec.
     pub preserve_fds: Option<u32>,
+    /// Hooks run while the container is created and started (OCI).
+    pub hooks: hooks::CreationHooks,
     /// The init's `oom_score_adj`.
     pub oom_score_adj: Option<i32>,
     /// A seccomp filter installed just before exec.

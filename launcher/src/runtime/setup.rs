@@ -73,7 +73,7 @@ fn run(
         ForkResult::Child => {
             // A created container's init reports on the same pipe (ready or error).
             let ready = if spec.exec_fifo.is_some() {
-                Some(to_parent.take())
+                Some((to_parent.take(), from_parent.take()))
             } else {
                 None
             };

@@ -1,6 +1,6 @@
 //! The pipes the launcher and its children talk through: one [`Msg`] per line
 //! (`u` user namespace ready, `g` go, `p<pid>` container started, `e<text>` error,
-//! `d` done, `r` ready), spelled only by [`Msg::encode`] and [`Msg::decode`].
+//! `d` done, `r` ready, `h` hooks), spelled only by [`Msg::encode`] and [`Msg::decode`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -26,6 +26,9 @@ pub enum Msg {
     Done,
     /// `r`: a created container's init is set up and waits on its exec fifo.
     Ready,
+    /// `h`: a created container's init has its mounts and waits (for `g`) while the
+    /// runtime runs the createRuntime hooks.
+    Hooks,
 }
 
 impl Msg {
@@ -39,6 +42,7 @@ impl Msg {
             Msg::Error(text) => format!("e{}", text.replace('\n', " ")),
             Msg::Done => "d".into(),
             Msg::Ready => "r".into(),
+            Msg::Hooks => "h".into(),
         }
     }
 
@@ -54,6 +58,7 @@ impl Msg {
             ('g', "") => Some(Msg::Go),
             ('d', "") => Some(Msg::Done),
             ('r', "") => Some(Msg::Ready),
+            ('h', "") => Some(Msg::Hooks),
             ('p', pid) => pid.parse().ok().map(Msg::Started),
             ('e', text) => Some(Msg::Error(text.to_string())),
             _ => None,
@@ -212,6 +217,7 @@ mod tests {
             Msg::Error(String::new()),
             Msg::Done,
             Msg::Ready,
+            Msg::Hooks,
         ] {
             assert_eq!(Msg::decode(&m.encode()), Some(m.clone()), "{m:?}");
         }
