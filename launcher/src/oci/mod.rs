@@ -24,6 +24,10 @@ use std::process::ExitCode;
 
 /// Runs `strata-runtime` with the process's arguments; the exit status to exit with.
 pub fn main() -> ExitCode {
+    // Rust starts with SIGPIPE ignored; a runtime (and the container processes it
+    // forks, which keep it across exec) want the default: `strata-runtime list | head`
+    // ends quietly, `yes | head` in a container too, as under runc.
+    let _ = crate::sys::process::default_signal(nix::sys::signal::Signal::SIGPIPE);
     let parsed = match cli::parse(std::env::args_os()) {
         Ok(p) => p,
         Err(e) => {
