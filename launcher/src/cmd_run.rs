@@ -188,11 +188,11 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             id: container.id.clone(),
             name: container.name.clone(),
             dir: container.dir.clone(),
-            union: union::UnionDirs {
+            union: Some(union::UnionDirs {
                 lowers,
                 upper: Some(container.upper.clone()),
                 work: Some(container.work.clone()),
-            },
+            }),
             merged: container.merged.clone(),
             driver: args.driver,
             argv,
@@ -200,6 +200,24 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
             cwd,
             user,
             hostname,
+            namespaces: runtime::namespaces::NsPlan::for_network(args.network),
+            mounts: None,
+            masked_paths: strings(runtime::rootfs::MASKED_PATHS),
+            readonly_paths: strings(runtime::rootfs::READONLY_PATHS),
+            rootfs_readonly: false,
+            rootfs_propagation: nix::mount::MsFlags::empty(),
+            caps: runtime::caps::CapSets::default(),
+            additional_gids: Vec::new(),
+            rlimits: Vec::new(),
+            no_new_privs: true,
+            umask: None,
+            sysctl: Vec::new(),
+            oom_score_adj: None,
+            new_keyring: false,
+            preserve_fds: None,
+            hooks: Default::default(),
+            seccomp: None,
+            exec_fifo: None,
             network: args.network,
             limits,
             volumes,
@@ -419,4 +437,8 @@ pub fn unmount(_root: Option<PathBuf>, args: UnmountArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn strings(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
 }

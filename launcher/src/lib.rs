@@ -4,6 +4,7 @@
 pub mod cmd_image;
 pub mod cmd_registry;
 pub mod cmd_run;
+pub mod oci;
 pub mod run_config;
 pub mod runtime;
 pub mod sys;

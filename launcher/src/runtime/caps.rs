@@ -18,6 +18,32 @@ pub const DEFAULT_CAPS: &[u32] = &[
     31, // CAP_SETFCAP
 ];
 
+/// Capability sets by number, as a container asks for them (OCI
+/// `process.capabilities`; `strata run` uses [`CapSets::default`], podman's set).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapSets {
+    /// Kept in the bounding set; the rest is dropped.
+    pub bounding: Vec<u32>,
+    /// Effective set (for uid 0 in the container).
+    pub effective: Vec<u32>,
+    /// Permitted set (for uid 0 in the container).
+    pub permitted: Vec<u32>,
+    /// Inheritable set.
+    pub inheritable: Vec<u32>,
+}
+
+impl Default for CapSets {
+    /// [`DEFAULT_CAPS`] in bounding, effective and permitted; inheritable empty.
+    fn default() -> Self {
+        CapSets {
+            bounding: DEFAULT_CAPS.to_vec(),
+            effective: DEFAULT_CAPS.to_vec(),
+            permitted: DEFAULT_CAPS.to_vec(),
+            inheritable: Vec::new(),
+        }
+    }
+}
+
 fn last_cap() -> u32 {
     std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
@@ -25,11 +51,11 @@ fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
-/// Drops every capability not in [`DEFAULT_CAPS`] from the bounding set. Must run while
-/// the process still has CAP_SETPCAP (before switching to a non-root user).
-pub fn drop_bounding() -> Result<()> {
+/// Drops every capability not in `keep` from the bounding set. Must run while the
+/// process still has CAP_SETPCAP (before switching to a non-root user).
+pub fn drop_bounding(keep: &[u32]) -> Result<()> {
     for cap in 0..=last_cap() {
-        if DEFAULT_CAPS.contains(&cap) {
+        if keep.contains(&cap) {
             continue;
         }
         // A capability set has 64 bits; no kernel numbers a capability past them.
@@ -53,21 +79,29 @@ pub fn drop_bounding() -> Result<()> {
 /// inheritable set, as runc and moby do since CVE-2022-24769 (an inheritable set lets
 /// a program with file capabilities gain them past the bounding set's intent).
 pub fn set_default_caps() -> Result<()> {
+    set_caps(&CapSets::default())
+}
+
+/// Sets effective, permitted and inheritable to `sets`' (each intersected with what
+/// the process has permitted).
+pub fn set_caps(sets: &CapSets) -> Result<()> {
     use rustix::thread::{CapabilitySet, CapabilitySets, capabilities, set_capabilities};
-    let mut mask = 0u64;
-    for c in DEFAULT_CAPS {
-        mask |= 1 << c;
-    }
+    let mask = |caps: &[u32]| {
+        let bits = caps
+            .iter()
+            .filter_map(|c| 1u64.checked_shl(*c))
+            .fold(0u64, |m, b| m | b);
+        CapabilitySet::from_bits_retain(bits)
+    };
     let cur = capabilities(None)
         .map_err(std::io::Error::from)
         .context("capget")?;
-    let m = CapabilitySet::from_bits_retain(mask) & cur.permitted;
     set_capabilities(
         None,
         CapabilitySets {
-            effective: m,
-            permitted: m,
-            inheritable: CapabilitySet::empty(),
+            effective: mask(&sets.effective) & cur.permitted,
+            permitted: mask(&sets.permitted) & cur.permitted,
+            inheritable: mask(&sets.inheritable) & cur.permitted,
         },
     )
     .map_err(std::io::Error::from)

@@ -1,6 +1,7 @@
 //! cgroups: detect the host's layout (v2 unified, or v1 legacy/hybrid), create one
 //! cgroup per container, apply memory / cpu / pids limits, and remove it after exit.
 
+pub mod devices;
 pub mod v1;
 pub mod v2;
 
@@ -104,6 +105,84 @@ impl Cgroup {
         Ok(Some(Cgroup::V1(v1::V1Cgroup::create(name, limits)?)))
     }
 
+    /// Creates the cgroup at an OCI `cgroupsPath` (as root): an absolute path from the
+    /// hierarchy's root, a relative one under this process's own cgroup; v2 where the
+    /// host is unified (or its unified mount has every controller the limits need),
+    /// else v1. Device rules (OCI `linux.resources.devices`) need v1's devices
+    /// controller: on a unified host (eBPF device programs) they are refused.
+    pub fn create_at(
+        path: &Path,
+        limits: &Limits,
+        device_rules: &[devices::DeviceRule],
+    ) -> Result<Cgroup> {
+        let rel_v2 = |mount: &Path| -> Result<V2Path> {
+            let rel = match path.strip_prefix("/") {
+                Ok(abs) => abs.to_path_buf(),
+                Err(_) => own_v2_path()?.join(path),
+            };
+            Ok(V2Path(mount.to_path_buf(), rel))
+        };
+        if is_unified_host() {
+            if !device_rules.is_empty() {
+                bail!(
+                    "linux.resources.devices on a cgroup v2 host (eBPF device programs) is \
+                     not supported yet"
+                );
+            }
+            let V2Path(m, rel) = rel_v2(Path::new("/sys/fs/cgroup"))?;
+            return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
+        }
+        let unified = Path::new("/sys/fs/cgroup/unified");
+        let needed = needed_controllers(limits);
+        if limits.any()
+            && device_rules.is_empty()
+            && let Ok(avail) = std::fs::read_to_string(unified.join("cgroup.controllers"))
+            && needed
+                .iter()
+                .all(|c| avail.split_whitespace().any(|a| a == *c))
+        {
+            let V2Path(m, rel) = rel_v2(unified)?;
+            return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
+        }
+        Ok(Cgroup::V1(v1::V1Cgroup::create_at(
+            path,
+            limits,
+            device_rules,
+        )?))
+    }
+
+    /// The cgroup whose directories are `paths` (as [`Cgroup::paths`] listed them):
+    /// v2 when one holds `cgroup.controllers`, else v1 with each directory's
+    /// controller told by its control files. `None` for no directory.
+    pub fn from_paths(paths: &[PathBuf]) -> Option<Cgroup> {
+        if let Some(p) = paths.iter().find(|p| p.join("cgroup.controllers").exists()) {
+            return Some(Cgroup::V2(v2::V2Cgroup { path: p.clone() }));
+        }
+        let mut v1 = v1::V1Cgroup { paths: Vec::new() };
+        for p in paths {
+            for (ctrl, file) in [
+                ("memory", "memory.limit_in_bytes"),
+                ("cpu", "cpu.cfs_quota_us"),
+                ("pids", "pids.max"),
+                ("freezer", "freezer.state"),
+                ("devices", "devices.list"),
+            ] {
+                if p.join(file).exists() {
+                    v1.paths.push((ctrl.to_string(), p.clone()));
+                }
+            }
+        }
+        (!v1.paths.is_empty()).then_some(Cgroup::V1(v1))
+    }
+
+    /// Writes `limits` (those set) into the cgroup.
+    pub fn update(&self, limits: &Limits) -> Result<()> {
+        match self {
+            Cgroup::V2(c) => c.apply(limits),
+            Cgroup::V1(c) => c.apply(limits),
+        }
+    }
+
     /// Moves process `pid` into the cgroup.
     pub fn add(&self, pid: i32) -> Result<()> {
         match self {
@@ -140,6 +219,9 @@ fn rootless_hint(e: anyhow::Error, rootless: bool) -> anyhow::Error {
     }
 }
 
+/// A v2 mount point and a cgroup's path relative to it.
+struct V2Path(PathBuf, PathBuf);
+
 /// Writes `value` to a cgroup control file, naming the file on error.
 pub fn write_file(path: &Path, value: &str) -> Result<()> {
     std::fs::write(path, value).with_context(|| format!("writing {value:?} to {}", path.display()))
@@ -169,4 +251,46 @@ pub fn kill_and_rmdir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Freezes (or thaws) the cgroup among `paths` that can be: a v2 directory
+/// (`cgroup.freeze`) or a v1 freezer one (`freezer.state`); waits until the kernel
+/// says it is done. Fails when none of `paths` can be frozen.
+pub fn freeze(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    for p in paths {
+        let v2 = p.join("cgroup.freeze");
+        if v2.exists() {
+            write_file(&v2, if frozen { "1" } else { "0" })?;
+            return wait_frozen(paths, frozen);
+        }
+        let v1 = p.join("freezer.state");
+        if v1.exists() {
+            write_file(&v1, if frozen { "FROZEN" } else { "THAWED" })?;
+            return wait_frozen(paths, frozen);
+        }
+    }
+    bail!("the container has no cgroup that can be frozen (no freezer)")
+}
+
+/// Whether the cgroup among `paths` that can be frozen is frozen (v2 `cgroup.events`
+/// `frozen 1`, v1 `freezer.state` `FROZEN`).
+pub fn is_frozen(paths: &[PathBuf]) -> bool {
+    paths.iter().any(|p| {
+        std::fs::read_to_string(p.join("cgroup.events"))
+            .is_ok_and(|t| t.lines().any(|l| l.trim() == "frozen 1"))
+            || std::fs::read_to_string(p.join("freezer.state")).is_ok_and(|t| t.trim() == "FROZEN")
+    })
+}
+
+fn wait_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
+    for _ in 0..500 {
+        if is_frozen(paths) == frozen {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    bail!(
+        "the container's cgroup did not get {} within 5 s",
+        if frozen { "frozen" } else { "thawed" }
+    )
 }

@@ -34,31 +34,7 @@ pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, rootless: bool) -> Result<()>
         MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME | MsFlags::MS_NOEXEC,
         Some("mode=755,size=65536k"),
     )?;
-    for (name, major, minor) in DEVICES {
-        let p = dev.join(name);
-        if rootless {
-            ensure_file(&p)?;
-            do_mount(
-                sys,
-                Some(&Path::new("/dev").join(name)),
-                None,
-                &p,
-                MsFlags::MS_BIND,
-                None,
-            )?;
-        } else {
-            sys.mknod(
-                &p,
-                SFlag::S_IFCHR,
-                Mode::from_bits_truncate(0o666),
-                makedev(*major, *minor),
-            )
-            .with_context(|| format!("mknod {}", p.display()))?;
-            // mknod is subject to the umask.
-            sys.chmod(&p, Mode::from_bits_truncate(0o666))
-                .with_context(|| format!("chmod {}", p.display()))?;
-        }
-    }
+    make_nodes(sys, &dev, rootless)?;
     let pts = dev.join("pts");
     ensure_dir(&pts)?;
     let pts_opts = if rootless {
@@ -84,6 +60,46 @@ pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, rootless: bool) -> Result<()>
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC | MsFlags::MS_NODEV,
         Some("mode=1777,size=65536k"),
     )?;
+    make_links(&dev)
+}
+
+/// Makes the [`DEVICES`] nodes in `dev` (mknod as root, binds of the host's when
+/// `rootless`); a node that exists already is left as it is.
+pub fn make_nodes(sys: &dyn Syscall, dev: &Path, rootless: bool) -> Result<()> {
+    for (name, major, minor) in DEVICES {
+        let p = dev.join(name);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
+        if rootless {
+            ensure_file(&p)?;
+            do_mount(
+                sys,
+                Some(&Path::new("/dev").join(name)),
+                None,
+                &p,
+                MsFlags::MS_BIND,
+                None,
+            )?;
+        } else {
+            sys.mknod(
+                &p,
+                SFlag::S_IFCHR,
+                Mode::from_bits_truncate(0o666),
+                makedev(*major, *minor),
+            )
+            .with_context(|| format!("mknod {}", p.display()))?;
+            // mknod is subject to the umask.
+            sys.chmod(&p, Mode::from_bits_truncate(0o666))
+                .with_context(|| format!("chmod {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the usual symlinks in `dev` (`ptmx`, `fd`, `stdin`, `stdout`, `stderr`),
+/// those missing.
+pub fn make_links(dev: &Path) -> Result<()> {
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
@@ -92,6 +108,9 @@ pub fn setup_dev(sys: &dyn Syscall, rootfs: &Path, rootless: bool) -> Result<()>
         ("stderr", "/proc/self/fd/2"),
     ] {
         let p = dev.join(link);
+        if std::fs::symlink_metadata(&p).is_ok() {
+            continue;
+        }
         std::os::unix::fs::symlink(target, &p)
             .with_context(|| format!("symlink {} -> {target}", p.display()))?;
     }

@@ -16,6 +16,18 @@ pub struct SubRange {
     pub count: u32,
 }
 
+/// One line of a `uid_map`/`gid_map`: `count` ids from `container` inside, from `host`
+/// outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapRange {
+    /// First id inside the user namespace.
+    pub container: u32,
+    /// First id outside.
+    pub host: u32,
+    /// Number of ids.
+    pub count: u32,
+}
+
 /// How ids are mapped into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdMapping {
@@ -36,6 +48,15 @@ pub enum IdMapping {
         subuid: SubRange,
         /// Subordinate gids.
         subgid: SubRange,
+    },
+    /// The ranges an OCI config lists (`linux.uidMappings`, `linux.gidMappings`):
+    /// written directly as root, or by an unprivileged caller when each maps only its
+    /// own id; through `newuidmap`/`newgidmap` otherwise.
+    Explicit {
+        /// uid ranges.
+        uid: Vec<MapRange>,
+        /// gid ranges.
+        gid: Vec<MapRange>,
     },
 }
 
@@ -119,6 +140,57 @@ pub fn write_maps(pid: i32, mapping: &IdMapping) -> Result<()> {
             run_map_tool("newuidmap", pid, *uid, subuid)?;
             run_map_tool("newgidmap", pid, *gid, subgid)?;
         }
+        IdMapping::Explicit { uid, gid } => write_explicit(pid, uid, gid)?,
+    }
+    Ok(())
+}
+
+fn write_explicit(pid: i32, uid: &[MapRange], gid: &[MapRange]) -> Result<()> {
+    let proc = Path::new("/proc").join(pid.to_string());
+    let lines = |ranges: &[MapRange]| {
+        ranges
+            .iter()
+            .map(|r| format!("{} {} {}\n", r.container, r.host, r.count))
+            .collect::<String>()
+    };
+    let own_only =
+        |ranges: &[MapRange], own: u32| matches!(ranges, [r] if r.count == 1 && r.host == own);
+    if nix::unistd::geteuid().is_root() {
+        write_proc(&proc.join("uid_map"), &lines(uid))?;
+        write_proc(&proc.join("gid_map"), &lines(gid))?;
+    } else if own_only(uid, nix::unistd::getuid().as_raw())
+        && own_only(gid, nix::unistd::getgid().as_raw())
+    {
+        // An unprivileged process may map its own ids once setgroups is denied.
+        write_proc(&proc.join("setgroups"), "deny")?;
+        write_proc(&proc.join("uid_map"), &lines(uid))?;
+        write_proc(&proc.join("gid_map"), &lines(gid))?;
+    } else {
+        run_map_tool_ranges("newuidmap", pid, uid)?;
+        run_map_tool_ranges("newgidmap", pid, gid)?;
+    }
+    Ok(())
+}
+
+fn run_map_tool_ranges(tool: &str, pid: i32, ranges: &[MapRange]) -> Result<()> {
+    let mut args = vec![pid.to_string()];
+    for r in ranges {
+        args.extend([
+            r.container.to_string(),
+            r.host.to_string(),
+            r.count.to_string(),
+        ]);
+    }
+    let out = Command::new(tool)
+        .args(&args)
+        .output()
+        .with_context(|| format!("running {tool}"))?;
+    if !out.status.success() {
+        bail!(
+            "{tool} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }

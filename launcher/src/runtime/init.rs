@@ -7,23 +7,36 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::credentials::{self, Prepared, ProcessPlan};
+use super::exec_fifo;
 use super::rootfs::{self, RootfsPlan};
 use super::spec::{Network, UserSpec, resolve_user};
+use super::sync::{Channel, Msg};
 use super::syscall::Syscall;
 use super::syscall::linux::LinuxSyscall;
-use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, caps, net};
+use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
-pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>) -> ! {
+/// `ready` (a created container, with `spec.exec_fifo`) is where the init says it is
+/// set up, or why it failed, before it waits on the fifo.
+pub fn container_main(
+    spec: &RunSpec,
+    console: Option<OwnedFd>,
+    ready: Option<(Channel, Channel)>,
+) -> ! {
     let tty = console.is_some();
-    match prepare(spec, console) {
+    let mut ready = ready;
+    match prepare(spec, console, &mut ready) {
         Ok((path, argv, envp)) if spec.init => {
             super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
         }
         Ok((path, argv, envp)) => exec_unblocked(&path, &argv, &envp),
         Err(e) => {
+            if let Some((ch, _)) = ready.as_mut() {
+                let _ = ch.send(&Msg::Error(format!("{e:#}")));
+            }
             eprintln!("strata: {e:#}");
             std::process::exit(super::EXIT_STRATA_ERROR)
         }
@@ -32,7 +45,7 @@ pub fn container_main(spec: &RunSpec, console: Option<OwnedFd>) -> ! {
 
 /// Unblocks every signal (the launcher blocked the forwarded ones before forking) and
 /// exec's the command.
-fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
+pub fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
     let unblocked = nix::sys::signal::sigprocmask(
         nix::sys::signal::SigmaskHow::SIG_SETMASK,
         Some(&nix::sys::signal::SigSet::empty()),
@@ -45,20 +58,41 @@ fn exec_unblocked(path: &CString, argv: &[CString], envp: &[CString]) -> ! {
     exec(path, argv, envp)
 }
 
-type Prepared = (CString, Vec<CString>, Vec<CString>);
-
-fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
+fn prepare(
+    spec: &RunSpec,
+    console: Option<OwnedFd>,
+    ready: &mut Option<(Channel, Channel)>,
+) -> Result<Prepared> {
     let tty = console.is_some();
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .context("PR_SET_PDEATHSIG")?;
+    // A created container's init outlives the setup process that forked it.
+    let detached = spec.exec_fifo.is_some();
+    if !detached {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("PR_SET_PDEATHSIG")?;
+    }
+    // The host's /proc is still this process's: its pid there, for the hooks' state.
+    let host_pid = std::fs::read_link("/proc/self")
+        .ok()
+        .and_then(|p| p.to_str().and_then(|s| s.parse::<i32>().ok()))
+        .unwrap_or(0);
+    let fifo = spec
+        .exec_fifo
+        .as_deref()
+        .map(exec_fifo::Pending::open)
+        .transpose()?;
     // Its own mount namespace, so pivot_root moves only the container (not the setup
     // process and the FUSE daemon, which share the one the union was mounted in).
     let sys = LinuxSyscall;
     super::namespaces::unshare_ns(&sys, nix::sched::CloneFlags::CLONE_NEWNS)?;
-    sys.sethostname(&spec.hostname)
-        .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
+    if !spec.hostname.is_empty() {
+        sys.sethostname(&spec.hostname)
+            .with_context(|| format!("setting hostname {:?}", spec.hostname))?;
+    }
     if spec.network == Network::None {
         net::loopback_up()?;
+    }
+    if spec.union.is_none() {
+        rootfs::bind_self(&sys, &spec.merged)?;
     }
     rootfs::prepare(
         &sys,
@@ -67,10 +101,45 @@ fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
             rootless: spec.idmap.is_some(),
             own_netns: spec.network == Network::None,
             volumes: &spec.volumes,
+            mounts: spec.mounts.as_deref(),
         },
     )?;
+    if !spec.hooks.create_runtime.is_empty()
+        && let Some((up, down)) = ready.as_mut()
+    {
+        // The runtime runs them now, the mounts made and before pivot_root.
+        up.send(&Msg::Hooks)?;
+        down.expect(&Msg::Go)?;
+    }
+    super::hooks::run(
+        &spec.hooks.create_container,
+        &spec.hooks.state_for(host_pid, "created"),
+    )
+    .context("createContainer hooks")?;
     rootfs::pivot(&sys, &spec.merged)?;
-    rootfs::finish(&sys, Path::new("/"))?;
+    // Before finish() makes /proc/sys read-only.
+    for (key, value) in &spec.sysctl {
+        let path = Path::new("/proc/sys").join(key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .with_context(|| format!("setting sysctl {key} to {value:?}"))?;
+    }
+    if let Some(adj) = spec.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .with_context(|| format!("setting oom_score_adj {adj}"))?;
+    }
+    rootfs::finish(
+        &sys,
+        Path::new("/"),
+        &spec.masked_paths,
+        &spec.readonly_paths,
+    )?;
+    if spec.rootfs_readonly {
+        super::mounts::remount_ro(&sys, Path::new("/"))?;
+    }
+    if !spec.rootfs_propagation.is_empty() {
+        sys.mount(None, Path::new("/"), None, spec.rootfs_propagation, None)
+            .context("setting the propagation of the container's /")?;
+    }
     if let Some(socket) = console {
         let slave = super::pty::open_in_container(&sys, socket.as_fd())?;
         // The socket was inherited for this purpose only.
@@ -99,29 +168,53 @@ fn prepare(spec: &RunSpec, console: Option<OwnedFd>) -> Result<Prepared> {
         )
         .context("giving the pty to the container's user")?;
     }
-    caps::drop_bounding()?;
-    switch_user(user, spec.idmap.is_some())?;
-    nix::unistd::chdir(cwd)
-        .with_context(|| format!("chdir to working directory {}", cwd.display()))?;
-    if user.uid == 0 {
-        caps::set_default_caps()?;
+    if spec.new_keyring {
+        match crate::sys::keyring::join_new_session_keyring(&spec.id) {
+            // Kernels without keys, or keyctl refused (seccomp on the host), as runc.
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EPERM)) => {}
+            r => r.context("joining a new session keyring")?,
+        }
     }
-    caps::set_no_new_privs()?;
+    credentials::limits(spec.umask, &spec.rlimits)?;
+    if let Some(fifo) = fifo {
+        // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
+        if let Some((mut ch, _)) = ready.take() {
+            ch.send(&Msg::Ready)?;
+        }
+        fifo.wait()?;
+        super::hooks::run(
+            &spec.hooks.start_container,
+            &spec.hooks.state_for(host_pid, "running"),
+        )
+        .context("startContainer hooks")?;
+    }
+    let prepared = credentials::become_process(&ProcessPlan {
+        argv: &spec.argv,
+        env: &spec.env,
+        cwd,
+        user,
+        additional_gids: &spec.additional_gids,
+        rootless: spec.idmap.is_some(),
+        caps: &spec.caps,
+        no_new_privs: spec.no_new_privs,
+        seccomp: spec.seccomp.as_ref(),
+    })?;
+    if let Some(n) = spec.preserve_fds {
+        crate::sys::fd::cloexec_from(3 + n).context("closing descriptors past --preserve-fds")?;
+    }
     // Signals stay blocked until exec (or for good in the init, which reads them from a
     // signalfd): PID 1 would drop them otherwise.
     // Credential changes clear the parent-death signal: set it again.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .context("PR_SET_PDEATHSIG")?;
-    let path = resolve_command(&spec.argv, &spec.env);
-    let c = |s: &str| CString::new(s).with_context(|| format!("{s:?} contains a NUL byte"));
-    let argv = spec.argv.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    let envp = spec.env.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
-    Ok((c(&path)?, argv, envp))
+    if !detached {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .context("PR_SET_PDEATHSIG")?;
+    }
+    Ok(prepared)
 }
 
 /// Makes the pty `slave` stdin, stdout and stderr of a new session (its controlling
 /// tty when `controlling`).
-fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
+pub(super) fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
     nix::unistd::setsid().context("setsid")?;
     if controlling {
         super::pty::take_controlling_tty(slave.as_fd())?;
@@ -138,43 +231,6 @@ fn redirect_stdin_null() -> Result<()> {
     nix::unistd::dup2_stdin(&f)
         .map_err(std::io::Error::from)
         .context("dup2 /dev/null to stdin")
-}
-
-fn switch_user(user: UserSpec, rootless: bool) -> Result<()> {
-    use nix::unistd::{Gid, Uid, setgroups, setresgid, setresuid};
-    let gid = Gid::from_raw(user.gid);
-    if let Err(e) = setgroups(&[gid]) {
-        // With a single mapping, setgroups is denied in the user namespace.
-        if !(rootless && e == nix::errno::Errno::EPERM) {
-            return Err(e).context("setgroups");
-        }
-    }
-    setresgid(gid, gid, gid).with_context(|| format!("setting gid {}", user.gid))?;
-    let uid = Uid::from_raw(user.uid);
-    setresuid(uid, uid, uid)
-        .with_context(|| format!("setting uid {} (is it mapped?)", user.uid))?;
-    Ok(())
-}
-
-/// Finds argv[0] on the container's PATH (argv[0] itself when it has a '/').
-fn resolve_command(argv: &[String], env: &[String]) -> String {
-    let Some(cmd) = argv.first() else {
-        return String::new();
-    };
-    if cmd.contains('/') {
-        return cmd.clone();
-    }
-    let path = env
-        .iter()
-        .find_map(|e| e.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(cmd);
-        if std::fs::metadata(&p).is_ok_and(|m| m.is_file()) {
-            return p.to_string_lossy().into_owned();
-        }
-    }
-    String::new()
 }
 
 fn exec(path: &CString, argv: &[CString], envp: &[CString]) -> ! {

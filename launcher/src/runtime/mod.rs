@@ -12,14 +12,23 @@
 //!   and the command is its child;
 //! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
 //!   the container) once the container's processes are gone.
+//!
+//! An OCI `create` (module [`created`]) runs the same setup process and init on a
+//! [`RunSpec`] with no union and an exec fifo: the setup process exits once the init
+//! is forked, the init waits on the fifo before exec, and no launcher stays.
 
 pub mod caps;
 pub mod cgroups;
+pub mod created;
+pub mod credentials;
 pub mod daemon_wait;
 pub mod devices;
+pub mod exec_fifo;
 pub mod guard;
+pub mod hooks;
 pub mod idmap;
 pub mod init;
+pub mod join;
 pub mod launch;
 pub mod mounts;
 pub mod namespaces;
@@ -28,6 +37,7 @@ pub mod paths;
 pub mod pid1;
 pub mod pty;
 pub mod rootfs;
+pub mod seccomp;
 pub mod setup;
 pub mod spec;
 pub mod state;
@@ -55,9 +65,10 @@ pub struct RunSpec {
     pub name: String,
     /// The container's directory in the store.
     pub dir: PathBuf,
-    /// The union to mount.
-    pub union: union::UnionDirs,
-    /// Where to mount it.
+    /// The union to mount; `None` when `merged` is a plain directory already holding
+    /// the rootfs (an OCI bundle's `root.path`: the engine mounted it).
+    pub union: Option<union::UnionDirs>,
+    /// Where to mount it (the container's rootfs).
     pub merged: PathBuf,
     /// Kernel overlayfs or FUSE.
     pub driver: Driver,
@@ -69,8 +80,50 @@ pub struct RunSpec {
     pub cwd: String,
     /// `-u` / image User, resolved inside the rootfs.
     pub user: Option<String>,
-    /// UTS hostname.
+    /// UTS hostname (empty: left as it is).
     pub hostname: String,
+    /// Namespaces made new or joined by the setup process.
+    pub namespaces: namespaces::NsPlan,
+    /// An explicit mount list in place of the standard `/proc`, `/dev`, `/sys`.
+    pub mounts: Option<Vec<mounts::MountSpec>>,
+    /// Paths masked after pivot_root.
+    pub masked_paths: Vec<String>,
+    /// Paths made read-only after pivot_root.
+    pub readonly_paths: Vec<String>,
+    /// Remount the rootfs read-only after pivot_root.
+    pub rootfs_readonly: bool,
+    /// The propagation the container's `/` gets after pivot_root (`MS_SHARED`,
+    /// `MS_SLAVE`, `MS_PRIVATE` or `MS_UNBINDABLE`, with `MS_REC` for the recursive
+    /// forms); empty: left private, as the setup process made it.
+    pub rootfs_propagation: nix::mount::MsFlags,
+    /// The capability sets.
+    pub caps: caps::CapSets,
+    /// Supplementary groups of the command, besides its gid.
+    pub additional_gids: Vec<u32>,
+    /// Resource limits of the command.
+    pub rlimits: Vec<spec::Rlimit>,
+    /// Set no_new_privs before exec.
+    pub no_new_privs: bool,
+    /// The command's umask (`None`: inherited).
+    pub umask: Option<u32>,
+    /// Namespaced sysctls written in the container (`/proc/sys/KEY`), checked by the
+    /// caller to be ones the container's namespaces own.
+    pub sysctl: Vec<(String, String)>,
+    /// Give the container a session keyring of its own, named after its id (OCI
+    /// runtimes do unless `--no-new-keyring`).
+    pub new_keyring: bool,
+    /// An OCI container's `--preserve-fds N`: only stdio and the N descriptors after
+    /// it reach the command; `None` passes on whatever is not close-on-exec.
+    pub preserve_fds: Option<u32>,
+    /// Hooks run while the container is created and started (OCI).
+    pub hooks: hooks::CreationHooks,
+    /// The init's `oom_score_adj`.
+    pub oom_score_adj: Option<i32>,
+    /// A seccomp filter installed just before exec.
+    pub seccomp: Option<seccomp::Plan>,
+    /// A created (OCI) container: its init waits on this fifo before exec, nothing
+    /// waits for it and it does not die with its parent.
+    pub exec_fifo: Option<PathBuf>,
     /// Network mode.
     pub network: Network,
     /// cgroup limits.

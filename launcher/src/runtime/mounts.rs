@@ -1,7 +1,7 @@
 //! Mount helpers shared by the rootfs steps: mount with a message naming the target,
 //! read-only remounts that keep the flags the kernel locked, mkdir/touch for targets.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::mount::MsFlags;
@@ -31,10 +31,24 @@ pub fn do_mount(
 /// Remounts a bind mount read-only, keeping nosuid/nodev/noexec that may be locked
 /// (in a user namespace they cannot be cleared).
 pub fn remount_ro(sys: &dyn Syscall, target: &Path) -> Result<()> {
+    let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    do_mount(
+        sys,
+        None,
+        None,
+        target,
+        flags | locked_flags(sys, target)?,
+        None,
+    )
+}
+
+/// The flags of the mount at `target` a user namespace may not clear (nosuid, nodev,
+/// noexec, the atime ones), as `MS_*` bits.
+fn locked_flags(sys: &dyn Syscall, target: &Path) -> Result<MsFlags> {
     let f = sys
         .statvfs_flags(target)
         .with_context(|| format!("statvfs {}", target.display()))?;
-    let mut flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY;
+    let mut flags = MsFlags::empty();
     use nix::sys::statvfs::FsFlags;
     for (fs, ms) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
@@ -48,7 +62,7 @@ pub fn remount_ro(sys: &dyn Syscall, target: &Path) -> Result<()> {
             flags |= ms;
         }
     }
-    do_mount(sys, None, None, target, flags, None)
+    Ok(flags)
 }
 
 /// Creates `path` as a directory (with parents) if missing.
@@ -63,6 +77,93 @@ pub fn ensure_file(path: &Path) -> Result<()> {
     }
     if std::fs::symlink_metadata(path).is_err() {
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One entry of an explicit mount list (OCI `mounts`), already translated from its
+/// options: what [`mount_entry`] performs under the rootfs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Where, inside the container (absolute).
+    pub destination: PathBuf,
+    /// The source (a host path for binds, a name such as `proc` otherwise).
+    pub source: Option<PathBuf>,
+    /// The file system type (`None` for a bind).
+    pub fstype: Option<String>,
+    /// `MS_*` flags (for a bind: applied by a remount after it).
+    pub flags: MsFlags,
+    /// File-system-specific options (`size=...,mode=...`).
+    pub data: Option<String>,
+    /// A bind mount (`bind`), recursive with `rbind`.
+    pub bind: Option<Bind>,
+    /// A propagation type to set after mounting (`MS_PRIVATE`, `MS_SLAVE`, ...,
+    /// with `MS_REC` for the `r` forms), empty for none.
+    pub propagation: MsFlags,
+}
+
+/// How a bind mount binds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bind {
+    /// `bind`: only the mount at the source.
+    Single,
+    /// `rbind`: with the mounts beneath it.
+    Recursive,
+}
+
+/// Mounts `m` under `root` (its destination resolved without leaving `root`): a bind,
+/// remounted with its flags when it has any, or a fresh file system; then its
+/// propagation.
+pub fn mount_entry(sys: &dyn Syscall, root: &Path, m: &MountSpec) -> Result<()> {
+    let target = super::paths::secure_join(root, &m.destination)?;
+    match m.bind {
+        Some(bind) => {
+            let src = m.source.as_deref().with_context(|| {
+                format!("bind mount at {} has no source", m.destination.display())
+            })?;
+            let is_dir = std::fs::metadata(src)
+                .with_context(|| format!("bind mount source {}", src.display()))?
+                .is_dir();
+            if is_dir {
+                ensure_dir(&target)?;
+            } else {
+                ensure_file(&target)?;
+            }
+            let mut flags = MsFlags::MS_BIND;
+            if bind == Bind::Recursive {
+                flags |= MsFlags::MS_REC;
+            }
+            do_mount(sys, Some(src), None, &target, flags, None)?;
+            let extra = m.flags - MsFlags::MS_BIND - MsFlags::MS_REC;
+            if !extra.is_empty() {
+                let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra;
+                if sys.mount(None, &target, None, flags, None).is_err() {
+                    // In a user namespace the flags the source has are locked: keep them.
+                    do_mount(
+                        sys,
+                        None,
+                        None,
+                        &target,
+                        flags | locked_flags(sys, &target)?,
+                        None,
+                    )?;
+                }
+            }
+        }
+        None => {
+            ensure_dir(&target)?;
+            do_mount(
+                sys,
+                m.source.as_deref(),
+                m.fstype.as_deref(),
+                &target,
+                m.flags,
+                m.data.as_deref(),
+            )?;
+        }
+    }
+    if !m.propagation.is_empty() {
+        do_mount(sys, None, None, &target, m.propagation, None)?;
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Which namespaces a container gets, and unsharing them in the right order: user
 //! first (rootless), then mount, then pid/uts/ipc/net/cgroup once the cgroup is joined.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use nix::mount::MsFlags;
@@ -21,6 +21,38 @@ pub fn container_flags(network: Network) -> CloneFlags {
         f |= CloneFlags::CLONE_NEWNET;
     }
     f
+}
+
+/// The namespaces of a container: those made new and those joined (OCI
+/// `linux.namespaces` entries with a `path`). `strata run` only makes new ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NsPlan {
+    /// Unshared by the setup process after the union mount (never user or mount: the
+    /// setup process and the container's init make those themselves).
+    pub unshare: CloneFlags,
+    /// Namespace files joined with setns(2) before unsharing, with their type.
+    pub join: Vec<(CloneFlags, PathBuf)>,
+}
+
+impl NsPlan {
+    /// What `strata run` uses: [`container_flags`], nothing joined.
+    pub fn for_network(network: Network) -> NsPlan {
+        NsPlan {
+            unshare: container_flags(network),
+            join: Vec::new(),
+        }
+    }
+
+    /// Joins the namespaces of `join`, then unshares `unshare`.
+    pub fn enter(&self, sys: &dyn Syscall) -> Result<()> {
+        for (kind, path) in &self.join {
+            let f = std::fs::File::open(path)
+                .with_context(|| format!("opening namespace {}", path.display()))?;
+            sys.setns(std::os::fd::AsFd::as_fd(&f), *kind)
+                .with_context(|| format!("setns({kind:?}) into {}", path.display()))?;
+        }
+        unshare_ns(sys, self.unshare)
+    }
 }
 
 /// Unshares `flags`, naming them on error.

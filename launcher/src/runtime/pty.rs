@@ -48,6 +48,24 @@ impl ConsoleSocket {
 /// the launcher's terminal (still the container's stdin), binds its slave at
 /// `/dev/console`, sends the master over `socket` and returns the slave.
 pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<OwnedFd> {
+    let (slave, name) = open_and_send(socket)?;
+    let console = Path::new("/dev/console");
+    ensure_file(console)?;
+    do_mount(
+        sys,
+        Some(Path::new(&name)),
+        None,
+        console,
+        MsFlags::MS_BIND,
+        None,
+    )?;
+    Ok(slave)
+}
+
+/// Opens a pty in the devpts this process sees, sized like its stdin's terminal,
+/// sends the master over `socket` and returns the slave and its name (`exec -t` into
+/// a running container uses this alone: its `/dev/console` is the init's).
+pub fn open_and_send(socket: BorrowedFd<'_>) -> Result<(OwnedFd, String)> {
     let master = nix::pty::posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
         .context("opening /dev/ptmx in the container")?;
     nix::pty::unlockpt(&master).context("unlocking the container's pty")?;
@@ -59,16 +77,6 @@ pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<Ow
     )
     .with_context(|| format!("opening {name}"))?;
     copy_winsize(std::io::stdin().as_fd(), master.as_fd());
-    let console = Path::new("/dev/console");
-    ensure_file(console)?;
-    do_mount(
-        sys,
-        Some(Path::new(&name)),
-        None,
-        console,
-        MsFlags::MS_BIND,
-        None,
-    )?;
     let fds = [master.as_raw_fd()];
     sendmsg::<()>(
         socket.as_raw_fd(),
@@ -78,7 +86,7 @@ pub fn open_in_container(sys: &dyn Syscall, socket: BorrowedFd<'_>) -> Result<Ow
         None,
     )
     .context("sending the pty master to the launcher")?;
-    Ok(slave)
+    Ok((slave, name))
 }
 
 /// In the launcher: receives the container's pty master; `None` when the container

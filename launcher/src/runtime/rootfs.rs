@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags};
 
-use super::devices::setup_dev;
-use super::mounts::{do_mount, ensure_dir, ensure_file, remount_ro};
+use super::devices::{make_links, make_nodes, setup_dev};
+use super::mounts::{MountSpec, do_mount, ensure_dir, ensure_file, mount_entry, remount_ro};
 use super::paths::secure_join;
 use super::spec::Volume;
 use super::syscall::Syscall;
@@ -49,11 +49,42 @@ pub struct RootfsPlan<'a> {
     pub own_netns: bool,
     /// Host bind mounts.
     pub volumes: &'a [Volume],
+    /// An explicit mount list (OCI `mounts`) in place of the standard `/proc`, `/dev`,
+    /// `/sys`; `None` for the standard ones.
+    pub mounts: Option<&'a [MountSpec]>,
 }
 
-/// Mounts `/proc`, `/dev`, `/sys` and the volumes under the rootfs.
+/// Makes a plain directory `rootfs` a mount point (a bind of itself), as pivot_root
+/// needs; the union mount is one already.
+pub fn bind_self(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    do_mount(
+        sys,
+        Some(rootfs),
+        None,
+        rootfs,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None,
+    )
+}
+
+/// Mounts `/proc`, `/dev`, `/sys` and the volumes under the rootfs (or, with an
+/// explicit mount list, its entries in order, then the standard device nodes and
+/// symlinks in `/dev`).
 pub fn prepare(sys: &dyn Syscall, plan: &RootfsPlan<'_>) -> Result<()> {
     let root = plan.rootfs;
+    if let Some(list) = plan.mounts {
+        for m in list {
+            mount_entry(sys, root, m)?;
+        }
+        let dev = secure_join(root, Path::new("/dev"))?;
+        ensure_dir(&dev)?;
+        make_nodes(sys, &dev, plan.rootless)?;
+        make_links(&dev)?;
+        for v in plan.volumes {
+            bind_volume(sys, root, v)?;
+        }
+        return Ok(());
+    }
     let proc_dir = secure_join(root, Path::new("/proc"))?;
     ensure_dir(&proc_dir)?;
     do_mount(
@@ -145,10 +176,17 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-/// After pivoting: masks and read-only paths. `root` is `/` (the pivoted root; a
-/// test passes a directory standing for it), under which the paths are looked up.
-pub fn finish(sys: &dyn Syscall, root: &Path) -> Result<()> {
-    for p in MASKED_PATHS {
+/// After pivoting: masks `masked` and makes `readonly` read-only (`strata run` passes
+/// [`MASKED_PATHS`] and [`READONLY_PATHS`]). `root` is `/` (the pivoted root; a test
+/// passes a directory standing for it), under which the paths are looked up.
+pub fn finish<S: AsRef<str>>(
+    sys: &dyn Syscall,
+    root: &Path,
+    masked: &[S],
+    readonly: &[S],
+) -> Result<()> {
+    for p in masked {
+        let p = p.as_ref();
         let path = root.join(p.trim_start_matches('/'));
         let Ok(md) = std::fs::metadata(&path) else {
             continue;
@@ -173,7 +211,8 @@ pub fn finish(sys: &dyn Syscall, root: &Path) -> Result<()> {
             )?;
         }
     }
-    for p in READONLY_PATHS {
+    for p in readonly {
+        let p = p.as_ref();
         let path = root.join(p.trim_start_matches('/'));
         if std::fs::symlink_metadata(&path).is_err() {
             continue;

@@ -58,21 +58,36 @@ fn run(
             .context("becoming uid 0 in the user namespace")?;
     }
     namespaces::private_mount_ns(&sys)?;
-    let mounted = union::mount_union(
-        spec.driver,
-        &spec.union,
-        &spec.merged,
-        spec.idmap.is_some(),
-        true,
-    )?;
-    namespaces::unshare_ns(&sys, namespaces::container_flags(spec.network))?;
+    let mounted = match &spec.union {
+        Some(dirs) => Some(union::mount_union(
+            spec.driver,
+            dirs,
+            &spec.merged,
+            spec.idmap.is_some(),
+            true,
+        )?),
+        None => None,
+    };
+    spec.namespaces.enter(&sys)?;
     let child = match crate::sys::process::fork().context("fork of the container process")? {
-        ForkResult::Child => init::container_main(spec, console),
+        ForkResult::Child => {
+            // A created container's init reports on the same pipe (ready or error).
+            let ready = if spec.exec_fifo.is_some() {
+                Some((to_parent.take(), from_parent.take()))
+            } else {
+                None
+            };
+            init::container_main(spec, console, ready)
+        }
         ForkResult::Parent { child } => child,
     };
     // The console socket belongs to the container now.
     drop(console);
     to_parent.send(&Msg::Started(child.as_raw()))?;
+    if spec.exec_fifo.is_some() {
+        // A created container outlives this process: nothing to wait for or unmount.
+        return Ok(0);
+    }
     let code = loop {
         match waitpid(child, None) {
             Ok(WaitStatus::Exited(_, c)) => break c,
@@ -82,6 +97,8 @@ fn run(
             Err(e) => return Err(e).context("waiting for the container"),
         }
     };
-    mounted.unmount()?;
+    if let Some(m) = mounted {
+        m.unmount()?;
+    }
     Ok(code)
 }

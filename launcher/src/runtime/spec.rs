@@ -53,6 +53,18 @@ pub struct Volume {
     pub readonly: bool,
 }
 
+/// A resource limit set on the container's process before exec (OCI
+/// `process.rlimits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    /// Which limit.
+    pub resource: nix::sys::resource::Resource,
+    /// Soft limit.
+    pub soft: u64,
+    /// Hard limit.
+    pub hard: u64,
+}
+
 /// The user the command runs as inside the container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct UserSpec {

@@ -1,6 +1,6 @@
 //! The pipes the launcher and its children talk through: one [`Msg`] per line
 //! (`u` user namespace ready, `g` go, `p<pid>` container started, `e<text>` error,
-//! `d` done), spelled only by [`Msg::encode`] and [`Msg::decode`].
+//! `d` done, `r` ready, `h` hooks), spelled only by [`Msg::encode`] and [`Msg::decode`].
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -24,6 +24,11 @@ pub enum Msg {
     Error(String),
     /// `d`: the launcher cleaned up itself; the guard has nothing to do.
     Done,
+    /// `r`: a created container's init is set up and waits on its exec fifo.
+    Ready,
+    /// `h`: a created container's init has its mounts and waits (for `g`) while the
+    /// runtime runs the createRuntime hooks.
+    Hooks,
 }
 
 impl Msg {
@@ -36,6 +41,8 @@ impl Msg {
             Msg::Started(pid) => format!("p{pid}"),
             Msg::Error(text) => format!("e{}", text.replace('\n', " ")),
             Msg::Done => "d".into(),
+            Msg::Ready => "r".into(),
+            Msg::Hooks => "h".into(),
         }
     }
 
@@ -50,6 +57,8 @@ impl Msg {
             ('u', "") => Some(Msg::UsernsReady),
             ('g', "") => Some(Msg::Go),
             ('d', "") => Some(Msg::Done),
+            ('r', "") => Some(Msg::Ready),
+            ('h', "") => Some(Msg::Hooks),
             ('p', pid) => pid.parse().ok().map(Msg::Started),
             ('e', text) => Some(Msg::Error(text.to_string())),
             _ => None,
@@ -174,6 +183,15 @@ impl Channel {
         bail!("unexpected message {line:?} from the container setup")
     }
 
+    /// Moves this channel's ends out, leaving it with none (a forked child takes the
+    /// channel its parent borrowed).
+    pub fn take(&mut self) -> Channel {
+        Channel {
+            reader: self.reader.take(),
+            writer: self.writer.take(),
+        }
+    }
+
     /// Blocks until the other side closes (returns what was read, if anything).
     pub fn wait_closed(&mut self) -> Vec<u8> {
         let mut buf = Vec::new();
@@ -198,6 +216,8 @@ mod tests {
             Msg::Error("mount: no such file".into()),
             Msg::Error(String::new()),
             Msg::Done,
+            Msg::Ready,
+            Msg::Hooks,
         ] {
             assert_eq!(Msg::decode(&m.encode()), Some(m.clone()), "{m:?}");
         }
@@ -209,6 +229,7 @@ mod tests {
         assert_eq!(Msg::Go.encode(), "g");
         assert_eq!(Msg::Started(7).encode(), "p7");
         assert_eq!(Msg::Done.encode(), "d");
+        assert_eq!(Msg::Ready.encode(), "r");
         assert_eq!(Msg::Error("a\nb".into()).encode(), "ea b");
     }
 

@@ -31,3 +31,24 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usiz
     }
     Ok((msg.bytes, owned))
 }
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(2)` with
+/// `CLOSE_RANGE_CLOEXEC`), so exec passes on only those below it. Exists because
+/// neither nix nor rustix wraps close_range with that flag.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    // SAFETY: with CLOSE_RANGE_CLOEXEC the call closes nothing: it only sets the
+    // close-on-exec flag of descriptors, so no OwnedFd or other owner in this process
+    // is invalidated; it takes no pointers.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

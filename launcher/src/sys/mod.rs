@@ -3,6 +3,7 @@
 //! launcher calls these (or nix/rustix) and has no `unsafe` of its own.
 
 pub mod fd;
+pub mod keyring;
 pub mod net;
 pub mod process;
 pub mod term;

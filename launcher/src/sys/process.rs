@@ -40,6 +40,16 @@ pub fn ignore_signal(sig: Signal) -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
+/// Gives `sig` its default disposition. Exists because `nix::sys::signal::signal` is
+/// `unsafe` for its general case (a handler function must be async-signal-safe).
+pub fn default_signal(sig: Signal) -> io::Result<()> {
+    // SAFETY: SIG_DFL installs no handler code, so there is no handler whose
+    // async-signal-safety could be violated.
+    unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) }
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
 /// Makes the process `cmd` spawns receive SIGKILL when its parent thread exits
 /// (`PR_SET_PDEATHSIG`, set between fork and exec). Exists because
 /// `CommandExt::pre_exec` is `unsafe`: its closure runs in the forked child, where

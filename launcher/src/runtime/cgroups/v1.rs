@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use super::devices::{self, DeviceRule};
 use super::{CPU_PERIOD_US, cpu_quota_us, kill_and_rmdir, write_file};
 use crate::runtime::spec::Limits;
 
@@ -40,13 +41,58 @@ impl V1Cgroup {
     /// Creates `<mount>/<own>/strata/<name>` in the memory, cpu and pids hierarchies
     /// (those present) and applies the limits; a limit whose controller is missing fails.
     pub fn create(name: &str, limits: &Limits) -> Result<V1Cgroup> {
+        Self::create_with(limits, &["memory", "cpu", "pids"], |ctrl| {
+            Ok(own_path(ctrl)?.join("strata").join(name))
+        })
+    }
+
+    /// Creates the cgroup at `path` in each hierarchy: an absolute path from the
+    /// hierarchy's root, a relative one under this process's own cgroup (OCI
+    /// `cgroupsPath`), with `device_rules` in the devices hierarchy when there are any,
+    /// and in the freezer hierarchy when mounted.
+    pub fn create_at(
+        path: &Path,
+        limits: &Limits,
+        device_rules: &[DeviceRule],
+    ) -> Result<V1Cgroup> {
+        // The freezer (where mounted) lets `pause` freeze the container.
+        let mut ctrls = vec!["memory", "cpu", "pids", "freezer"];
+        if !device_rules.is_empty() {
+            ctrls.push("devices");
+        }
+        let cg = Self::create_with(limits, &ctrls, |ctrl| match path.strip_prefix("/") {
+            Ok(abs) => Ok(abs.to_path_buf()),
+            Err(_) => Ok(own_path(ctrl)?.join(path)),
+        })?;
+        if !device_rules.is_empty() {
+            let applied = match cg.dir("devices") {
+                Some(d) => devices::apply_v1(d, device_rules),
+                None => Err(anyhow::anyhow!(
+                    "linux.resources.devices: the cgroup v1 devices controller is not mounted"
+                )),
+            };
+            if let Err(e) = applied {
+                let _ = cg.remove();
+                return Err(e);
+            }
+        }
+        Ok(cg)
+    }
+
+    fn create_with(
+        limits: &Limits,
+        ctrls: &[&str],
+        rel: impl Fn(&str) -> Result<PathBuf>,
+    ) -> Result<V1Cgroup> {
         let mut cg = V1Cgroup { paths: Vec::new() };
-        for ctrl in ["memory", "cpu", "pids"] {
+        for ctrl in ctrls.iter().copied() {
             let Some(mount) = mount_of(ctrl) else {
                 let wanted = match ctrl {
                     "memory" => limits.memory.is_some(),
                     "cpu" => limits.cpus.is_some(),
-                    _ => limits.pids.is_some(),
+                    "pids" => limits.pids.is_some(),
+                    "devices" => true,
+                    _ => false,
                 };
                 if wanted {
                     let _ = cg.remove();
@@ -54,7 +100,7 @@ impl V1Cgroup {
                 }
                 continue;
             };
-            let dir = mount.join(own_path(ctrl)?).join("strata").join(name);
+            let dir = mount.join(rel(ctrl)?);
             if let Err(e) = std::fs::create_dir_all(&dir) {
                 let _ = cg.remove();
                 return Err(e).with_context(|| format!("creating cgroup {}", dir.display()));
@@ -75,7 +121,8 @@ impl V1Cgroup {
             .map(|(_, p)| p.as_path())
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    /// Writes the limits asked for into the hierarchies that hold them.
+    pub fn apply(&self, limits: &Limits) -> Result<()> {
         if let (Some(m), Some(d)) = (limits.memory, self.dir("memory")) {
             write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
             let memsw = d.join("memory.memsw.limit_in_bytes");

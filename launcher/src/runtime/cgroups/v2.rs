@@ -20,8 +20,18 @@ impl V2Cgroup {
     /// the launcher's own cgroup has processes and cannot have children with
     /// controllers), enabling the needed controllers in each ancestor from `mount` down.
     pub fn create(mount: &Path, own: &Path, name: &str, limits: &Limits) -> Result<V2Cgroup> {
+        Self::create_at(mount, &own.join("strata").join(name), limits)
+    }
+
+    /// Creates `<mount>/<rel>` (an OCI `cgroupsPath` resolved by the caller), enabling
+    /// the needed controllers in each ancestor from `mount` down.
+    pub fn create_at(mount: &Path, rel: &Path, limits: &Limits) -> Result<V2Cgroup> {
         let needed = needed_controllers(limits);
-        let parent = mount.join(own).join("strata");
+        let full = mount.join(rel);
+        let (Some(parent), Some(name)) = (full.parent().map(Path::to_path_buf), full.file_name())
+        else {
+            bail!("cgroup path {} has no parent", full.display());
+        };
         std::fs::create_dir_all(&parent)
             .with_context(|| format!("creating cgroup {}", parent.display()))?;
         // Enable top-down: every ancestor from the mount root to `parent` must delegate.
@@ -53,7 +63,8 @@ impl V2Cgroup {
         Ok(cg)
     }
 
-    fn apply(&self, limits: &Limits) -> Result<()> {
+    /// Writes the limits asked for.
+    pub fn apply(&self, limits: &Limits) -> Result<()> {
         if let Some(m) = limits.memory {
             write_file(&self.path.join("memory.max"), &m.to_string())?;
             let swap = self.path.join("memory.swap.max");

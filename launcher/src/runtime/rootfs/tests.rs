@@ -13,7 +13,7 @@ use nix::sys::statvfs::FsFlags;
 use super::super::devices::DEVICES;
 use super::super::spec::Volume;
 use super::super::syscall::recording::{Call, MountCall, RecordingSyscall};
-use super::{RootfsPlan, finish, pivot, prepare};
+use super::{MASKED_PATHS, READONLY_PATHS, RootfsPlan, finish, pivot, prepare};
 
 const NOSUID: MsFlags = MsFlags::MS_NOSUID;
 const NODEV: MsFlags = MsFlags::MS_NODEV;
@@ -107,6 +107,7 @@ fn plan<'a>(
         rootless,
         own_netns,
         volumes,
+        mounts: None,
     }
 }
 
@@ -315,7 +316,7 @@ fn masked_paths_hide_dirs_under_tmpfs_and_files_under_dev_null() {
         std::fs::write(r.join(f), "").expect("file");
     }
     let sys = RecordingSyscall::new();
-    finish(&sys, r).expect("finish");
+    finish(&sys, r, MASKED_PATHS, READONLY_PATHS).expect("finish");
     let masked_dir = |t: &str| m(Some("tmpfs"), Some("tmpfs"), t, RDONLY, Some("size=0"));
     let read_only = |t: &str| {
         [
@@ -339,7 +340,7 @@ fn a_failed_mask_names_the_path() {
     std::fs::create_dir_all(root.path().join("proc")).expect("proc");
     std::fs::write(root.path().join("proc/keys"), "").expect("file");
     let sys = RecordingSyscall::new().fail_when(|_| true, Errno::EPERM);
-    let err = finish(&sys, root.path()).expect_err("must fail");
+    let err = finish(&sys, root.path(), MASKED_PATHS, READONLY_PATHS).expect_err("must fail");
     let msg = format!("{err:#}");
     assert!(
         msg.contains(&root.path().join("proc/keys").display().to_string()),

@@ -45,6 +45,10 @@ impl Syscall for LinuxSyscall {
         nix::sched::unshare(flags)
     }
 
+    fn setns(&self, fd: std::os::fd::BorrowedFd<'_>, flags: CloneFlags) -> nix::Result<()> {
+        nix::sched::setns(fd, flags)
+    }
+
     fn sethostname(&self, name: &str) -> nix::Result<()> {
         nix::unistd::sethostname(name)
     }

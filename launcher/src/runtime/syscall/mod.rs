@@ -43,6 +43,8 @@ pub trait Syscall {
     fn chdir(&self, path: &Path) -> nix::Result<()>;
     /// `unshare(2)`.
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()>;
+    /// `setns(2)`: joins the namespace `fd` refers to (of type `flags`).
+    fn setns(&self, fd: std::os::fd::BorrowedFd<'_>, flags: CloneFlags) -> nix::Result<()>;
     /// `sethostname(2)`.
     fn sethostname(&self, name: &str) -> nix::Result<()>;
     /// `mknod(2)`.

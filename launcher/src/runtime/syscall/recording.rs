@@ -34,6 +34,7 @@ pub enum Call {
     Chroot(PathBuf),
     Chdir(PathBuf),
     Unshare(CloneFlags),
+    Setns(CloneFlags),
     Sethostname(String),
     Mknod {
         path: PathBuf,
@@ -174,6 +175,10 @@ impl Syscall for RecordingSyscall {
 
     fn unshare(&self, flags: CloneFlags) -> nix::Result<()> {
         self.record(Call::Unshare(flags))
+    }
+
+    fn setns(&self, _fd: std::os::fd::BorrowedFd<'_>, flags: CloneFlags) -> nix::Result<()> {
+        self.record(Call::Setns(flags))
     }
 
     fn sethostname(&self, name: &str) -> nix::Result<()> {
