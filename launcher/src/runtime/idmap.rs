@@ -181,8 +181,13 @@ fn run_map_tool_ranges(tool: &str, pid: i32, ranges: &[MapRange]) -> Result<()> 
             r.count.to_string(),
         ]);
     }
+    run_tool(tool, &args)
+}
+
+/// Runs `tool ARGS` (newuidmap, newgidmap); its stderr is the error when it fails.
+fn run_tool(tool: &str, args: &[String]) -> Result<()> {
     let out = Command::new(tool)
-        .args(&args)
+        .args(args)
         .output()
         .with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
@@ -200,26 +205,16 @@ fn write_proc(path: &Path, value: &str) -> Result<()> {
 }
 
 fn run_map_tool(tool: &str, pid: i32, id: u32, range: &SubRange) -> Result<()> {
-    let out = Command::new(tool)
-        .args([
-            pid.to_string(),
-            "0".into(),
-            id.to_string(),
-            "1".into(),
-            "1".into(),
-            range.start.to_string(),
-            range.count.to_string(),
-        ])
-        .output()
-        .with_context(|| format!("running {tool}"))?;
-    if !out.status.success() {
-        bail!(
-            "{tool} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
+    let args = [
+        pid.to_string(),
+        "0".into(),
+        id.to_string(),
+        "1".into(),
+        "1".into(),
+        range.start.to_string(),
+        range.count.to_string(),
+    ];
+    run_tool(tool, &args)
 }
 
 #[cfg(test)]
