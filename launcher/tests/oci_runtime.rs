@@ -31,6 +31,24 @@ struct Bundle {
     shared: PathBuf,
 }
 
+/// A test that fails midway must not leave its containers running (they would keep
+/// the CPU busy for every later test): whatever is left under the state root is
+/// deleted with `--force`.
+impl Drop for Bundle {
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return;
+        };
+        for e in entries.flatten() {
+            if e.path().is_dir()
+                && let Some(id) = e.file_name().to_str()
+            {
+                let _ = self.rt(&["delete", "--force", id]);
+            }
+        }
+    }
+}
+
 /// What one run of the runtime did.
 struct Out {
     code: Option<i32>,
