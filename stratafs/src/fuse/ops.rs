@@ -436,7 +436,7 @@ impl OverlayFs {
 
     /// Starts reading a small file's data when the process looking it up reads the
     /// files it looks up (module `prefetch`): the disk works while the reply and the
-    /// READ travel. With `io=inode` only.
+    /// READ travel. With `io=inode` only, where the READ uses the real file opened here.
     fn read_ahead_at_lookup(&self, req: &Who, node: &Node, st: &Stat) {
         let small_file = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && st.st_size > 0
@@ -447,11 +447,9 @@ impl OverlayFs {
         {
             return;
         }
-        // A descriptor of its own, closed right after: the open-file cache is left to
-        // the I/O path (an entry made here could outlive a copy-up racing this lookup).
-        if let Ok(fd) = self.ov.open_read_only(node.ino) {
+        if let Ok(f) = self.ov.real_file(node.ino, false) {
             // A failure only costs the READ its wait for the disk.
-            let _ = sys::io::readahead(fd.as_raw_fd(), 0, st.st_size as usize);
+            let _ = sys::io::readahead(f.fd.as_raw_fd(), 0, st.st_size as usize);
         }
     }
 

@@ -116,17 +116,6 @@ impl Overlay {
 
     /// The real file of `ino` for I/O without a FUSE handle: kept open across requests
     /// (see `files`); for `write` the file is copied up first and opened read-write.
-    /// A read-only descriptor of the file `ino` shows now, outside the open-file
-    /// cache (for reading ahead: the cache's entry stays the I/O path's to make).
-    pub fn open_read_only(&self, ino: u64) -> OvResult<std::os::fd::OwnedFd> {
-        let node = self.node(ino)?;
-        if node.is_dir {
-            return Err(libc::EISDIR);
-        }
-        let (dir, path) = self.real(&node)?;
-        sys::open_beneath(dir, &path, libc::O_RDONLY, 0).map_err(errno)
-    }
-
     pub fn real_file(&self, ino: u64, write: bool) -> OvResult<Arc<RealFile>> {
         if let Some(f) = self.files.get(ino, write) {
             return Ok(f);
