@@ -328,6 +328,7 @@ impl OverlayFs {
         umask: u32,
         reply: impl EntryReply,
     ) {
+        self.plus.changed(parent.0);
         let (uid, gid) = (self.disk_uid(req.uid()), self.disk_gid(req.gid()));
         match self.ov.make(parent.0, name, obj, uid, gid, umask) {
             Ok((node, st, _)) => self.entry(reply, &node, &st),
