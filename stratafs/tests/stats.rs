@@ -4,7 +4,7 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -49,6 +49,25 @@ fn wait_for(path: &Path, what: &str) -> String {
     }
 }
 
+/// Mounts `ROOT/l` (already filled) with an upper, a work dir and `stats=ROOT/stats.tsv`
+/// at `ROOT/m`; returns the mount, its path and the stats path.
+fn mount_with_stats(imp: &Impl, root: &Path) -> (Mount, PathBuf, PathBuf) {
+    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| root.join(d));
+    for d in [&u, &w, &m] {
+        fs::create_dir_all(d).expect("mkdir");
+    }
+    let stats = root.join("stats.tsv");
+    let opts = format!(
+        "lowerdir={},upperdir={},workdir={},stats={}",
+        l.display(),
+        u.display(),
+        w.display(),
+        stats.display()
+    );
+    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    (mount, m, stats)
+}
+
 #[test]
 fn requests_are_counted_on_signal_and_at_unmount() {
     if !privileged_or_skip() {
@@ -60,20 +79,10 @@ fn requests_are_counted_on_signal_and_at_unmount() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| tmp.path().join(d));
-    for d in [&l, &u, &w, &m] {
-        fs::create_dir_all(d).expect("mkdir");
-    }
+    let l = tmp.path().join("l");
+    fs::create_dir_all(&l).expect("mkdir lower");
     fs::write(l.join("present"), "x").expect("write lower");
-    let stats = tmp.path().join("stats.tsv");
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},stats={}",
-        l.display(),
-        u.display(),
-        w.display(),
-        stats.display()
-    );
-    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let (mount, m, stats) = mount_with_stats(&imp, tmp.path());
     let pid = daemon_of(&m).expect("the daemon's pid");
 
     // 100 names looked up once each: 100 LOOKUPs the kernel waited on.
@@ -145,10 +154,7 @@ fn a_stat_walk_after_a_plain_walk_gets_attributes_with_its_listings() {
         return;
     }
     let tmp = tempfile::tempdir().expect("tempdir");
-    let [l, u, w, m] = ["l", "u", "w", "m"].map(|d| tmp.path().join(d));
-    for d in [&u, &w, &m] {
-        fs::create_dir_all(d).expect("mkdir");
-    }
+    let l = tmp.path().join("l");
     let (dirs, files) = (40, 25);
     let mut want = Vec::new();
     for d in 0..dirs {
@@ -161,15 +167,7 @@ fn a_stat_walk_after_a_plain_walk_gets_attributes_with_its_listings() {
         }
     }
     want.sort();
-    let stats = tmp.path().join("stats.tsv");
-    let opts = format!(
-        "lowerdir={},upperdir={},workdir={},stats={}",
-        l.display(),
-        u.display(),
-        w.display(),
-        stats.display()
-    );
-    let mount = imp.mount_with(&m, &opts).unwrap_or_else(|e| panic!("{e}"));
+    let (mount, m, stats) = mount_with_stats(&imp, tmp.path());
     assert_eq!(find(&m, &["-type", "f"]).len(), dirs * files, "plain walk");
     let sized = find(&m, &["-type", "f", "-printf", "%s %P\n"]);
     assert_eq!(sized, want, "sizes seen by the walk that stats");
