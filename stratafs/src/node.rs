@@ -87,6 +87,12 @@ impl Loc {
         }
     }
 
+    /// True when the object was brought up (upper, or kept in the work dir): nothing
+    /// takes it back below.
+    pub fn is_copied_up(&self) -> bool {
+        matches!(self, Loc::Upper | Loc::Orphan(_))
+    }
+
     /// True when the object lives in a lower layer (not copied up).
     pub fn is_lower(&self) -> bool {
         self.lower_layer().is_some()
@@ -310,7 +316,21 @@ impl NodeTable {
     /// type (directory / not) is a removed object's whose inode number the upper file
     /// system gave a new object: it is replaced as by [`Self::created`].
     pub fn looked_up(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
-        self.record(ino, is_dir, state, false)
+        self.record(ino, is_dir, state, false, false).0
+    }
+
+    /// Like [`Self::looked_up`], for a state resolved without the namespace lock, which
+    /// a copy-up of the node may have finished after: a state that would put a
+    /// copied-up node back below (in a lower layer or the index) is not taken, and the
+    /// second value is false; the caller resolves again. (Else a later write would copy
+    /// the lower object up a second time over the first copy's data.)
+    pub fn looked_up_unlocked(
+        &self,
+        ino: u64,
+        is_dir: bool,
+        state: NodeState,
+    ) -> (Arc<Node>, bool) {
+        self.record(ino, is_dir, state, false, true)
     }
 
     /// Records a newly created object. If its inode number still names a node the
@@ -320,13 +340,20 @@ impl NodeTable {
     /// generation past the old one's (the kernel then drops its stale inode) and the old
     /// lookups (the kernel forgets them by this id).
     pub fn created(&self, ino: u64, is_dir: bool, state: NodeState) -> Arc<Node> {
-        self.record(ino, is_dir, state, true)
+        self.record(ino, is_dir, state, true, false).0
     }
 
     /// The lookup is counted under the table's lock on `ino`, so a FORGET served
     /// meanwhile (it takes the node out when the count reaches zero) either comes first
     /// and this makes a node, or sees the count with this lookup in it.
-    fn record(&self, ino: u64, is_dir: bool, state: NodeState, new_object: bool) -> Arc<Node> {
+    fn record(
+        &self,
+        ino: u64,
+        is_dir: bool,
+        state: NodeState,
+        new_object: bool,
+        unlocked: bool,
+    ) -> (Arc<Node>, bool) {
         if !new_object {
             // The common case, a node the table has: counted under the shard's read lock.
             if let Some(slot) = self.map.get(&ino) {
@@ -335,8 +362,8 @@ impl NodeTable {
                     node.nlookup.fetch_add(1, Ordering::Relaxed);
                     let node = Arc::clone(node);
                     drop(slot);
-                    *node.state.write() = state;
-                    return node;
+                    let taken = take_state(&node, state, unlocked);
+                    return (node, taken);
                 }
             }
         }
@@ -345,7 +372,7 @@ impl NodeTable {
             dashmap::Entry::Vacant(v) => {
                 node.nlookup.store(1, Ordering::Relaxed);
                 v.insert(());
-                node
+                (node, true)
             }
             dashmap::Entry::Occupied(o) => {
                 let old = &o.key().0;
@@ -358,14 +385,15 @@ impl NodeTable {
                     self.drop_alias(old);
                     // The slot now holds the new node (the entry's key).
                     o.replace_entry(());
-                    node
+                    (node, true)
                 } else {
                     // Another lookup of the same object put it in meanwhile.
                     let old = Arc::clone(old);
                     old.nlookup.fetch_add(1, Ordering::Relaxed);
                     drop(o);
-                    *old.state.write() = node.state.read().clone();
-                    old
+                    let state = node.state.read().clone();
+                    let taken = take_state(&old, state, unlocked);
+                    (old, taken)
                 }
             }
         }
@@ -409,6 +437,17 @@ impl NodeTable {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
+}
+
+/// Gives `node` a state from a lookup; with `unlocked`, not one that would take a
+/// copied-up node back below (see [`NodeTable::looked_up_unlocked`]).
+fn take_state(node: &Node, state: NodeState, unlocked: bool) -> bool {
+    let mut cur = node.state.write();
+    if unlocked && cur.loc.is_copied_up() && !state.loc.is_copied_up() {
+        return false;
+    }
+    *cur = state;
+    true
 }
 
 #[cfg(test)]

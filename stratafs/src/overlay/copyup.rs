@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use ovlformat::xattr::is_private;
 
-use crate::node::{Loc, Node};
+use crate::node::{Loc, Name, Node};
 use crate::override_stat::{self, OverrideKind};
 use crate::sys::{self, Stat};
 
@@ -75,6 +75,7 @@ impl Overlay {
             self.path_of(node)?
         };
         let st = sys::lstat_at(lfd, &lpath).map_err(errno)?;
+        let named = Self::name_of(node);
         let indexed = !orphan && matches!(node.state.read().loc, Loc::Index(_));
         let hardlinked = !orphan && st.st_nlink > 1 && st.st_mode & libc::S_IFMT == libc::S_IFREG;
         if indexed {
@@ -86,7 +87,7 @@ impl Overlay {
             if let Some(pst) = pst {
                 restore_times(ufd, &parent_upath, &pst);
             }
-            node.state.write().loc = Loc::Upper;
+            self.copied_up(node, &named, Loc::Upper);
             return Ok(());
         }
         let tmp = self.tmp_name();
@@ -238,12 +239,31 @@ impl Overlay {
         if let Some(pst) = pst {
             restore_times(ufd, &parent_upath, &pst);
         }
-        node.state.write().loc = if orphan {
-            Loc::Orphan(Box::new(tmp))
+        if orphan {
+            node.state.write().loc = Loc::Orphan(Box::new(tmp));
         } else {
-            Loc::Upper
-        };
+            self.copied_up(node, &named, Loc::Upper);
+        }
         Ok(())
+    }
+
+    /// The node's (parent, name) as a copy-up starts.
+    fn name_of(node: &Node) -> (u64, Name) {
+        let st = node.state.read();
+        (st.parent, st.name.clone())
+    }
+
+    /// Records that `node` was copied up under `named`. A lookup of another name of
+    /// the same hard-linked file may have renamed the node meanwhile (lookups do not
+    /// wait for copy-ups): that name is not in the upper layer, so the node stays
+    /// below, on the shared copy in the index if there is one.
+    fn copied_up(&self, node: &Node, named: &(u64, Name), loc: Loc) {
+        let mut st = node.state.write();
+        if st.parent == named.0 && st.name == named.1 {
+            st.loc = loc;
+        } else if self.index.is_some() {
+            st.loc = Loc::Index(Box::new(index_key(node.ino)));
+        }
     }
 
     /// Gives the copy-up of a hard-linked lower file (node `ino`, `nlink` lower names)

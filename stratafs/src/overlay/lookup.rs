@@ -176,9 +176,36 @@ impl Overlay {
     /// Looks `name` up in `parent` and registers one kernel lookup of the result.
     pub fn lookup(&self, parent: u64, name: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
         let p = self.node(parent)?;
-        let (ino, state, mut st) = self.resolve(&p, name)?;
+        let resolved = self.resolve(&p, name)?;
+        self.record_lookup(&p, name, resolved)
+    }
+
+    /// Registers a lookup of what [`Self::resolve`] found for `name` in `p`, which
+    /// nothing kept from changing since.
+    pub(super) fn record_lookup(
+        &self,
+        p: &Node,
+        name: &OsStr,
+        (ino, state, mut st): (u64, NodeState, Stat),
+    ) -> OvResult<(Arc<Node>, Stat)> {
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-        let node = self.nodes.looked_up(ino, is_dir, state);
+        let (node, taken) = self.nodes.looked_up_unlocked(ino, is_dir, state);
+        if !taken {
+            // A copy-up of this node finished after the resolve: resolve again, on the
+            // tree as the copy-up left it (the lookup is already counted).
+            match self.resolve(p, name) {
+                Ok((again, state, fresh)) if again == ino => {
+                    *node.state.write() = state;
+                    st = fresh;
+                }
+                // The name now names another object: the kernel revalidates it.
+                Ok(_) => {}
+                Err(e) => {
+                    self.forget(ino, 1);
+                    return Err(e);
+                }
+            }
+        }
         self.fix_stat(&node, &mut st);
         Ok((node, st))
     }

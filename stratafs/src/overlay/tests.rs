@@ -248,3 +248,43 @@ fn rename_noreplace_and_exchange() {
     assert_eq!(fs::read(f.root.join("u/a")).unwrap(), b"b1");
     assert_eq!(fs::read(f.root.join("u/b")).unwrap(), b"a2");
 }
+
+/// A lookup resolved while another name of the same hard-linked file was being copied
+/// up (lookups take no lock) must not put the node back below: the next write would
+/// copy the lower file up again, over the index entry, and fail (the soak lost appends
+/// to a hard-linked file this way).
+#[test]
+fn a_lookup_resolved_before_a_copy_up_keeps_the_node_on_the_copy() {
+    use std::io::Write as _;
+    let f = fixture();
+    fs::hard_link(f.root.join("l2/a"), f.root.join("l2/a_hl")).unwrap();
+    let (node, _) = f.ov.lookup(1, OsStr::new("a_hl")).unwrap();
+    let root = f.ov.node(1).unwrap();
+    // A reader resolves the other name, then a writer's open copies the file up.
+    let stale = f.ov.resolve(&root, OsStr::new("a")).unwrap();
+    assert!(stale.1.loc.is_lower());
+    let append = |ino| -> Result<(), i32> {
+        let (fd, _) = f.ov.open(ino, libc::O_WRONLY | libc::O_APPEND)?;
+        fs::File::from(fd)
+            .write_all(b"+")
+            .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+    };
+    append(node.ino).unwrap();
+    let (again, st) = f.ov.record_lookup(&root, OsStr::new("a"), stale).unwrap();
+    assert!(std::sync::Arc::ptr_eq(&node, &again));
+    assert!(
+        !again.state.read().loc.is_lower(),
+        "the node went back to the lower file"
+    );
+    assert_eq!(st.st_size, 3, "the reply carries the copy's size");
+    append(node.ino).unwrap();
+    for name in ["u/a", "u/a_hl"] {
+        if let Ok(data) = fs::read(f.root.join(name)) {
+            assert_eq!(data, b"a2++", "{name}");
+        }
+    }
+    let (a, _) = f.ov.lookup(1, OsStr::new("a")).unwrap();
+    let (fd, _) = f.ov.open(a.ino, libc::O_RDONLY).unwrap();
+    let data = std::io::read_to_string(fs::File::from(fd)).unwrap();
+    assert_eq!(data, "a2++");
+}
