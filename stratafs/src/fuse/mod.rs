@@ -11,6 +11,7 @@ pub(crate) mod caller;
 mod listing;
 mod ops;
 pub(crate) mod plus;
+pub(crate) mod prefetch;
 pub(crate) mod reply;
 
 pub use adapter::FuseAdapter;
@@ -30,6 +31,7 @@ use crate::files::RealFile;
 use crate::fuse::backing::{BackingFile, Grant, IoModes};
 use crate::fuse::caller::{Caller, has_privilege_bits};
 use crate::fuse::plus::PlusPolicy;
+use crate::fuse::prefetch::ReadHabits;
 use crate::idmap::IdMapper;
 use crate::node::Node;
 use crate::overlay::{NewObject, Overlay};
@@ -64,6 +66,8 @@ pub struct OverlayFs {
     no_open: AtomicBool,
     /// Which processes get attributes with their listings.
     plus: PlusPolicy,
+    /// Which processes read the files they look up (their data is read ahead).
+    reads: ReadHabits,
     /// The kernel leaves clearing set-user-ID and set-group-ID bits on write and
     /// truncate to us (`FUSE_HANDLE_KILLPRIV_V2`), and stops asking for
     /// `security.capability` before every write.
@@ -116,6 +120,7 @@ impl OverlayFs {
             io,
             no_open: AtomicBool::new(false),
             plus: PlusPolicy::default(),
+            reads: ReadHabits::default(),
             killpriv: AtomicBool::new(false),
             device: OnceLock::new(),
             uring_ready: AtomicBool::new(false),

@@ -119,3 +119,15 @@ pub fn zeroed_stat() -> super::Stat {
     // SAFETY: all-zero is a valid `struct stat`.
     unsafe { std::mem::zeroed() }
 }
+
+/// Starts reading `len` bytes of `fd` from `offset` into the page cache without
+/// waiting for them (`readahead(2)`): the disk works while the caller goes on.
+pub fn readahead(fd: RawFd, offset: u64, len: usize) -> io::Result<()> {
+    // SAFETY: readahead reads no memory of ours; a bad fd is an error return.
+    let r = unsafe { libc::readahead(fd, offset as libc::off64_t, len) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

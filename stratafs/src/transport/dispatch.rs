@@ -174,7 +174,7 @@ fn run(fs: &OverlayFs, h: &InHeader, op_in: &[u8], input: &[u8], a: Answer<'_>) 
         }
         abi::READ => {
             let r = read::<abi::ReadIn>(op_in)?;
-            fs.read(ino, FileHandle(r.fh), r.offset, r.size, a);
+            fs.read(&who, ino, FileHandle(r.fh), r.offset, r.size, a);
         }
         abi::WRITE => {
             let w = read::<abi::WriteIn>(op_in)?;
