@@ -376,6 +376,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         init: false,
         idmap,
         remove: false,
+        detached: false,
         store_root: at.state_dir.clone(),
     };
     Ok(Translated {

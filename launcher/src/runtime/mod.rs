@@ -19,6 +19,7 @@
 
 pub mod caps;
 pub mod cgroups;
+pub mod clock;
 pub mod created;
 pub mod credentials;
 pub mod daemon_wait;
@@ -35,7 +36,9 @@ pub mod namespaces;
 pub mod net;
 pub mod paths;
 pub mod pid1;
+pub mod procfs;
 pub mod pty;
+pub mod reap;
 pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
@@ -141,6 +144,8 @@ pub struct RunSpec {
     pub idmap: Option<idmap::IdMapping>,
     /// Remove the container after exit (`--rm`).
     pub remove: bool,
+    /// Run by a monitor (`strata run -d`, `start`): recorded in the state.
+    pub detached: bool,
     /// The store root (for `--rm` by the guard).
     pub store_root: PathBuf,
 }

@@ -1,0 +1,132 @@
+//! The monitor of a detached container: `strata run -d` and `start` spawn it (the
+//! hidden `strata container-monitor ID`) with its stdio on the container's log file;
+//! it leaves the caller's session (setsid) and runs the container with the same
+//! launcher `strata run` is (`runtime::launch`: setup process, guard, signal
+//! forwarding, cleanup), so the exit code and finish time land in the container's
+//! state when it ends. Killed, it leaves a state whose launcher is gone: `ps` says so,
+//! and its guard cleans up the container's processes and cgroup.
+
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use super::{config, logs};
+use crate::run_spec;
+use crate::runtime::{self, procfs, state};
+
+/// The hidden subcommand the monitor runs as.
+pub const SUBCOMMAND: &str = "container-monitor";
+
+/// How long `start` waits for the container's command to be started.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Spawns the monitor of container `c` (of the store at `store_root`) and returns once
+/// the container's command runs (or already finished), or with the reason it could
+/// not start.
+pub fn start(store_root: &Path, c: &store::Container) -> Result<()> {
+    let log_path = logs::path(&c.dir);
+    if let Some(parent) = log_path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening the log {}", log_path.display()))?;
+    let log_err = log
+        .try_clone()
+        .with_context(|| format!("duplicating the log {}", log_path.display()))?;
+    let exe = std::env::current_exe().context("finding the strata binary (/proc/self/exe)")?;
+    let mut child = Command::new(&exe)
+        .arg("--root")
+        .arg(store_root)
+        .arg(SUBCOMMAND)
+        .arg(&c.id)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err)
+        .spawn()
+        .with_context(|| format!("starting the monitor {}", exe.display()))?;
+    let monitor = child.id() as i32;
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let st = state::load(&c.dir).filter(|s| s.launcher_pid == monitor);
+        if let Some(s) = &st {
+            if let Some(e) = &s.error {
+                bail!("{e}");
+            }
+            if s.pid > 0 || s.exit_code.is_some() {
+                return Ok(());
+            }
+        }
+        if let Some(status) = child.try_wait().context("waiting for the monitor")? {
+            if status.success() {
+                // It ran and ended already (and with --rm, went).
+                return Ok(());
+            }
+            bail!(
+                "the container's monitor exited ({status}) before the container started; \
+                 see {}",
+                log_path.display()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "container {} did not start within {}s; see {}",
+                c.name,
+                START_TIMEOUT.as_secs(),
+                log_path.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Body of the monitor process: runs container `id` to its end; exit status 0 once
+/// the container ran (its code is in its state), 125 when it could not start.
+pub fn main(root: Option<std::path::PathBuf>, id: &str) -> Result<ExitCode> {
+    // Out of the caller's session: its terminal's hangup never reaches us.
+    let _ = nix::unistd::setsid();
+    let store = store::Store::open(root)?;
+    let c = store.container(id)?;
+    let me = std::process::id() as i32;
+    let mut st = state::State {
+        launcher_pid: me,
+        launcher_start: procfs::start_time(me),
+        detached: true,
+        ..Default::default()
+    };
+    state::save(&c.dir, &st)?;
+    let ran = (|| -> Result<i32> {
+        let args = config::load(&c.dir)?;
+        let checked = run_spec::check(&args)?;
+        let image = store.image_by_id(&c.image_id)?;
+        let mut spec = run_spec::build(&store, &args, checked, &c, &image)?;
+        spec.detached = true;
+        st.command = spec.argv.clone();
+        runtime::launch::launch(&spec)
+    })();
+    match ran {
+        Ok(_) => Ok(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("strata: {e:#}");
+            // With --rm the container may be gone: write no state into a dir that went.
+            if c.dir.join("upper").exists() {
+                let mut last = state::load(&c.dir).unwrap_or(st);
+                if last.exit_code.is_none() {
+                    last.pid = 0;
+                    last.exit_code = Some(runtime::EXIT_STRATA_ERROR);
+                    last.finished_at = Some(state::now());
+                    last.error = Some(format!("{e:#}"));
+                    let _ = state::save(&c.dir, &last);
+                }
+            }
+            Ok(ExitCode::from(runtime::EXIT_STRATA_ERROR as u8))
+        }
+    }
+}
