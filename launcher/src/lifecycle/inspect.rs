@@ -53,7 +53,10 @@ pub fn inspect(c: &store::Container) -> Result<Value> {
             "Error": st.as_ref().and_then(|s| s.error.clone()),
         },
         "Config": {
-            "Hostname": c.hostname,
+            "Hostname": args
+                .as_ref()
+                .and_then(|a| a.hostname.clone())
+                .unwrap_or_else(|| c.id.chars().take(12).collect()),
             "Env": st.as_ref().map(|s| s.env.clone()).unwrap_or_default(),
             "WorkingDir": st.as_ref().map(|s| s.cwd.clone()).unwrap_or_default(),
             "User": st.as_ref().and_then(|s| s.user.clone()),
