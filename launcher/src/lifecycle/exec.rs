@@ -15,7 +15,7 @@ use crate::runtime::caps::CapSets;
 use crate::runtime::credentials::ProcessPlan;
 use crate::runtime::join::{self, JoinSpec};
 use crate::runtime::spec::{UserSpec, merge_env, resolve_user};
-use crate::runtime::{pty, reap};
+use crate::runtime::{init, pty, reap};
 
 /// What to run.
 pub struct ExecOptions<'a> {
@@ -53,7 +53,7 @@ pub fn exec(c: &store::Container, o: &ExecOptions<'_>) -> Result<i32> {
         bail!("invalid --workdir {cwd:?}: must be an absolute path");
     }
     if !o.interactive {
-        redirect_stdin_null()?;
+        init::redirect_stdin_null()?;
     }
     let console = if o.tty {
         Some(pty::ConsoleSocket::new()?)
@@ -117,11 +117,4 @@ fn relay_pty(master: OwnedFd, interactive: bool) -> std::thread::JoinHandle<()> 
         let _ = std::io::copy(&mut from, &mut out);
         let _ = std::io::Write::flush(&mut out);
     })
-}
-
-fn redirect_stdin_null() -> Result<()> {
-    let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
-    nix::unistd::dup2_stdin(&f)
-        .map_err(std::io::Error::from)
-        .context("dup2 /dev/null to stdin")
 }

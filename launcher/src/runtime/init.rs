@@ -226,7 +226,9 @@ pub(super) fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
         .context("dup2 of the pty")
 }
 
-fn redirect_stdin_null() -> Result<()> {
+/// Makes `/dev/null` this process's stdin (a container's or an `exec`'d process's
+/// without `-i`).
+pub fn redirect_stdin_null() -> Result<()> {
     let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
     nix::unistd::dup2_stdin(&f)
         .map_err(std::io::Error::from)
