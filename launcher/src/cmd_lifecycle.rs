@@ -154,7 +154,8 @@ fn each(
     })
 }
 
-/// Runs `strata create`: the container is made and its flags kept; `start` runs it.
+/// Runs `strata create`: the container is made, its flags kept, and its command set
+/// up under a monitor, waiting on an exec fifo for `start`.
 pub fn create(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
     if args.detach {
         bail!("create: -d is implied (`start` runs the container under a monitor)");
@@ -162,22 +163,35 @@ pub fn create(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
     run_spec::check(&args)?;
     let store = store::Store::open(root)?;
     let (container, _) = run_spec::create_container(&store, &args)?;
-    if let Err(e) = lifecycle::config::save(&container.dir, &args) {
-        let _ = store.remove_container(&container.id);
+    let made = lifecycle::config::save(&container.dir, &args)
+        .and_then(|()| monitor::start(store.root(), &container, true));
+    if let Err(e) = made {
+        let _ = runtime::guard::remove_container(store.root(), &container.id, None);
         return Err(e);
     }
     println!("{}", container.id);
     Ok(ExitCode::SUCCESS)
 }
 
-/// Starts a created or stopped container under its monitor.
+/// Starts a created container (opens its exec fifo) or a stopped one (under a new
+/// monitor).
 fn start_one(store: &store::Store, c: &store::Container) -> Result<()> {
-    if let Some(s) = state::load(&c.dir)
-        && state::status(&s) == state::Status::Running
-    {
-        bail!("container {} is already running", c.name);
+    let Some(s) = state::load(&c.dir) else {
+        return monitor::start(store.root(), c, false);
+    };
+    match state::status(&s) {
+        state::Status::Running => bail!("container {} is already running", c.name),
+        state::Status::Created => {
+            let fifo = monitor::fifo_path(&c.dir);
+            let dir = c.dir.clone();
+            let alive =
+                || state::load(&dir).is_some_and(|s| state::status(&s) == state::Status::Created);
+            runtime::exec_fifo::release(&fifo, alive)
+        }
+        state::Status::Exited(_) | state::Status::LauncherDied => {
+            monitor::start(store.root(), c, false)
+        }
     }
-    monitor::start(store.root(), c)
 }
 
 /// Runs `strata start`.
@@ -358,7 +372,7 @@ pub fn cp(root: Option<PathBuf>, args: CpArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs the hidden `container-monitor ID`.
-pub fn monitor(root: Option<PathBuf>, id: &str) -> Result<ExitCode> {
-    monitor::main(root, id)
+/// Runs the hidden `container-monitor [--created] ID`.
+pub fn monitor(root: Option<PathBuf>, id: &str, created: bool) -> Result<ExitCode> {
+    monitor::main(root, id, created)
 }

@@ -60,7 +60,7 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
     if args.detach {
         let started = (|| -> Result<()> {
             crate::lifecycle::config::save(&container.dir, &args)?;
-            crate::lifecycle::monitor::start(store.root(), &container)
+            crate::lifecycle::monitor::start(store.root(), &container, false)
         })();
         if let Err(e) = started {
             let _ = runtime::guard::remove_container(store.root(), &container.id, None);

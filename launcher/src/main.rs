@@ -81,6 +81,9 @@ enum Command {
     /// Hold a detached container (run by `run -d` and `start`).
     #[command(hide = true, name = "container-monitor")]
     ContainerMonitor {
+        /// The command waits on an exec fifo for `start`.
+        #[arg(long)]
+        created: bool,
         /// Container id.
         id: String,
     },
@@ -117,7 +120,9 @@ fn main() -> ExitCode {
         Command::Top(args) => launcher::cmd_lifecycle::top(root, args),
         Command::Stats(args) => launcher::cmd_lifecycle::stats(root, args),
         Command::Cp(args) => launcher::cmd_lifecycle::cp(root, args),
-        Command::ContainerMonitor { id } => launcher::cmd_lifecycle::monitor(root, &id),
+        Command::ContainerMonitor { id, created } => {
+            launcher::cmd_lifecycle::monitor(root, &id, created)
+        }
         Command::Ps(args) => launcher::cmd_run::ps(root, args),
         Command::Rm(args) => launcher::cmd_run::rm(root, args),
         Command::Mount(args) => launcher::cmd_run::mount(root, args),

@@ -229,6 +229,7 @@ pub fn build(
         hooks: Default::default(),
         seccomp: None,
         exec_fifo: None,
+        outlives_setup: false,
         network: args.network,
         limits: checked.limits,
         volumes: checked.volumes,

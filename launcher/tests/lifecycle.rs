@@ -580,7 +580,23 @@ fn create_then_start_and_start_a_passes_the_exit_code() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_eq!(stdout(&o).trim().len(), 64, "{}", show(&o));
     assert!(c.ps_line(true).contains("created"), "{}", c.ps_line(true));
-    assert_eq!(c.inspect()["State"]["Status"], "created");
+    assert!(
+        c.ps_line(false).is_empty(),
+        "a created container is not running"
+    );
+    let v = c.inspect();
+    assert_eq!(v["State"]["Status"], "created", "{v}");
+    // Set up and waiting on its exec fifo: its init is there, its command not yet run.
+    let monitor = v["State"]["MonitorPid"].as_i64().unwrap_or_default();
+    assert!(monitor > 0, "{v}");
+    assert!(c.logs(&[]).is_empty(), "{}", c.logs(&[]));
+    let o = c.on("exec", &["true"]);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "exec in a created container: {}",
+        show(&o)
+    );
     let o = c.strata(&["start", "-a", name]);
     assert_eq!(o.status.code(), Some(5), "{}", show(&o));
     assert_eq!(stdout(&o), "out-\n", "{}", show(&o));
@@ -589,6 +605,38 @@ fn create_then_start_and_start_a_passes_the_exit_code() {
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_ok_output(&c.on("wait", &[]), "5");
     assert_eq!(c.logs(&[]), "out-\nout-\n");
+}
+
+#[test]
+fn a_created_container_stops_without_running() {
+    if skip_unless_root() {
+        return;
+    }
+    let root = demo_store().to_path_buf();
+    let name = "lc-create-stop";
+    let _ = run_strata(&root, &["rm", "-f", name]);
+    let o = run_strata(
+        &root,
+        &[
+            "create", "--driver", "kernel", "--name", name, "demo", "sh", "-c", "echo ran",
+        ],
+    );
+    let c = Ctr {
+        root,
+        name: name.to_string(),
+        runner: None,
+    };
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let t = Instant::now();
+    let o = c.strata(&["stop", "-t", "60", name]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    assert_ok_output(&c.on("wait", &[]), "137");
+    assert_eq!(c.logs(&[]), "", "the command never ran");
+    // Started again afterwards: it runs.
+    assert_eq!(c.strata(&["start", name]).status.code(), Some(0));
+    assert_ok_output(&c.on("wait", &[]), "0");
+    assert_eq!(c.logs(&[]), "ran\n");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::runtime::state::{self, Status};
 /// The status word `ps` and `inspect` show for the container in `dir`.
 pub fn status_word(st: Option<&state::State>) -> &'static str {
     match st.map(|s| (state::status(s), s.detached)) {
-        None => "created",
+        None | Some((Status::Created, _)) => "created",
         Some((Status::Running, _)) => "running",
         Some((Status::Exited(_), _)) => "exited",
         Some((Status::LauncherDied, true)) => "stopped (monitor died)",

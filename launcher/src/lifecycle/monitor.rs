@@ -1,5 +1,7 @@
-//! The monitor of a detached container: `strata run -d` and `start` spawn it (the
-//! hidden `strata container-monitor ID`) with its stdio on the container's log file;
+//! The monitor of a detached container: `strata run -d`, `create` and `start` spawn it
+//! (the hidden `strata container-monitor [--created] ID`) with its stdio on the
+//! container's log file; for `create` the container's command waits on an exec fifo
+//! (`runtime/exec_fifo.rs`, as an OCI `create` leaves it) until `start` opens it;
 //! it leaves the caller's session (setsid) and runs the container with the same
 //! launcher `strata run` is (`runtime::launch`: setup process, guard, signal
 //! forwarding, cleanup), so the exit code and finish time land in the container's
@@ -14,7 +16,7 @@ use anyhow::{Context, Result, bail};
 
 use super::{config, logs};
 use crate::run_spec;
-use crate::runtime::{self, procfs, state};
+use crate::runtime::{self, exec_fifo, procfs, state};
 
 /// The hidden subcommand the monitor runs as.
 pub const SUBCOMMAND: &str = "container-monitor";
@@ -22,10 +24,15 @@ pub const SUBCOMMAND: &str = "container-monitor";
 /// How long `start` waits for the container's command to be started.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// The exec fifo of the container in `dir` while it is created and not started.
+pub fn fifo_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("runtime").join("exec.fifo")
+}
+
 /// Spawns the monitor of container `c` (of the store at `store_root`) and returns once
-/// the container's command runs (or already finished), or with the reason it could
-/// not start.
-pub fn start(store_root: &Path, c: &store::Container) -> Result<()> {
+/// the container's command runs (or already finished; with `created`, waits on its
+/// exec fifo), or with the reason it could not start.
+pub fn start(store_root: &Path, c: &store::Container, created: bool) -> Result<()> {
     let log_path = logs::path(&c.dir);
     if let Some(parent) = log_path.parent() {
         std::fs::create_dir_all(parent)
@@ -40,10 +47,12 @@ pub fn start(store_root: &Path, c: &store::Container) -> Result<()> {
         .try_clone()
         .with_context(|| format!("duplicating the log {}", log_path.display()))?;
     let exe = std::env::current_exe().context("finding the strata binary (/proc/self/exe)")?;
-    let mut child = Command::new(&exe)
-        .arg("--root")
-        .arg(store_root)
-        .arg(SUBCOMMAND)
+    let mut cmd = Command::new(&exe);
+    cmd.arg("--root").arg(store_root).arg(SUBCOMMAND);
+    if created {
+        cmd.arg("--created");
+    }
+    let mut child = cmd
         .arg(&c.id)
         .stdin(Stdio::null())
         .stdout(log)
@@ -87,9 +96,10 @@ pub fn start(store_root: &Path, c: &store::Container) -> Result<()> {
     }
 }
 
-/// Body of the monitor process: runs container `id` to its end; exit status 0 once
-/// the container ran (its code is in its state), 125 when it could not start.
-pub fn main(root: Option<std::path::PathBuf>, id: &str) -> Result<ExitCode> {
+/// Body of the monitor process: runs container `id` to its end (with `created`, its
+/// command first waits for `start` on the exec fifo); exit status 0 once the
+/// container ran (its code is in its state), 125 when it could not start.
+pub fn main(root: Option<std::path::PathBuf>, id: &str, created: bool) -> Result<ExitCode> {
     // Out of the caller's session: its terminal's hangup never reaches us.
     let _ = nix::unistd::setsid();
     let store = store::Store::open(root)?;
@@ -108,9 +118,23 @@ pub fn main(root: Option<std::path::PathBuf>, id: &str) -> Result<ExitCode> {
         let image = store.image_by_id(&c.image_id)?;
         let mut spec = run_spec::build(&store, &args, checked, &c, &image)?;
         spec.detached = true;
+        let fifo = fifo_path(&c.dir);
+        // One left by a created container that was never started.
+        match std::fs::remove_file(&fifo) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("removing {}", fifo.display()));
+            }
+            _ => {}
+        }
+        if created {
+            exec_fifo::make(&fifo)?;
+            spec.exec_fifo = Some(fifo);
+        }
         st.command = spec.argv.clone();
         runtime::launch::launch(&spec)
     })();
+    // A created container killed before `start` leaves its fifo.
+    let _ = std::fs::remove_file(fifo_path(&c.dir));
     match ran {
         Ok(_) => Ok(ExitCode::SUCCESS),
         Err(e) => {

@@ -34,7 +34,9 @@ pub fn wait_stopped(dir: &std::path::Path, deadline: Option<Instant>) -> Option<
     loop {
         let st = state::load(dir);
         match &st {
-            Some(s) if state::status(s) != Status::Running => return st,
+            Some(s) if !matches!(state::status(s), Status::Running | Status::Created) => {
+                return st;
+            }
             None if !dir.exists() => return None,
             _ => {}
         }
@@ -45,11 +47,17 @@ pub fn wait_stopped(dir: &std::path::Path, deadline: Option<Instant>) -> Option<
     }
 }
 
-/// Stops container `c`: SIGTERM, then SIGKILL to its PID 1 after `timeout`. Nothing
-/// to do when it is not running.
+/// Stops container `c`: SIGTERM, then SIGKILL to its PID 1 after `timeout` (at once
+/// when it is created and not started: its command has not run). Nothing to do when
+/// it is not running.
 pub fn stop(c: &store::Container, timeout: Duration) -> Result<()> {
-    let Some(st) = state::load(&c.dir).filter(|s| state::status(s) == Status::Running) else {
+    let Some(st) = state::load(&c.dir) else {
         return Ok(());
+    };
+    let timeout = match state::status(&st) {
+        Status::Running => timeout,
+        Status::Created => Duration::ZERO,
+        Status::Exited(_) | Status::LauncherDied => return Ok(()),
     };
     // The launcher (monitor) passes SIGTERM on to PID 1, and kills a PID 1 that has
     // no handler for it (the kernel would drop the signal), as `strata run` does.

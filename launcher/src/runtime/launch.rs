@@ -62,6 +62,7 @@ fn running_state(spec: &RunSpec, pid: i32, cgroup: Option<&Cgroup>) -> state::St
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         user: spec.user.clone(),
+        exec_fifo: spec.exec_fifo.clone(),
         error: None,
     }
 }

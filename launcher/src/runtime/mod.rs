@@ -124,9 +124,12 @@ pub struct RunSpec {
     pub oom_score_adj: Option<i32>,
     /// A seccomp filter installed just before exec.
     pub seccomp: Option<seccomp::Plan>,
-    /// A created (OCI) container: its init waits on this fifo before exec, nothing
-    /// waits for it and it does not die with its parent.
+    /// A created container: its init waits on this fifo before exec (until `start`).
     pub exec_fifo: Option<PathBuf>,
+    /// The init outlives the setup process (an OCI `create`): the setup process exits
+    /// once it is forked, the init reports ready on its pipe and does not die with its
+    /// parent. Else (`strata`) the setup process waits for it and unmounts.
+    pub outlives_setup: bool,
     /// Network mode.
     pub network: Network,
     /// cgroup limits.

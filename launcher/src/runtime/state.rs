@@ -49,6 +49,9 @@ pub struct State {
     /// The user the command runs as (`-u` / the image's User), unresolved.
     #[serde(default)]
     pub user: Option<String>,
+    /// Created (`strata create`): the command waits on this exec fifo until `start`.
+    #[serde(default)]
+    pub exec_fifo: Option<PathBuf>,
     /// Why the container could not start, if so.
     #[serde(default)]
     pub error: Option<String>,
@@ -57,6 +60,8 @@ pub struct State {
 /// A container's status as the state file and the live processes tell it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
+    /// Set up, its command waiting on the exec fifo for `start`.
+    Created,
     /// Its launcher (or monitor) is alive and it has not finished.
     Running,
     /// Finished with this exit code.
@@ -112,7 +117,13 @@ pub fn launcher_alive(state: &State) -> bool {
 pub fn status(state: &State) -> Status {
     match state.exit_code {
         Some(code) => Status::Exited(code),
-        None if launcher_alive(state) => Status::Running,
+        None if launcher_alive(state) => {
+            if state.exec_fifo.as_deref().is_some_and(Path::exists) {
+                Status::Created
+            } else {
+                Status::Running
+            }
+        }
         None => Status::LauncherDied,
     }
 }
