@@ -713,7 +713,7 @@ fn rootless_runner(root: &Path, args: &[&str]) -> Output {
 }
 
 #[test]
-fn rootless_run_d_exec_stop() {
+fn rootless_run_d_exec_cp_stop() {
     if skip_unless_root() {
         return;
     }
@@ -781,6 +781,22 @@ fn rootless_run_d_exec_stop() {
     let o = c.on("exec", &["sh", "-c", "id -u; cat /proc/1/cmdline"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert!(stdout(&o).starts_with("0\nsleep"), "{}", show(&o));
+    // cp both ways through the container's user and mount namespaces.
+    let file = dir.path().join("to-copy");
+    std::fs::write(&file, "rootless-payload\n").expect("write");
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+        .expect("chmod");
+    let o = c.strata(&["cp", "to-copy", "rl:/tmp/copied"]);
+    assert_eq!(o.status.code(), Some(0), "cp in: {}", show(&o));
+    assert_ok_output(&c.on("exec", &["cat", "/tmp/copied"]), "rootless-payload");
+    let o = c.strata(&["cp", "rl:/tmp/copied", "back"]);
+    assert_eq!(o.status.code(), Some(0), "cp out: {}", show(&o));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("back")).expect("copied out"),
+        "rootless-payload\n"
+    );
+    let o = c.on("top", &[]);
+    assert!(stdout(&o).contains("sleep 1000"), "{}", show(&o));
     let o = c.strata(&["stop", "rl"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     assert_ok_output(&c.on("wait", &[]), "143");

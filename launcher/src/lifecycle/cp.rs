@@ -1,8 +1,8 @@
 //! `strata cp SRC DST`, one side `CONTAINER:PATH` (as podman writes it): the copy is
-//! made by a child process that takes a descriptor of the host side first, then
-//! chroots into the container's root (`/proc/PID/root` of a running container, its
-//! union mounted for the copy otherwise), so container paths resolve inside the
-//! container. The tree is copied fd-relative (`*at` calls, never following a
+//! made by a child process that takes a descriptor of the host side first, then enters
+//! the container's root (a running container's mount namespace, and its user
+//! namespace when rootless; a stopped container's union, mounted for the copy, by
+//! chroot), so container paths resolve inside the container. The tree is copied fd-relative (`*at` calls, never following a
 //! symlink, which is copied as one): regular files, directories, symlinks, modes.
 //! As podman does: a DST that is a directory receives SRC under its own name; else
 //! DST names the copy.
@@ -61,15 +61,18 @@ pub fn copy(store: &store::Store, src: &Endpoint, dst: &Endpoint) -> Result<()> 
             inside.display()
         );
     }
-    if !nix::unistd::geteuid().is_root() {
-        bail!("cp needs root (a rootless container's files are not reachable yet)");
-    }
     let c = store.container(name)?;
     let running = super::running_state(&c).ok();
+    if running.is_none() && !nix::unistd::geteuid().is_root() {
+        bail!(
+            "cp with the stopped container {} needs root (rootless, start it first)",
+            c.name
+        );
+    }
     // A stopped container's union, mounted for the copy and unmounted after.
     let mut mounted = None;
     let root = match &running {
-        Some(st) => PathBuf::from(format!("/proc/{}/root", st.pid)),
+        Some(st) => Root::Namespaces(Namespaces::of(st.pid)?),
         None => {
             let dirs = union::UnionDirs {
                 lowers: store.container_lower_dirs(&c)?,
@@ -83,7 +86,7 @@ pub fn copy(store: &store::Store, src: &Endpoint, dst: &Endpoint) -> Result<()> 
                 .with_context(|| format!("creating {}", c.merged.display()))?;
             let m = union::mount_union(driver, &dirs, &c.merged, false, false)?;
             mounted = Some(m);
-            c.merged.clone()
+            Root::Dir(c.merged.clone())
         }
     };
     let r = in_child(&root, host, inside, &dir);
@@ -95,8 +98,42 @@ pub fn copy(store: &store::Store, src: &Endpoint, dst: &Endpoint) -> Result<()> 
     r
 }
 
-/// Forks the copier: it opens the host side, chroots into `root`, copies.
-fn in_child(root: &Path, host: &Path, inside: &Path, dir: &Direction) -> Result<()> {
+/// The namespaces of a running container the copier joins.
+struct Namespaces {
+    /// Its user namespace when it is not ours (rootless).
+    user: Option<std::fs::File>,
+    /// Its mount namespace: joining it makes its root (the container's) ours.
+    mnt: std::fs::File,
+}
+
+impl Namespaces {
+    fn of(pid: i32) -> Result<Namespaces> {
+        use std::os::unix::fs::MetadataExt;
+        let open = |name: &str| {
+            let p = format!("/proc/{pid}/ns/{name}");
+            std::fs::File::open(&p).with_context(|| format!("opening {p}"))
+        };
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/user"))
+            .with_context(|| format!("reading /proc/{pid}/ns/user"))?;
+        let ours = std::fs::metadata("/proc/self/ns/user").ok();
+        let same = ours.is_some_and(|o| o.ino() == theirs.ino() && o.dev() == theirs.dev());
+        Ok(Namespaces {
+            user: if same { None } else { Some(open("user")?) },
+            mnt: open("mnt")?,
+        })
+    }
+}
+
+/// Where the copier finds the container's files.
+enum Root {
+    /// A running container: its namespaces.
+    Namespaces(Namespaces),
+    /// A stopped container's union, mounted here.
+    Dir(PathBuf),
+}
+
+/// Forks the copier: it opens the host side, enters `root`, copies.
+fn in_child(root: &Root, host: &Path, inside: &Path, dir: &Direction) -> Result<()> {
     let errors = Pipe::new()?;
     match crate::sys::process::fork().context("fork of the copier")? {
         ForkResult::Child => {
@@ -129,7 +166,7 @@ fn in_child(root: &Path, host: &Path, inside: &Path, dir: &Direction) -> Result<
 /// The source as (parent dir fd, name) and the destination as (dir fd, name to make).
 type Ends = ((OwnedFd, OsString), (OwnedFd, OsString));
 
-fn copier(root: &Path, host: &Path, inside: &Path, dir: &Direction) -> Result<()> {
+fn copier(root: &Root, host: &Path, inside: &Path, dir: &Direction) -> Result<()> {
     let ends: Ends = match dir {
         Direction::In => {
             let src = source(host)?;
@@ -152,9 +189,21 @@ fn copier(root: &Path, host: &Path, inside: &Path, dir: &Direction) -> Result<()
     copy_entry(sdir.as_fd(), &sname, ddir.as_fd(), &dname)
 }
 
-fn enter(root: &Path) -> Result<()> {
-    nix::unistd::chroot(root)
-        .with_context(|| format!("chroot into the container's root {}", root.display()))?;
+fn enter(root: &Root) -> Result<()> {
+    use crate::runtime::syscall::Syscall;
+    let sys = crate::runtime::syscall::linux::LinuxSyscall;
+    match root {
+        Root::Namespaces(ns) => {
+            if let Some(user) = &ns.user {
+                sys.setns(user.as_fd(), nix::sched::CloneFlags::CLONE_NEWUSER)
+                    .context("joining the container's user namespace")?;
+            }
+            sys.setns(ns.mnt.as_fd(), nix::sched::CloneFlags::CLONE_NEWNS)
+                .context("joining the container's mount namespace")?;
+        }
+        Root::Dir(d) => nix::unistd::chroot(d.as_path())
+            .with_context(|| format!("chroot into the container's root {}", d.display()))?,
+    }
     nix::unistd::chdir("/").context("chdir / in the container")
 }
 
