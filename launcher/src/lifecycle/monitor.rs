@@ -102,6 +102,14 @@ pub fn start(store_root: &Path, c: &store::Container, created: bool) -> Result<(
 pub fn main(root: Option<std::path::PathBuf>, id: &str, created: bool) -> Result<ExitCode> {
     // Out of the caller's session: its terminal's hangup never reaches us.
     let _ = nix::unistd::setsid();
+    // A `stop` while the container starts is kept pending, for the launcher to pass on
+    // once it runs (it reads the blocked signals from a signalfd), not fatal here.
+    let mut mask = nix::sys::signal::SigSet::empty();
+    for s in runtime::pid1::FORWARDED {
+        mask.add(*s);
+    }
+    nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_BLOCK, Some(&mask), None)
+        .context("blocking signals in the monitor")?;
     let store = store::Store::open(root)?;
     let c = store.container(id)?;
     let me = std::process::id() as i32;
