@@ -13,9 +13,14 @@
 //! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
 //!   the container) once the container's processes are gone.
 //!
+//! A detached `strata` container (`run -d`, `create`/`start`) has a monitor process as
+//! its launcher (`crate::lifecycle::monitor`); after `strata create` its init waits on
+//! an exec fifo before exec, until `start`.
+//!
 //! An OCI `create` (module [`created`]) runs the same setup process and init on a
-//! [`RunSpec`] with no union and an exec fifo: the setup process exits once the init
-//! is forked, the init waits on the fifo before exec, and no launcher stays.
+//! [`RunSpec`] with no union, an exec fifo and `outlives_setup`: the setup process
+//! exits once the init is forked, the init waits on the fifo before exec, and no
+//! launcher stays.
 
 pub mod caps;
 pub mod cgroups;
