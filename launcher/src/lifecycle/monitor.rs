@@ -76,10 +76,19 @@ pub fn start(store_root: &Path, c: &store::Container, created: bool) -> Result<(
                 // It ran and ended already (and with --rm, went).
                 return Ok(());
             }
+            // Its error, as it recorded it, else the end of its log (the caller may
+            // remove the container, log included).
+            if let Some(e) = state::load(&c.dir)
+                .filter(|s| s.launcher_pid == monitor)
+                .and_then(|s| s.error)
+            {
+                bail!("{e}");
+            }
+            let log = std::fs::read(&log_path).unwrap_or_default();
+            let tail = String::from_utf8_lossy(&log[logs::tail_start(&log, 5)..]).into_owned();
             bail!(
-                "the container's monitor exited ({status}) before the container started; \
-                 see {}",
-                log_path.display()
+                "the container's monitor exited ({status}) before the container started: {}",
+                tail.trim()
             );
         }
         if Instant::now() > deadline {
