@@ -6,67 +6,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::run_config::{self, RunConfig, RunFlags};
-use crate::runtime::spec::{self, Driver, Limits, Network};
-use crate::runtime::{self, RunSpec, idmap, state, union};
-
-/// Arguments of `strata run`.
-#[derive(Args)]
-pub struct RunArgs {
-    /// Remove the container when it exits.
-    #[arg(long)]
-    pub rm: bool,
-    /// Container name.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Set an environment variable (K=V, or K to pass the launcher's value).
-    #[arg(short = 'e', long = "env", value_name = "K=V")]
-    pub env: Vec<String>,
-    /// Read environment variables from a file of K=V lines.
-    #[arg(long = "env-file", value_name = "FILE")]
-    pub env_file: Vec<PathBuf>,
-    /// Working directory inside the container.
-    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
-    pub workdir: Option<String>,
-    /// User (UID[:GID] or NAME[:GROUP]) inside the container.
-    #[arg(short = 'u', long = "user")]
-    pub user: Option<String>,
-    /// Bind mount SRC:DST[:ro].
-    #[arg(short = 'v', long = "volume", value_name = "SRC:DST[:ro]")]
-    pub volumes: Vec<String>,
-    /// Hostname (default: the first 12 characters of the container id).
-    #[arg(long)]
-    pub hostname: Option<String>,
-    /// Network: `none` (only lo) or `host`.
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: Network,
-    /// Memory limit (e.g. 256m, 1g).
-    #[arg(short = 'm', long = "memory", value_name = "SIZE")]
-    pub memory: Option<String>,
-    /// CPU quota in CPUs (e.g. 0.5).
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// Maximum number of processes.
-    #[arg(long = "pids-limit", value_name = "N")]
-    pub pids_limit: Option<String>,
-    /// Union driver: stratafs (fuse) or kernel overlayfs.
-    #[arg(long, value_enum, default_value = "fuse")]
-    pub driver: Driver,
-    /// Keep stdin open.
-    #[arg(short = 'i', long)]
-    pub interactive: bool,
-    /// Allocate a pseudo-terminal.
-    #[arg(short = 't', long)]
-    pub tty: bool,
-    /// Run an init as PID 1 that forwards signals to the command and reaps zombies.
-    #[arg(long)]
-    pub init: bool,
-    /// Image name, NAME:TAG or id.
-    pub image: String,
-    /// Command and arguments (default: the image's Entrypoint/Cmd).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
-}
+use crate::run_spec;
+pub use crate::run_spec::RunArgs;
+use crate::runtime::spec::Driver;
+use crate::runtime::{self, idmap, state, union};
 
 /// Arguments of `strata ps`.
 #[derive(Args)]
@@ -74,11 +17,17 @@ pub struct PsArgs {
     /// Show only container ids.
     #[arg(short = 'q', long)]
     pub quiet: bool,
+    /// Show every container (else only the running ones).
+    #[arg(short = 'a', long)]
+    pub all: bool,
 }
 
 /// Arguments of `strata rm`.
 #[derive(Args)]
 pub struct RmArgs {
+    /// Stop a running container (SIGKILL) and remove it.
+    #[arg(short = 'f', long)]
+    pub force: bool,
     /// Container names or ids.
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -103,133 +52,24 @@ pub struct UnmountArgs {
     pub dir: PathBuf,
 }
 
-/// Limits from the flags, validated before anything is created.
-fn limits(args: &RunArgs) -> Result<Limits> {
-    Ok(Limits {
-        memory: args.memory.as_deref().map(spec::parse_size).transpose()?,
-        cpus: args.cpus.as_deref().map(spec::parse_cpus).transpose()?,
-        pids: args
-            .pids_limit
-            .as_deref()
-            .map(spec::parse_pids)
-            .transpose()?,
-    })
-}
-
-/// Runs `strata run`.
+/// Runs `strata run`: in the foreground, or with `-d` under a monitor (prints the id).
 pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
-    // Everything a user can get wrong is checked before the container exists.
-    let limits = limits(&args)?;
-    let volumes = args
-        .volumes
-        .iter()
-        .map(|v| spec::parse_volume(v))
-        .collect::<Result<Vec<_>>>()?;
-    let mut cli_env = Vec::new();
-    for f in &args.env_file {
-        cli_env.extend(spec::parse_env_file(f)?);
-    }
-    cli_env.extend(args.env.iter().map(|e| spec::expand_env_entry(e)));
-    if let Some(e) = cli_env.iter().find(|e| e.starts_with('=')) {
-        bail!("invalid environment variable {e:?}: empty name");
-    }
-    let rootless = !nix::unistd::geteuid().is_root();
-    let idmap = if rootless {
-        Some(idmap::for_caller()?)
-    } else {
-        None
-    };
-    if args.driver == Driver::Fuse {
-        union::check_fuse_available()?;
-    }
-    if let Some(w) = &args.workdir
-        && !w.starts_with('/')
-    {
-        bail!("invalid --workdir {w:?}: must be an absolute path");
-    }
+    let checked = run_spec::check(&args)?;
     let store = store::Store::open(root)?;
-    let image = store.resolve_image(&args.image)?;
-    let term = std::env::var("TERM").ok().filter(|_| args.tty);
-    let RunConfig {
-        argv,
-        env,
-        cwd,
-        user,
-    } = run_config::resolve(
-        &image.config,
-        &RunFlags {
-            image: &args.image,
-            command: &args.command,
-            env: &cli_env,
-            workdir: args.workdir.as_deref(),
-            user: args.user.as_deref(),
-            term: term.as_deref(),
-        },
-    )?;
-    let provisional = args.hostname.clone();
-    let container = store.create_container(
-        &image,
-        args.name.as_deref(),
-        provisional.as_deref().unwrap_or("localhost"),
-    )?;
-    let hostname = provisional.unwrap_or_else(|| container.id[..12].to_string());
-    let built = (|| -> Result<RunSpec> {
-        if args.hostname.is_none() {
-            // The init layer carries /etc/hostname; rewrite it with the id-based name.
-            let etc = container.init_layer.join("etc/hostname");
-            if etc.exists() {
-                std::fs::write(&etc, format!("{hostname}\n"))
-                    .with_context(|| format!("writing {}", etc.display()))?;
-            }
+    let (container, image) = run_spec::create_container(&store, &args)?;
+    if args.detach {
+        let started = (|| -> Result<()> {
+            crate::lifecycle::config::save(&container.dir, &args)?;
+            crate::lifecycle::monitor::start(store.root(), &container, false)
+        })();
+        if let Err(e) = started {
+            let _ = runtime::guard::remove_container(store.root(), &container.id, None);
+            return Err(e);
         }
-        let mut lowers = vec![container.init_layer.clone()];
-        lowers.extend(store.lower_dirs(&image)?);
-        Ok(RunSpec {
-            id: container.id.clone(),
-            name: container.name.clone(),
-            dir: container.dir.clone(),
-            union: Some(union::UnionDirs {
-                lowers,
-                upper: Some(container.upper.clone()),
-                work: Some(container.work.clone()),
-            }),
-            merged: container.merged.clone(),
-            driver: args.driver,
-            argv,
-            env,
-            cwd,
-            user,
-            hostname,
-            namespaces: runtime::namespaces::NsPlan::for_network(args.network),
-            mounts: None,
-            masked_paths: strings(runtime::rootfs::MASKED_PATHS),
-            readonly_paths: strings(runtime::rootfs::READONLY_PATHS),
-            rootfs_readonly: false,
-            rootfs_propagation: nix::mount::MsFlags::empty(),
-            caps: runtime::caps::CapSets::default(),
-            additional_gids: Vec::new(),
-            rlimits: Vec::new(),
-            no_new_privs: true,
-            umask: None,
-            sysctl: Vec::new(),
-            oom_score_adj: None,
-            new_keyring: false,
-            preserve_fds: None,
-            hooks: Default::default(),
-            seccomp: None,
-            exec_fifo: None,
-            network: args.network,
-            limits,
-            volumes,
-            tty: args.tty,
-            interactive: args.interactive,
-            init: args.init,
-            idmap,
-            remove: args.rm,
-            store_root: store.root().to_path_buf(),
-        })
-    })();
-    let spec = match built {
+        println!("{}", container.id);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let spec = match run_spec::build(&store, &args, checked, &container, &image) {
         Ok(s) => s,
         Err(e) => {
             if args.rm {
@@ -253,37 +93,41 @@ pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
     ))
 }
 
-/// Runs `strata ps`.
+/// Runs `strata ps`: running containers, or with `-a` every one, with status, exit
+/// code and creation time.
 pub fn ps(root: Option<PathBuf>, args: PsArgs) -> Result<ExitCode> {
     let store = store::Store::open(root)?;
     let containers = store.list_containers()?;
     if !args.quiet {
         println!(
-            "{:<14} {:<24} {:<14} {:<22} COMMAND",
-            "CONTAINER ID", "NAME", "IMAGE", "STATUS"
+            "{:<14} {:<24} {:<14} {:<26} {:<16} COMMAND",
+            "CONTAINER ID", "NAME", "IMAGE", "STATUS", "CREATED"
         );
     }
+    let now = state::now();
     for c in containers {
+        let st = state::load(&c.dir);
+        let status = st.as_ref().map(state::status);
+        if !args.all && status != Some(state::Status::Running) {
+            continue;
+        }
         if args.quiet {
             println!("{}", &c.id[..12.min(c.id.len())]);
             continue;
         }
-        let st = state::load(&c.dir);
-        let status = match &st {
-            Some(s) if state::is_running(s) => format!("running (pid {})", s.pid),
-            Some(s) => match s.exit_code {
-                Some(code) => format!("exited ({code})"),
-                None => "exited (launcher died)".to_string(),
-            },
-            None => "created".to_string(),
+        let shown = match (&st, status) {
+            (Some(s), Some(state::Status::Running)) => format!("running (pid {})", s.pid),
+            (_, Some(state::Status::Exited(code))) => format!("exited ({code})"),
+            _ => crate::lifecycle::inspect::status_word(st.as_ref()).to_string(),
         };
         let cmd = st.map(|s| s.command.join(" ")).unwrap_or_default();
         println!(
-            "{:<14} {:<24} {:<14} {:<22} {}",
+            "{:<14} {:<24} {:<14} {:<26} {:<16} {}",
             &c.id[..12.min(c.id.len())],
             c.name,
             &c.image_id[..12.min(c.image_id.len())],
-            status,
+            shown,
+            runtime::clock::ago(c.created, now),
             cmd
         );
     }
@@ -300,11 +144,14 @@ pub fn rm(root: Option<PathBuf>, args: RmArgs) -> Result<ExitCode> {
             if let Some(s) = state::load(&c.dir)
                 && state::is_running(&s)
             {
-                bail!(
-                    "container {} is running (launcher pid {}); stop it first",
-                    c.name,
-                    s.launcher_pid
-                );
+                if !args.force {
+                    bail!(
+                        "container {} is running (launcher pid {}); stop it first or use -f",
+                        c.name,
+                        s.launcher_pid
+                    );
+                }
+                crate::lifecycle::stop::stop(&c, std::time::Duration::ZERO)?;
             }
             let rootless = !nix::unistd::geteuid().is_root();
             if rootless && let Ok(map @ idmap::IdMapping::Full { .. }) = idmap::for_caller() {
@@ -437,8 +284,4 @@ pub fn unmount(_root: Option<PathBuf>, args: UnmountArgs) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn strings(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
 }

@@ -46,6 +46,30 @@ enum Command {
     Logout(launcher::cmd_registry::LogoutArgs),
     /// Run a command in a new container.
     Run(launcher::cmd_run::RunArgs),
+    /// Create a container without starting it (prints its id).
+    Create(launcher::cmd_run::RunArgs),
+    /// Start created or stopped containers under a monitor.
+    Start(launcher::cmd_lifecycle::StartArgs),
+    /// Run a command in a running container.
+    Exec(launcher::cmd_lifecycle::ExecArgs),
+    /// Print a detached container's output.
+    Logs(launcher::cmd_lifecycle::LogsArgs),
+    /// Stop containers: SIGTERM, then SIGKILL after a timeout.
+    Stop(launcher::cmd_lifecycle::StopArgs),
+    /// Send a signal to containers' PID 1.
+    Kill(launcher::cmd_lifecycle::KillArgs),
+    /// Wait for containers to end; print their exit codes.
+    Wait(launcher::cmd_lifecycle::ContainersArgs),
+    /// Stop and start containers again.
+    Restart(launcher::cmd_lifecycle::StopArgs),
+    /// Show containers as JSON.
+    Inspect(launcher::cmd_lifecycle::ContainersArgs),
+    /// List a container's processes.
+    Top(launcher::cmd_lifecycle::TopArgs),
+    /// Show containers' memory, CPU time and process count.
+    Stats(launcher::cmd_lifecycle::StatsArgs),
+    /// Copy files between a container and the host (CONTAINER:PATH).
+    Cp(launcher::cmd_lifecycle::CpArgs),
     /// List containers.
     Ps(launcher::cmd_run::PsArgs),
     /// Remove containers.
@@ -54,6 +78,15 @@ enum Command {
     Mount(launcher::cmd_run::MountArgs),
     /// Unmount a union mounted by `strata mount`.
     Unmount(launcher::cmd_run::UnmountArgs),
+    /// Hold a detached container (run by `run -d` and `start`).
+    #[command(hide = true, name = "container-monitor")]
+    ContainerMonitor {
+        /// The command waits on an exec fifo for `start`.
+        #[arg(long)]
+        created: bool,
+        /// Container id.
+        id: String,
+    },
     /// Serve stratafs in this process (what `stratafs` does); used by the launcher.
     #[command(hide = true, name = "stratafs", disable_help_flag = true)]
     Stratafs {
@@ -75,6 +108,21 @@ fn main() -> ExitCode {
         Command::Login(args) => launcher::cmd_registry::login(args),
         Command::Logout(args) => launcher::cmd_registry::logout(args),
         Command::Run(args) => launcher::cmd_run::run(root, args),
+        Command::Create(args) => launcher::cmd_lifecycle::create(root, args),
+        Command::Start(args) => launcher::cmd_lifecycle::start(root, args),
+        Command::Exec(args) => launcher::cmd_lifecycle::exec(root, args),
+        Command::Logs(args) => launcher::cmd_lifecycle::logs(root, args),
+        Command::Stop(args) => launcher::cmd_lifecycle::stop(root, args),
+        Command::Kill(args) => launcher::cmd_lifecycle::kill(root, args),
+        Command::Wait(args) => launcher::cmd_lifecycle::wait(root, args),
+        Command::Restart(args) => launcher::cmd_lifecycle::restart(root, args),
+        Command::Inspect(args) => launcher::cmd_lifecycle::inspect(root, args),
+        Command::Top(args) => launcher::cmd_lifecycle::top(root, args),
+        Command::Stats(args) => launcher::cmd_lifecycle::stats(root, args),
+        Command::Cp(args) => launcher::cmd_lifecycle::cp(root, args),
+        Command::ContainerMonitor { id, created } => {
+            launcher::cmd_lifecycle::monitor(root, &id, created)
+        }
         Command::Ps(args) => launcher::cmd_run::ps(root, args),
         Command::Rm(args) => launcher::cmd_run::rm(root, args),
         Command::Mount(args) => launcher::cmd_run::mount(root, args),

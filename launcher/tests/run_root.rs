@@ -90,7 +90,7 @@ fn writes_land_in_upper_and_rm_cleans_up() {
     assert_not_in_lowers(&store, "demo", "etc/newfile");
     // Nothing stays mounted on the host.
     assert!(!mounted(c.merged.to_str().expect("utf8")));
-    let ps = run_strata(root, &["ps"]);
+    let ps = run_strata(root, &["ps", "-a"]);
     assert!(stdout(&ps).contains(name), "{}", show(&ps));
     assert!(stdout(&ps).contains("exited (0)"), "{}", show(&ps));
     let rm = run_strata(root, &["rm", name]);

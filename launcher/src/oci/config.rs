@@ -368,6 +368,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         preserve_fds: Some(at.preserve_fds),
         seccomp: super::seccomp::plan(raw)?,
         exec_fifo: Some(at.exec_fifo.clone()),
+        outlives_setup: true,
         network,
         limits: limits(raw)?,
         volumes: Vec::new(),
@@ -376,6 +377,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         init: false,
         idmap,
         remove: false,
+        detached: false,
         store_root: at.state_dir.clone(),
     };
     Ok(Translated {

@@ -84,7 +84,7 @@ impl Record {
 
     /// Whether the recorded init still runs (not a zombie, same start time).
     pub fn alive(&self) -> bool {
-        self.pid > 0 && proc_start_time(self.pid) == Some(self.start_time)
+        crate::runtime::procfs::is_same_process(self.pid, self.start_time)
     }
 
     /// The runtime-spec state object (`ociVersion`, `id`, `status`, `pid`, `bundle`,
@@ -104,19 +104,6 @@ impl Record {
             "annotations": self.annotations,
         })
     }
-}
-
-/// The start time of live process `pid` (None when gone or a zombie).
-pub fn proc_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state), so field 22 is fields[19].
-    if matches!(fields.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    fields.get(19)?.parse().ok()
 }
 
 /// Checks a container id: non-empty, letters, digits and `_+-.`, not `.` or `..`.
@@ -264,7 +251,7 @@ mod tests {
     #[test]
     fn own_start_time_is_read_and_a_dead_pid_is_stopped() {
         let me = std::process::id() as i32;
-        let start = proc_start_time(me);
+        let start = crate::runtime::procfs::start_time(me);
         assert!(start.is_some());
         let mut r = Record {
             oci_version: "1.0.0".into(),

@@ -15,12 +15,12 @@ use super::cgroups::Cgroup;
 use super::sync::{Msg, Pipe};
 use super::{RunSpec, hooks, idmap, setup};
 
-/// Creates the container of `spec` (whose `exec_fifo` is set) in `cgroup`; `console`
+/// Creates the container of `spec` (with `exec_fifo` and `outlives_setup`) in `cgroup`; `console`
 /// is the connected console socket the init sends its pty master over. Returns the
 /// init's pid (in the caller's pid namespace) once it waits on the fifo.
 pub fn create(spec: &RunSpec, cgroup: Option<&Cgroup>, console: Option<OwnedFd>) -> Result<i32> {
-    if spec.exec_fifo.is_none() {
-        bail!("a created container needs an exec fifo");
+    if spec.exec_fifo.is_none() || !spec.outlives_setup {
+        bail!("an OCI created container needs an exec fifo and an init that outlives its setup");
     }
     let up = Pipe::new()?;
     let down = Pipe::new()?;

@@ -19,7 +19,7 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 /// Runs in the new namespaces and never returns: exec's the command or exits with
 /// 125/126/127 after printing one line.
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
-/// `ready` (a created container, with `spec.exec_fifo`) is where the init says it is
+/// `ready` (a created OCI container, with `spec.outlives_setup`) is where the init says it is
 /// set up, or why it failed, before it waits on the fifo.
 pub fn container_main(
     spec: &RunSpec,
@@ -65,7 +65,7 @@ fn prepare(
 ) -> Result<Prepared> {
     let tty = console.is_some();
     // A created container's init outlives the setup process that forked it.
-    let detached = spec.exec_fifo.is_some();
+    let detached = spec.outlives_setup;
     if !detached {
         nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
             .context("PR_SET_PDEATHSIG")?;
@@ -226,7 +226,9 @@ pub(super) fn attach_tty(slave: OwnedFd, controlling: bool) -> Result<()> {
         .context("dup2 of the pty")
 }
 
-fn redirect_stdin_null() -> Result<()> {
+/// Makes `/dev/null` this process's stdin (a container's or an `exec`'d process's
+/// without `-i`).
+pub fn redirect_stdin_null() -> Result<()> {
     let f = std::fs::File::open("/dev/null").context("opening /dev/null for stdin")?;
     nix::unistd::dup2_stdin(&f)
         .map_err(std::io::Error::from)

@@ -34,19 +34,37 @@ pub fn launch(spec: &RunSpec) -> Result<i32> {
     if let Ok(code) = result
         && !spec.remove
     {
-        let _ = state::save(
-            &spec.dir,
-            &state::State {
-                launcher_pid: std::process::id() as i32,
-                pid: 0,
-                command: spec.argv.clone(),
-                exit_code: Some(code),
-            },
-        );
+        let mut st = state::load(&spec.dir).unwrap_or_else(|| running_state(spec, 0, None));
+        st.pid = 0;
+        st.exit_code = Some(code);
+        st.finished_at = Some(state::now());
+        let _ = state::save(&spec.dir, &st);
     }
     let code = result?;
     cleaned?;
     Ok(code)
+}
+
+/// The state of `spec`'s container while its command (`pid`) runs.
+fn running_state(spec: &RunSpec, pid: i32, cgroup: Option<&Cgroup>) -> state::State {
+    let me = std::process::id() as i32;
+    state::State {
+        launcher_pid: me,
+        launcher_start: super::procfs::start_time(me),
+        pid,
+        command: spec.argv.clone(),
+        exit_code: None,
+        detached: spec.detached,
+        started_at: Some(state::now()),
+        finished_at: None,
+        cgroup_paths: cgroup.map(Cgroup::paths).unwrap_or_default(),
+        rootless: spec.idmap.is_some(),
+        env: spec.env.clone(),
+        cwd: spec.cwd.clone(),
+        user: spec.user.clone(),
+        exec_fifo: spec.exec_fifo.clone(),
+        error: None,
+    }
 }
 
 fn start_and_monitor(
@@ -160,12 +178,7 @@ fn run_blocked(
     };
     let _ = state::save(
         &spec.dir,
-        &state::State {
-            launcher_pid: launcher.as_raw(),
-            pid: container_pid.as_raw(),
-            command: spec.argv.clone(),
-            exit_code: None,
-        },
+        &running_state(spec, container_pid.as_raw(), cgroup),
     );
     let master = match console.as_ref().map(pty::receive_master).transpose() {
         Ok(m) => m.flatten(),

@@ -13,12 +13,18 @@
 //! * a guard that outlives a killed launcher and removes the cgroup (and with `--rm`
 //!   the container) once the container's processes are gone.
 //!
+//! A detached `strata` container (`run -d`, `create`/`start`) has a monitor process as
+//! its launcher (`crate::lifecycle::monitor`); after `strata create` its init waits on
+//! an exec fifo before exec, until `start`.
+//!
 //! An OCI `create` (module [`created`]) runs the same setup process and init on a
-//! [`RunSpec`] with no union and an exec fifo: the setup process exits once the init
-//! is forked, the init waits on the fifo before exec, and no launcher stays.
+//! [`RunSpec`] with no union, an exec fifo and `outlives_setup`: the setup process
+//! exits once the init is forked, the init waits on the fifo before exec, and no
+//! launcher stays.
 
 pub mod caps;
 pub mod cgroups;
+pub mod clock;
 pub mod created;
 pub mod credentials;
 pub mod daemon_wait;
@@ -35,7 +41,9 @@ pub mod namespaces;
 pub mod net;
 pub mod paths;
 pub mod pid1;
+pub mod procfs;
 pub mod pty;
+pub mod reap;
 pub mod rootfs;
 pub mod seccomp;
 pub mod setup;
@@ -121,9 +129,12 @@ pub struct RunSpec {
     pub oom_score_adj: Option<i32>,
     /// A seccomp filter installed just before exec.
     pub seccomp: Option<seccomp::Plan>,
-    /// A created (OCI) container: its init waits on this fifo before exec, nothing
-    /// waits for it and it does not die with its parent.
+    /// A created container: its init waits on this fifo before exec (until `start`).
     pub exec_fifo: Option<PathBuf>,
+    /// The init outlives the setup process (an OCI `create`): the setup process exits
+    /// once it is forked, the init reports ready on its pipe and does not die with its
+    /// parent. Else (`strata`) the setup process waits for it and unmounts.
+    pub outlives_setup: bool,
     /// Network mode.
     pub network: Network,
     /// cgroup limits.
@@ -141,6 +152,8 @@ pub struct RunSpec {
     pub idmap: Option<idmap::IdMapping>,
     /// Remove the container after exit (`--rm`).
     pub remove: bool,
+    /// Run by a monitor (`strata run -d`, `start`): recorded in the state.
+    pub detached: bool,
     /// The store root (for `--rm` by the guard).
     pub store_root: PathBuf,
 }

@@ -72,7 +72,7 @@ fn run(
     let child = match crate::sys::process::fork().context("fork of the container process")? {
         ForkResult::Child => {
             // A created container's init reports on the same pipe (ready or error).
-            let ready = if spec.exec_fifo.is_some() {
+            let ready = if spec.outlives_setup {
                 Some((to_parent.take(), from_parent.take()))
             } else {
                 None
@@ -84,7 +84,7 @@ fn run(
     // The console socket belongs to the container now.
     drop(console);
     to_parent.send(&Msg::Started(child.as_raw()))?;
-    if spec.exec_fifo.is_some() {
+    if spec.outlives_setup {
         // A created container outlives this process: nothing to wait for or unmount.
         return Ok(0);
     }

@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 /// How the union filesystem is mounted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Driver {
     /// stratafs (FUSE), or `$STRATA_FUSE_PROGRAM` (e.g. fuse-overlayfs) as a stand-in.
     Fuse,
@@ -16,7 +18,9 @@ pub enum Driver {
 }
 
 /// Network mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum Network {
     /// A new network namespace with only `lo`, up.
     None,

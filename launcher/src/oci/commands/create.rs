@@ -8,9 +8,10 @@ use std::path::Path;
 use anyhow::{Context, Result, bail};
 
 use crate::oci::config::{self, Placement};
-use crate::oci::state::{Record, StateDir, Status, proc_start_time};
+use crate::oci::state::{Record, StateDir, Status};
 use crate::oci::{console, log};
 use crate::runtime::cgroups::Cgroup;
+use crate::runtime::procfs::start_time as proc_start_time;
 use crate::runtime::{created, exec_fifo};
 
 /// `create`'s options.

@@ -140,7 +140,7 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
     if wait {
         // The helper exits after forking the process: make it ours to reap.
         nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
-        mask = super::run::block_forwarded()?;
+        mask = crate::runtime::reap::block_forwarded()?;
     }
     let pid = join::spawn(JoinSpec {
         init_pid: record.pid,
@@ -168,6 +168,6 @@ pub fn exec(root: &Path, a: &liboci_cli::Exec) -> Result<u8> {
     if !wait {
         return Ok(0);
     }
-    let code = super::run::wait(Pid::from_raw(pid), &mask)?;
+    let code = crate::runtime::reap::wait(Pid::from_raw(pid), &mask)?;
     Ok(u8::try_from(code).unwrap_or(255))
 }

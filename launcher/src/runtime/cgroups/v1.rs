@@ -38,10 +38,11 @@ fn own_path(controller: &str) -> Result<PathBuf> {
 }
 
 impl V1Cgroup {
-    /// Creates `<mount>/<own>/strata/<name>` in the memory, cpu and pids hierarchies
-    /// (those present) and applies the limits; a limit whose controller is missing fails.
+    /// Creates `<mount>/<own>/strata/<name>` in the memory, cpu, cpuacct (for `stats`)
+    /// and pids hierarchies (those present) and applies the limits; a limit whose
+    /// controller is missing fails.
     pub fn create(name: &str, limits: &Limits) -> Result<V1Cgroup> {
-        Self::create_with(limits, &["memory", "cpu", "pids"], |ctrl| {
+        Self::create_with(limits, &["memory", "cpu", "cpuacct", "pids"], |ctrl| {
             Ok(own_path(ctrl)?.join("strata").join(name))
         })
     }
