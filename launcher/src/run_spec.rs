@@ -52,6 +52,9 @@ pub struct RunArgs {
     /// CPU quota in CPUs (e.g. 0.5).
     #[arg(long)]
     pub cpus: Option<String>,
+    /// Relative CPU weight in shares (1024 the default; `cpu.weight` on cgroup v2).
+    #[arg(long = "cpu-shares", value_name = "N", value_parser = clap::value_parser!(u64).range(2..=262_144))]
+    pub cpu_shares: Option<u64>,
     /// Maximum number of processes.
     #[arg(long = "pids-limit", value_name = "N")]
     pub pids_limit: Option<String>,
@@ -92,6 +95,7 @@ pub fn check(args: &RunArgs) -> Result<Checked> {
             .as_deref()
             .map(spec::parse_pids)
             .transpose()?,
+        cpu_shares: args.cpu_shares,
     };
     let volumes = args
         .volumes

@@ -364,6 +364,13 @@ fn kill_by_number_and_name_and_delete_needs_force_while_running() {
     assert_eq!(o.code, Some(0), "delete --force: {}", o.show());
     assert!(!b.root.join(&c).exists());
     assert!(find_cgroups(&c).is_empty());
+    // Gone: a second delete --force succeeds (containerd's shim sends one), a plain
+    // delete names the missing container.
+    let o = b.rt(&["delete", "--force", &c]);
+    assert_eq!(o.code, Some(0), "delete --force again: {}", o.show());
+    let o = b.rt(&["delete", &c]);
+    assert_ne!(o.code, Some(0));
+    assert!(o.stderr.contains("does not exist"), "{}", o.show());
 }
 
 #[test]
@@ -783,7 +790,7 @@ fn rootless_create_start_delete_as_an_unprivileged_user() {
 
 /// podman (with conmon) drives strata-runtime: `run --rm` prints the container's
 /// output (podman's default seccomp profile, sysctl, device rules, mounts and
-/// capabilities honoured); a setting this runtime refuses (cpu shares) fails with the
+/// capabilities honoured); a setting this runtime refuses (a cpuset) fails with the
 /// field's name, which podman shows. podman's rlimits (1048576
 /// open files) are brought down to 4096 or the test's own hard limit, since raising a
 /// hard limit needs CAP_SYS_RESOURCE, which some hosts (this CI's) withhold.
@@ -855,11 +862,11 @@ fn podman_runs_a_container_through_strata_runtime() {
     assert!(o.status.success(), "podman run: {out}\n{err}");
     assert_eq!(out.trim(), "hi 0 1", "{err}");
     let mut args = base.to_vec();
-    args.extend(["--cpu-shares", "512", "localhost/demo:latest", "true"]);
+    args.extend(["--cpuset-cpus", "0", "localhost/demo:latest", "true"]);
     let o = podman(&args);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
-    assert!(err.contains("linux.resources.cpu.shares"), "{err}");
+    assert!(err.contains("linux.resources.cpu.cpus"), "{err}");
     let _ = podman(&["rm", "-a", "-f"]);
     let _ = podman(&["rmi", "-a", "-f"]);
 }

@@ -180,8 +180,8 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Refuses, by name, what `linux.resources` holds beyond memory.limit, cpu.quota and
-/// period, pids.limit and device rules.
+/// Refuses, by name, what `linux.resources` holds beyond memory.limit, cpu.quota,
+/// period and shares, pids.limit and device rules.
 fn check_resources(r: &Value) -> Result<()> {
     allow_only(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
     for (i, d) in r
@@ -201,7 +201,7 @@ fn check_resources(r: &Value) -> Result<()> {
         allow_only(m, "linux.resources.memory", &["limit"])?;
     }
     if let Some(c) = r.get("cpu") {
-        allow_only(c, "linux.resources.cpu", &["quota", "period"])?;
+        allow_only(c, "linux.resources.cpu", &["quota", "period", "shares"])?;
     }
     if let Some(p) = r.get("pids") {
         allow_only(p, "linux.resources.pids", &["limit"])?;
@@ -617,7 +617,21 @@ fn limits(raw: &Value) -> Result<Limits> {
         Some(p) if p > 0 => Some(p as u64),
         Some(_) | None => None,
     };
-    Ok(Limits { memory, cpus, pids })
+    // 0 (or none) leaves the weight as the parent gives it, as runc does.
+    let cpu_shares = match raw.pointer("/linux/resources/cpu/shares") {
+        None | Some(Value::Null) => None,
+        Some(v) => match v.as_u64() {
+            Some(0) => None,
+            Some(s) => Some(s),
+            None => bail!("linux.resources.cpu.shares {v} is not a count of shares"),
+        },
+    };
+    Ok(Limits {
+        memory,
+        cpus,
+        cpu_shares,
+        pids,
+    })
 }
 
 /// One OCI mount → the core's [`MountSpec`]: flags from the options runc knows,

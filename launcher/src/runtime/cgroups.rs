@@ -28,13 +28,27 @@ pub fn cpu_quota_us(cpus: f64) -> u64 {
     ((cpus * CPU_PERIOD_US as f64).round() as u64).max(1000)
 }
 
+/// The kernel's range of cgroup v1 `cpu.shares`.
+const SHARES: std::ops::RangeInclusive<u64> = 2..=262_144;
+
+/// cgroup v1 `cpu.shares` as the kernel takes them (clamped to its range).
+pub fn cpu_shares(shares: u64) -> u64 {
+    shares.clamp(*SHARES.start(), *SHARES.end())
+}
+
+/// cgroup v2 `cpu.weight` (1..=10000) for v1 `shares`, mapped linearly from one
+/// range onto the other as runc and crun do, so 1024 shares are weight 39.
+pub fn cpu_weight(shares: u64) -> u64 {
+    1 + (cpu_shares(shares) - SHARES.start()) * 9999 / (SHARES.end() - SHARES.start())
+}
+
 /// The controllers the container's limits need.
 pub fn needed_controllers(limits: &Limits) -> Vec<&'static str> {
     let mut c = Vec::new();
     if limits.memory.is_some() {
         c.push("memory");
     }
-    if limits.cpus.is_some() {
+    if limits.cpus.is_some() || limits.cpu_shares.is_some() {
         c.push("cpu");
     }
     if limits.pids.is_some() {
@@ -293,4 +307,20 @@ fn wait_frozen(paths: &[PathBuf], frozen: bool) -> Result<()> {
         "the container's cgroup did not get {} within 5 s",
         if frozen { "frozen" } else { "thawed" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_map_onto_the_v2_weight_range_as_runc_maps_them() {
+        assert_eq!(cpu_weight(2), 1);
+        assert_eq!(cpu_weight(1024), 39);
+        assert_eq!(cpu_weight(512), 20);
+        assert_eq!(cpu_weight(262_144), 10_000);
+        // Out of the kernel's range: clamped, as the v1 file clamps them.
+        assert_eq!(cpu_shares(1), 2);
+        assert_eq!(cpu_weight(1 << 30), 10_000);
+    }
 }

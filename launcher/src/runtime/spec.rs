@@ -35,6 +35,9 @@ pub struct Limits {
     pub memory: Option<u64>,
     /// CPU quota in CPUs (e.g. 0.5).
     pub cpus: Option<f64>,
+    /// Relative CPU weight in cgroup v1 shares (2..=262144, 1024 the default),
+    /// written as `cpu.weight` on cgroup v2 (what containerd and podman send).
+    pub cpu_shares: Option<u64>,
     /// Maximum number of tasks.
     pub pids: Option<u64>,
 }
@@ -42,7 +45,10 @@ pub struct Limits {
 impl Limits {
     /// Whether any limit was asked for.
     pub fn any(&self) -> bool {
-        self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+        self.memory.is_some()
+            || self.cpus.is_some()
+            || self.cpu_shares.is_some()
+            || self.pids.is_some()
     }
 }
 

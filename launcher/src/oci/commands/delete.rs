@@ -1,5 +1,6 @@
 //! `delete [--force] ID`: removes a stopped (or created) container's cgroup and state
-//! directory; a running one only with `--force`, which kills it first.
+//! directory; a running one only with `--force`, which kills it first. With `--force`,
+//! a container that does not exist is no error, as with runc.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -14,7 +15,16 @@ use crate::runtime::cgroups::kill_and_rmdir;
 /// Deletes container `id`.
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let dir = StateDir::new(root, id)?;
+    if force && !dir.dir.exists() {
+        // Already gone: `--force` asks only that it be gone (runc answers the same;
+        // containerd's shim deletes twice).
+        return Ok(());
+    }
     let _lock = dir.lock()?;
+    if force && !dir.dir.join("state.json").exists() {
+        // A create that failed before it wrote its state left only the directory.
+        return dir.remove();
+    }
     let record = dir.load()?;
     match record.status() {
         Status::Running | Status::Paused if !force => {

@@ -42,7 +42,7 @@ fn base() -> Value {
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
                            {"type": "network", "path": "/proc/1/ns/net"}],
             "resources": {"memory": {"limit": 67108864},
-                          "cpu": {"quota": 50000, "period": 100000},
+                          "cpu": {"quota": 50000, "period": 100000, "shares": 512},
                           "pids": {"limit": 10}},
             "maskedPaths": ["/proc/kcore"],
             "readonlyPaths": ["/proc/sys"]
@@ -69,6 +69,7 @@ fn a_full_config_translates() {
     assert_eq!(s.network, Network::Host);
     assert_eq!(s.limits.memory, Some(64 << 20));
     assert_eq!(s.limits.cpus, Some(0.5));
+    assert_eq!(s.limits.cpu_shares, Some(512));
     assert_eq!(s.limits.pids, Some(10));
     assert_eq!(s.rlimits.len(), 1);
     let mounts = s.mounts.clone().unwrap_or_default();
@@ -83,7 +84,7 @@ fn unsupported_fields_are_named() {
         ("/linux/intelRdt", "linux.intelRdt"),
         ("/hooks", "hooks"),
         ("/process/apparmorProfile", "process.apparmorProfile"),
-        ("/linux/resources/cpu/shares", "linux.resources.cpu.shares"),
+        ("/linux/resources/cpu/cpus", "linux.resources.cpu.cpus"),
     ] {
         let mut c = base();
         let (parent, key) = patch.rsplit_once('/').unwrap_or(("", patch));

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use super::devices::{self, DeviceRule};
-use super::{CPU_PERIOD_US, cpu_quota_us, kill_and_rmdir, write_file};
+use super::{CPU_PERIOD_US, cpu_quota_us, cpu_shares, kill_and_rmdir, write_file};
 use crate::runtime::spec::Limits;
 
 /// A container's cgroups in the v1 hierarchies.
@@ -90,7 +90,7 @@ impl V1Cgroup {
             let Some(mount) = mount_of(ctrl) else {
                 let wanted = match ctrl {
                     "memory" => limits.memory.is_some(),
-                    "cpu" => limits.cpus.is_some(),
+                    "cpu" => limits.cpus.is_some() || limits.cpu_shares.is_some(),
                     "pids" => limits.pids.is_some(),
                     "devices" => true,
                     _ => false,
@@ -134,6 +134,9 @@ impl V1Cgroup {
         if let (Some(c), Some(d)) = (limits.cpus, self.dir("cpu")) {
             write_file(&d.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
             write_file(&d.join("cpu.cfs_quota_us"), &cpu_quota_us(c).to_string())?;
+        }
+        if let (Some(s), Some(d)) = (limits.cpu_shares, self.dir("cpu")) {
+            write_file(&d.join("cpu.shares"), &cpu_shares(s).to_string())?;
         }
         if let (Some(p), Some(d)) = (limits.pids, self.dir("pids")) {
             write_file(&d.join("pids.max"), &p.to_string())?;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::{CPU_PERIOD_US, cpu_quota_us, kill_and_rmdir, needed_controllers, write_file};
+use super::{
+    CPU_PERIOD_US, cpu_quota_us, cpu_weight, kill_and_rmdir, needed_controllers, write_file,
+};
 use crate::runtime::spec::Limits;
 
 /// A container's cgroup in the unified hierarchy.
@@ -77,6 +79,9 @@ impl V2Cgroup {
                 &self.path.join("cpu.max"),
                 &format!("{} {CPU_PERIOD_US}", cpu_quota_us(c)),
             )?;
+        }
+        if let Some(s) = limits.cpu_shares {
+            write_file(&self.path.join("cpu.weight"), &cpu_weight(s).to_string())?;
         }
         if let Some(p) = limits.pids {
             write_file(&self.path.join("pids.max"), &p.to_string())?;
@@ -151,6 +156,7 @@ mod tests {
             memory: Some(64 << 20),
             cpus: Some(0.5),
             pids: Some(10),
+            cpu_shares: Some(512),
         };
         let cg = V2Cgroup::create(root, own, "c1", &limits)?;
         assert_eq!(cg.path, root.join(own).join("strata/c1"));
@@ -163,6 +169,7 @@ mod tests {
             "50000 100000"
         );
         assert_eq!(std::fs::read_to_string(cg.path.join("pids.max"))?, "10");
+        assert_eq!(std::fs::read_to_string(cg.path.join("cpu.weight"))?, "20");
         // Plain files: each write replaced the content; the last controller enabled shows.
         for d in [
             root.to_path_buf(),
