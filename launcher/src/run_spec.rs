@@ -96,6 +96,7 @@ pub fn check(args: &RunArgs) -> Result<Checked> {
             .map(spec::parse_pids)
             .transpose()?,
         cpu_shares: args.cpu_shares,
+        memory_swap: None,
     };
     let volumes = args
         .volumes

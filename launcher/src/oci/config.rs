@@ -180,7 +180,7 @@ fn refuse_unsupported(raw: &Value) -> Result<()> {
     Ok(())
 }
 
-/// Refuses, by name, what `linux.resources` holds beyond memory.limit, cpu.quota,
+/// Refuses, by name, what `linux.resources` holds beyond memory.limit and swap, cpu.quota,
 /// period and shares, pids.limit and device rules.
 fn check_resources(r: &Value) -> Result<()> {
     allow_only(r, "linux.resources", &["memory", "cpu", "pids", "devices"])?;
@@ -198,7 +198,7 @@ fn check_resources(r: &Value) -> Result<()> {
         )?;
     }
     if let Some(m) = r.get("memory") {
-        allow_only(m, "linux.resources.memory", &["limit"])?;
+        allow_only(m, "linux.resources.memory", &["limit", "swap"])?;
     }
     if let Some(c) = r.get("cpu") {
         allow_only(c, "linux.resources.cpu", &["quota", "period", "shares"])?;
@@ -602,6 +602,18 @@ fn limits(raw: &Value) -> Result<Limits> {
         Some(-1) | None => None,
         Some(m) => bail!("linux.resources.memory.limit {m} is not a positive size"),
     };
+    // memory+swap, as runc: -1 no limit on swap; not below the memory limit.
+    let memory_swap = match (get("/linux/resources/memory/swap"), memory) {
+        (None | Some(0), _) => None,
+        (Some(-1), _) => Some(u64::MAX),
+        (Some(s), Some(m)) if s > 0 && s as u64 >= m => Some(s as u64),
+        (Some(s), None) if s > 0 => bail!(
+            "linux.resources.memory.swap {s} needs linux.resources.memory.limit (it counts memory and swap together)"
+        ),
+        (Some(s), _) => bail!(
+            "linux.resources.memory.swap {s} is below linux.resources.memory.limit (it counts memory and swap together)"
+        ),
+    };
     let cpus = match get("/linux/resources/cpu/quota") {
         Some(q) if q > 0 => {
             let period = get("/linux/resources/cpu/period").unwrap_or(100_000);
@@ -628,6 +640,7 @@ fn limits(raw: &Value) -> Result<Limits> {
     };
     Ok(Limits {
         memory,
+        memory_swap,
         cpus,
         cpu_shares,
         pids,

@@ -31,8 +31,11 @@ pub enum Network {
 /// Resource limits applied through cgroups.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Limits {
-    /// Memory limit in bytes (swap disallowed beyond it).
+    /// Memory limit in bytes.
     pub memory: Option<u64>,
+    /// Memory and swap together, in bytes (v1 `memsw`; `u64::MAX` for no limit on
+    /// swap); none: no swap beyond the memory limit.
+    pub memory_swap: Option<u64>,
     /// CPU quota in CPUs (e.g. 0.5).
     pub cpus: Option<f64>,
     /// Relative CPU weight in cgroup v1 shares (2..=262144, 1024 the default),

@@ -41,7 +41,7 @@ fn base() -> Value {
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "uts"},
                            {"type": "network", "path": "/proc/1/ns/net"}],
-            "resources": {"memory": {"limit": 67108864},
+            "resources": {"memory": {"limit": 67108864, "swap": 134217728},
                           "cpu": {"quota": 50000, "period": 100000, "shares": 512},
                           "pids": {"limit": 10}},
             "maskedPaths": ["/proc/kcore"],
@@ -70,6 +70,7 @@ fn a_full_config_translates() {
     assert_eq!(s.limits.memory, Some(64 << 20));
     assert_eq!(s.limits.cpus, Some(0.5));
     assert_eq!(s.limits.cpu_shares, Some(512));
+    assert_eq!(s.limits.memory_swap, Some(128 << 20));
     assert_eq!(s.limits.pids, Some(10));
     assert_eq!(s.rlimits.len(), 1);
     let mounts = s.mounts.clone().unwrap_or_default();

@@ -128,7 +128,12 @@ impl V1Cgroup {
             write_file(&d.join("memory.limit_in_bytes"), &m.to_string())?;
             let memsw = d.join("memory.memsw.limit_in_bytes");
             if memsw.exists() {
-                write_file(&memsw, &m.to_string())?;
+                let total = match limits.memory_swap {
+                    Some(u64::MAX) => "-1".to_string(),
+                    Some(t) => t.to_string(),
+                    None => m.to_string(),
+                };
+                write_file(&memsw, &total)?;
             }
         }
         if let (Some(c), Some(d)) = (limits.cpus, self.dir("cpu")) {

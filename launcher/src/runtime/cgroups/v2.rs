@@ -71,7 +71,12 @@ impl V2Cgroup {
             write_file(&self.path.join("memory.max"), &m.to_string())?;
             let swap = self.path.join("memory.swap.max");
             if swap.exists() {
-                write_file(&swap, "0")?;
+                let beyond = match limits.memory_swap {
+                    Some(u64::MAX) => "max".to_string(),
+                    Some(t) => t.saturating_sub(m).to_string(),
+                    None => "0".to_string(),
+                };
+                write_file(&swap, &beyond)?;
             }
         }
         if let Some(c) = limits.cpus {
@@ -157,6 +162,7 @@ mod tests {
             cpus: Some(0.5),
             pids: Some(10),
             cpu_shares: Some(512),
+            memory_swap: Some(96 << 20),
         };
         let cg = V2Cgroup::create(root, own, "c1", &limits)?;
         assert_eq!(cg.path, root.join(own).join("strata/c1"));
