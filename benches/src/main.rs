@@ -11,10 +11,12 @@
 //! pass (what CI runs as a smoke test; it never asserts speed). The launcher workload
 //! runs the release `strata` binary next to this one, and so does the registry pull row
 //! (`strata pull` against `skopeo copy` and `podman pull` from a loopback registry, in a
-//! table of its own: see `pull.rs`).
+//! table of its own: see `pull.rs`), and the OCI runtime row (`podman run --rm` with runc
+//! and with the `strata-runtime` next to it, in a table of its own: see `engines.rs`).
 
 mod chart;
 mod cproject;
+mod engines;
 mod impls;
 mod launch;
 mod pull;
@@ -500,6 +502,23 @@ fn run(args: Args) -> Result<()> {
         };
         pull_table = pull::render(&pull::measure(strata, base, sizes, runs), runs);
     }
+    let mut engines_table = String::new();
+    if selected(engines::NAME) {
+        let strata_runtime = launch::strata_binary()
+            .map(|s| s.with_file_name("strata-runtime"))
+            .map_err(|e| format!("{e:#}"))
+            .and_then(|p| {
+                if p.is_file() {
+                    Ok(p)
+                } else {
+                    Err(format!(
+                        "{} is not built (cargo build --release -p launcher)",
+                        p.display()
+                    ))
+                }
+            });
+        engines_table = engines::render(&engines::measure(strata_runtime, base, runs), runs);
+    }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
         for imp in [
@@ -525,6 +544,7 @@ fn run(args: Args) -> Result<()> {
     let mut table = render(&rows, &memory, &sizes, runs, stem);
     table.push_str(&render_requests(&rows, &served));
     table.push_str(&pull_table);
+    table.push_str(&engines_table);
     println!("{table}");
     let out = match args.out {
         Some(dir) => dir,
