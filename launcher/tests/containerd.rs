@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{find_cgroups, skip_unless_root};
+use common::{find_cgroups, have_tools, show, skip_unless_root};
 
 /// The binary under test.
 fn runtime() -> &'static str {
@@ -174,35 +174,6 @@ impl Drop for Containerd {
     }
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// containerd and ctr present, else a skip (never under CI=true).
-fn have_containerd() -> bool {
-    let found = ["containerd", "ctr", "containerd-shim-runc-v2"]
-        .iter()
-        .all(|b| {
-            Command::new("sh")
-                .args(["-c", &format!("command -v {b}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and this test needs containerd (scripts/deps)"
-        );
-        eprintln!("skipped: needs containerd, ctr and its runc shim (scripts/deps installs them)");
-    }
-    found
-}
-
 /// The demo image as an OCI archive, imported as `demo:latest`.
 fn import_demo(c: &Containerd) {
     let archive: PathBuf = c.dir().join("demo.tar");
@@ -213,7 +184,7 @@ fn import_demo(c: &Containerd) {
 
 #[test]
 fn containerd_runs_tasks_through_strata_runtime() {
-    if skip_unless_root() || !have_containerd() {
+    if skip_unless_root() || !have_tools(&["containerd", "ctr", "containerd-shim-runc-v2"]) {
         return;
     }
     let c = Containerd::start();

@@ -7,7 +7,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -696,15 +696,7 @@ fn run_d_on_stratafs() {
 const USER: &str = "strata-rl";
 
 fn rootless_user(dir: &Path, args: &[&str]) -> Output {
-    Command::new("runuser")
-        .args(["-u", USER, "--"])
-        .arg(dir.join("strata"))
-        .arg("--root")
-        .arg(dir.join("store"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runuser")
+    strata_as(USER, dir, args)
 }
 
 /// `runner` for [`Ctr`]: its root is the work dir of [`rootless_user`].
@@ -717,17 +709,7 @@ fn rootless_run_d_exec_cp_stop() {
     if skip_unless_root() {
         return;
     }
-    let exists = Command::new("id")
-        .arg(USER)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !exists {
-        let st = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", USER])
-            .status()
-            .expect("useradd");
-        assert!(st.success(), "useradd failed");
-    }
+    ensure_user(USER);
     let dir = tempfile::Builder::new()
         .prefix("strata-lc-rl")
         .tempdir_in("/tmp")

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::skip_unless_root;
+use common::{have_tools, show, skip_unless_root};
 
 /// The binary under test.
 fn strata_runtime() -> &'static str {
@@ -132,33 +132,6 @@ impl Drop for Podman {
     }
 }
 
-fn show(o: &Output) -> String {
-    format!(
-        "status {:?}\nstdout: {}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// podman and runc present, else a skip (never under CI=true).
-fn have_podman_and_runc() -> bool {
-    let found = ["podman", "conmon", "runc"].iter().all(|b| {
-        Command::new("sh")
-            .args(["-c", &format!("command -v {b}")])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI=true and this test needs podman, conmon and runc (scripts/deps)"
-        );
-        eprintln!("skipped: needs podman, conmon and runc (scripts/deps installs them)");
-    }
-    found
-}
-
 /// What a podman user sees of each case, one line per case: the same with runc.
 fn observe(p: &Podman) -> Vec<String> {
     let mut seen = Vec::new();
@@ -260,7 +233,7 @@ fn observe(p: &Podman) -> Vec<String> {
 
 #[test]
 fn podman_sees_strata_runtime_as_it_sees_runc() {
-    if skip_unless_root() || !have_podman_and_runc() {
+    if skip_unless_root() || !have_tools(&["podman", "conmon", "runc"]) {
         return;
     }
     let strata = observe(&Podman::new(strata_runtime()));
@@ -290,7 +263,7 @@ fn podman_sees_strata_runtime_as_it_sees_runc() {
 /// name (read back from the runtime's JSON log).
 #[test]
 fn podman_shows_the_field_strata_runtime_refuses() {
-    if skip_unless_root() || !have_podman_and_runc() {
+    if skip_unless_root() || !have_tools(&["podman", "conmon", "runc"]) {
         return;
     }
     let p = Podman::new(strata_runtime());

@@ -24,17 +24,7 @@ fn setup(subids: bool) -> Option<(PathBuf, tempfile::TempDir)> {
     if skip_unless_root() {
         return None;
     }
-    let exists = Command::new("id")
-        .arg(USER)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !exists {
-        let st = Command::new("useradd")
-            .args(["-m", "-s", "/bin/sh", USER])
-            .status()
-            .expect("useradd");
-        assert!(st.success(), "useradd failed");
-    }
+    ensure_user(USER);
     for f in ["/etc/subuid", "/etc/subgid"] {
         let text = std::fs::read_to_string(f).unwrap_or_default();
         let kept: Vec<&str> = text
@@ -102,15 +92,7 @@ fn assert_owned_by_caller(upper: &Path, rel: &str) {
 }
 
 fn as_user(dir: &Path, args: &[&str]) -> Output {
-    Command::new("runuser")
-        .args(["-u", USER, "--"])
-        .arg(dir.join("strata"))
-        .arg("--root")
-        .arg(dir.join("store"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("runuser")
+    strata_as(USER, dir, args)
 }
 
 #[test]

@@ -95,6 +95,57 @@ pub fn show(o: &Output) -> String {
     )
 }
 
+/// Whether every one of `tools` is on PATH. If not, the test is skipped with the reason
+/// printed, except under CI=true, where it fails (`scripts/deps` installs them).
+pub fn have_tools(tools: &[&str]) -> bool {
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| {
+            !std::env::var_os("PATH")
+                .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join(t).is_file()))
+        })
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "CI=true and this test needs {missing:?} (scripts/deps installs them)"
+    );
+    eprintln!("skipped: needs {missing:?} (scripts/deps installs them)");
+    false
+}
+
+/// Makes the unprivileged user `name` (`useradd -m`) unless it exists.
+pub fn ensure_user(name: &str) {
+    let exists = Command::new("id")
+        .arg(name)
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !exists {
+        let st = Command::new("useradd")
+            .args(["-m", "-s", "/bin/sh", name])
+            .status()
+            .expect("useradd");
+        assert!(st.success(), "useradd {name} failed");
+    }
+}
+
+/// `DIR/strata --root DIR/store ARGS` run by `user` in `dir` (a world-accessible work
+/// dir holding a copy of the binary).
+pub fn strata_as(user: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new("runuser")
+        .args(["-u", user, "--"])
+        .arg(dir.join("strata"))
+        .arg("--root")
+        .arg(dir.join("store"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("runuser")
+}
+
 /// Asserts that `o` exited 0 with `want` on stdout (surrounding whitespace ignored),
 /// showing the whole output otherwise.
 pub fn assert_ok_output(o: &Output, want: &str) {
