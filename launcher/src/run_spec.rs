@@ -241,6 +241,7 @@ pub fn build(
         tty: args.tty,
         interactive: args.interactive,
         init: args.init,
+        in_userns: checked.idmap.is_none() && idmap::in_user_namespace(),
         idmap: checked.idmap,
         remove: args.rm,
         detached: args.detach,

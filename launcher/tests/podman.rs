@@ -23,6 +23,8 @@ fn strata_runtime() -> &'static str {
 struct Podman {
     tmp: tempfile::TempDir,
     runtime: String,
+    /// Run by this unprivileged user (rootless podman), else by root.
+    user: Option<&'static str>,
     /// `--ulimit` options within this process's hard limits: podman asks for 1048576
     /// open files, and raising a hard limit needs CAP_SYS_RESOURCE, which some hosts
     /// (this CI's) withhold, for runc as for strata-runtime.
@@ -31,10 +33,27 @@ struct Podman {
 
 impl Podman {
     fn new(runtime: &str) -> Podman {
+        Podman::new_as(runtime, None)
+    }
+
+    /// A store of `user`'s (rootless podman: its user namespace from /etc/subuid), in a
+    /// directory the user may write, with a copy of the runtime it can run.
+    fn new_as(runtime: &str, user: Option<&'static str>) -> Podman {
         let tmp = tempfile::Builder::new()
             .prefix("strata-podman")
-            .tempdir()
+            .tempdir_in("/tmp")
             .expect("tempdir");
+        let mut runtime = runtime.to_string();
+        if user.is_some() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o777))
+                .expect("chmod the store dir");
+            if runtime.contains('/') {
+                let copy = tmp.path().join("runtime");
+                std::fs::copy(&runtime, &copy).expect("copy the runtime");
+                runtime = copy.to_string_lossy().into_owned();
+            }
+        }
         let hard = |r| {
             nix::sys::resource::getrlimit(r)
                 .map(|(_, h)| h.min(4096))
@@ -49,7 +68,8 @@ impl Podman {
         ];
         let p = Podman {
             tmp,
-            runtime: runtime.to_string(),
+            runtime,
+            user,
             ulimits,
         };
         let archive: PathBuf = p.tmp.path().join("demo.tar");
@@ -66,7 +86,28 @@ impl Podman {
     /// `podman ARGS` with `stdin` written to it (else stdin closed), within 120 s.
     fn podman(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
         let d = self.tmp.path();
-        let mut child = Command::new("podman")
+        let mut cmd = match self.user {
+            Some(u) => {
+                let xdg = d.join("xdg");
+                let _ = std::fs::create_dir(&xdg);
+                let _ = nix::unistd::chown(
+                    &xdg,
+                    nix::unistd::User::from_name(u)
+                        .ok()
+                        .flatten()
+                        .map(|u| u.uid),
+                    None,
+                );
+                let mut c = Command::new("runuser");
+                c.args(["-u", u, "--", "env"])
+                    .arg(format!("XDG_RUNTIME_DIR={}", xdg.display()))
+                    .arg(format!("HOME={}", d.display()))
+                    .arg("podman");
+                c
+            }
+            None => Command::new("podman"),
+        };
+        let mut child = cmd
             .arg("--root")
             .arg(d.join("root"))
             .arg("--runroot")
@@ -129,6 +170,10 @@ impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.podman(&["rm", "-a", "-f", "-t", "0"], None);
         let _ = self.podman(&["rmi", "-a", "-f"], None);
+        if let Some(u) = self.user {
+            // Rootless podman leaves its user namespace's pause process behind.
+            let _ = Command::new("pkill").args(["-KILL", "-u", u]).status();
+        }
     }
 }
 
@@ -271,4 +316,72 @@ fn podman_shows_the_field_strata_runtime_refuses() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success());
     assert!(err.contains("linux.resources.cpu.cpus"), "{err}");
+}
+
+/// The unprivileged user of the rootless case (useradd gives it /etc/subuid ranges).
+const ROOTLESS_USER: &str = "strata-podman";
+
+/// Rootless podman (the runtime runs as root of podman's user namespace, with no user
+/// namespace in config.json and no cgroup of its own) through strata-runtime and runc.
+#[test]
+fn rootless_podman_sees_strata_runtime_as_it_sees_runc() {
+    if skip_unless_root() || !have_tools(&["podman", "conmon", "runc", "newuidmap"]) {
+        return;
+    }
+    common::ensure_user(ROOTLESS_USER);
+    let subuid = std::fs::read_to_string("/etc/subuid").unwrap_or_default();
+    if !subuid
+        .lines()
+        .any(|l| l.starts_with(&format!("{ROOTLESS_USER}:")))
+    {
+        let st = Command::new("usermod")
+            .args([
+                "--add-subuids",
+                "400000-465535",
+                "--add-subgids",
+                "400000-465535",
+            ])
+            .arg(ROOTLESS_USER)
+            .status()
+            .expect("usermod");
+        assert!(st.success(), "usermod --add-subuids failed");
+    }
+    let observe = |p: &Podman| -> Vec<String> {
+        let mut seen = Vec::new();
+        for (name, opts, cmd, stdin) in [
+            (
+                "pid 1",
+                &[][..],
+                &[
+                    "sh",
+                    "-c",
+                    "echo hi $(id -u) $$; grep -c . /proc/self/uid_map",
+                ][..],
+                None,
+            ),
+            ("exit code", &[], &["sh", "-c", "exit 3"], None),
+            ("stdin", &["-i"], &["cat"], Some(&b"hello\n"[..])),
+            ("tty", &["-t"], &["sh", "-c", "tty"], None),
+        ] {
+            let o = p.run(opts, cmd, stdin);
+            seen.push(format!(
+                "{name}: exit {:?} out {:?}",
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).replace('\r', "").trim()
+            ));
+        }
+        seen
+    };
+    let strata = observe(&Podman::new_as(strata_runtime(), Some(ROOTLESS_USER)));
+    let runc = observe(&Podman::new_as("runc", Some(ROOTLESS_USER)));
+    assert_eq!(strata, runc, "strata-runtime (left) against runc (right)");
+    assert_eq!(
+        strata,
+        [
+            r#"pid 1: exit Some(0) out "hi 0 1\n2""#,
+            r#"exit code: exit Some(3) out """#,
+            r#"stdin: exit Some(0) out "hello""#,
+            r#"tty: exit Some(0) out "/dev/pts/0""#,
+        ]
+    );
 }

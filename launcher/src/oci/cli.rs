@@ -93,7 +93,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
     let rootless = match cli.rootless.as_deref() {
         Some("true") => true,
         Some("false") => false,
-        None | Some("auto") => !nix::unistd::geteuid().is_root(),
+        // As runc: root of a user namespace other than the host's (rootless podman runs
+        // the runtime in its own) cannot use cgroups or devices as real root does.
+        None | Some("auto") => {
+            !nix::unistd::geteuid().is_root() || crate::runtime::idmap::in_user_namespace()
+        }
         Some(other) => {
             return Err(clap::Error::raw(
                 clap::error::ErrorKind::InvalidValue,
@@ -118,17 +122,21 @@ pub fn version_text() -> String {
     )
 }
 
-/// The state root: `--root`, else `/run/strata-runtime` as root, else
-/// `$XDG_RUNTIME_DIR/strata-runtime`.
+/// The state root: `--root`, else `$XDG_RUNTIME_DIR/strata-runtime` for an
+/// unprivileged caller or root of a user namespace that is not root's own (rootless
+/// podman runs its runtime so, as runc decides), else `/run/strata-runtime` as root.
 pub fn state_root(global: &liboci_cli::GlobalOpts) -> anyhow::Result<PathBuf> {
     if let Some(r) = &global.root {
         return Ok(r.clone());
     }
-    if nix::unistd::geteuid().is_root() {
-        return Ok(PathBuf::from("/run/strata-runtime"));
-    }
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => Ok(PathBuf::from(d).join("strata-runtime")),
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let root = nix::unistd::geteuid().is_root();
+    let namespaced_root = root
+        && crate::runtime::idmap::in_user_namespace()
+        && std::env::var_os("USER").is_none_or(|u| u != "root");
+    match xdg {
+        Some(d) if !root || namespaced_root => Ok(PathBuf::from(d).join("strata-runtime")),
+        _ if root => Ok(PathBuf::from("/run/strata-runtime")),
         _ => anyhow::bail!("--root is needed: not root and $XDG_RUNTIME_DIR is not set"),
     }
 }

@@ -375,6 +375,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         tty: terminal,
         interactive: true,
         init: false,
+        in_userns: idmap.is_none() && crate::runtime::idmap::in_user_namespace(),
         idmap,
         remove: false,
         detached: false,

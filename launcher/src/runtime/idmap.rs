@@ -217,9 +217,35 @@ fn run_map_tool(tool: &str, pid: i32, id: u32, range: &SubRange) -> Result<()> {
     run_tool(tool, &args)
 }
 
+/// Whether this process runs in a user namespace other than the initial one (whose
+/// `uid_map` maps every id onto itself).
+pub fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .map(|m| !initial_uid_map(&m))
+        .unwrap_or(false)
+}
+
+/// Whether `uid_map` text is the initial namespace's: one line, 0 0 4294967295.
+fn initial_uid_map(map: &str) -> bool {
+    let lines: Vec<Vec<&str>> = map
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .filter(|f: &Vec<&str>| !f.is_empty())
+        .collect();
+    lines == [vec!["0", "0", "4294967295"]]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_initial_uid_map_is_told_from_a_namespace_s() {
+        assert!(initial_uid_map("         0          0 4294967295\n"));
+        assert!(!initial_uid_map("         0       1003          1\n"));
+        assert!(!initial_uid_map("0 1003 1\n1 165536 65536\n"));
+        assert!(!initial_uid_map(""));
+    }
 
     #[test]
     fn subid_lookup() {

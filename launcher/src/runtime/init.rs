@@ -98,7 +98,7 @@ fn prepare(
         &sys,
         &RootfsPlan {
             rootfs: &spec.merged,
-            rootless: spec.idmap.is_some(),
+            rootless: spec.rootless(),
             own_netns: spec.network == Network::None,
             volumes: &spec.volumes,
             mounts: spec.mounts.as_deref(),
@@ -194,7 +194,7 @@ fn prepare(
         cwd,
         user,
         additional_gids: &spec.additional_gids,
-        rootless: spec.idmap.is_some(),
+        rootless: spec.rootless(),
         caps: &spec.caps,
         no_new_privs: spec.no_new_privs,
         seccomp: spec.seccomp.as_ref(),

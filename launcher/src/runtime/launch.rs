@@ -58,7 +58,7 @@ fn running_state(spec: &RunSpec, pid: i32, cgroup: Option<&Cgroup>) -> state::St
         started_at: Some(state::now()),
         finished_at: None,
         cgroup_paths: cgroup.map(Cgroup::paths).unwrap_or_default(),
-        rootless: spec.idmap.is_some(),
+        rootless: spec.rootless(),
         env: spec.env.clone(),
         cwd: spec.cwd.clone(),
         user: spec.user.clone(),

@@ -150,10 +150,22 @@ pub struct RunSpec {
     pub init: bool,
     /// Rootless: the id mapping of the user namespace.
     pub idmap: Option<idmap::IdMapping>,
+    /// The caller is root of a user namespace that is not the host's (rootless podman
+    /// runs its runtime so): no user namespace is made, but the container is set up as
+    /// a rootless one (devices bound from the host, not made).
+    pub in_userns: bool,
     /// Remove the container after exit (`--rm`).
     pub remove: bool,
     /// Run by a monitor (`strata run -d`, `start`): recorded in the state.
     pub detached: bool,
     /// The store root (for `--rm` by the guard).
     pub store_root: PathBuf,
+}
+
+impl RunSpec {
+    /// Set up without real root's powers: in a user namespace made for it, or
+    /// already in one.
+    pub fn rootless(&self) -> bool {
+        self.idmap.is_some() || self.in_userns
+    }
 }

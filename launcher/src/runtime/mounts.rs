@@ -18,14 +18,17 @@ pub fn do_mount(
     data: Option<&str>,
 ) -> Result<()> {
     sys.mount(source, target, fstype, flags, data)
-        .with_context(|| {
-            format!(
-                "mounting {} ({}) at {}",
-                source.map(|s| s.display().to_string()).unwrap_or_default(),
-                fstype.unwrap_or("bind"),
-                target.display()
-            )
-        })
+        .with_context(|| what_where(source, fstype, target))
+}
+
+/// "mounting SOURCE (TYPE) at TARGET", for errors.
+fn what_where(source: Option<&Path>, fstype: Option<&str>, target: &Path) -> String {
+    format!(
+        "mounting {} ({}) at {}",
+        source.map(|s| s.display().to_string()).unwrap_or_default(),
+        fstype.unwrap_or("bind"),
+        target.display()
+    )
 }
 
 /// Remounts a bind mount read-only, keeping nosuid/nodev/noexec that may be locked
@@ -152,18 +155,56 @@ pub fn mount_entry(sys: &dyn Syscall, root: &Path, m: &MountSpec) -> Result<()> 
         }
         None => {
             ensure_dir(&target)?;
-            do_mount(
-                sys,
+            let cgroup2 = m.fstype.as_deref() == Some("cgroup2");
+            let r = sys.mount(
                 m.source.as_deref(),
-                m.fstype.as_deref(),
                 &target,
+                m.fstype.as_deref(),
                 m.flags,
                 m.data.as_deref(),
-            )?;
+            );
+            match r {
+                // Root of a user namespace without a cgroup namespace of its own (rootless
+                // podman on a host that gives none) may not mount cgroup2: the host's
+                // view is bound instead, as runc does.
+                Err(nix::Error::EPERM | nix::Error::EBUSY) if cgroup2 => {
+                    bind_host_cgroup2(sys, &target, m.flags)?
+                }
+                r => r.with_context(|| {
+                    what_where(m.source.as_deref(), m.fstype.as_deref(), &target)
+                })?,
+            }
         }
     }
     if !m.propagation.is_empty() {
         do_mount(sys, None, None, &target, m.propagation, None)?;
+    }
+    Ok(())
+}
+
+/// Binds the host's cgroup2 hierarchy (`/sys/fs/cgroup/unified` on a hybrid host, else
+/// `/sys/fs/cgroup`) at `target` with the mount's `flags` (read-only, nosuid, ...).
+fn bind_host_cgroup2(sys: &dyn Syscall, target: &Path, flags: MsFlags) -> Result<()> {
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let host = if unified.join("cgroup.controllers").exists() {
+        unified
+    } else {
+        Path::new("/sys/fs/cgroup")
+    };
+    let bind = MsFlags::MS_BIND | MsFlags::MS_REC;
+    do_mount(sys, Some(host), None, target, bind, None)?;
+    let extra =
+        flags & (MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if !extra.is_empty() {
+        let flags = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | extra;
+        do_mount(
+            sys,
+            None,
+            None,
+            target,
+            flags | locked_flags(sys, target)?,
+            None,
+        )?;
     }
     Ok(())
 }

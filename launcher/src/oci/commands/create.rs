@@ -34,7 +34,8 @@ pub struct Options<'a> {
 }
 
 /// Creates the container; returns the init's pid. `rootless`: the caller is no root
-/// (the config must make a user namespace; no cgroup unless limits are asked for).
+/// (the config must make a user namespace, unless the caller is root of one already;
+/// no cgroup unless limits are asked for).
 pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     if opts.no_pivot {
         bail!("--no-pivot is not supported: strata-runtime always uses pivot_root");
@@ -55,7 +56,7 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
     };
     // Everything the config says is checked before anything is made.
     let t = config::load(&bundle, &at)?;
-    if rootless && t.spec.idmap.is_none() {
+    if rootless && t.spec.idmap.is_none() && !t.spec.in_userns {
         bail!(
             "rootless: config.json needs a user namespace with linux.uidMappings and \
              linux.gidMappings (strata-runtime spec --rootless writes one)"
