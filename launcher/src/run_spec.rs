@@ -220,6 +220,7 @@ pub fn build(
         mounts: None,
         masked_paths: strings(runtime::rootfs::MASKED_PATHS),
         readonly_paths: strings(runtime::rootfs::READONLY_PATHS),
+        no_pivot: false,
         rootfs_readonly: false,
         rootfs_propagation: nix::mount::MsFlags::empty(),
         caps: runtime::caps::CapSets::default(),

@@ -958,3 +958,250 @@ fn preserve_fds_passes_on_that_many_descriptors() {
     assert_eq!(b.wait_file("fd3").trim(), "via-fd3");
     assert_eq!(b.wait_file("fd4").trim(), "fd4-closed");
 }
+
+/// Runs `strata-runtime --root ROOT events ARGS` in the background, its stdout to
+/// `out`.
+fn spawn_events(b: &Bundle, args: &[&str], out: &Path) -> std::process::Child {
+    Command::new(runtime())
+        .args(["--root", b.root.to_str().expect("utf-8"), "events"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(out).expect("events stdout"))
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawning events")
+}
+
+#[test]
+fn events_stats_reads_the_cgroup() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "i=0; while [ $i -lt 30000 ]; do i=$((i+1)); done; echo up > /shared/up; \
+         while true; do sleep 0.1; done",
+    );
+    b.edit(|c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 67108864}});
+    });
+    let c = id("evstats");
+    assert_eq!(b.create(&c).code, Some(0));
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("up");
+    let o = b.rt(&["events", "--stats", &c]);
+    assert_eq!(o.code, Some(0), "events --stats: {}", o.show());
+    assert_eq!(o.stdout.lines().count(), 1, "one line: {}", o.show());
+    let e: Value = serde_json::from_str(&o.stdout).expect("events --stats prints JSON");
+    assert_eq!(e["type"], "stats", "{e}");
+    assert_eq!(e["id"], c.as_str(), "{e}");
+    let d = &e["data"];
+    assert_eq!(d["memory"]["usage"]["limit"], 67108864, "{e}");
+    assert!(d["memory"]["usage"]["usage"].as_u64() > Some(0), "{e}");
+    assert!(d["pids"]["current"].as_u64() >= Some(1), "{e}");
+    assert!(d["cpu"]["usage"]["total"].as_u64() > Some(0), "{e}");
+    assert!(d["cpu"]["usage"]["percpu"].is_array(), "{e}");
+    assert!(d["cpu"]["throttling"].is_object(), "{e}");
+    assert!(d["memory"]["swap"].is_object(), "{e}");
+    let o = b.rt(&["delete", "--force", &c]);
+    assert_eq!(o.code, Some(0), "delete --force: {}", o.show());
+}
+
+#[test]
+fn events_streams_until_the_container_is_gone() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("echo up > /shared/up; while true; do sleep 0.1; done");
+    let c = id("evstream");
+    assert_eq!(b.create(&c).code, Some(0));
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("up");
+    let out = b.shared.join("events.out");
+    let mut child = spawn_events(&b, &["--interval", "200ms", &c], &out);
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while lines().len() < 2 {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("fewer than 2 events in 20 s: {:?}", lines());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let o = b.rt(&["kill", &c, "KILL"]);
+    assert_eq!(o.code, Some(0), "kill: {}", o.show());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("events did not exit after the container was killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "events: {:?}", lines());
+    let all = lines();
+    assert!(all.len() >= 2, "{all:?}");
+    for l in &all {
+        let e: Value = serde_json::from_str(l).expect("each event is a JSON line");
+        assert_eq!(e["type"], "stats", "{l}");
+        assert_eq!(e["id"], c.as_str(), "{l}");
+        assert!(e["data"]["pids"].is_object(), "{l}");
+    }
+    b.wait_status(&c, "stopped");
+    // A stopped container has no events.
+    let o = b.rt(&["events", "--stats", &c]);
+    assert_ne!(
+        o.code,
+        Some(0),
+        "events of a stopped container: {}",
+        o.show()
+    );
+    assert!(o.stderr.contains(&c), "{}", o.show());
+    assert_eq!(b.rt(&["delete", &c]).code, Some(0));
+}
+
+#[test]
+fn events_of_a_missing_container_fails_naming_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new("true");
+    let c = id("evnone");
+    for args in [&["events", "--stats", &c][..], &["events", &c][..]] {
+        let o = b.rt(args);
+        assert_ne!(o.code, Some(0), "{args:?}: {}", o.show());
+        assert!(o.stderr.contains(&c), "{args:?}: {}", o.show());
+        assert!(o.stdout.is_empty(), "{args:?}: {}", o.show());
+    }
+    let o = b.rt(&["events", "--interval", "5parsecs", &c]);
+    assert_ne!(o.code, Some(0), "a bad --interval: {}", o.show());
+}
+
+#[test]
+fn no_pivot_moves_the_rootfs_onto_slash() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "cat /proc/self/mountinfo > /shared/mountinfo; \
+         cd /..; ls > /shared/ls; \
+         if [ -e /usr ] || [ -e /etc/os-release ] || [ -e /bin/busybox.host ]; \
+         then echo host > /shared/reach; else echo none > /shared/reach; fi; exit 7",
+    );
+    let c = id("nopivot");
+    let o = b.rt(&[
+        "run",
+        "--no-pivot",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        &c,
+    ]);
+    assert_eq!(o.code, Some(7), "run --no-pivot: {}", o.show());
+    assert!(!b.root.join(&c).exists(), "run leaves no state behind");
+    assert_eq!(b.wait_file("reach").trim(), "none");
+    let ls = b.wait_file("ls");
+    let mut names: Vec<&str> = ls.split_whitespace().collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        ["bin", "dev", "proc", "shared", "sys", "tmp"],
+        "/.. is the rootfs"
+    );
+    // The mount at / is the bundle's rootfs (its root, field 4, is that directory).
+    let mi = b.wait_file("mountinfo");
+    let root_mount = mi
+        .lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .rfind(|f| f.get(4) == Some(&"/"))
+        .unwrap_or_else(|| panic!("no mount at /: {mi}"));
+    assert!(
+        root_mount
+            .get(3)
+            .is_some_and(|r| r.ends_with("/bundle/rootfs")),
+        "/ is not the rootfs: {root_mount:?}\n{mi}"
+    );
+
+    // create --no-pivot then start: the same, and state sees it run and stop.
+    let b = Bundle::new("echo ok > /shared/ok; exit 3");
+    let c = id("nopivot2");
+    let o = b.rt(&[
+        "create",
+        "--no-pivot",
+        "--bundle",
+        b.dir.to_str().expect("utf-8"),
+        &c,
+    ]);
+    assert_eq!(o.code, Some(0), "create --no-pivot: {}", o.show());
+    assert_eq!(b.state(&c)["status"], "created");
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    assert_eq!(b.wait_file("ok").trim(), "ok");
+    b.wait_status(&c, "stopped");
+    assert_eq!(b.rt(&["delete", &c]).code, Some(0));
+}
+
+#[test]
+fn events_reports_an_oom_kill() {
+    if skip_unless_root() {
+        return;
+    }
+    let b = Bundle::new(
+        "echo up > /shared/up; while [ ! -e /shared/go ]; do sleep 0.05; done; \
+         busybox dd if=/dev/zero of=/dev/null bs=64M count=1; echo $? > /shared/dd; \
+         while true; do sleep 0.1; done",
+    );
+    b.edit(|c| {
+        c["linux"]["resources"] = json!({"memory": {"limit": 16777216, "swap": 16777216}});
+    });
+    let c = id("evoom");
+    assert_eq!(b.create(&c).code, Some(0));
+    assert_eq!(b.rt(&["start", &c]).code, Some(0));
+    b.wait_file("up");
+    let out = b.shared.join("events.out");
+    let mut child = spawn_events(&b, &["--interval", "10s", &c], &out);
+    let read = || std::fs::read_to_string(&out).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while read().lines().count() < 1 {
+        assert!(Instant::now() < deadline, "no first stats event");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::write(b.shared.join("go"), "").expect("go");
+    let dd = b.wait_file("dd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !read().contains("\"oom\"") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = b.rt(&["kill", &c, "KILL"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("events did not exit after the container was killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0));
+    let text = read();
+    let oom: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "oom")
+        .collect();
+    assert_eq!(oom.len(), 1, "dd exited {dd}; events: {text}");
+    assert_eq!(oom[0], json!({"type": "oom", "id": c}));
+    b.wait_status(&c, "stopped");
+    assert_eq!(b.rt(&["delete", &c]).code, Some(0));
+}

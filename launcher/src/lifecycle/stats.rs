@@ -1,9 +1,8 @@
 //! `strata stats --no-stream`: a container's memory, CPU time and process count from
-//! its cgroup, v2 (`memory.current`, `memory.max`, `cpu.stat`, `pids.current`) or v1
-//! (`memory.usage_in_bytes`, `memory.limit_in_bytes`, `cpuacct.usage`,
-//! `pids.current`, one directory per hierarchy).
+//! its cgroup, v2 or v1, as `runtime::cgroups::stats` reads them (the reader
+//! `strata-runtime events` shares).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// What the cgroup files say (None: not available in this cgroup).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -18,37 +17,19 @@ pub struct Stats {
     pub pids: Option<u64>,
 }
 
-fn read_u64(p: &Path) -> Option<u64> {
-    std::fs::read_to_string(p).ok()?.trim().parse().ok()
-}
-
-/// Reads the stats of the cgroup directories `paths`.
+/// Reads the stats of the cgroup directories `paths` (the shared reader,
+/// `runtime::cgroups::stats`, with what it found zero taken as not available).
 pub fn read(paths: &[PathBuf]) -> Stats {
-    let mut s = Stats::default();
-    for dir in paths {
-        // v2
-        s.memory = s.memory.or_else(|| read_u64(&dir.join("memory.current")));
-        s.memory_limit = s.memory_limit.or_else(|| read_u64(&dir.join("memory.max")));
-        s.cpu_ns = s.cpu_ns.or_else(|| {
-            let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
-            text.lines()
-                .find_map(|l| l.strip_prefix("usage_usec "))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(|us| us.saturating_mul(1000))
-        });
-        // v1
-        s.memory = s
-            .memory
-            .or_else(|| read_u64(&dir.join("memory.usage_in_bytes")));
-        s.memory_limit = s.memory_limit.or_else(|| {
-            // v1 says "no limit" with a huge page-rounded number.
-            read_u64(&dir.join("memory.limit_in_bytes")).filter(|v| *v < (1 << 62))
-        });
-        s.cpu_ns = s.cpu_ns.or_else(|| read_u64(&dir.join("cpuacct.usage")));
-        // both
-        s.pids = s.pids.or_else(|| read_u64(&dir.join("pids.current")));
+    let full = crate::runtime::cgroups::stats::read(paths);
+    let usage = &full.memory.usage;
+    let has_memory = usage.limit != 0 || usage.usage != 0;
+    Stats {
+        memory: has_memory.then_some(usage.usage),
+        // v1 says "no limit" with a huge page-rounded number, v2 with `max`.
+        memory_limit: Some(usage.limit).filter(|v| has_memory && *v < (1 << 62)),
+        cpu_ns: Some(full.cpu.usage.total).filter(|v| *v != 0),
+        pids: Some(full.pids.current).filter(|v| *v != 0),
     }
-    s
 }
 
 /// `bytes` as `ps`/`stats` show sizes (`12.5MiB`).

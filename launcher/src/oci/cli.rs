@@ -62,12 +62,16 @@ pub struct CommandLine {
     pub rootless: bool,
     /// The command.
     pub command: Command,
+    /// `events --interval`, as runc takes it (a Go duration: `5s`, `500ms`, `1m`);
+    /// liboci-cli's own field only takes whole seconds.
+    pub events_interval: Option<std::time::Duration>,
 }
 
 /// Parses `args` (the program name first). `--version` wins over a command; no
 /// command is a usage error.
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::Error> {
     let args: Vec<OsString> = args.into_iter().collect();
+    let (args, events_interval) = take_events_interval(args)?;
     let cli = match Cli::try_parse_from(&args) {
         Ok(c) => c,
         // liboci-cli makes kill's SIGNAL required; runc's default is SIGTERM.
@@ -109,7 +113,97 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Parsed, clap::E
         global: cli.global,
         rootless,
         command,
+        events_interval,
     })))
+}
+
+/// After an `events` argument, takes each `--interval D` / `--interval=D` out of
+/// clap's way (leaving `0` for liboci-cli's whole-seconds field) and returns the last
+/// as a duration.
+fn take_events_interval(
+    mut args: Vec<OsString>,
+) -> Result<(Vec<OsString>, Option<std::time::Duration>), clap::Error> {
+    let Some(events) = args.iter().position(|a| a == "events") else {
+        return Ok((args, None));
+    };
+    let mut interval = None;
+    let mut i = events + 1;
+    while i < args.len() {
+        let Some(arg) = args[i].to_str() else {
+            i += 1;
+            continue;
+        };
+        if arg == "--" {
+            break;
+        }
+        let (value, at) = if arg == "--interval" {
+            (
+                args.get(i + 1).map(|v| v.to_string_lossy().into_owned()),
+                i + 1,
+            )
+        } else if let Some(v) = arg.strip_prefix("--interval=") {
+            (Some(v.to_string()), i)
+        } else {
+            i += 1;
+            continue;
+        };
+        let Some(value) = value else { break };
+        let d = parse_duration(&value).map_err(|e| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("strata-runtime: --interval {value:?}: {e}\n"),
+            )
+        })?;
+        interval = Some(d);
+        args[at] = if at == i {
+            "--interval=0".into()
+        } else {
+            "0".into()
+        };
+        i = at + 1;
+    }
+    Ok((args, interval))
+}
+
+/// A Go duration as runc's flags take it: numbers with units (`ns`, `us`/`µs`, `ms`,
+/// `s`, `m`, `h`), summed (`1m30s`, `1.5s`); a bare number is seconds (liboci-cli's
+/// form).
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let (num, after) = rest.split_at(num_len);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("{num:?} is not a number (a duration: 5s, 500ms, 1m)"))?;
+        let unit_len = after
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let scale = match unit {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            "" => return Err("a unit is missing (ns, us, ms, s, m, h)".into()),
+            other => return Err(format!("unknown unit {other:?} (ns, us, ms, s, m, h)")),
+        };
+        total += n * scale;
+        rest = next;
+    }
+    std::time::Duration::try_from_secs_f64(total).map_err(|e| e.to_string())
 }
 
 /// runc's `--version` form: the runtime's version, the runtime-spec version (the one
@@ -196,6 +290,55 @@ mod tests {
         assert!(matches!(c.command, Command::Standard(ref s)
             if matches!(**s, liboci_cli::StandardCmd::Kill(ref k) if k.signal == "SIGTERM")));
         assert!(parse(args(&["strata-runtime", "kill"])).is_err());
+    }
+
+    #[test]
+    fn events_interval_is_a_go_duration() {
+        let p = parse(args(&[
+            "strata-runtime",
+            "events",
+            "--interval",
+            "200ms",
+            "c1",
+        ]));
+        let Ok(Parsed::Command(c)) = p else {
+            panic!("not parsed: {p:?}");
+        };
+        assert_eq!(
+            c.events_interval,
+            Some(std::time::Duration::from_millis(200))
+        );
+        let p = parse(args(&[
+            "strata-runtime",
+            "events",
+            "--interval=1m",
+            "--stats",
+            "c1",
+        ]));
+        let Ok(Parsed::Command(c)) = p else {
+            panic!("not parsed: {p:?}");
+        };
+        assert_eq!(c.events_interval, Some(std::time::Duration::from_secs(60)));
+        assert!(
+            parse(args(&[
+                "strata-runtime",
+                "events",
+                "--interval",
+                "5x",
+                "c1"
+            ]))
+            .is_err()
+        );
+        assert_eq!(parse_duration("5"), Ok(std::time::Duration::from_secs(5)));
+        assert_eq!(
+            parse_duration("1m30s"),
+            Ok(std::time::Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_duration("1.5s"),
+            Ok(std::time::Duration::from_millis(1500))
+        );
+        assert!(parse_duration("10").is_ok() && parse_duration("ms").is_err());
     }
 
     #[test]

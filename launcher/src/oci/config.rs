@@ -352,6 +352,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         readonly_paths: linux
             .and_then(|l| l.readonly_paths().clone())
             .unwrap_or_default(),
+        no_pivot: false,
         rootfs_readonly: root.readonly().unwrap_or(false),
         rootfs_propagation: rootfs_propagation(
             linux.and_then(|l| l.rootfs_propagation().as_deref()),

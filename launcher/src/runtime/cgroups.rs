@@ -2,6 +2,7 @@
 //! cgroup per container, apply memory / cpu / pids limits, and remove it after exit.
 
 pub mod devices;
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -177,6 +178,7 @@ impl Cgroup {
             for (ctrl, file) in [
                 ("memory", "memory.limit_in_bytes"),
                 ("cpu", "cpu.cfs_quota_us"),
+                ("cpuacct", "cpuacct.usage"),
                 ("pids", "pids.max"),
                 ("freezer", "freezer.state"),
                 ("devices", "devices.list"),

@@ -116,7 +116,11 @@ fn prepare(
         &spec.hooks.state_for(host_pid, "created"),
     )
     .context("createContainer hooks")?;
-    rootfs::pivot(&sys, &spec.merged)?;
+    if spec.no_pivot {
+        rootfs::move_root(&sys, &spec.merged)?;
+    } else {
+        rootfs::pivot(&sys, &spec.merged)?;
+    }
     // Before finish() makes /proc/sys read-only.
     for (key, value) in &spec.sysctl {
         let path = Path::new("/proc/sys").join(key.replace('.', "/"));

@@ -98,6 +98,10 @@ pub struct RunSpec {
     pub masked_paths: Vec<String>,
     /// Paths made read-only after pivot_root.
     pub readonly_paths: Vec<String>,
+    /// Make the rootfs the root without pivot_root (`--no-pivot`): moved onto `/`
+    /// (`MS_MOVE`) and chrooted into, as runc's `--no-pivot` does; the old root stays
+    /// mounted beneath, out of reach of paths.
+    pub no_pivot: bool,
     /// Remount the rootfs read-only after pivot_root.
     pub rootfs_readonly: bool,
     /// The propagation the container's `/` gets after pivot_root (`MS_SHARED`,

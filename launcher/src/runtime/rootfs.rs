@@ -176,6 +176,22 @@ pub fn pivot(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Makes `rootfs` the root without pivot_root, as runc's `--no-pivot`: the rootfs
+/// mount (a mount point: a bind of itself at least) is moved onto `/` and chrooted
+/// into. The old root stays mounted beneath it, unreachable by path.
+pub fn move_root(sys: &dyn Syscall, rootfs: &Path) -> Result<()> {
+    let here = Path::new(".");
+    sys.chdir(rootfs)
+        .with_context(|| format!("chdir {}", rootfs.display()))?;
+    sys.mount(Some(here), Path::new("/"), None, MsFlags::MS_MOVE, None)
+        .with_context(|| format!("moving the rootfs {} onto / (MS_MOVE)", rootfs.display()))?;
+    sys.chroot(here)
+        .with_context(|| format!("chroot into the rootfs {}", rootfs.display()))?;
+    sys.chdir(Path::new("/"))
+        .context("chdir / in the container")?;
+    Ok(())
+}
+
 /// After pivoting: masks `masked` and makes `readonly` read-only (`strata run` passes
 /// [`MASKED_PATHS`] and [`READONLY_PATHS`]). `root` is `/` (the pivoted root; a test
 /// passes a directory standing for it), under which the paths are looked up.

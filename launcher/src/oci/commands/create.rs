@@ -25,7 +25,7 @@ pub struct Options<'a> {
     pub console_socket: Option<&'a Path>,
     /// `--pid-file`.
     pub pid_file: Option<&'a Path>,
-    /// `--no-pivot` (refused: the runtime always pivots).
+    /// `--no-pivot`: the rootfs is moved onto `/` and chrooted into, no pivot_root.
     pub no_pivot: bool,
     /// `--preserve-fds N`.
     pub preserve_fds: i32,
@@ -37,9 +37,6 @@ pub struct Options<'a> {
 /// (the config must make a user namespace, unless the caller is root of one already;
 /// no cgroup unless limits are asked for).
 pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
-    if opts.no_pivot {
-        bail!("--no-pivot is not supported: strata-runtime always uses pivot_root");
-    }
     if opts.preserve_fds < 0 {
         bail!("--preserve-fds {}: must not be negative", opts.preserve_fds);
     }
@@ -55,7 +52,8 @@ pub fn create(root: &Path, opts: &Options<'_>, rootless: bool) -> Result<i32> {
         preserve_fds: u32::try_from(opts.preserve_fds).unwrap_or(0),
     };
     // Everything the config says is checked before anything is made.
-    let t = config::load(&bundle, &at)?;
+    let mut t = config::load(&bundle, &at)?;
+    t.spec.no_pivot = opts.no_pivot;
     if rootless && t.spec.idmap.is_none() && !t.spec.in_userns {
         bail!(
             "rootless: config.json needs a user namespace with linux.uidMappings and \

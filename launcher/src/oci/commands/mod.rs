@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod delete;
+pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;
@@ -67,6 +68,13 @@ pub fn dispatch(cli: &CommandLine, log: &Logger) -> Result<u8> {
             CommonCmd::Update(a) => update::update(&root()?, a).map(|()| 0),
             CommonCmd::Pause(a) => pause::pause(&root()?, &a.container_id, true).map(|()| 0),
             CommonCmd::Resume(a) => pause::pause(&root()?, &a.container_id, false).map(|()| 0),
+            CommonCmd::Events(a) => events::events(
+                &root()?,
+                &a.container_id,
+                a.stats,
+                cli.events_interval.unwrap_or(events::DEFAULT_INTERVAL),
+            )
+            .map(|()| 0),
             other => bail!(
                 "{}: not supported by strata-runtime yet",
                 format!("{other:?}")

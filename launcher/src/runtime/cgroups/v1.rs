@@ -56,8 +56,9 @@ impl V1Cgroup {
         limits: &Limits,
         device_rules: &[DeviceRule],
     ) -> Result<V1Cgroup> {
-        // The freezer (where mounted) lets `pause` freeze the container.
-        let mut ctrls = vec!["memory", "cpu", "pids", "freezer"];
+        // The freezer (where mounted) lets `pause` freeze the container; cpuacct
+        // (a hierarchy of its own on some hosts) gives `events` its CPU time.
+        let mut ctrls = vec!["memory", "cpu", "cpuacct", "pids", "freezer"];
         if !device_rules.is_empty() {
             ctrls.push("devices");
         }

@@ -13,7 +13,7 @@ use nix::sys::statvfs::FsFlags;
 use super::super::devices::DEVICES;
 use super::super::spec::Volume;
 use super::super::syscall::recording::{Call, MountCall, RecordingSyscall};
-use super::{MASKED_PATHS, READONLY_PATHS, RootfsPlan, finish, pivot, prepare};
+use super::{MASKED_PATHS, READONLY_PATHS, RootfsPlan, finish, move_root, pivot, prepare};
 
 const NOSUID: MsFlags = MsFlags::MS_NOSUID;
 const NODEV: MsFlags = MsFlags::MS_NODEV;
@@ -368,6 +368,32 @@ fn pivot_stacks_the_old_root_and_detaches_it() {
             Call::Chdir(PathBuf::from("/")),
         ]
     );
+}
+
+#[test]
+fn no_pivot_moves_the_rootfs_onto_slash_and_chroots() {
+    let sys = RecordingSyscall::new();
+    move_root(&sys, Path::new("/c/merged")).expect("move_root");
+    let here = PathBuf::from(".");
+    assert_eq!(
+        sys.calls(),
+        vec![
+            Call::Chdir(PathBuf::from("/c/merged")),
+            Call::Mount {
+                source: Some(here.clone()),
+                target: PathBuf::from("/"),
+                fstype: None,
+                flags: MsFlags::MS_MOVE,
+                data: None,
+            },
+            Call::Chroot(here),
+            Call::Chdir(PathBuf::from("/")),
+        ]
+    );
+    let sys = RecordingSyscall::new().fail_when(|c| matches!(c, Call::Mount { .. }), Errno::EINVAL);
+    let err = move_root(&sys, Path::new("/c/merged")).expect_err("must fail");
+    assert!(format!("{err:#}").contains("/c/merged"), "{err:#}");
+    assert!(!sys.calls().iter().any(|c| matches!(c, Call::Chroot(_))));
 }
 
 #[test]
