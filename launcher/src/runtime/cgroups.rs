@@ -1,6 +1,7 @@
 //! cgroups: detect the host's layout (v2 unified, or v1 legacy/hybrid), create one
 //! cgroup per container, apply memory / cpu / pids limits, and remove it after exit.
 
+pub mod device_filter;
 pub mod devices;
 pub mod stats;
 pub mod v1;
@@ -123,8 +124,8 @@ impl Cgroup {
     /// Creates the cgroup at an OCI `cgroupsPath` (as root): an absolute path from the
     /// hierarchy's root, a relative one under this process's own cgroup; v2 where the
     /// host is unified (or its unified mount has every controller the limits need),
-    /// else v1. Device rules (OCI `linux.resources.devices`) need v1's devices
-    /// controller: on a unified host (eBPF device programs) they are refused.
+    /// else v1. Device rules (OCI `linux.resources.devices`) go to v1's devices
+    /// controller, or on a unified host into an eBPF program attached to the cgroup.
     pub fn create_at(
         path: &Path,
         limits: &Limits,
@@ -138,14 +139,15 @@ impl Cgroup {
             Ok(V2Path(mount.to_path_buf(), rel))
         };
         if is_unified_host() {
-            if !device_rules.is_empty() {
-                bail!(
-                    "linux.resources.devices on a cgroup v2 host (eBPF device programs) is \
-                     not supported yet"
-                );
-            }
             let V2Path(m, rel) = rel_v2(Path::new("/sys/fs/cgroup"))?;
-            return Ok(Cgroup::V2(v2::V2Cgroup::create_at(&m, &rel, limits)?));
+            let cg = v2::V2Cgroup::create_at(&m, &rel, limits)?;
+            if !device_rules.is_empty()
+                && let Err(e) = device_filter::apply_v2(&cg.path, device_rules)
+            {
+                let _ = cg.remove();
+                return Err(e);
+            }
+            return Ok(Cgroup::V2(cg));
         }
         let unified = Path::new("/sys/fs/cgroup/unified");
         let needed = needed_controllers(limits);
