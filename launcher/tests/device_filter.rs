@@ -75,13 +75,19 @@ fn the_kernel_answers_as_the_rules_decide() {
     ];
     apply_v2(&cg.0, &rules).expect("attaching the device program");
     let cases: [(&str, Request); 7] = [
-        (": < /dev/null", req('c', 1, 3, "r")),
-        (": <> /dev/fuse", req('c', 10, 229, "rw")),
-        (": < /dev/loop-control", req('c', 10, 237, "r")),
-        (": < /dev/loop0", req('b', 7, 0, "r")),
-        (": <> /dev/loop0", req('b', 7, 0, "rw")),
-        (&format!("mknod {t}/null c 1 3"), req('c', 1, 3, "m")),
-        (&format!("mknod {t}/sda b 8 0"), req('b', 8, 0, "m")),
+        (": < /dev/null", Request::new('c', 1, 3, "r")),
+        (": <> /dev/fuse", Request::new('c', 10, 229, "rw")),
+        (": < /dev/loop-control", Request::new('c', 10, 237, "r")),
+        (": < /dev/loop0", Request::new('b', 7, 0, "r")),
+        (": <> /dev/loop0", Request::new('b', 7, 0, "rw")),
+        (
+            &format!("mknod {t}/null c 1 3"),
+            Request::new('c', 1, 3, "m"),
+        ),
+        (
+            &format!("mknod {t}/sda b 8 0"),
+            Request::new('b', 8, 0, "m"),
+        ),
     ];
     let mut wrong = Vec::new();
     for (script, r) in &cases {
@@ -94,13 +100,4 @@ fn the_kernel_answers_as_the_rules_decide() {
     // Each outcome was seen at least once, so the filter was in force.
     let answers: Vec<bool> = cases.iter().map(|(_, r)| decide(&rules, r)).collect();
     assert!(answers.contains(&true) && answers.contains(&false));
-}
-
-fn req(kind: char, major: u32, minor: u32, access: &'static str) -> Request {
-    Request {
-        kind,
-        major,
-        minor,
-        access,
-    }
 }

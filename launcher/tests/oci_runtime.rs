@@ -972,6 +972,22 @@ fn spawn_events(b: &Bundle, args: &[&str], out: &Path) -> std::process::Child {
         .expect("spawning events")
 }
 
+/// Waits (20 s at most) for an `events` process to exit once its container is gone.
+fn events_exit(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            return s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("events did not exit after the container was killed");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn events_stats_reads_the_cgroup() {
     if skip_unless_root() {
@@ -1036,18 +1052,7 @@ fn events_streams_until_the_container_is_gone() {
     }
     let o = b.rt(&["kill", &c, "KILL"]);
     assert_eq!(o.code, Some(0), "kill: {}", o.show());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("events did not exit after the container was killed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = events_exit(&mut child);
     assert_eq!(status.code(), Some(0), "events: {:?}", lines());
     let all = lines();
     assert!(all.len() >= 2, "{all:?}");
@@ -1181,18 +1186,7 @@ fn events_reports_an_oom_kill() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = b.rt(&["kill", &c, "KILL"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("events did not exit after the container was killed");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = events_exit(&mut child);
     assert_eq!(status.code(), Some(0));
     let text = read();
     let oom: Vec<Value> = text

@@ -36,6 +36,18 @@ pub struct Request {
     pub access: &'static str,
 }
 
+impl Request {
+    /// A request for `access` to device `kind` `major`:`minor`.
+    pub fn new(kind: char, major: u32, minor: u32, access: &'static str) -> Request {
+        Request {
+            kind,
+            major,
+            minor,
+            access,
+        }
+    }
+}
+
 /// The bits of `access` letters.
 fn access_bits(access: &str) -> i32 {
     access.chars().fold(0, |b, c| {
@@ -218,42 +230,48 @@ mod tests {
         DeviceRule::new(allow, kind, major, minor, a).expect("a valid rule")
     }
 
-    fn req(kind: char, major: u32, minor: u32, access: &'static str) -> Request {
-        Request {
-            kind,
-            major,
-            minor,
-            access,
-        }
-    }
-
     #[test]
     fn the_last_matching_rule_wins() {
         let podman = [
             rule(false, 'a', None, None, "rwm"),
             rule(true, 'c', Some(10), Some(229), "rwm"),
         ];
-        assert!(decide(&podman, &req('c', 10, 229, "rw")), "fuse allowed");
-        assert!(decide(&podman, &req('c', 1, 3, "rw")), "null is standard");
-        assert!(!decide(&podman, &req('b', 7, 0, "r")), "loop0 denied");
         assert!(
-            !decide(&podman, &req('c', 10, 237, "r")),
+            decide(&podman, &Request::new('c', 10, 229, "rw")),
+            "fuse allowed"
+        );
+        assert!(
+            decide(&podman, &Request::new('c', 1, 3, "rw")),
+            "null is standard"
+        );
+        assert!(
+            !decide(&podman, &Request::new('b', 7, 0, "r")),
+            "loop0 denied"
+        );
+        assert!(
+            !decide(&podman, &Request::new('c', 10, 237, "r")),
             "loop-control denied"
         );
-        assert!(decide(&[], &req('b', 8, 0, "r")), "no rule: allowed");
+        assert!(
+            decide(&[], &Request::new('b', 8, 0, "r")),
+            "no rule: allowed"
+        );
         let read_only = [
             rule(false, 'a', None, None, "rwm"),
             rule(true, 'b', Some(7), None, "r"),
         ];
-        assert!(decide(&read_only, &req('b', 7, 3, "r")));
-        assert!(!decide(&read_only, &req('b', 7, 3, "rw")), "w not granted");
+        assert!(decide(&read_only, &Request::new('b', 7, 3, "r")));
+        assert!(
+            !decide(&read_only, &Request::new('b', 7, 3, "rw")),
+            "w not granted"
+        );
         let deny_write = [rule(false, 'c', Some(10), Some(229), "w")];
-        assert!(decide(&deny_write, &req('c', 10, 229, "r")));
-        assert!(!decide(&deny_write, &req('c', 10, 229, "rw")));
-        assert!(!decide(&deny_write, &req('c', 10, 229, "w")));
+        assert!(decide(&deny_write, &Request::new('c', 10, 229, "r")));
+        assert!(!decide(&deny_write, &Request::new('c', 10, 229, "rw")));
+        assert!(!decide(&deny_write, &Request::new('c', 10, 229, "w")));
         assert!(decide(
             &[rule(false, 'c', Some(-1), Some(-1), "m")],
-            &req('c', 5, 5, "r")
+            &Request::new('c', 5, 5, "r")
         ));
     }
 
