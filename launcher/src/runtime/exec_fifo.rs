@@ -73,5 +73,11 @@ pub fn release(path: &Path, alive: impl Fn() -> bool) -> Result<()> {
             Err(e) => return Err(e).context("reading the exec fifo"),
         }
     }
-    std::fs::remove_file(path).with_context(|| format!("removing the exec fifo {}", path.display()))
+    // The container may have run and ended already, and its monitor removed the fifo.
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing the exec fifo {}", path.display()))
+        }
+        _ => Ok(()),
+    }
 }

@@ -20,19 +20,30 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 /// 125/126/127 after printing one line.
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
 /// `ready` (a created OCI container, with `spec.outlives_setup`) is where the init says it is
-/// set up, or why it failed, before it waits on the fifo.
+/// set up, or why it failed, before it waits on the fifo. `set_up` (the others) is the
+/// write end of a pipe the setup process reads: closed once the container is set up
+/// (its rootfs the root, before the fifo's wait or the exec), so the container is
+/// reported started only when an `exec` into it finds it whole.
 pub fn container_main(
     spec: &RunSpec,
     console: Option<OwnedFd>,
     ready: Option<(Channel, Channel)>,
+    set_up: Option<OwnedFd>,
 ) -> ! {
     let tty = console.is_some();
     let mut ready = ready;
-    match prepare(spec, console, &mut ready) {
+    match prepare(spec, console, &mut ready, set_up) {
         Ok((path, argv, envp)) if spec.init => {
             super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
         }
-        Ok((path, argv, envp)) => exec_unblocked(&path, &argv, &envp),
+        Ok((path, argv, envp)) => {
+            if let Some(sig) = stop_pending() {
+                // Exec'd now, the command would get it as a PID 1 without a handler
+                // yet, which the kernel drops: end as the signal would have ended it.
+                std::process::exit(128 + sig as i32);
+            }
+            exec_unblocked(&path, &argv, &envp)
+        }
         Err(e) => {
             if let Some((ch, _)) = ready.as_mut() {
                 let _ = ch.send(&Msg::Error(format!("{e:#}")));
@@ -41,6 +52,27 @@ pub fn container_main(
             std::process::exit(super::EXIT_STRATA_ERROR)
         }
     }
+}
+
+/// A terminating signal the launcher passed on before the command runs (`stop` just
+/// after `run -d`): it waits, blocked since before the fork, in this process's
+/// pending set (`ShdPnd`/`SigPnd` of /proc/self/status).
+fn stop_pending() -> Option<nix::sys::signal::Signal> {
+    use nix::sys::signal::Signal;
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let pending = status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("ShdPnd:")
+                .or_else(|| l.strip_prefix("SigPnd:"))
+        })
+        .filter_map(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .fold(0u64, |a, b| a | b);
+    super::pid1::FORWARDED
+        .iter()
+        .copied()
+        .filter(|s| !matches!(s, Signal::SIGWINCH | Signal::SIGCONT))
+        .find(|s| pending & (1u64 << (*s as i32 - 1)) != 0)
 }
 
 /// Unblocks every signal (the launcher blocked the forwarded ones before forking) and
@@ -62,6 +94,7 @@ fn prepare(
     spec: &RunSpec,
     console: Option<OwnedFd>,
     ready: &mut Option<(Channel, Channel)>,
+    set_up: Option<OwnedFd>,
 ) -> Result<Prepared> {
     let tty = console.is_some();
     // A created container's init outlives the setup process that forked it.
@@ -180,6 +213,8 @@ fn prepare(
         }
     }
     credentials::limits(spec.umask, &spec.rlimits)?;
+    // Set up: the setup process may now say the container started.
+    drop(set_up);
     if let Some(fifo) = fifo {
         // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
         if let Some((mut ch, _)) = ready.take() {

@@ -69,6 +69,14 @@ fn run(
         None => None,
     };
     spec.namespaces.enter(&sys)?;
+    // Closed by the container once it is set up (or gone): see `wait_set_up`.
+    let (set_up_r, set_up_w) = if spec.outlives_setup {
+        (None, None)
+    } else {
+        let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .context("pipe for the container's set-up")?;
+        (Some(r), Some(w))
+    };
     let child = match crate::sys::process::fork().context("fork of the container process")? {
         ForkResult::Child => {
             // A created container's init reports on the same pipe (ready or error).
@@ -77,12 +85,17 @@ fn run(
             } else {
                 None
             };
-            init::container_main(spec, console, ready)
+            drop(set_up_r);
+            init::container_main(spec, console, ready, set_up_w)
         }
         ForkResult::Parent { child } => child,
     };
     // The console socket belongs to the container now.
     drop(console);
+    drop(set_up_w);
+    if let Some(r) = set_up_r {
+        wait_set_up(r);
+    }
     to_parent.send(&Msg::Started(child.as_raw()))?;
     if spec.outlives_setup {
         // A created container outlives this process: nothing to wait for or unmount.
@@ -101,4 +114,20 @@ fn run(
         m.unmount()?;
     }
     Ok(code)
+}
+
+/// Blocks until every write end of the set-up pipe is closed: the container closed
+/// its own once set up, or exited. Nothing is ever written.
+fn wait_set_up(r: std::os::fd::OwnedFd) {
+    use std::io::Read;
+    let mut f = std::fs::File::from(r);
+    let mut buf = [0u8; 1];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
 }
