@@ -163,12 +163,15 @@ impl LowerDir {
     }
 }
 
-/// How many names (over all directories) the listing cache keeps: 256 Ki, ~8 MiB. Past
+/// How many names (over all directories) the listing cache keeps: 64 Ki, ~2 MiB. Past
 /// it, listings not served since the last sweep are dropped (a clock, oldest first).
 /// Lowers are immutable while mounted, so a dropped listing read again is the same; an
-/// open directory handle or a lookup under way keeps its own reference meanwhile.
-/// Without a bound, walking a million lower files kept ~33 bytes per file for good.
-pub const CACHED_NAMES: usize = 1 << 18;
+/// open directory handle or a lookup under way keeps its own reference meanwhile. A
+/// directory of more names stays cached alone until another is read. The kernel keeps
+/// the entries it looked up (long TTLs on lower objects), so a listing is mostly asked
+/// for again only while its directory is walked. Without a bound, walking a million
+/// lower files kept ~33 bytes per file for good.
+pub const CACHED_NAMES: usize = 1 << 16;
 
 /// The lower layers and the cache of their merged directory listings. Lowers are
 /// immutable while mounted, so a listing is computed once and kept while the cache holds
