@@ -1,13 +1,16 @@
 //! The layer stack: layer roots as fds, whiteout and opaque markers in every known format,
 //! and the merged listing of a directory across the (immutable) lower layers, cached.
 
+use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use dashmap::DashMap;
+use parking_lot::Mutex;
 
 use ovlformat::whiteout::{
     self, OPAQUE_HOLDS_WHITEOUTS, OPAQUE_XATTRS, OPAQUE_YES, WH_OPAQUE, WHITEOUT_XATTRS,
@@ -131,9 +134,22 @@ pub enum LowerEntry {
 #[derive(Debug, Default)]
 pub struct LowerDir {
     entries: NameMap<LowerEntry>,
+    /// Set when the cache served the listing since the last eviction sweep passed it
+    /// (its second chance, see [`Lowers::dir_with`]).
+    used: AtomicBool,
 }
 
 impl LowerDir {
+    /// The number of names held, whiteouts included.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no layer holds a name in the directory.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// What `name` resolves to in the lowers, if any layer has it.
     pub fn get(&self, name: &[u8]) -> Option<LowerEntry> {
         self.entries.get(name).copied()
@@ -147,21 +163,47 @@ impl LowerDir {
     }
 }
 
+/// How many names (over all directories) the listing cache keeps: 64 Ki, ~2 MiB. Past
+/// it, listings not served since the last sweep are dropped (a clock, oldest first).
+/// Lowers are immutable while mounted, so a dropped listing read again is the same; an
+/// open directory handle or a lookup under way keeps its own reference meanwhile. A
+/// directory of more names stays cached alone until another is read. The kernel keeps
+/// the entries it looked up (long TTLs on lower objects), so a listing is mostly asked
+/// for again only while its directory is walked. Without a bound, walking a million
+/// lower files kept ~33 bytes per file for good.
+pub const CACHED_NAMES: usize = 1 << 16;
+
 /// The lower layers and the cache of their merged directory listings. Lowers are
-/// immutable while mounted, so a listing is computed once and kept.
+/// immutable while mounted, so a listing is computed once and kept while the cache holds
+/// fewer than [`CACHED_NAMES`] names.
 #[derive(Debug)]
 pub struct Lowers {
     /// Top-most first.
     pub layers: Vec<Layer>,
     cache: DashMap<Span, Arc<LowerDir>>,
+    /// The cached spans, oldest first (the eviction clock), taken only when a listing
+    /// is read from the layers: a cache hit takes no lock.
+    clock: Mutex<VecDeque<Span>>,
+    /// Names held by the cached listings.
+    cached_names: AtomicUsize,
+    /// The most names kept ([`CACHED_NAMES`]; less in tests).
+    cap: usize,
 }
 
 impl Lowers {
     /// Wraps the opened lower layers, top-most first.
     pub fn new(layers: Vec<Layer>) -> Lowers {
+        Lowers::with_cap(layers, CACHED_NAMES)
+    }
+
+    /// As [`Lowers::new`], the cache keeping `cap` names at most.
+    fn with_cap(layers: Vec<Layer>, cap: usize) -> Lowers {
         Lowers {
             layers,
             cache: DashMap::new(),
+            clock: Mutex::new(VecDeque::new()),
+            cached_names: AtomicUsize::new(0),
+            cap,
         }
     }
 
@@ -191,14 +233,49 @@ impl Lowers {
     ) -> io::Result<Arc<LowerDir>> {
         if let Some(d) = self.cache.get(span) {
             let d = d.clone();
+            if !d.used.load(Ordering::Relaxed) {
+                d.used.store(true, Ordering::Relaxed);
+            }
             for (name, e) in d.visible() {
                 visible(name, e)?;
             }
             return Ok(d);
         }
         let d = Arc::new(self.scan(span, visible)?);
-        self.cache.insert(span.clone(), d.clone());
+        self.keep(span, &d);
         Ok(d)
+    }
+
+    /// Caches `d`, the listing of `span` just read, then drops listings past the cap
+    /// ([`CACHED_NAMES`]): oldest first, each served since the sweep last passed it spared
+    /// once (and marked unserved), never `d` itself.
+    fn keep(&self, span: &Span, d: &Arc<LowerDir>) {
+        let mut clock = self.clock.lock();
+        match self.cache.insert(span.clone(), Arc::clone(d)) {
+            // A concurrent read of the same listing was cached first: replaced.
+            Some(old) => {
+                self.cached_names.fetch_sub(old.len(), Ordering::Relaxed);
+            }
+            None => clock.push_back(span.clone()),
+        }
+        let mut names = self.cached_names.fetch_add(d.len(), Ordering::Relaxed) + d.len();
+        while names > self.cap && clock.len() > 1 {
+            let Some(s) = clock.pop_front() else { break };
+            if s == *span {
+                clock.push_back(s);
+                continue;
+            }
+            let evicted = self
+                .cache
+                .remove_if(&s, |_, d| !d.used.swap(false, Ordering::Relaxed));
+            match evicted {
+                Some((_, old)) => {
+                    names = self.cached_names.fetch_sub(old.len(), Ordering::Relaxed) - old.len();
+                }
+                None if self.cache.contains_key(&s) => clock.push_back(s),
+                None => {}
+            }
+        }
     }
 
     /// True when the listing of `span` would be read from the layers, and its
@@ -340,5 +417,62 @@ trait FromBytesCompat {
 impl FromBytesCompat for std::ffi::OsStr {
     fn from_bytes_compat(b: &[u8]) -> &std::ffi::OsStr {
         std::os::unix::ffi::OsStrExt::from_bytes(b)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(dir: &str) -> Span {
+        Span {
+            path: Arc::new(PathBuf::from(dir)),
+            start: 0,
+            end: 1,
+        }
+    }
+
+    fn names(d: &LowerDir) -> Vec<Vec<u8>> {
+        let mut v: Vec<Vec<u8>> = d.visible().map(|(n, _)| n.to_vec()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn listings_past_the_cap_are_dropped_unserved_first_and_read_again_the_same() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["a", "b", "c"] {
+            for f in ["x", "y", "z"] {
+                std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+                std::fs::write(tmp.path().join(d).join(f), b"").unwrap();
+            }
+        }
+        let lowers = Lowers::with_cap(vec![Layer::open(tmp.path()).unwrap()], 7);
+        let a = lowers.dir(&span("a")).unwrap();
+        lowers.dir(&span("a")).unwrap(); // served: spared once
+        lowers.dir(&span("b")).unwrap();
+        assert!(lowers.cache.contains_key(&span("a")));
+        assert!(lowers.cache.contains_key(&span("b")));
+        // Past 7 names: b (never served since read) goes, a had its second chance.
+        lowers.dir(&span("c")).unwrap();
+        assert!(lowers.cache.contains_key(&span("a")));
+        assert!(!lowers.cache.contains_key(&span("b")));
+        assert!(lowers.cache.contains_key(&span("c")));
+        assert_eq!(lowers.cached_names.load(Ordering::Relaxed), 6);
+        // b read again: c, served, is spared; a (not served since the sweep) goes.
+        lowers.dir(&span("c")).unwrap();
+        let b = lowers.dir(&span("b")).unwrap();
+        assert!(!lowers.cache.contains_key(&span("a")));
+        assert!(lowers.cache.contains_key(&span("c")));
+        assert_eq!(lowers.cached_names.load(Ordering::Relaxed), 6);
+        let a2 = lowers.dir(&span("a")).unwrap();
+        assert_eq!(names(&a), names(&a2));
+        assert_eq!(names(&b), vec![b"x".to_vec(), b"y".to_vec(), b"z".to_vec()]);
+        // Never below the one just read, whatever its size.
+        let tiny = Lowers::with_cap(vec![Layer::open(tmp.path()).unwrap()], 1);
+        tiny.dir(&span("a")).unwrap();
+        tiny.dir(&span("b")).unwrap();
+        assert_eq!(tiny.cache.len(), 1);
+        assert!(tiny.cache.contains_key(&span("b")));
     }
 }

@@ -176,7 +176,6 @@ impl<T> NameMap<T> {
     }
 
     /// How many names.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()
     }

@@ -8,23 +8,24 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use compact_bytes::CompactBytes;
+use compact_bytes::CompactBytesSlice;
 use dashmap::DashMap;
 use parking_lot::RwLock;
 
 use crate::layers::Span;
 
-/// A node's name in its parent: up to 23 bytes live in the value itself, so most nodes
-/// cost no allocation for it. Empty for the root and for a node whose name went.
+/// A node's name in its parent: up to 15 bytes live in the value itself (16 bytes), so
+/// most nodes cost no allocation for it; a longer one is one allocation of its length.
+/// Empty for the root and for a node whose name went.
 #[derive(Clone, Default, PartialEq, Eq)]
-pub struct Name(CompactBytes);
+pub struct Name(CompactBytesSlice);
 
 impl Name {
     /// The name of `name`.
     pub fn new(name: &OsStr) -> Name {
-        Name(CompactBytes::new(name.as_bytes()))
+        Name(CompactBytesSlice::new(name.as_bytes()))
     }
 
     /// The name as an `OsStr`, to join to paths.
@@ -145,27 +146,39 @@ impl NodeState {
     }
 }
 
-/// One object of the merged tree known to the kernel.
+/// The bits of [`Node::word`] counting the kernel's lookups (2^48: 2.8e14 lookups of one
+/// node the kernel never forgets, 9 years at a million a second).
+const LOOKUPS: u64 = (1 << 48) - 1;
+/// Where the generation starts in [`Node::word`].
+const GENERATION_SHIFT: u32 = 48;
+/// The generation's bits once shifted down (13 bits: it tells a new object on a reused
+/// inode number from the one before, which the kernel may still hold; it wraps after
+/// 8192 reuses of one number).
+const GENERATION: u64 = (1 << 13) - 1;
+/// Set for directories (never changes).
+const IS_DIR: u64 = 1 << 61;
+/// Set once the node has an alias node id (kept in the table, see `NodeTable::split`:
+/// few nodes get one, so none carries the field).
+const ALIASED: u64 = 1 << 62;
+/// Set when opens of this object conflicted with a lower file passed through: its lower
+/// file is not passed through again (served through the page cache).
+const SHARED_BACKING_REFUSED: u64 = 1 << 63;
+
+/// One object of the merged tree known to the kernel. 72 bytes, so with its `Arc`
+/// header (16) and glibc's chunk header (8) it fills a 96-byte chunk exactly: the
+/// kernel may hold a million of them.
 #[derive(Debug)]
 pub struct Node {
     /// Node id, also the st_ino reported (an alias, see `NodeTable::split`, is a
     /// second node id for the same node).
     pub ino: u64,
-    /// True for directories.
-    pub is_dir: bool,
-    /// Lookup count held by the kernel.
-    pub nlookup: AtomicU64,
-    /// Bumped when a new object takes over this node id while the kernel may still
-    /// hold the old one (inode number reuse): the kernel then drops its stale inode.
-    generation: AtomicU32,
+    /// The lookup count held by the kernel ([`LOOKUPS`]), the generation ([`GENERATION`]
+    /// at [`GENERATION_SHIFT`]: bumped when a new object takes over this node id while
+    /// the kernel may still hold the old one, so the kernel drops its stale inode) and
+    /// the flags [`IS_DIR`], [`ALIASED`], [`SHARED_BACKING_REFUSED`], in one word.
+    word: AtomicU64,
     /// Location and name.
     pub state: RwLock<NodeState>,
-    /// Set once the node has an alias node id (kept in the table, see
-    /// `NodeTable::split`: few nodes get one, so none carries the field).
-    aliased: AtomicBool,
-    /// Set when opens of this object conflicted with a lower file passed through:
-    /// its lower file is not passed through again (served through the page cache).
-    pub shared_backing_refused: AtomicBool,
 }
 
 impl Node {
@@ -173,18 +186,62 @@ impl Node {
     pub fn detached(ino: u64, is_dir: bool, state: NodeState) -> Node {
         Node {
             ino,
-            is_dir,
-            nlookup: AtomicU64::new(0),
-            generation: AtomicU32::new(0),
+            word: AtomicU64::new(if is_dir { IS_DIR } else { 0 }),
             state: RwLock::new(state),
-            aliased: AtomicBool::new(false),
-            shared_backing_refused: AtomicBool::new(false),
         }
     }
 
-    /// The FUSE generation of the node id (see the field).
+    /// True for directories.
+    pub fn is_dir(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & IS_DIR != 0
+    }
+
+    /// The FUSE generation of the node id (see [`Node::word`]).
     pub fn generation(&self) -> u64 {
-        u64::from(self.generation.load(Ordering::Relaxed))
+        (self.word.load(Ordering::Relaxed) >> GENERATION_SHIFT) & GENERATION
+    }
+
+    /// The lookup count held by the kernel.
+    pub fn lookups(&self) -> u64 {
+        self.word.load(Ordering::Relaxed) & LOOKUPS
+    }
+
+    /// Counts one more lookup held by the kernel (an entry reply for the node).
+    pub fn add_lookup(&self) {
+        self.word.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Drops `n` lookups, no more than the node has; true when none remain.
+    fn drop_lookups(&self, n: u64) -> bool {
+        let prev = self
+            .word
+            .fetch_sub(n.min(self.lookups()), Ordering::Relaxed);
+        prev & LOOKUPS <= n
+    }
+
+    /// Sets the lookup count and the generation of a node no other thread sees yet.
+    fn init_counts(&self, lookups: u64, generation: u64) {
+        let flags = self.word.load(Ordering::Relaxed) & !(LOOKUPS | GENERATION << GENERATION_SHIFT);
+        let word = flags | (generation & GENERATION) << GENERATION_SHIFT | lookups & LOOKUPS;
+        self.word.store(word, Ordering::Relaxed);
+    }
+
+    /// True once the node has an alias node id.
+    fn aliased(&self) -> bool {
+        self.word.load(Ordering::Acquire) & ALIASED != 0
+    }
+
+    /// True when opens of this object conflicted with a lower file passed through (see
+    /// [`Node::refuse_shared_backing`]).
+    pub fn shared_backing_refused(&self) -> bool {
+        self.word.load(Ordering::Relaxed) & SHARED_BACKING_REFUSED != 0
+    }
+
+    /// Opens of this object conflicted with a lower file passed through: its lower file
+    /// is not passed through again (served through the page cache).
+    pub fn refuse_shared_backing(&self) {
+        self.word
+            .fetch_or(SHARED_BACKING_REFUSED, Ordering::Relaxed);
     }
 }
 
@@ -276,13 +333,13 @@ impl NodeTable {
             }
         }
         self.aliases.insert(id, Arc::clone(node));
-        node.aliased.store(true, Ordering::Release);
+        node.word.fetch_or(ALIASED, Ordering::Release);
         id
     }
 
     /// The alias `node` has, if any.
     fn alias_held(&self, node: &Node) -> Option<u64> {
-        if !node.aliased.load(Ordering::Acquire) {
+        if !node.aliased() {
             return None;
         }
         let a = *self.alias_of.get(&node.ino)?;
@@ -294,7 +351,7 @@ impl NodeTable {
 
     /// Drops the alias of `node` (the node going, or replaced).
     fn drop_alias(&self, node: &Node) {
-        if node.aliased.load(Ordering::Acquire) {
+        if node.aliased() {
             if let Some((_, a)) = self.alias_of.remove_if(&node.ino, |_, a| {
                 self.aliases
                     .get(a)
@@ -358,8 +415,8 @@ impl NodeTable {
             // The common case, a node the table has: counted under the shard's read lock.
             if let Some(slot) = self.map.get(&ino) {
                 let node = &slot.key().0;
-                if node.is_dir == is_dir {
-                    node.nlookup.fetch_add(1, Ordering::Relaxed);
+                if node.is_dir() == is_dir {
+                    node.add_lookup();
                     let node = Arc::clone(node);
                     drop(slot);
                     let taken = take_state(&node, state, unlocked);
@@ -370,17 +427,14 @@ impl NodeTable {
         let node = Arc::new(Node::detached(ino, is_dir, state));
         match self.map.entry(ById(Arc::clone(&node))) {
             dashmap::Entry::Vacant(v) => {
-                node.nlookup.store(1, Ordering::Relaxed);
+                node.init_counts(1, 0);
                 v.insert(());
                 (node, true)
             }
             dashmap::Entry::Occupied(o) => {
                 let old = &o.key().0;
-                if new_object || old.is_dir != is_dir {
-                    let lookups = old.nlookup.load(Ordering::Relaxed) + 1;
-                    node.nlookup.store(lookups, Ordering::Relaxed);
-                    let generation = old.generation.load(Ordering::Relaxed).wrapping_add(1);
-                    node.generation.store(generation, Ordering::Relaxed);
+                if new_object || old.is_dir() != is_dir {
+                    node.init_counts(old.lookups() + 1, old.generation() + 1);
                     // The old object's alias is not this object's.
                     self.drop_alias(old);
                     // The slot now holds the new node (the entry's key).
@@ -389,7 +443,7 @@ impl NodeTable {
                 } else {
                     // Another lookup of the same object put it in meanwhile.
                     let old = Arc::clone(old);
-                    old.nlookup.fetch_add(1, Ordering::Relaxed);
+                    old.add_lookup();
                     drop(o);
                     let state = node.state.read().clone();
                     let taken = take_state(&old, state, unlocked);
@@ -402,7 +456,7 @@ impl NodeTable {
     /// Inserts the root node.
     pub fn insert_root(&self, state: NodeState) {
         let root = Node::detached(1, true, state);
-        root.nlookup.store(1, Ordering::Relaxed);
+        root.init_counts(1, 0);
         self.map.insert(ById(Arc::new(root)), ());
     }
 
@@ -417,13 +471,9 @@ impl NodeTable {
         if ino == 1 {
             return None;
         }
-        let (ById(node), ()) = self.map.remove_if(&ino, |ById(node), _| {
-            let prev = node.nlookup.fetch_sub(
-                n.min(node.nlookup.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
-            prev <= n
-        })?;
+        let (ById(node), ()) = self
+            .map
+            .remove_if(&ino, |ById(node), _| node.drop_lookups(n))?;
         self.drop_alias(&node);
         Some(node)
     }
@@ -465,14 +515,11 @@ mod tests {
 
     #[test]
     fn a_node_stays_small() {
-        // With the table's Arc header, 120 bytes is glibc's 128-byte chunk: the memory
-        // table's row of a million nodes depends on it.
-        assert!(
-            std::mem::size_of::<Node>() <= 96,
-            "{}",
-            std::mem::size_of::<Node>()
-        );
-        assert_eq!(std::mem::size_of::<Name>(), 24);
+        // With the table's Arc header (16) and glibc's chunk header (8), 72 bytes is a
+        // 96-byte chunk (80 would take 112): the memory table's row of a million nodes
+        // depends on it.
+        assert_eq!(std::mem::size_of::<Node>(), 72);
+        assert_eq!(std::mem::size_of::<Name>(), 16);
     }
 
     #[test]
@@ -531,7 +578,7 @@ mod tests {
         t.looked_up(9, false, state());
         let dir = t.created(9, true, state());
         assert!(
-            dir.is_dir && !file.is_dir,
+            dir.is_dir() && !file.is_dir(),
             "each node keeps its object's type"
         );
         assert!(!Arc::ptr_eq(&dir, &file));
@@ -543,7 +590,7 @@ mod tests {
         // A lookup finding another type than the node it meets (no create seen).
         t.looked_up(5, true, state());
         let f = t.looked_up(5, false, state());
-        assert!(!f.is_dir);
+        assert!(!f.is_dir());
         assert_eq!(f.generation(), 1);
     }
 

@@ -365,7 +365,7 @@ impl OverlayFs {
                     || self
                         .ov
                         .node(ino)
-                        .map_or(true, |n| n.shared_backing_refused.load(Ordering::Relaxed)))
+                        .map_or(true, |n| n.shared_backing_refused()))
             {
                 return false;
             }

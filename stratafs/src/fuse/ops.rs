@@ -104,7 +104,7 @@ impl OverlayFs {
     pub(crate) fn lookup(&self, req: &Who, parent: INodeNo, name: &OsStr, reply: impl EntryReply) {
         match self.ov.lookup(parent.0, name) {
             Ok((node, st)) => {
-                let learned = self.plus.looked_up(req.pid(), parent.0, node.is_dir);
+                let learned = self.plus.looked_up(req.pid(), parent.0, node.is_dir());
                 self.read_ahead_at_lookup(req, &node, &st);
                 self.entry(reply, &node, &st);
                 if learned {
@@ -131,7 +131,7 @@ impl OverlayFs {
             Ok(n) => n,
             Err(e) => return reply.error(err(e)),
         };
-        if let Some(fh) = fh.filter(|f| f.0 != 0 && !node.is_dir) {
+        if let Some(fh) = fh.filter(|f| f.0 != 0 && !node.is_dir()) {
             self.follow_copy_up(fh.0);
             if let Ok(st) = self.ov.stat_open(&node, fh.0 as i32) {
                 return reply.attr(&self.ttl, &self.attr(&st));
@@ -396,7 +396,7 @@ impl OverlayFs {
             return reply.error(Errno::ENOSYS);
         }
         match self.ov.node(ino.0) {
-            Ok(node) if node.is_dir => {
+            Ok(node) if node.is_dir() => {
                 let fh = self.next_dir.fetch_add(1, Ordering::Relaxed);
                 let f = FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE;
                 reply.opened(FileHandle(fh), f);

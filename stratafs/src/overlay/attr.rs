@@ -121,7 +121,7 @@ impl Overlay {
             return Ok(f);
         }
         let node = self.node(ino)?;
-        if node.is_dir {
+        if node.is_dir() {
             return Err(libc::EISDIR);
         }
         if write {
@@ -162,7 +162,7 @@ impl Overlay {
             self.files.remove(gone.ino);
             if let (Loc::Orphan(name), Ok(wfd)) = (&gone.state.read().loc, self.work_fd()) {
                 // Its last user is gone: so is the object, as on any file system.
-                let _ = sys::unlink_at(wfd, name, gone.is_dir);
+                let _ = sys::unlink_at(wfd, name, gone.is_dir());
             }
         }
     }

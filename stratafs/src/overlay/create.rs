@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use crate::node::{Loc, Name, Node, NodeState};
 use crate::override_stat;
@@ -29,7 +28,7 @@ impl Overlay {
     ) -> OvResult<(Arc<Node>, Stat, Option<OwnedFd>)> {
         Self::check_name(name)?;
         let p = self.node(parent)?;
-        if !p.is_dir {
+        if !p.is_dir() {
             return Err(libc::ENOTDIR);
         }
         match self.resolve(&p, name) {
@@ -168,7 +167,7 @@ impl Overlay {
         umask: u32,
     ) -> OvResult<(Arc<Node>, Stat, OwnedFd)> {
         let p = self.node(parent)?;
-        if !p.is_dir {
+        if !p.is_dir() {
             return Err(libc::ENOTDIR);
         }
         self.copy_up(&p)?;
@@ -227,7 +226,7 @@ impl Overlay {
     pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
         Self::check_name(newname)?;
         let node = self.node(ino)?;
-        if node.is_dir {
+        if node.is_dir() {
             return Err(libc::EPERM);
         }
         let np = self.node(newparent)?;
@@ -249,7 +248,7 @@ impl Overlay {
                 }
                 return Err(e);
             }
-            node.nlookup.fetch_add(1, Ordering::Relaxed);
+            node.add_lookup();
             let st = self.stat(&node)?;
             return Ok((node, st));
         }
@@ -263,7 +262,7 @@ impl Overlay {
             return Err(errno(e));
         }
         self.adjust_index_nlink(node.ino, 1);
-        node.nlookup.fetch_add(1, Ordering::Relaxed);
+        node.add_lookup();
         let st = self.stat(&node)?;
         Ok((node, st))
     }

@@ -22,7 +22,7 @@ impl Overlay {
     /// Resolves `name` in directory `parent` without registering a node.
     pub(super) fn resolve(&self, parent: &Node, name: &OsStr) -> OvResult<(u64, NodeState, Stat)> {
         Self::check_name(name)?;
-        if !parent.is_dir {
+        if !parent.is_dir() {
             return Err(libc::ENOTDIR);
         }
         if whiteout::is_opaque_marker(name.as_bytes()) {
@@ -236,7 +236,7 @@ impl Overlay {
         emit: &mut dyn FnMut(&[u8], ListEntry) -> io::Result<()>,
     ) -> OvResult<()> {
         let node = self.node(ino)?;
-        if !node.is_dir {
+        if !node.is_dir() {
             return Err(libc::ENOTDIR);
         }
         let st = node.state.read().clone();

@@ -216,7 +216,7 @@ impl Overlay {
     /// `NodeTable::split`), and stops passing its lower file through.
     pub fn split_node(&self, ino: u64) -> OvResult<u64> {
         let node = self.node(ino)?;
-        node.shared_backing_refused.store(true, Ordering::Relaxed);
+        node.refuse_shared_backing();
         Ok(self.nodes.split(&node))
     }
 
@@ -307,9 +307,7 @@ impl Overlay {
     /// Whether the kernel holds the node of `ino` beyond `own` lookups of the caller's:
     /// then an upper object losing its last name must be kept for it (it may be open).
     fn held(&self, ino: u64, own: u64) -> bool {
-        self.nodes
-            .get(ino)
-            .is_some_and(|n| n.nlookup.load(Ordering::Relaxed) > own)
+        self.nodes.get(ino).is_some_and(|n| n.lookups() > own)
     }
 
     /// The merged view's link count of an indexed hard-linked file: the lower count at
@@ -438,7 +436,7 @@ impl Overlay {
                 // count of a merged directory (1) if it merged lower ones.
                 st.st_ino = node.ino;
                 st.st_nlink = 0;
-                if node.is_dir {
+                if node.is_dir() {
                     st.st_size = 0;
                     st.st_nlink = s.span.is_some() as _;
                 }

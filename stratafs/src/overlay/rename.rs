@@ -113,7 +113,7 @@ impl Overlay {
             rflags = libc::RENAME_EXCHANGE;
         } else if let Some(d) = dnode {
             let upper = d.state.read().loc == Loc::Upper;
-            if d.is_dir && upper {
+            if d.is_dir() && upper {
                 // The target is empty in the merged view: only whiteouts may be inside.
                 clear_dir(ufd, &to);
             } else if upper
@@ -165,7 +165,7 @@ impl Overlay {
             }
         }
         if let (false, Some(d)) = (exchange, dnode) {
-            if !d.is_dir {
+            if !d.is_dir() {
                 self.adjust_index_nlink(d.ino, -1);
                 self.name_gone(d.ino, np.ino, newname);
             }
@@ -205,7 +205,7 @@ impl Overlay {
         at: &Path,
         lands_on_lower_name: bool,
     ) -> OvResult<()> {
-        if !node.is_dir {
+        if !node.is_dir() {
             return Ok(());
         }
         let span = node.state.read().span.clone();
@@ -224,7 +224,7 @@ impl Overlay {
 
     /// A moved directory with a lower part merges from every lower under its redirect.
     fn widen_span(node: &Node, lowers: u32) {
-        if !node.is_dir {
+        if !node.is_dir() {
             return;
         }
         let mut s = node.state.write();
