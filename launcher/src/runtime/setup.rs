@@ -69,6 +69,11 @@ fn run(
         None => None,
     };
     spec.namespaces.enter(&sys)?;
+    if spec.net_helper.is_some() {
+        // The launcher connects the new network namespace before the command runs.
+        to_parent.send(&Msg::NetnsReady)?;
+        from_parent.expect(&Msg::Go)?;
+    }
     let child = match crate::sys::process::fork().context("fork of the container process")? {
         ForkResult::Child => {
             // A created container's init reports on the same pipe (ready or error).
