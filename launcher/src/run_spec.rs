@@ -13,10 +13,6 @@ use crate::runtime::network::{self, NetworkMode, ports, resolv};
 use crate::runtime::spec::{self, Driver, Limits, Volume};
 use crate::runtime::{self, RunSpec, idmap, union};
 
-fn parse_network(s: &str) -> std::result::Result<NetworkMode, String> {
-    NetworkMode::parse(s).map_err(|e| format!("{e:#}"))
-}
-
 /// Arguments of `strata run`.
 #[derive(Args, Serialize, Deserialize)]
 pub struct RunArgs {
@@ -50,9 +46,9 @@ pub struct RunArgs {
     pub hostname: Option<String>,
     /// Network: `pasta` (the default when installed), `slirp4netns`, `none` (only lo),
     /// `host` or `ns:PATH` (join that network namespace).
-    #[arg(long, value_name = "MODE", value_parser = parse_network)]
+    #[arg(long, value_name = "MODE")]
     #[serde(default)]
-    pub network: Option<NetworkMode>,
+    pub network: Option<String>,
     /// Publish a container port on the host: `[IP:]HOST:CONTAINER[/tcp|/udp]`.
     #[arg(
         short = 'p',
@@ -123,7 +119,7 @@ pub struct Checked {
 /// given, so a kept container keeps the mode it was made with.
 pub fn resolve_network(args: &mut RunArgs) {
     if args.network.is_none() {
-        args.network = Some(NetworkMode::default_mode());
+        args.network = Some(NetworkMode::default_mode().to_string());
     }
 }
 
@@ -131,7 +127,10 @@ pub fn resolve_network(args: &mut RunArgs) {
 fn check_network(
     args: &RunArgs,
 ) -> Result<(NetworkMode, Vec<ports::PortMapping>, resolv::NameConfig)> {
-    let mode = args.network.clone().unwrap_or(NetworkMode::None);
+    let mode = match &args.network {
+        Some(m) => NetworkMode::parse(m)?,
+        None => NetworkMode::None,
+    };
     if let NetworkMode::Ns(p) = &mode
         && !p.exists()
     {
