@@ -90,7 +90,13 @@ pub fn start(
         .status()
         .with_context(|| format!("running {}", program.display()))?;
     if !status.success() {
-        bail!("pasta: {} ({status})", super::helper_message(&log));
+        let msg = super::helper_message(&log);
+        let hint = if rootless && msg.contains("tun") {
+            " (rootless pasta needs /dev/net/tun readable and writable by every user, mode 0666)"
+        } else {
+            ""
+        };
+        bail!("pasta: {msg} ({status}){hint}");
     }
     let pid: i32 = std::fs::read_to_string(&pid_file)
         .ok()
