@@ -19,6 +19,7 @@ mod cproject;
 mod engines;
 mod impls;
 mod launch;
+mod netbench;
 mod pull;
 mod requests;
 mod soak;
@@ -519,6 +520,11 @@ fn run(args: Args) -> Result<()> {
             });
         engines_table = engines::render(&engines::measure(strata_runtime, base, runs), runs);
     }
+    let mut net_table = String::new();
+    if selected(netbench::NAME) {
+        let strata = launch::strata_binary().map_err(|e| format!("{e:#}"));
+        net_table = netbench::render(&netbench::measure(strata, base, runs), runs, &machine());
+    }
     let mut memory: Vec<(&'static str, Result<Memory, String>)> = Vec::new();
     if selected("memory") {
         for imp in [
@@ -545,6 +551,7 @@ fn run(args: Args) -> Result<()> {
     table.push_str(&render_requests(&rows, &served));
     table.push_str(&pull_table);
     table.push_str(&engines_table);
+    table.push_str(&net_table);
     println!("{table}");
     let out = match args.out {
         Some(dir) => dir,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::lifecycle::{self, cp, exec, inspect, logs, monitor, stats, stop, top};
@@ -102,6 +102,15 @@ pub struct ContainersArgs {
     pub containers: Vec<String>,
 }
 
+/// Arguments of `strata port`.
+#[derive(Args)]
+pub struct PortArgs {
+    /// Container name or id.
+    pub container: String,
+    /// Only this container port (`PORT[/tcp|/udp]`).
+    pub port: Option<String>,
+}
+
 /// Arguments of `strata top`.
 #[derive(Args)]
 pub struct TopArgs {
@@ -156,10 +165,11 @@ fn each(
 
 /// Runs `strata create`: the container is made, its flags kept, and its command set
 /// up under a monitor, waiting on an exec fifo for `start`.
-pub fn create(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
+pub fn create(root: Option<PathBuf>, mut args: RunArgs) -> Result<ExitCode> {
     if args.detach {
         bail!("create: -d is implied (`start` runs the container under a monitor)");
     }
+    run_spec::resolve_network(&mut args);
     run_spec::check(&args)?;
     let store = store::Store::open(root)?;
     let (container, _) = run_spec::create_container(&store, &args)?;
@@ -303,6 +313,36 @@ pub fn inspect(root: Option<PathBuf>, args: ContainersArgs) -> Result<ExitCode> 
         .map_err(anyhow::Error::from)?;
     println!("{text}");
     Ok(status)
+}
+
+/// Runs `strata port`: the container's published ports, `80/tcp -> 0.0.0.0:8080`
+/// (with a port given, only its host side, as `docker port` prints it).
+pub fn port(root: Option<PathBuf>, args: PortArgs) -> Result<ExitCode> {
+    let store = store::Store::open(root)?;
+    let c = store.container(&args.container)?;
+    let list = runtime::network::ports::load(&c.dir)?;
+    let Some(want) = &args.port else {
+        for p in &list {
+            println!("{p}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    let (num, proto) = want.split_once('/').unwrap_or((want.as_str(), "tcp"));
+    let num: u16 = num
+        .parse()
+        .with_context(|| format!("invalid port {want:?}: expected PORT[/tcp|/udp]"))?;
+    let hits: Vec<_> = list
+        .iter()
+        .filter(|p| p.container_port == num && p.proto.as_str() == proto)
+        .collect();
+    if hits.is_empty() {
+        bail!("container {} publishes no port {num}/{proto}", c.name);
+    }
+    for p in hits {
+        let shown = p.to_string();
+        println!("{}", shown.rsplit(" -> ").next().unwrap_or(&shown));
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs `strata top`.

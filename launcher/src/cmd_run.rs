@@ -53,7 +53,8 @@ pub struct UnmountArgs {
 }
 
 /// Runs `strata run`: in the foreground, or with `-d` under a monitor (prints the id).
-pub fn run(root: Option<PathBuf>, args: RunArgs) -> Result<ExitCode> {
+pub fn run(root: Option<PathBuf>, mut args: RunArgs) -> Result<ExitCode> {
+    run_spec::resolve_network(&mut args);
     let checked = run_spec::check(&args)?;
     let store = store::Store::open(root)?;
     let (container, image) = run_spec::create_container(&store, &args)?;

@@ -66,6 +66,8 @@ enum Command {
     Inspect(launcher::cmd_lifecycle::ContainersArgs),
     /// List a container's processes.
     Top(launcher::cmd_lifecycle::TopArgs),
+    /// List a container's published ports.
+    Port(launcher::cmd_lifecycle::PortArgs),
     /// Show containers' memory, CPU time and process count.
     Stats(launcher::cmd_lifecycle::StatsArgs),
     /// Copy files between a container and the host (CONTAINER:PATH).
@@ -118,6 +120,7 @@ fn main() -> ExitCode {
         Command::Restart(args) => launcher::cmd_lifecycle::restart(root, args),
         Command::Inspect(args) => launcher::cmd_lifecycle::inspect(root, args),
         Command::Top(args) => launcher::cmd_lifecycle::top(root, args),
+        Command::Port(args) => launcher::cmd_lifecycle::port(root, args),
         Command::Stats(args) => launcher::cmd_lifecycle::stats(root, args),
         Command::Cp(args) => launcher::cmd_lifecycle::cp(root, args),
         Command::ContainerMonitor { id, created } => {

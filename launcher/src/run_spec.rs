@@ -9,7 +9,8 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::run_config::{self, RunConfig, RunFlags};
-use crate::runtime::spec::{self, Driver, Limits, Network, Volume};
+use crate::runtime::network::{self, NetworkMode, ports, resolv};
+use crate::runtime::spec::{self, Driver, Limits, Volume};
 use crate::runtime::{self, RunSpec, idmap, union};
 
 /// Arguments of `strata run`.
@@ -43,9 +44,35 @@ pub struct RunArgs {
     /// Hostname (default: the first 12 characters of the container id).
     #[arg(long)]
     pub hostname: Option<String>,
-    /// Network: `none` (only lo) or `host`.
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: Network,
+    /// Network: `pasta` (the default when installed), `slirp4netns`, `none` (only lo),
+    /// `host` or `ns:PATH` (join that network namespace).
+    #[arg(long, value_name = "MODE")]
+    #[serde(default)]
+    pub network: Option<String>,
+    /// Publish a container port on the host: `[IP:]HOST:CONTAINER[/tcp|/udp]`.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[IP:]HOST:CONTAINER[/PROTO]"
+    )]
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Publish every port of the image's ExposedPorts on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    #[serde(default)]
+    pub publish_all: bool,
+    /// A nameserver for the container's /etc/resolv.conf (repeatable).
+    #[arg(long = "dns", value_name = "IP")]
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// A search domain for the container's /etc/resolv.conf (repeatable).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// An /etc/hosts entry NAME:IP (IP `host-gateway`: the host's address).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    #[serde(default)]
+    pub add_host: Vec<String>,
     /// Memory limit (e.g. 256m, 1g).
     #[arg(short = 'm', long = "memory", value_name = "SIZE")]
     pub memory: Option<String>,
@@ -83,6 +110,66 @@ pub struct Checked {
     volumes: Vec<Volume>,
     env: Vec<String>,
     idmap: Option<idmap::IdMapping>,
+    network: NetworkMode,
+    ports: Vec<ports::PortMapping>,
+    names: resolv::NameConfig,
+}
+
+/// Fills in the default network mode (pasta when installed) if `--network` was not
+/// given, so a kept container keeps the mode it was made with.
+pub fn resolve_network(args: &mut RunArgs) {
+    if args.network.is_none() {
+        args.network = Some(NetworkMode::default_mode().to_string());
+    }
+}
+
+/// Checks `--network`, `-p`/`-P`, `--dns`, `--dns-search` and `--add-host`.
+fn check_network(
+    args: &RunArgs,
+) -> Result<(NetworkMode, Vec<ports::PortMapping>, resolv::NameConfig)> {
+    let mode = match &args.network {
+        Some(m) => NetworkMode::parse(m)?,
+        None => NetworkMode::None,
+    };
+    if let NetworkMode::Ns(p) = &mode
+        && !p.exists()
+    {
+        bail!("invalid --network ns:{}: no such file", p.display());
+    }
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| ports::parse(p))
+        .collect::<Result<Vec<_>>>()?;
+    ports::check_unique(&ports)?;
+    if (!ports.is_empty() || args.publish_all) && mode.helper().is_none() {
+        bail!("-p/-P need --network pasta or slirp4netns (this container's network is {mode})");
+    }
+    let gateway = mode.gateway();
+    let names = resolv::NameConfig {
+        dns: args
+            .dns
+            .iter()
+            .map(|d| resolv::parse_dns(d))
+            .collect::<Result<_>>()?,
+        search: args
+            .dns_search
+            .iter()
+            .map(|d| {
+                resolv::check_name(d)
+                    .with_context(|| format!("invalid --dns-search {d:?}"))
+                    .map(|()| d.clone())
+            })
+            .collect::<Result<_>>()?,
+        hosts: args
+            .add_host
+            .iter()
+            .map(|h| resolv::parse_add_host(h, gateway))
+            .collect::<Result<_>>()?,
+        gateway,
+        fallback_dns: (mode == NetworkMode::Slirp4netns).then_some(network::slirp::DNS.into()),
+    };
+    Ok((mode, ports, names))
 }
 
 /// Checks everything a user can get wrong before the container exists.
@@ -128,11 +215,15 @@ pub fn check(args: &RunArgs) -> Result<Checked> {
     if args.detach && args.interactive {
         bail!("-i with -d: a detached container has no stdin (strata has no attach)");
     }
+    let (network, ports, names) = check_network(args)?;
     Ok(Checked {
         limits,
         volumes,
         env,
         idmap,
+        network,
+        ports,
+        names,
     })
 }
 
@@ -200,6 +291,25 @@ pub fn build(
     )?;
     let mut lowers = vec![container.init_layer.clone()];
     lowers.extend(store.lower_dirs(image)?);
+    let mode = checked.network;
+    let mut published = checked.ports;
+    if args.publish_all {
+        published.extend(ports::exposed(&image.raw_config)?);
+        ports::check_unique(&published)?;
+    }
+    ports::save(&container.dir, &published)?;
+    write_name_files(&checked.names, &mode, args, container)?;
+    let mut namespaces = runtime::namespaces::NsPlan::for_network(mode.namespace());
+    if let NetworkMode::Ns(path) = &mode {
+        namespaces
+            .join
+            .push((nix::sched::CloneFlags::CLONE_NEWNET, path.clone()));
+    }
+    let net_helper = mode.helper().map(|kind| network::HelperPlan {
+        kind,
+        ports: published,
+        runtime_dir: container.dir.join("runtime"),
+    });
     Ok(RunSpec {
         id: container.id.clone(),
         name: container.name.clone(),
@@ -216,7 +326,7 @@ pub fn build(
         cwd,
         user,
         hostname: hostname(args, container),
-        namespaces: runtime::namespaces::NsPlan::for_network(args.network),
+        namespaces,
         mounts: None,
         masked_paths: strings(runtime::rootfs::MASKED_PATHS),
         readonly_paths: strings(runtime::rootfs::READONLY_PATHS),
@@ -236,7 +346,8 @@ pub fn build(
         seccomp: None,
         exec_fifo: None,
         outlives_setup: false,
-        network: args.network,
+        network: mode.namespace(),
+        net_helper,
         limits: checked.limits,
         volumes: checked.volumes,
         tty: args.tty,
@@ -248,6 +359,33 @@ pub fn build(
         detached: args.detach,
         store_root: store.root().to_path_buf(),
     })
+}
+
+/// Writes the init layer's `/etc/resolv.conf` and `/etc/hosts` when the network
+/// mode or the flags change them from what the store wrote.
+fn write_name_files(
+    names: &resolv::NameConfig,
+    mode: &NetworkMode,
+    args: &RunArgs,
+    container: &store::Container,
+) -> Result<()> {
+    if mode.helper().is_none()
+        && names.dns.is_empty()
+        && names.search.is_empty()
+        && names.hosts.is_empty()
+    {
+        return Ok(());
+    }
+    let etc = container.init_layer.join("etc");
+    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    for (name, text) in [
+        ("resolv.conf", resolv::resolv_conf(names, &host)),
+        ("hosts", resolv::hosts(names, &hostname(args, container))),
+    ] {
+        let p = etc.join(name);
+        std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
 }
 
 fn strings(list: &[&str]) -> Vec<String> {

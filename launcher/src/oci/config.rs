@@ -371,6 +371,7 @@ fn translate(spec: &Spec, raw: &Value, bundle: &Path, at: &Placement) -> Result<
         exec_fifo: Some(at.exec_fifo.clone()),
         outlives_setup: true,
         network,
+        net_helper: None,
         limits: limits(raw)?,
         volumes: Vec::new(),
         tty: terminal,

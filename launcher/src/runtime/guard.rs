@@ -1,6 +1,7 @@
 //! The guard: a small process that outlives the launcher. When the launcher dies
-//! without saying it cleaned up (SIGKILL included), the guard kills what is left in the
-//! cgroup, removes it, and with `--rm` removes the container from the store.
+//! without saying it cleaned up (SIGKILL included), the guard stops the network helper,
+//! kills what is left in the cgroup, removes it, and with `--rm` removes the container
+//! from the store.
 
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -19,6 +20,8 @@ pub struct Cleanup<'a> {
     /// Rootless: the container's user namespace, entered to remove files owned by
     /// subordinate ids.
     pub userns: Option<&'a OwnedFd>,
+    /// The network helper (pasta, slirp4netns) to stop.
+    pub net_helper: Option<super::network::Running>,
 }
 
 /// Body of the guard process: waits for the launcher's pipe to close; `d` means the
@@ -46,9 +49,12 @@ pub fn guard_main(mut from_launcher: Channel, cleanup: &Cleanup<'_>) -> ! {
     std::process::exit(code)
 }
 
-/// Removes the cgroup and (with `--rm`) the container. Used by the launcher after a
+/// Stops the network helper, removes the cgroup and (with `--rm`) the container. Used by the launcher after a
 /// normal exit and by the guard after the launcher died.
 pub fn clean(cleanup: &Cleanup<'_>) -> Result<()> {
+    if let Some(h) = &cleanup.net_helper {
+        h.stop();
+    }
     let mut first: Result<()> = Ok(());
     if let Some(cg) = cleanup.cgroup
         && let Err(e) = cg.remove()

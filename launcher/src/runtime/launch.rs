@@ -15,20 +15,22 @@ use super::cgroups::Cgroup;
 use super::guard::{self, Cleanup};
 use super::pid1::FORWARDED;
 use super::sync::{BadMessage, Msg, Pipe};
-use super::{RunSpec, idmap, pty, setup, state};
+use super::{RunSpec, idmap, network, pty, setup, state};
 
 /// Runs the container described by `spec` to completion; returns the exit status the
 /// launcher should exit with (the command's, 128+N on signal N, 126/127).
 pub fn launch(spec: &RunSpec) -> Result<i32> {
     let cgroup = Cgroup::create(&spec.id, &spec.limits, spec.idmap.is_some())?;
     let mut userns: Option<OwnedFd> = None;
-    let result = start_and_monitor(spec, cgroup.as_ref(), &mut userns);
+    let mut helper: Option<network::Running> = None;
+    let result = start_and_monitor(spec, cgroup.as_ref(), &mut userns, &mut helper);
     let cleanup = Cleanup {
         cgroup: cgroup.as_ref(),
         remove: spec
             .remove
             .then(|| (spec.store_root.clone(), spec.id.clone())),
         userns: userns.as_ref(),
+        net_helper: helper,
     };
     let cleaned = guard::clean(&cleanup);
     if let Ok(code) = result
@@ -71,6 +73,7 @@ fn start_and_monitor(
     spec: &RunSpec,
     cgroup: Option<&Cgroup>,
     userns: &mut Option<OwnedFd>,
+    helper: &mut Option<network::Running>,
 ) -> Result<i32> {
     let mut mask = SigSet::empty();
     for s in FORWARDED {
@@ -79,7 +82,7 @@ fn start_and_monitor(
     mask.add(Signal::SIGCHLD);
     let mut old = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), Some(&mut old)).context("blocking signals")?;
-    let r = run_blocked(spec, cgroup, userns, &mask);
+    let r = run_blocked(spec, cgroup, userns, helper, &mask);
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     r
 }
@@ -88,6 +91,7 @@ fn run_blocked(
     spec: &RunSpec,
     cgroup: Option<&Cgroup>,
     userns: &mut Option<OwnedFd>,
+    helper: &mut Option<network::Running>,
     mask: &SigSet,
 ) -> Result<i32> {
     let sfd = SignalFd::with_flags(mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
@@ -143,6 +147,20 @@ fn run_blocked(
     if let Err(e) = down.send(&Msg::Go) {
         return abort(e);
     }
+    if let Some(plan) = &spec.net_helper {
+        // The setup process has made the network namespace: connect it, then let the
+        // command start.
+        if let Err(e) = up.expect(&Msg::NetnsReady) {
+            return abort(e);
+        }
+        match network::start(plan, setup_pid.as_raw(), spec.idmap.is_some()) {
+            Ok(h) => *helper = Some(h),
+            Err(e) => return abort(e.context("--network: starting the network helper")),
+        }
+        if let Err(e) = down.send(&Msg::Go) {
+            return abort(e);
+        }
+    }
     // The guard outlives a killed launcher and cleans up after it.
     let guard_pipe = Pipe::new()?;
     let guard_cleanup = Cleanup {
@@ -151,6 +169,7 @@ fn run_blocked(
             .remove
             .then(|| (spec.store_root.clone(), spec.id.clone())),
         userns: userns.as_ref(),
+        net_helper: *helper,
     };
     let guard_pid = match crate::sys::process::fork().context("fork of the guard")? {
         ForkResult::Child => {

@@ -6,7 +6,8 @@
 //! * the launcher (host namespaces): creates the cgroup, writes uid/gid maps, forwards
 //!   signals, relays the pty, cleans up;
 //! * the setup process: user (rootless) + mount namespaces, mounts the union (and keeps
-//!   a FUSE daemon as its child), unshares pid/uts/ipc/net/cgroup, forks the command;
+//!   a FUSE daemon as its child), unshares pid/uts/ipc/net/cgroup, waits while the
+//!   launcher starts the network helper (pasta, slirp4netns), forks the command;
 //! * the command, PID 1 of the new pid namespace: builds the rootfs, pivots, drops
 //!   privileges, execs; with `--init`, that process stays as PID 1 (module [`pid1`])
 //!   and the command is its child;
@@ -39,6 +40,7 @@ pub mod launch;
 pub mod mounts;
 pub mod namespaces;
 pub mod net;
+pub mod network;
 pub mod paths;
 pub mod pid1;
 pub mod procfs;
@@ -141,6 +143,9 @@ pub struct RunSpec {
     pub outlives_setup: bool,
     /// Network mode.
     pub network: Network,
+    /// The network helper (pasta, slirp4netns) the launcher starts for the
+    /// container's network namespace before the command runs.
+    pub net_helper: Option<network::HelperPlan>,
     /// cgroup limits.
     pub limits: Limits,
     /// Host bind mounts.

@@ -69,6 +69,11 @@ fn run(
         None => None,
     };
     spec.namespaces.enter(&sys)?;
+    if spec.net_helper.is_some() {
+        // The launcher connects the new network namespace before the command runs.
+        to_parent.send(&Msg::NetnsReady)?;
+        from_parent.expect(&Msg::Go)?;
+    }
     // Closed by the container once it is set up (or gone): see `wait_set_up`.
     let (set_up_r, set_up_w) = if spec.outlives_setup {
         (None, None)

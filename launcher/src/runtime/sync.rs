@@ -29,6 +29,9 @@ pub enum Msg {
     /// `h`: a created container's init has its mounts and waits (for `g`) while the
     /// runtime runs the createRuntime hooks.
     Hooks,
+    /// `n`: the container's network namespace exists; the setup process waits (for
+    /// `g`) while the launcher starts its network helper (pasta, slirp4netns).
+    NetnsReady,
 }
 
 impl Msg {
@@ -43,6 +46,7 @@ impl Msg {
             Msg::Done => "d".into(),
             Msg::Ready => "r".into(),
             Msg::Hooks => "h".into(),
+            Msg::NetnsReady => "n".into(),
         }
     }
 
@@ -59,6 +63,7 @@ impl Msg {
             ('d', "") => Some(Msg::Done),
             ('r', "") => Some(Msg::Ready),
             ('h', "") => Some(Msg::Hooks),
+            ('n', "") => Some(Msg::NetnsReady),
             ('p', pid) => pid.parse().ok().map(Msg::Started),
             ('e', text) => Some(Msg::Error(text.to_string())),
             _ => None,
@@ -218,6 +223,7 @@ mod tests {
             Msg::Done,
             Msg::Ready,
             Msg::Hooks,
+            Msg::NetnsReady,
         ] {
             assert_eq!(Msg::decode(&m.encode()), Some(m.clone()), "{m:?}");
         }
