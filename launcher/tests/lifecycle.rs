@@ -109,20 +109,6 @@ impl Drop for Ctr {
     }
 }
 
-/// Polls `f` every 50 ms until it holds or `secs` pass; whether it held.
-fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn run_d_prints_the_id_and_ps_shows_it_running() {
     if skip_unless_root() {

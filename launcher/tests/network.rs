@@ -11,25 +11,12 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{
     demo_store, ensure_user, have_tools, run_strata, show, skip_unless_root, stdout, strata,
-    strata_as,
+    strata_as, until,
 };
-
-fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 fn ready() -> bool {
     !skip_unless_root() && have_tools(&["pasta", "slirp4netns"])

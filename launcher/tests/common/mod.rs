@@ -264,3 +264,17 @@ pub fn find_cgroups(id: &str) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Polls `f` every 50 ms until it holds or `secs` pass; whether it held.
+pub fn until(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if f() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
