@@ -21,9 +21,10 @@ use super::{EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND, RunSpec, net};
 /// `console` is the socket the pty master goes to the launcher over (`-t`).
 /// `ready` (a created OCI container, with `spec.outlives_setup`) is where the init says it is
 /// set up, or why it failed, before it waits on the fifo. `set_up` (the others) is the
-/// write end of a pipe the setup process reads: closed once the container is set up
-/// (its rootfs the root, before the fifo's wait or the exec), so the container is
-/// reported started only when an `exec` into it finds it whole.
+/// write end of a pipe the setup process reads (close-on-exec): closed by the exec of
+/// the command itself, so the container is reported started only once an `exec` into
+/// it finds it whole and its PID 1 is the command; before the fifo's wait for a
+/// created container, and before the fork of the command with `--init`.
 pub fn container_main(
     spec: &RunSpec,
     console: Option<OwnedFd>,
@@ -32,8 +33,11 @@ pub fn container_main(
 ) -> ! {
     let tty = console.is_some();
     let mut ready = ready;
-    match prepare(spec, console, &mut ready, set_up) {
+    let mut set_up = set_up;
+    match prepare(spec, console, &mut ready, &mut set_up) {
         Ok((path, argv, envp)) if spec.init => {
+            // PID 1 stays this process, set up: the command is its child.
+            drop(set_up);
             super::pid1::init_main(tty, || exec_unblocked(&path, &argv, &envp))
         }
         Ok((path, argv, envp)) => {
@@ -94,7 +98,7 @@ fn prepare(
     spec: &RunSpec,
     console: Option<OwnedFd>,
     ready: &mut Option<(Channel, Channel)>,
-    set_up: Option<OwnedFd>,
+    set_up: &mut Option<OwnedFd>,
 ) -> Result<Prepared> {
     let tty = console.is_some();
     // A created container's init outlives the setup process that forked it.
@@ -213,9 +217,9 @@ fn prepare(
         }
     }
     credentials::limits(spec.umask, &spec.rlimits)?;
-    // Set up: the setup process may now say the container started.
-    drop(set_up);
     if let Some(fifo) = fifo {
+        // Set up: the setup process may now say the container is created.
+        drop(set_up.take());
         // Set up: say so, then wait for `start` (still root, so /proc/self/fd opens).
         if let Some((mut ch, _)) = ready.take() {
             ch.send(&Msg::Ready)?;

@@ -74,7 +74,9 @@ fn run(
         to_parent.send(&Msg::NetnsReady)?;
         from_parent.expect(&Msg::Go)?;
     }
-    // Closed by the container once it is set up (or gone): see `wait_set_up`.
+    // Closed by the container once it is set up: by the exec of its command (the pipe is
+    // close-on-exec), before a created container waits on its fifo, or when it dies.
+    // See `wait_set_up`.
     let (set_up_r, set_up_w) = if spec.outlives_setup {
         (None, None)
     } else {
