@@ -55,6 +55,11 @@ pub struct PullOptions {
 /// Pulls `reference` into `store` and returns the image.
 pub fn pull(store: &Store, reference: &str, opts: &PullOptions) -> Result<Image, RegistryError> {
     let r = reference::parse(reference)?;
+    // What the pull finds in the store and fetches stays until it is registered.
+    let _pin = store.pin().map_err(|source| RegistryError::Store {
+        target: reference.to_string(),
+        source,
+    })?;
     crate::runtime()?.block_on(pull_async(store, &r, reference, opts))
 }
 

@@ -84,6 +84,8 @@ pub fn push(
             reason: "a push needs a tag to write".into(),
         });
     }
+    // The image's blobs stay while they are read (`prune` waits).
+    let _pin = store.pin().map_err(store_error(image))?;
     let img = store.resolve_image(image).map_err(store_error(image))?;
     let digest = crate::runtime()?.block_on(push_async(store, &img, &r, dest, opts))?;
     Ok((dest.to_string(), digest))

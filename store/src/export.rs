@@ -124,6 +124,8 @@ pub fn export_image(
     format: ArchiveFormat,
     out: &Path,
 ) -> Result<(), StoreError> {
+    // Its blobs stay while they are read (`prune` waits).
+    let _pin = store.pin()?;
     let img = store.resolve_image(image)?;
     let pending = crate::fsutil::OutputFile::create(out)?;
     let mut b = tar::Builder::new(BufWriter::new(pending.file()));

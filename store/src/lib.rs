@@ -9,9 +9,10 @@
 //! * `tags.json` — `NAME:TAG` → image id
 //! * `containers/<id>/{upper,work,merged,init,container.json}`
 //! * `distribution/` — which registry blobs are which layers ([`distribution`])
-//! * `lock` — `flock`ed by writers; `tmp/` — work dirs of in-flight operations (what a
-//!   killed writer left is removed by the next one to take the lock) and partial
-//!   downloads (`tmp/downloads/`, resumed by the next pull)
+//! * `lock` — `flock`ed by writers; `pin.lock` — held shared by pulls, pushes and
+//!   exports, exclusive by `prune` ([`lock`]); `tmp/` — work dirs of in-flight
+//!   operations (what a killed writer left is removed by the next one to take the lock)
+//!   and partial downloads (`tmp/downloads/`, resumed by the next pull)
 
 #![forbid(unsafe_code)]
 
@@ -145,6 +146,13 @@ impl Store {
         let lock = StoreLock::acquire(&self.root.join("lock"))?;
         self.remove_stale_temp();
         Ok(lock)
+    }
+
+    /// Pins the store for an operation that works on it without the writer lock (a
+    /// pull, a push, an export): `prune` waits until it ends. Take it before
+    /// [`Store::lock`], never while holding that.
+    pub fn pin(&self) -> Result<lock::Pin, StoreError> {
+        lock::Pin::shared(&self.root.join("pin.lock"))
     }
 
     /// Removes the staging a killed writer left: `tmp/*` but `tmp/downloads` (work

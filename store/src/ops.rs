@@ -70,8 +70,14 @@ impl Store {
     }
 
     /// Removes layers and blobs no image uses (containers keep their image), and
-    /// leftovers of interrupted operations in `tmp/`.
+    /// leftovers of interrupted operations in `tmp/`. Waits for running pulls,
+    /// pushes and exports (the store's pin) first: what a pull fetched or found in
+    /// the store is not an image's until it registers it.
     pub fn prune(&self) -> Result<Pruned, StoreError> {
+        let pin = self.root().join("pin.lock");
+        let _pin = crate::lock::Pin::exclusive(&pin, || {
+            log::warn!("waiting for the pulls, pushes and exports using the store to end")
+        })?;
         let _lock = self.lock()?;
         let mut chains = HashSet::new();
         let mut blobs = HashSet::new();

@@ -159,3 +159,38 @@ fn ambiguous_prefix() {
     }
     assert_eq!(s.images().map(|v| v.len()).ok(), Some(2));
 }
+
+#[test]
+fn prune_waits_for_a_pin_and_keeps_what_was_registered_meanwhile() {
+    let (_d, s) = store();
+    // What a pull holds while it runs: a layer blob it found in the store (no image
+    // uses it yet) and a partial download.
+    let blob = s
+        .blob_path(&digest::sha256_digest(b"l1pulled"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    fsutil::write_atomic(&blob, b"layer").unwrap_or_else(|e| panic!("{e}"));
+    let partial = s.root().join("tmp/downloads/abc.partial");
+    fs::create_dir_all(s.root().join("tmp/downloads")).unwrap_or_else(|e| panic!("{e}"));
+    fs::write(&partial, b"part").unwrap_or_else(|e| panic!("{e}"));
+    let pin = s.pin().unwrap_or_else(|e| panic!("pin: {e}"));
+    let root = s.root().to_path_buf();
+    let pruner = std::thread::spawn(move || Store::open(Some(root)).and_then(|s| s.prune()));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        !pruner.is_finished(),
+        "prune ran while the store was pinned"
+    );
+    assert!(blob.is_file() && partial.is_file());
+    // The pull registers its image (its first layer's blob is that one), and ends.
+    register(&s, "pulled:latest", "pulled");
+    drop(pin);
+    let pruned = pruner
+        .join()
+        .unwrap_or_else(|_| panic!("pruner panicked"))
+        .unwrap_or_else(|e| panic!("prune: {e}"));
+    assert!(blob.is_file(), "the registered image's blob was pruned");
+    assert!(!partial.exists(), "a leftover download stays after prune");
+    assert!(pruned.blobs.is_empty(), "{:?}", pruned.blobs);
+    // A pin after the prune is taken at once.
+    drop(s.pin().unwrap_or_else(|e| panic!("pin: {e}")));
+}
