@@ -49,11 +49,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "MODE")]
     #[serde(default)]
     pub network: Option<String>,
-    /// Publish a container port on the host: `[IP:]HOST:CONTAINER[/tcp|/udp]`.
+    /// Publish a container port on the host: `[[IP:][HOST]:]CONTAINER[/tcp|/udp]`, the
+    /// ports or ranges (`8000-8009`) of the same length; without HOST, a free one.
     #[arg(
         short = 'p',
         long = "publish",
-        value_name = "[IP:]HOST:CONTAINER[/PROTO]"
+        value_name = "[[IP:][HOST]:]CONTAINER[/PROTO]"
     )]
     #[serde(default)]
     pub publish: Vec<String>,
@@ -140,7 +141,8 @@ fn check_network(
         .publish
         .iter()
         .map(|p| ports::parse(p))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?
+        .concat();
     ports::check_unique(&ports)?;
     if (!ports.is_empty() || args.publish_all) && mode.helper().is_none() {
         bail!("-p/-P need --network pasta or slirp4netns (this container's network is {mode})");

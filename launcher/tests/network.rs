@@ -1,7 +1,8 @@
 //! `strata run` with a network (root; one case as an unprivileged user): published
 //! TCP and UDP ports answering on the host, the host's loopback reached through the
 //! gateway, names resolved by a DNS responder this test runs on the host's loopback,
-//! `--add-host`/`--dns-search` in the container's files, slirp4netns, and a host port
+//! `--add-host`/`--dns-search` in the container's files, port ranges and ports without
+//! a host port, slirp4netns, and a host port
 //! in use refused with one line and exit 125, leaving nothing behind. Needs pasta
 //! (package passt) and slirp4netns (`scripts/deps` installs them).
 
@@ -362,6 +363,70 @@ fn published_udp_port() {
     );
 }
 
+/// Two consecutive TCP ports nothing listens on now.
+fn free_tcp_pair() -> u16 {
+    loop {
+        let p = free_tcp_port();
+        if p < u16::MAX && TcpListener::bind(("0.0.0.0", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// `-p A-B:C-D` publishes port by port, and `-p PORT` on a free host port that
+/// `strata port` names: two busybox httpd in one container, each reached from the host.
+#[test]
+fn a_port_range_and_a_port_without_host_port() {
+    if !ready() {
+        return;
+    }
+    let first = free_tcp_pair();
+    let range = format!("{first}-{}:8080-8081", first + 1);
+    let name = "net-range";
+    let o = run_strata(
+        demo_store(),
+        &[
+            "run",
+            "-d",
+            "--driver",
+            "kernel",
+            "--name",
+            name,
+            "--hostname",
+            "ranged",
+            "-p",
+            &range,
+            "-p",
+            "8082",
+            "demo",
+            "sh",
+            "-c",
+            "busybox httpd -p 8080 -h /etc; busybox httpd -p 8081 -h /etc; \
+             exec busybox httpd -f -p 8082 -h /etc",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let port_out = run_strata(demo_store(), &["port", name, "8082"]);
+    let picked: Option<u16> = stdout(&port_out)
+        .trim()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok());
+    let answers = |p: u16| http_get_hostname(p).is_some_and(|b| b.contains("ranged"));
+    let ranged = until(30, || answers(first) && answers(first + 1));
+    let single = picked.is_some_and(|p| until(30, || answers(p)));
+    let listed = stdout(&run_strata(demo_store(), &["port", name]));
+    let rm = run_strata(demo_store(), &["rm", "-f", name]);
+    assert!(ranged, "{range}: no answer on both host ports");
+    assert!(single, "-p 8082: {}", show(&port_out));
+    for (ctr, host) in [(8080, first), (8081, first + 1)] {
+        assert!(
+            listed.contains(&format!("{ctr}/tcp -> 0.0.0.0:{host}")),
+            "{listed}"
+        );
+    }
+    assert_eq!(rm.status.code(), Some(0), "{}", show(&rm));
+}
+
 #[test]
 fn a_host_port_in_use_is_one_line_and_125_leaving_nothing() {
     if !ready() {
@@ -394,7 +459,7 @@ fn a_host_port_in_use_is_one_line_and_125_leaving_nothing() {
     );
     // A bad flag value is refused before anything is made.
     for bad in [
-        ["-p", "80"],
+        ["-p", "8000-8001:80"],
         ["-p", "x:80"],
         ["--dns", "not-an-ip"],
         ["--add-host", "nocolon"],

@@ -114,11 +114,12 @@ mod tests {
 
     #[test]
     fn command_line() -> Result<()> {
-        let ports = vec![
+        let ports = [
             parse("8080:80")?,
             parse("127.0.0.1:5353:53/udp")?,
             parse("81:81")?,
-        ];
+        ]
+        .concat();
         let a = args(&ports, "/proc/self/fd/7", None, true, "/r/pasta.pid").join(" ");
         assert_eq!(
             a,

@@ -67,8 +67,25 @@ fn port(s: &str, what: &str, whole: &str) -> Result<u16> {
     }
 }
 
-/// Parses `-p [IP:]HOST:CONTAINER[/tcp|/udp]` (an IPv6 address in brackets).
-pub fn parse(s: &str) -> Result<PortMapping> {
+/// A port or a range `A-B` (A <= B), as its first port and its length.
+fn ports(s: &str, what: &str, whole: &str) -> Result<(u16, u16)> {
+    match s.split_once('-') {
+        None => Ok((port(s, what, whole)?, 1)),
+        Some((a, b)) => {
+            let (a, b) = (port(a, what, whole)?, port(b, what, whole)?);
+            if b < a {
+                bail!("invalid -p {whole:?}: the {what} port range {s:?} ends before it starts");
+            }
+            Ok((a, b - a + 1))
+        }
+    }
+}
+
+/// Parses `-p [[IP:][HOST]:]CONTAINER[/tcp|/udp]` as podman takes it: an IPv6 address
+/// in brackets; HOST and CONTAINER ports or ranges (`8000-8009`) of the same length;
+/// HOST left out (`80`, `IP::80`), a free host port for each container port. One
+/// mapping per port.
+pub fn parse(s: &str) -> Result<Vec<PortMapping>> {
     let (spec, proto) = match s.rsplit_once('/') {
         Some((spec, "tcp")) => (spec, Proto::Tcp),
         Some((spec, "udp")) => (spec, Proto::Udp),
@@ -77,13 +94,22 @@ pub fn parse(s: &str) -> Result<PortMapping> {
         }
         None => (s, Proto::Tcp),
     };
-    let (rest, container) = spec
-        .rsplit_once(':')
-        .with_context(|| format!("invalid -p {s:?}: expected [IP:]HOST:CONTAINER[/tcp|/udp]"))?;
-    let container_port = port(container, "container", s)?;
-    let (host_ip, host) = match rest.rsplit_once(':') {
-        None => (None, rest),
-        Some((ip, host)) => {
+    let (rest, container) = match spec.rsplit_once(':') {
+        Some((rest, container)) => (Some(rest), container),
+        None => (None, spec),
+    };
+    let (container_port, count) = ports(container, "container", s)?;
+    let (host_ip, host) = match rest.map(|r| r.rsplit_once(':').ok_or(r)) {
+        None => (None, ""),
+        Some(Err(host)) => {
+            if host.is_empty() {
+                bail!(
+                    "invalid -p {s:?}: the host port is missing (expected [[IP:][HOST]:]CONTAINER)"
+                );
+            }
+            (None, host)
+        }
+        Some(Ok((ip, host))) => {
             let ip = ip.trim_start_matches('[').trim_end_matches(']');
             let addr: IpAddr = ip
                 .parse()
@@ -91,16 +117,27 @@ pub fn parse(s: &str) -> Result<PortMapping> {
             (Some(addr), host)
         }
     };
-    if host.is_empty() {
-        bail!("invalid -p {s:?}: the host port is missing (expected [IP:]HOST:CONTAINER)");
-    }
-    let host_port = port(host, "host", s)?;
-    Ok(PortMapping {
-        host_ip,
-        host_port,
-        container_port,
-        proto,
-    })
+    let host_ports = if host.is_empty() {
+        (0..count)
+            .map(|_| free_port(proto))
+            .collect::<Result<Vec<_>>>()?
+    } else {
+        let (first, n) = ports(host, "host", s)?;
+        if n != count {
+            bail!("invalid -p {s:?}: the host range has {n} ports and the container range {count}");
+        }
+        (0..n).map(|i| first + i).collect()
+    };
+    Ok(host_ports
+        .into_iter()
+        .zip(0..count)
+        .map(|(host_port, i)| PortMapping {
+            host_ip,
+            host_port,
+            container_port: container_port + i,
+            proto,
+        })
+        .collect())
 }
 
 /// The ports of an image config's `ExposedPorts` (`"80/tcp": {}`), each given a free
@@ -138,7 +175,7 @@ fn free_port(proto: Proto) -> Result<u16> {
         Proto::Tcp => std::net::TcpListener::bind(addr).and_then(|l| l.local_addr()),
         Proto::Udp => std::net::UdpSocket::bind(addr).and_then(|s| s.local_addr()),
     }
-    .context("finding a free host port for -P")?
+    .context("finding a free host port")?
     .port();
     Ok(port)
 }
@@ -191,10 +228,16 @@ pub fn load(dir: &Path) -> Result<Vec<PortMapping>> {
 mod tests {
     use super::*;
 
+    fn one(s: &str) -> Result<PortMapping> {
+        let mut v = parse(s)?;
+        assert_eq!(v.len(), 1, "{s}");
+        Ok(v.remove(0))
+    }
+
     #[test]
     fn parses_the_forms() -> Result<()> {
         assert_eq!(
-            parse("8080:80")?,
+            one("8080:80")?,
             PortMapping {
                 host_ip: None,
                 host_port: 8080,
@@ -202,22 +245,46 @@ mod tests {
                 proto: Proto::Tcp
             }
         );
-        let u = parse("127.0.0.1:5353:53/udp")?;
+        let u = one("127.0.0.1:5353:53/udp")?;
         assert_eq!(u.host_ip, Some(IpAddr::from([127, 0, 0, 1])));
         assert_eq!(
             (u.host_port, u.container_port, u.proto),
             (5353, 53, Proto::Udp)
         );
-        let v6 = parse("[::1]:8080:80/tcp")?;
+        let v6 = one("[::1]:8080:80/tcp")?;
         assert_eq!(v6.host_ip, Some("::1".parse()?));
         assert_eq!(v6.to_string(), "80/tcp -> [::1]:8080");
         Ok(())
     }
 
     #[test]
+    fn ranges_map_port_by_port() -> Result<()> {
+        let r = parse("127.0.0.1:8000-8002:9000-9002/udp")?;
+        let pairs: Vec<_> = r.iter().map(|m| (m.host_port, m.container_port)).collect();
+        assert_eq!(pairs, [(8000, 9000), (8001, 9001), (8002, 9002)]);
+        assert!(
+            r.iter()
+                .all(|m| m.proto == Proto::Udp && m.host_ip.is_some())
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_host_port_is_a_free_one() -> Result<()> {
+        for form in ["80", "127.0.0.1::80", "[::1]::80"] {
+            let m = one(form)?;
+            assert_eq!(m.container_port, 80, "{form}");
+            assert!(m.host_port > 0, "{form}");
+        }
+        let r = parse("80-82")?;
+        assert_eq!(r.len(), 3);
+        assert_eq!(r[2].container_port, 82);
+        Ok(())
+    }
+
+    #[test]
     fn refuses_bad_input() {
         for bad in [
-            "80",
             "x:80",
             "80:x",
             "0:80",
@@ -226,6 +293,10 @@ mod tests {
             "1.2.3:80:80",
             ":80",
             "8080:80/",
+            "8000-8001:80",
+            "80:81-80",
+            "8000-8002:9000-9001",
+            "-80:80",
         ] {
             assert!(parse(bad).is_err(), "{bad} accepted");
         }
@@ -245,8 +316,9 @@ mod tests {
 
     #[test]
     fn duplicates_refused() -> Result<()> {
-        assert!(check_unique(&[parse("8080:80")?, parse("8080:81")?]).is_err());
-        assert!(check_unique(&[parse("8080:80")?, parse("8080:80/udp")?]).is_ok());
+        assert!(check_unique(&[one("8080:80")?, one("8080:81")?]).is_err());
+        assert!(check_unique(&[one("8080:80")?, one("8080:80/udp")?]).is_ok());
+        assert!(check_unique(&parse("8000-8001:80-81")?).is_ok());
         Ok(())
     }
 }
