@@ -170,6 +170,7 @@ fn check_network(
             .collect::<Result<_>>()?,
         gateway,
         fallback_dns: (mode == NetworkMode::Slirp4netns).then_some(network::slirp::DNS.into()),
+        loopback_dns: (mode == NetworkMode::Pasta).then_some(network::pasta::DNS_FORWARD.into()),
     };
     Ok((mode, ports, names))
 }
@@ -311,6 +312,7 @@ pub fn build(
         kind,
         ports: published,
         runtime_dir: container.dir.join("runtime"),
+        dns_forward: checked.names.loopback_dns,
     });
     Ok(RunSpec {
         id: container.id.clone(),

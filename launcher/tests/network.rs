@@ -1,6 +1,7 @@
 //! `strata run` with a network (root; one case as an unprivileged user): published
 //! TCP and UDP ports answering on the host, the host's loopback reached through the
-//! gateway, names resolved by a DNS responder this test runs on the host's loopback,
+//! gateway, names resolved by a DNS responder this test runs on the host's loopback
+//! (named with `--dns`, and as the host's only resolver through pasta's DNS forward),
 //! `--add-host`/`--dns-search` in the container's files, port ranges and ports without
 //! a host port, slirp4netns, and a host port
 //! in use refused with one line and exit 125, leaving nothing behind. Needs pasta
@@ -315,6 +316,50 @@ fn names_resolve_against_a_resolver_on_the_hosts_loopback() {
     assert!(out.contains("search strata.test\n"), "{out}");
     assert!(out.contains("192.0.2.99\tdb.strata.test\n"), "{out}");
     assert!(out.contains("198.51.100.7"), "{out}");
+}
+
+/// A host whose only resolver listens on its loopback (systemd-resolved's 127.0.0.53,
+/// a local dnsmasq): the container, in its own network namespace, cannot reach it, so
+/// its resolv.conf names pasta's DNS forward address, which pasta passes on to the
+/// host's resolver. The host's resolv.conf is replaced for strata alone (a private
+/// mount namespace), its resolver is this test's responder on 127.0.0.77.
+#[test]
+fn a_resolver_on_the_hosts_loopback_is_reached_through_pasta() {
+    if !ready() {
+        return;
+    }
+    let sock = UdpSocket::bind("127.0.0.77:53").expect("binding 127.0.0.77:53");
+    std::thread::spawn(move || dns_responder(sock, Ipv4Addr::new(198, 51, 100, 8)));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let conf = dir.path().join("resolv.conf");
+    std::fs::write(&conf, "nameserver 127.0.0.77\nsearch strata.test\n").expect("resolv.conf");
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c"])
+        .arg("mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"")
+        .arg(&conf)
+        .arg(strata())
+        .arg("--root")
+        .arg(demo_store())
+        .args([
+            "run",
+            "--rm",
+            "--driver",
+            "kernel",
+            "--network",
+            "pasta",
+            "demo",
+            "sh",
+            "-c",
+            "cat /etc/resolv.conf; busybox nslookup app.example.test",
+        ])
+        .output()
+        .expect("running unshare");
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(out.contains("nameserver 169.254.1.1\n"), "{out}");
+    assert!(!out.contains("127.0.0.77"), "{out}");
+    assert!(out.contains("search strata.test\n"), "{out}");
+    assert!(out.contains("198.51.100.8"), "{out}");
 }
 
 /// Whether a UDP socket is bound to `127.0.0.1:port` on the host (`/proc/net/udp`).

@@ -137,6 +137,9 @@ pub struct HelperPlan {
     pub ports: Vec<PortMapping>,
     /// Where the helper's pid and log go (the container's `runtime/` dir).
     pub runtime_dir: PathBuf,
+    /// An address whose DNS queries the helper passes to the host's first nameserver
+    /// (pasta's `--dns-forward`), for hosts whose resolvers listen on their loopback.
+    pub dns_forward: Option<std::net::IpAddr>,
 }
 
 /// A running helper: its pid and start time (so a reused pid is never signalled).

@@ -11,6 +11,10 @@ use anyhow::{Context, Result, bail};
 use super::ports::{PortMapping, Proto};
 use super::{HelperPlan, Running};
 
+/// The container's nameserver for a host whose resolvers are on its loopback: pasta
+/// passes queries sent there to the host's first nameserver (the address podman uses).
+pub const DNS_FORWARD: [u8; 4] = [169, 254, 1, 1];
+
 /// pasta's `-t`/`-u` spec of one published port: `[ADDR/]HOST:CONTAINER`.
 fn port_spec(p: &PortMapping) -> String {
     let addr = match p.host_ip {
@@ -26,6 +30,7 @@ fn port_spec(p: &PortMapping) -> String {
 /// and drop the capabilities it needs to join the namespace: `--runas 0` keeps it.
 pub fn args(
     ports: &[PortMapping],
+    dns_forward: Option<IpAddr>,
     netns: &str,
     userns: Option<&str>,
     as_root: bool,
@@ -51,6 +56,9 @@ pub fn args(
     // Nothing from the namespace's loopback to the host's ports: the host is reached
     // through the gateway address (pasta maps it to the host's loopback).
     a.extend(["-T".into(), "none".into(), "-U".into(), "none".into()]);
+    if let Some(d) = dns_forward {
+        a.extend(["--dns-forward".into(), d.to_string()]);
+    }
     a.extend(["--pid".into(), pid_file.into()]);
     if let Some(u) = userns {
         a.extend(["--userns".into(), u.into()]);
@@ -79,6 +87,7 @@ pub fn start(
     let status = std::process::Command::new(&program)
         .args(args(
             &plan.ports,
+            plan.dns_forward,
             &netns_path,
             userns_path.as_deref(),
             !rootless && nix::unistd::geteuid().is_root(),
@@ -120,13 +129,15 @@ mod tests {
             parse("81:81")?,
         ]
         .concat();
-        let a = args(&ports, "/proc/self/fd/7", None, true, "/r/pasta.pid").join(" ");
+        let dns = Some(IpAddr::from(DNS_FORWARD));
+        let a = args(&ports, dns, "/proc/self/fd/7", None, true, "/r/pasta.pid").join(" ");
         assert_eq!(
             a,
             "--config-net --quiet --runas 0 -t 8080:80 -t 81:81 -u 127.0.0.1/5353:53 \
-             -T none -U none --pid /r/pasta.pid --netns /proc/self/fd/7"
+             -T none -U none --dns-forward 169.254.1.1 --pid /r/pasta.pid \
+             --netns /proc/self/fd/7"
         );
-        let r = args(&[], "/n", Some("/u"), false, "/p").join(" ");
+        let r = args(&[], None, "/n", Some("/u"), false, "/p").join(" ");
         assert_eq!(
             r,
             "--config-net --quiet -t none -u none -T none -U none --pid /p --userns /u --netns /n"

@@ -23,6 +23,10 @@ pub struct NameConfig {
     pub gateway: Option<IpAddr>,
     /// A nameserver used when the host offers none usable (slirp4netns' forwarder).
     pub fallback_dns: Option<IpAddr>,
+    /// Put in place of the host's loopback nameservers (`127.0.0.53` of
+    /// systemd-resolved, a local dnsmasq), which the container cannot reach: an address
+    /// the network helper forwards to the host's first nameserver (pasta).
+    pub loopback_dns: Option<IpAddr>,
 }
 
 /// Parses `--add-host NAME:IP` (`NAME:host-gateway` takes `gateway`).
@@ -73,9 +77,16 @@ pub fn resolv_conf(cfg: &NameConfig, host: &str) -> String {
             let mut w = line.split_whitespace();
             if w.next() == Some("nameserver")
                 && let Some(a) = w.next()
-                && !(a.starts_with("127.") || a == "::1")
             {
-                servers.push(a.to_string());
+                let on_loopback = a.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+                let server = match (on_loopback, cfg.loopback_dns) {
+                    (false, _) => a.to_string(),
+                    (true, Some(forward)) => forward.to_string(),
+                    (true, None) => continue,
+                };
+                if !servers.contains(&server) {
+                    servers.push(server);
+                }
             }
         }
     }
@@ -160,6 +171,17 @@ mod tests {
         assert_eq!(
             resolv_conf(&slirp, "nameserver 127.0.0.53\n"),
             "nameserver 10.0.2.3\n"
+        );
+        let pasta = NameConfig {
+            loopback_dns: Some(IpAddr::from([169, 254, 1, 1])),
+            ..Default::default()
+        };
+        assert_eq!(
+            resolv_conf(
+                &pasta,
+                "nameserver 127.0.0.53\nnameserver ::1\nnameserver 10.1.1.1\n"
+            ),
+            "nameserver 169.254.1.1\nnameserver 10.1.1.1\n"
         );
     }
 
