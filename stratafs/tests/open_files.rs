@@ -266,3 +266,79 @@ fn many_opens_of_one_file_in_parallel() {
     d.compare("after parallel reads");
     d.finish();
 }
+
+/// The number of files the stratafs daemon serving `mnt` holds open.
+fn daemon_fds(mnt: &Path) -> usize {
+    let want = mnt.as_os_str().as_encoded_bytes();
+    let pid = std::fs::read_dir("/proc")
+        .expect("read /proc")
+        .flatten()
+        .find_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            let ours =
+                args.first().is_some_and(|a| a.ends_with(b"stratafs")) && args.contains(&want);
+            ours.then_some(pid)
+        })
+        .unwrap_or_else(|| panic!("no stratafs daemon serves {}", mnt.display()));
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("list the daemon's fds")
+        .count()
+}
+
+/// With passthrough, an open of a lower file to read that is not passed through (any
+/// with `io=passthrough`, a small one with `io=passthrough-all`) shares the real file
+/// the daemon keeps per inode: 200 opens at once hold no file each in the daemon (no
+/// open(2) per OPEN, no close(2) per RELEASE), read the file's data, and follow its
+/// copy-up as a handle of its own would.
+#[test]
+fn opens_of_a_lower_file_to_read_share_the_daemons_real_file() {
+    for io in ["passthrough", "passthrough-all"] {
+        let Some(mut d) = Differential::new(|root| {
+            let set = LayerSet::create(root, 1)?;
+            let l = set.lower(0)?;
+            l.file("small", &[7u8; 3000], 0o644)?;
+            l.finish()?;
+            Ok(set)
+        }) else {
+            return;
+        };
+        if d.imp.name != "stratafs" {
+            return;
+        }
+        d.remount_under_with(&format!(",io={io}"));
+        let m = d.um().to_path_buf();
+        let f = m.join("small");
+        let before = daemon_fds(&m);
+        let mut readers: Vec<std::fs::File> = (0..200)
+            .map(|_| std::fs::File::open(&f).expect("open small"))
+            .collect();
+        let during = daemon_fds(&m);
+        assert!(
+            during < before + 20,
+            "io={io}: the daemon holds {during} files with 200 readers open, {before} before"
+        );
+        for r in readers.iter_mut().take(3) {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).expect("read small");
+            assert_eq!(v, vec![7u8; 3000], "io={io}");
+        }
+        // A copy-up under the open readers: they read the upper copy from then on.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&f)
+            .and_then(|mut w| w.write_all(b"new"))
+            .expect("write small");
+        let r = &mut readers[10];
+        // SAFETY: fadvise on an open fd.
+        let rc = unsafe { libc::posix_fadvise(r.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(rc, 0, "fadvise");
+        let mut v = Vec::new();
+        r.read_to_end(&mut v).expect("read after the copy-up");
+        assert_eq!(&v[..3], b"new", "io={io}: an old reader after the copy-up");
+        assert_eq!(v.len(), 3000, "io={io}");
+        drop(readers);
+        d.finish();
+    }
+}

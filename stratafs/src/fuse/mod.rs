@@ -410,6 +410,51 @@ impl OverlayFs {
         }
     }
 
+    /// Opens a lower file to read by its inode when passthrough is on and the file is
+    /// not to be passed through (`io=passthrough`: any lower file; `io=passthrough-all`:
+    /// one under [`PASSTHROUGH_MIN`], or refused a shared backing). The handle is 0: its
+    /// READs go to the real file kept open per inode (`Overlay::real_file`, as with
+    /// `io=inode`), so the OPEN costs no open(2) (only an fstat(2) for the size, with
+    /// `io=passthrough-all`) and its RELEASE no close(2), and a read-ahead started at
+    /// LOOKUP (module `prefetch`) is on the file the READ uses. A copy-up drops that
+    /// real file, so the open follows it (as a handle does, `follow_copy_up`). The open
+    /// is counted in the I/O modes: a cached open keeps the inode from being passed
+    /// through, and it joins a lower backing file already passed through.
+    /// Gives the reply back when the open is not one of these.
+    fn open_lower_by_inode<R: OpenReply>(&self, ino: u64, flags: i32, reply: R) -> Option<R> {
+        if !self.passthrough.load(Ordering::Relaxed)
+            || flags & libc::O_ACCMODE != libc::O_RDONLY
+            || flags & libc::O_TRUNC != 0
+            || !self.ov.is_lower(ino)
+        {
+            return Some(reply);
+        }
+        let Ok(file) = self.ov.real_file(ino, false) else {
+            return Some(reply);
+        };
+        let may_pass = self.io == IoStrategy::PassthroughAll
+            && self.ov.node(ino).is_ok_and(|n| !n.shared_backing_refused());
+        if may_pass {
+            match crate::sys::fstat(file.fd.as_raw_fd()) {
+                Ok(st)
+                    if st.st_size < PASSTHROUGH_MIN
+                        && st.st_mode & libc::S_IFMT == libc::S_IFREG => {}
+                _ => return Some(reply),
+            }
+        }
+        let keep = FopenFlags::FOPEN_KEEP_CACHE;
+        let no_backing = || Err(std::io::Error::other("not passed through"));
+        match self.modes.acquire(ino, true, || false, no_backing) {
+            Ok(Grant::Passthrough(held)) => match held.id() {
+                Some(id) => reply.passthrough(FileHandle(0), id),
+                None => reply.opened(FileHandle(0), keep),
+            },
+            Ok(Grant::Cached) => reply.opened(FileHandle(0), keep),
+            Ok(Grant::Stale) | Err(_) => return Some(reply),
+        }
+        None
+    }
+
     /// The handle of an open of `ino` served here: its fd, remembered as a lower
     /// file's when `lower` (to follow a copy-up).
     fn opened_handle(&self, ino: u64, fd: OwnedFd, lower: bool) -> FileHandle {

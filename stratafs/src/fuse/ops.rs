@@ -303,6 +303,10 @@ impl OverlayFs {
             // The kernel opens by itself from now on; I/O comes by inode.
             return reply.error(Errno::ENOSYS);
         }
+        let reply = match self.open_lower_by_inode(ino.0, flags.0, reply) {
+            Some(r) => r,
+            None => return,
+        };
         match self.ov.open(ino.0, flags.0) {
             Ok((fd, lower)) => self.reply_open(ino.0, fd, flags.0, lower, reply),
             Err(e) => reply.error(err(e)),
@@ -363,7 +367,12 @@ impl OverlayFs {
         reply.error(Errno::ENOSYS);
     }
 
-    pub(crate) fn release(&self, fh: FileHandle, reply: impl EmptyReply) {
+    pub(crate) fn release(&self, ino: INodeNo, fh: FileHandle, reply: impl EmptyReply) {
+        if fh.0 == 0 {
+            // An open served by inode (`open_lower_by_inode`): no file of its own.
+            self.modes.release(ino.0);
+            return reply.ok();
+        }
         if let Some((_, ino)) = self.passed.remove(&fh.0) {
             self.modes.release(ino);
         }
@@ -436,13 +445,15 @@ impl OverlayFs {
 
     /// Starts reading a small file's data when the process looking it up reads the
     /// files it looks up (module `prefetch`): the disk works while the reply and the
-    /// READ travel. With `io=inode` only, where the READ uses the real file opened here.
+    /// READ travel. With `io=inode`, where the READ uses the real file opened here, and
+    /// with passthrough, where a lower file's open uses it too (`open_lower_by_inode`)
+    /// and another open of the file shares its page cache.
     fn read_ahead_at_lookup(&self, req: &Who, node: &Node, st: &Stat) {
         let small_file = st.st_mode & libc::S_IFMT == libc::S_IFREG
             && st.st_size > 0
             && st.st_size <= prefetch::PREFETCH_MAX;
         if !small_file
-            || !self.no_open.load(Ordering::Relaxed)
+            || !(self.no_open.load(Ordering::Relaxed) || self.passthrough.load(Ordering::Relaxed))
             || !self.reads.looked_up_file(req.pid(), node.ino)
         {
             return;

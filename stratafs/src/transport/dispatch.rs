@@ -183,7 +183,7 @@ fn run(fs: &OverlayFs, h: &InHeader, op_in: &[u8], input: &[u8], a: Answer<'_>) 
             fs.write(&who, ino, FileHandle(w.fh), w.offset, data, wf, a);
         }
         abi::STATFS => fs.statfs(a),
-        abi::RELEASE => fs.release(FileHandle(read::<abi::ReleaseIn>(op_in)?.fh), a),
+        abi::RELEASE => fs.release(ino, FileHandle(read::<abi::ReleaseIn>(op_in)?.fh), a),
         abi::FSYNC => {
             let f = read::<abi::FsyncIn>(op_in)?;
             let datasync = f.fsync_flags & abi::FSYNC_FDATASYNC != 0;
