@@ -33,7 +33,6 @@ struct Alloc {
 
 /// A fixed run of slots: the nodes, and beside them each slot's count (kept apart so
 /// a slot is 76 bytes, not 80).
-#[derive(Debug)]
 struct Chunk {
     nodes: Box<[Node]>,
     refs: Box<[AtomicU32]>,
@@ -64,7 +63,6 @@ impl Chunk {
 type Block = Box<[OnceLock<Arc<Chunk>>]>;
 
 /// The nodes of one node table.
-#[derive(Debug)]
 pub(super) struct Slab {
     dir: Box<[OnceLock<Block>]>,
     alloc: Arc<Mutex<Alloc>>,
@@ -175,7 +173,6 @@ impl Slab {
 /// A handle to a node in the slab: derefs to the node, and keeps its slot from being
 /// reused while it lives (what an `Arc<Node>` did, without an allocation per node).
 /// Clone and drop are two atomic counts, no lock (but the drop that frees a slot).
-#[derive(Debug)]
 pub struct NodeRef {
     chunk: Arc<Chunk>,
     off: u32,
@@ -196,6 +193,29 @@ impl NodeRef {
     /// Counts one more reference of the slot, the table's (the node goes in it).
     pub(super) fn retain(&self) {
         self.chunk.refs[self.off as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Chunk {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chunk").field("base", &self.base).finish()
+    }
+}
+
+impl std::fmt::Debug for Slab {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = self.alloc.lock();
+        f.debug_struct("Slab")
+            .field("slots", &a.next)
+            .field("free", &a.free.len())
+            .finish()
+    }
+}
+
+/// Shows the node, as `Arc<Node>` did.
+impl std::fmt::Debug for NodeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
     }
 }
 
