@@ -108,7 +108,7 @@ fn hold(p: &Path) -> std::fs::File {
 /// would give a freed number to the next object, gives the next objects of another
 /// type — a directory that must fill and list, a fifo that must link — new numbers.
 /// (Before removed objects were kept, the random test found the new object taking the
-/// held one's number and node; the node table still handles that, see `node.rs`.)
+/// held one's number and node; the node table still handles that, see `node/table.rs`.)
 #[test]
 fn a_held_removed_objects_inode_number_is_not_taken_by_another_type() {
     if !privileged_or_skip() {

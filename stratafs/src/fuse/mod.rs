@@ -545,7 +545,7 @@ impl OverlayFs {
     fn entry(&self, reply: impl EntryReply, node: &Node, st: &Stat) {
         let generation = Generation(node.generation());
         let id = self.ov.entry_id(node);
-        if id == node.ino {
+        if id == node.ino() {
             return reply.entry(&self.ttl, &self.attr(st), generation);
         }
         // An alias: a reply sends the attributes' inode number as the node id, so these

@@ -454,11 +454,11 @@ impl OverlayFs {
             && st.st_size <= prefetch::PREFETCH_MAX;
         if !small_file
             || !(self.no_open.load(Ordering::Relaxed) || self.passthrough.load(Ordering::Relaxed))
-            || !self.reads.looked_up_file(req.pid(), node.ino)
+            || !self.reads.looked_up_file(req.pid(), node.ino())
         {
             return;
         }
-        if let Ok(f) = self.ov.real_file(node.ino, false) {
+        if let Ok(f) = self.ov.real_file(node.ino(), false) {
             // A failure only costs the READ its wait for the disk.
             let _ = sys::io::readahead(f.fd.as_raw_fd(), 0, st.st_size as usize);
         }
@@ -524,7 +524,7 @@ impl OverlayFs {
                 Ok((node, st)) => {
                     let generation = Generation(node.generation());
                     let full = reply.add(
-                        INodeNo(node.ino),
+                        INodeNo(node.ino()),
                         next,
                         name,
                         &self.ttl,
@@ -533,7 +533,7 @@ impl OverlayFs {
                     );
                     if full {
                         // Not sent: the kernel will not count this lookup.
-                        self.ov.forget(node.ino, 1);
+                        self.ov.forget(node.ino(), 1);
                     }
                     full
                 }
@@ -678,7 +678,7 @@ impl OverlayFs {
             attr: self.attr(st),
             generation: Generation(node.generation()),
         };
-        self.reply_open(node.ino, fd, flags, false, created);
+        self.reply_open(node.ino(), fd, flags, false, created);
     }
 
     /// open(O_TMPFILE): answered with a handle whatever the I/O strategy (an ENOSYS

@@ -159,7 +159,7 @@ impl Overlay {
     /// any real file kept open for it.
     pub fn forget(&self, ino: u64, n: u64) {
         if let Some(gone) = self.nodes.forget(ino, n) {
-            self.files.remove(gone.ino);
+            self.files.remove(gone.ino());
             if let (Loc::Orphan(name), Ok(wfd)) = (&gone.state.read().loc, self.work_fd()) {
                 // Its last user is gone: so is the object, as on any file system.
                 let _ = sys::unlink_at(wfd, name, gone.is_dir());

@@ -46,7 +46,7 @@ impl Overlay {
             let _g = self.ns_lock.lock();
             if node.state.read().loc.is_lower() {
                 self.copy_up_one(node)?;
-                self.files.remove(node.ino);
+                self.files.remove(node.ino());
             }
             return Ok(());
         }
@@ -59,7 +59,7 @@ impl Overlay {
         }
         self.copy_up_one(node)?;
         // An open lower file of this inode would no longer show what the tree shows.
-        self.files.remove(node.ino);
+        self.files.remove(node.ino());
         Ok(())
     }
 
@@ -100,7 +100,7 @@ impl Overlay {
             sys::lstat_at(ufd, &parent_upath).ok()
         };
         let times = stat_times(&st);
-        let origin = node.ino.to_string();
+        let origin = node.ino().to_string();
         // Owner and mode as the lower shows them (its override record, if it keeps
         // one). An upper that keeps records gets the real ones on the file and a record
         // where they differ or the owner cannot be given; else the shown ones go on
@@ -188,7 +188,7 @@ impl Overlay {
                         if hardlinked {
                             self.index_copy(
                                 |i, key| sys::link_fd_at(dst.as_fd(), i, key),
-                                node.ino,
+                                node.ino(),
                                 st.st_nlink,
                             )?;
                         }
@@ -223,7 +223,7 @@ impl Overlay {
             if hardlinked {
                 self.index_copy(
                     |i, key| sys::link_between(wfd, &tmp, i, key),
-                    node.ino,
+                    node.ino(),
                     st.st_nlink,
                 )?;
             }
@@ -262,7 +262,7 @@ impl Overlay {
         if st.parent == named.0 && st.name == named.1 {
             st.loc = loc;
         } else if self.index.is_some() {
-            st.loc = Loc::Index(Box::new(index_key(node.ino)));
+            st.loc = Loc::Index(Box::new(index_key(node.ino())));
         }
     }
 

@@ -5,9 +5,8 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::Arc;
 
-use crate::node::{Loc, Name, Node, NodeState};
+use crate::node::{Loc, Name, Node, NodeRef, NodeState};
 use crate::override_stat;
 use crate::sys::{self, Stat};
 
@@ -25,7 +24,7 @@ impl Overlay {
         uid: u32,
         gid: u32,
         umask: u32,
-    ) -> OvResult<(Arc<Node>, Stat, Option<OwnedFd>)> {
+    ) -> OvResult<(NodeRef, Stat, Option<OwnedFd>)> {
         Self::check_name(name)?;
         let p = self.node(parent)?;
         if !p.is_dir() {
@@ -91,7 +90,7 @@ impl Overlay {
         self.record_creator((ufd, &upath), &st, owner);
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
-            parent: p.ino,
+            parent: p.ino(),
             name: Name::new(name),
             loc: Loc::Upper,
             span: None,
@@ -165,7 +164,7 @@ impl Overlay {
         uid: u32,
         gid: u32,
         umask: u32,
-    ) -> OvResult<(Arc<Node>, Stat, OwnedFd)> {
+    ) -> OvResult<(NodeRef, Stat, OwnedFd)> {
         let p = self.node(parent)?;
         if !p.is_dir() {
             return Err(libc::ENOTDIR);
@@ -197,7 +196,7 @@ impl Overlay {
         }
         let ino = self.compose_ino(st.st_dev, st.st_ino);
         let state = NodeState {
-            parent: p.ino,
+            parent: p.ino(),
             name: Name::default(),
             loc: Loc::Orphan(Box::new(tmp)),
             span: None,
@@ -217,13 +216,13 @@ impl Overlay {
         };
         sys::rename_between(wfd, &tmp, ufd, dst, libc::RENAME_NOREPLACE).map_err(errno)?;
         let mut s = node.state.write();
-        s.rename(np.ino, newname);
+        s.rename(np.ino(), newname);
         s.loc = Loc::Upper;
         Ok(())
     }
 
     /// Creates a hard link `newparent/newname` to `ino`.
-    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
+    pub fn link(&self, ino: u64, newparent: u64, newname: &OsStr) -> OvResult<(NodeRef, Stat)> {
         Self::check_name(newname)?;
         let node = self.node(ino)?;
         if node.is_dir() {
@@ -261,7 +260,7 @@ impl Overlay {
             }
             return Err(errno(e));
         }
-        self.adjust_index_nlink(node.ino, 1);
+        self.adjust_index_nlink(node.ino(), 1);
         node.add_lookup();
         let st = self.stat(&node)?;
         Ok((node, st))

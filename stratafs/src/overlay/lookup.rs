@@ -13,7 +13,7 @@ use ovlformat::whiteout;
 
 use crate::layers::{self, LowerEntry, Span};
 use crate::names::NameMap;
-use crate::node::{Loc, Name, Node, NodeState};
+use crate::node::{Loc, Name, Node, NodeRef, NodeState};
 use crate::sys::{self, Stat};
 
 use super::{ListEntry, Listing, OvResult, Overlay, errno, index_key};
@@ -56,7 +56,7 @@ impl Overlay {
                         None => self.compose_ino(st.st_dev, st.st_ino),
                     };
                     let state = NodeState {
-                        parent: parent.ino,
+                        parent: parent.ino(),
                         name: Name::new(name),
                         loc: Loc::Upper,
                         span: span.map(Box::new),
@@ -107,7 +107,7 @@ impl Overlay {
             _ => st,
         };
         let state = NodeState {
-            parent: parent.ino,
+            parent: parent.ino(),
             name: Name::new(name),
             loc,
             span: child_span.map(Box::new),
@@ -174,7 +174,7 @@ impl Overlay {
     }
 
     /// Looks `name` up in `parent` and registers one kernel lookup of the result.
-    pub fn lookup(&self, parent: u64, name: &OsStr) -> OvResult<(Arc<Node>, Stat)> {
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> OvResult<(NodeRef, Stat)> {
         let p = self.node(parent)?;
         let resolved = self.resolve(&p, name)?;
         self.record_lookup(&p, name, resolved)
@@ -187,7 +187,7 @@ impl Overlay {
         p: &Node,
         name: &OsStr,
         (ino, state, mut st): (u64, NodeState, Stat),
-    ) -> OvResult<(Arc<Node>, Stat)> {
+    ) -> OvResult<(NodeRef, Stat)> {
         let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
         let (node, taken) = self.nodes.looked_up_unlocked(ino, is_dir, state);
         if !taken {
@@ -320,7 +320,7 @@ impl Overlay {
     }
 
     pub(super) fn is_empty_dir(&self, node: &Node) -> OvResult<bool> {
-        Ok(self.list(node.ino)?.len() <= 2)
+        Ok(self.list(node.ino())?.len() <= 2)
     }
 
     pub(super) fn lower_has(&self, parent: &Node, name: &OsStr) -> OvResult<bool> {

@@ -36,7 +36,7 @@ use parking_lot::Mutex;
 use crate::files::OpenFiles;
 use crate::layers::{self, Layer, Lowers, Span};
 use crate::names::NameList;
-use crate::node::{Loc, Name, Node, NodeState, NodeTable};
+use crate::node::{Loc, Name, Node, NodeRef, NodeState, NodeTable};
 use crate::override_stat::{self, OverrideKind};
 use crate::sys::{self, Stat};
 use crate::whiteout::SharedWhiteout;
@@ -208,7 +208,7 @@ impl Overlay {
     }
 
     /// Finds a live node.
-    pub fn node(&self, ino: u64) -> OvResult<Arc<Node>> {
+    pub fn node(&self, ino: u64) -> OvResult<NodeRef> {
         self.nodes.get(ino).ok_or(libc::ESTALE)
     }
 
@@ -228,7 +228,7 @@ impl Overlay {
     /// The node's path in the merged tree (and so in the upper layer).
     pub fn path_of(&self, node: &Node) -> OvResult<PathBuf> {
         let mut names: Vec<Name> = Vec::new();
-        let mut ino = node.ino;
+        let mut ino = node.ino();
         while ino != 1 {
             let (name, parent) = if names.is_empty() {
                 Self::name_and_parent(node)?
@@ -280,7 +280,7 @@ impl Overlay {
     /// True for a node that no name in the tree reaches any more (the root has no
     /// name but is always reached).
     fn unnamed(node: &Node) -> bool {
-        node.ino != 1 && node.state.read().name.is_empty()
+        node.ino() != 1 && node.state.read().name.is_empty()
     }
 
     /// After `parent/name` stopped naming the object of `ino` (unlink, rmdir, a rename
@@ -353,7 +353,7 @@ impl Overlay {
         let Some(index) = &self.index else {
             return Ok(());
         };
-        let key = index_key(node.ino);
+        let key = index_key(node.ino());
         if sys::lstat_at(index.as_fd(), &key).is_ok() {
             return Ok(());
         }
@@ -434,7 +434,7 @@ impl Overlay {
                 // kernel shows an open file whose last name went). A removed directory
                 // shows what kernel overlayfs shows over ext4: size 0, and the link
                 // count of a merged directory (1) if it merged lower ones.
-                st.st_ino = node.ino;
+                st.st_ino = node.ino();
                 st.st_nlink = 0;
                 if node.is_dir() {
                     st.st_size = 0;
@@ -447,7 +447,7 @@ impl Overlay {
         if (st.st_nlink > 1 || indexed) && st.st_mode & libc::S_IFMT != libc::S_IFDIR {
             // The index holds one link of a copied-up hard-linked file: not a name.
             if let Some(index) = &self.index {
-                let key = index_key(node.ino);
+                let key = index_key(node.ino());
                 if matches!(sys::lstat_at(index.as_fd(), &key), Ok(i) if i.st_ino == st.st_ino && i.st_dev == st.st_dev)
                 {
                     st.st_nlink = match self.index_nlink(&key) {
@@ -457,7 +457,7 @@ impl Overlay {
                 }
             }
         }
-        st.st_ino = if node.ino == 1 { 1 } else { node.ino };
+        st.st_ino = if node.ino() == 1 { 1 } else { node.ino() };
         if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
             let s = node.state.read();
             let merged = s

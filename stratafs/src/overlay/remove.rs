@@ -91,19 +91,19 @@ impl Overlay {
                     None => sys::unlink_at(ufd, &upath, false).map_err(errno)?,
                 }
                 self.adjust_index_nlink(ino, -1);
-                self.name_gone(ino, p.ino, name);
+                self.name_gone(ino, p.ino(), name);
             }
         }
         if in_lower && !whited_out {
             self.make_whiteout(&upath)?;
         }
-        self.detach(ino, p.ino, name, orphan);
+        self.detach(ino, p.ino(), name, orphan);
         Ok(())
     }
 
     pub(super) fn is_empty_dir_state(&self, tmp: &Node) -> OvResult<bool> {
         // A node not (yet) in the table: list it through a transient registration.
-        if let Some(n) = self.nodes.get(tmp.ino) {
+        if let Some(n) = self.nodes.get(tmp.ino()) {
             return self.is_empty_dir(&n);
         }
         let st = tmp.state.read().clone();

@@ -72,9 +72,9 @@ impl Overlay {
             )
         });
         let r = self.rename_locked(&p, name, &np, newname, &snode, dnode.as_deref(), exchange);
-        self.forget(snode.ino, 1);
+        self.forget(snode.ino(), 1);
         if let Some(d) = &dnode {
-            self.forget(d.ino, 1);
+            self.forget(d.ino(), 1);
         }
         r
     }
@@ -117,7 +117,7 @@ impl Overlay {
                 // The target is empty in the merged view: only whiteouts may be inside.
                 clear_dir(ufd, &to);
             } else if upper
-                && self.held(d.ino, 1)
+                && self.held(d.ino(), 1)
                 && sys::lstat_at(ufd, &to).is_ok_and(|st| st.st_nlink == 1)
             {
                 // The kernel holds the file about to be replaced (it may be open):
@@ -166,10 +166,10 @@ impl Overlay {
         }
         if let (false, Some(d)) = (exchange, dnode) {
             if !d.is_dir() {
-                self.adjust_index_nlink(d.ino, -1);
-                self.name_gone(d.ino, np.ino, newname);
+                self.adjust_index_nlink(d.ino(), -1);
+                self.name_gone(d.ino(), np.ino(), newname);
             }
-            self.detach(d.ino, np.ino, newname, orphan);
+            self.detach(d.ino(), np.ino(), newname, orphan);
         }
         if took_whiteout {
             if !src_in_lower {
@@ -183,13 +183,13 @@ impl Overlay {
         Self::widen_span(snode, self.lowers.len());
         {
             let mut s = snode.state.write();
-            s.rename(np.ino, newname);
+            s.rename(np.ino(), newname);
         }
         if exchange {
             if let Some(d) = dnode {
                 Self::widen_span(d, self.lowers.len());
                 let mut s = d.state.write();
-                s.rename(p.ino, name);
+                s.rename(p.ino(), name);
             }
         }
         Ok(())

@@ -94,9 +94,9 @@ fn merged_view_honours_whiteout_formats_and_opaque() {
     let f = fixture();
     assert_eq!(names(&f.ov, 1), ["a", "b", "d", "opq"]);
     let (d, _) = f.ov.lookup(1, OsStr::new("d")).unwrap();
-    assert_eq!(names(&f.ov, d.ino), ["sub", "y", "z"]);
+    assert_eq!(names(&f.ov, d.ino()), ["sub", "y", "z"]);
     let (o, _) = f.ov.lookup(1, OsStr::new("opq")).unwrap();
-    assert_eq!(names(&f.ov, o.ino), ["new"]);
+    assert_eq!(names(&f.ov, o.ino()), ["new"]);
     assert_eq!(
         f.ov.lookup(1, OsStr::new("gone")).unwrap_err(),
         libc::ENOENT
@@ -143,9 +143,9 @@ fn rmdir_checks_the_merged_view() {
     );
     let (d, _) = f.ov.lookup(1, OsStr::new("d")).unwrap();
     for n in ["y", "z"] {
-        f.ov.remove(d.ino, OsStr::new(n), false).unwrap();
+        f.ov.remove(d.ino(), OsStr::new(n), false).unwrap();
     }
-    f.ov.remove(d.ino, OsStr::new("sub"), true).unwrap();
+    f.ov.remove(d.ino(), OsStr::new("sub"), true).unwrap();
     f.ov.remove(1, OsStr::new("d"), true).unwrap();
     assert!(
         fs::symlink_metadata(f.root.join("u/d"))
@@ -187,12 +187,12 @@ fn mkdir_over_whiteout_is_opaque() {
     )
     .unwrap();
     let (a, _) = f.ov.lookup(1, OsStr::new("a")).unwrap();
-    assert!(names(&f.ov, a.ino).is_empty());
+    assert!(names(&f.ov, a.ino()).is_empty());
     // A directory over a lower directory removed and re-made hides the old contents.
     for n in ["y", "z"] {
-        f.ov.remove(d.ino, OsStr::new(n), false).unwrap();
+        f.ov.remove(d.ino(), OsStr::new(n), false).unwrap();
     }
-    f.ov.remove(d.ino, OsStr::new("sub"), true).unwrap();
+    f.ov.remove(d.ino(), OsStr::new("sub"), true).unwrap();
     f.ov.remove(1, OsStr::new("d"), true).unwrap();
     f.ov.make(
         1,
@@ -204,7 +204,7 @@ fn mkdir_over_whiteout_is_opaque() {
     )
     .unwrap();
     let (d2, _) = f.ov.lookup(1, OsStr::new("d")).unwrap();
-    assert!(names(&f.ov, d2.ino).is_empty());
+    assert!(names(&f.ov, d2.ino()).is_empty());
 }
 
 #[test]
@@ -214,7 +214,7 @@ fn rename_of_lower_dir_redirects() {
         .unwrap();
     assert_eq!(names(&f.ov, 1), ["a", "b", "moved", "opq"]);
     let (m, _) = f.ov.lookup(1, OsStr::new("moved")).unwrap();
-    assert_eq!(names(&f.ov, m.ino), ["sub", "y", "z"]);
+    assert_eq!(names(&f.ov, m.ino()), ["sub", "y", "z"]);
     assert!(
         fs::symlink_metadata(f.root.join("u/d"))
             .unwrap()
@@ -269,22 +269,22 @@ fn a_lookup_resolved_before_a_copy_up_keeps_the_node_on_the_copy() {
             .write_all(b"+")
             .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
     };
-    append(node.ino).unwrap();
+    append(node.ino()).unwrap();
     let (again, st) = f.ov.record_lookup(&root, OsStr::new("a"), stale).unwrap();
-    assert!(std::sync::Arc::ptr_eq(&node, &again));
+    assert!(crate::node::NodeRef::ptr_eq(&node, &again));
     assert!(
         !again.state.read().loc.is_lower(),
         "the node went back to the lower file"
     );
     assert_eq!(st.st_size, 3, "the reply carries the copy's size");
-    append(node.ino).unwrap();
+    append(node.ino()).unwrap();
     for name in ["u/a", "u/a_hl"] {
         if let Ok(data) = fs::read(f.root.join(name)) {
             assert_eq!(data, b"a2++", "{name}");
         }
     }
     let (a, _) = f.ov.lookup(1, OsStr::new("a")).unwrap();
-    let (fd, _) = f.ov.open(a.ino, libc::O_RDONLY).unwrap();
+    let (fd, _) = f.ov.open(a.ino(), libc::O_RDONLY).unwrap();
     let data = std::io::read_to_string(fs::File::from(fd)).unwrap();
     assert_eq!(data, "a2++");
 }
