@@ -152,7 +152,12 @@ impl Store {
     /// pull, a push, an export): `prune` waits until it ends. Take it before
     /// [`Store::lock`], never while holding that.
     pub fn pin(&self) -> Result<lock::Pin, StoreError> {
-        lock::Pin::shared(&self.root.join("pin.lock"))
+        lock::Pin::shared(&self.pin_path())
+    }
+
+    /// The pin's lock file (see [`lock`]).
+    fn pin_path(&self) -> PathBuf {
+        self.root.join("pin.lock")
     }
 
     /// Removes the staging a killed writer left: `tmp/*` but `tmp/downloads` (work

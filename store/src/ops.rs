@@ -74,8 +74,7 @@ impl Store {
     /// pushes and exports (the store's pin) first: what a pull fetched or found in
     /// the store is not an image's until it registers it.
     pub fn prune(&self) -> Result<Pruned, StoreError> {
-        let pin = self.root().join("pin.lock");
-        let _pin = crate::lock::Pin::exclusive(&pin, || {
+        let _pin = crate::lock::Pin::exclusive(&self.pin_path(), || {
             log::warn!("waiting for the pulls, pushes and exports using the store to end")
         })?;
         let _lock = self.lock()?;
