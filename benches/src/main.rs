@@ -3,7 +3,8 @@
 //! median seconds of several runs and each one's ratio to kernel overlayfs, measured in
 //! the same run, plus the FUSE daemons' peak memory. The runs are interleaved: run 1 on
 //! every file system, then run 2 on every one, and so on, so a disk whose speed drifts
-//! over minutes weighs on every column alike. Also writes the table as Markdown and a
+//! over minutes weighs on every column alike; each run starts at another column, so
+//! none always runs first or last. Also writes the table as Markdown and a
 //! chart of the ratios as SVG: `benches/results/latest.*` for a full run,
 //! `target/bench-results/quick.*` for `--quick` (or `--out DIR`).
 //!
@@ -252,9 +253,10 @@ struct Series {
     failed: Option<String>,
 }
 
-/// Runs one row: for each run index, one pass on every implementation in table order
-/// (interleaved, so drift of the disk over minutes hits every column alike), then
-/// each one's median. `pass` times one pass; `skip` says which cells are not timed.
+/// Runs one row: for each run index, one pass on every implementation (interleaved,
+/// so drift of the disk over minutes hits every column alike; each run starts at
+/// another column, see `run_order`), then each one's median. `pass` times one pass;
+/// `skip` says which cells are not timed.
 fn measure_row(
     label: &str,
     runs: usize,
@@ -266,8 +268,8 @@ fn measure_row(
 ) {
     let start = Instant::now();
     let mut series: BTreeMap<&'static str, Series> = BTreeMap::new();
-    for _ in 0..runs {
-        for imp in Impl::ALL {
+    for run in 0..runs {
+        for imp in run_order(run, runs) {
             if skip(imp).is_some() {
                 continue;
             }
@@ -309,6 +311,15 @@ fn measure_row(
     }
     eprintln!("  {label}: done in {:.1} s", start.elapsed().as_secs_f64());
     (cols, requests)
+}
+
+/// The implementations in the order run `run` of `runs` passes them: table order,
+/// rotated by an even share of the columns per run, so no column always comes first,
+/// right after the page cache was dropped for the previous one, or last.
+fn run_order(run: usize, runs: usize) -> impl Iterator<Item = Impl> {
+    let n = Impl::ALL.len();
+    let start = run * n / runs.max(1);
+    (0..n).map(move |i| Impl::ALL[(start + i) % n])
 }
 
 /// The cell of an implementation that cannot run here, if it cannot.
