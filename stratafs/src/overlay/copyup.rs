@@ -187,6 +187,7 @@ impl Overlay {
                     if unnamed {
                         if hardlinked {
                             self.index_copy(
+                                |n, v| sys::fd_set_xattr(dst.as_fd(), n, v, 0),
                                 |i, key| sys::link_fd_at(dst.as_fd(), i, key),
                                 node.ino(),
                                 st.st_nlink,
@@ -222,6 +223,7 @@ impl Overlay {
             }
             if hardlinked {
                 self.index_copy(
+                    |n, v| sys::set_xattr(wfd, &tmp, n, v, 0),
                     |i, key| sys::link_between(wfd, &tmp, i, key),
                     node.ino(),
                     st.st_nlink,
@@ -268,8 +270,12 @@ impl Overlay {
 
     /// Gives the copy-up of a hard-linked lower file (node `ino`, `nlink` lower names)
     /// its index entry through `link` (index dir, key), with the count the names share.
+    /// The count goes on the copy (`set_xattr`) before the link: an index entry is
+    /// never seen without it, even after a crash between the two (the lower names
+    /// would show the index copy's own count, 0).
     fn index_copy(
         &self,
+        set_xattr: impl FnOnce(&CStr, &[u8]) -> io::Result<()>,
         link: impl FnOnce(BorrowedFd<'_>, &Path) -> io::Result<()>,
         ino: u64,
         nlink: u64,
@@ -277,11 +283,9 @@ impl Overlay {
         let Some(index) = &self.index else {
             return Ok(());
         };
-        let key = index_key(ino);
-        link(index.as_fd(), &key)?;
-        let n = nlink.to_string();
-        let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
-        Ok(())
+        // (An upper without the xattr keeps no count: names show the links there are.)
+        let _ = set_xattr(&self.xattr_nlink, nlink.to_string().as_bytes());
+        link(index.as_fd(), &index_key(ino))
     }
 
     /// Copies the xattrs a copy-up carries from the open file `src` to `dst`.

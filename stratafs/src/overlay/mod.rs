@@ -360,9 +360,10 @@ impl Overlay {
         let ufd = self.upper_fd()?;
         let path = self.path_of(node)?;
         let st = sys::lstat_at(ufd, &path).map_err(errno)?;
-        sys::link_between(ufd, &path, index.as_fd(), &key).map_err(errno)?;
+        // The count first, so no index entry is ever without one (see `index_copy`).
         let n = st.st_nlink.to_string();
-        let _ = sys::set_xattr(index.as_fd(), &key, &self.xattr_nlink, n.as_bytes(), 0);
+        let _ = sys::set_xattr(ufd, &path, &self.xattr_nlink, n.as_bytes(), 0);
+        sys::link_between(ufd, &path, index.as_fd(), &key).map_err(errno)?;
         Ok(())
     }
 
